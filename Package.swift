@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom to top:
+//   native libraries (OpenBLAS, stb, libjpeg, SentencePiece) and the C kernels
+//   Kernels (matrices, matrix products, norms, attention)  ← TokenMerging (no model imports)
+//   Checkpoint (safetensors, config.json)  Tokenizer  Imaging
+//   LLaVA (CLIP vision tower, projector, Llama decoder, generation)
+//   LlavaCLI (the `llava` executable)
+let package = Package(
+    name: "llava-swift",
+    products: [
+        .library(name: "LLaVA", targets: ["LLaVA"]),
+        .library(name: "TokenMerging", targets: ["TokenMerging"]),
+        .executable(name: "llava", targets: ["LlavaCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CStb", path: "Sources/CStb"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .target(
+            name: "CSentencePiece",
+            cxxSettings: [.unsafeFlags(["-std=c++17"])],
+            linkerSettings: [.linkedLibrary("sentencepiece")]
+        ),
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "Checkpoint", dependencies: ["Kernels"]),
+        .target(name: "Tokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG"]),
+        .target(name: "TokenMerging", dependencies: ["Kernels"]),
+        .target(
+            name: "LLaVA",
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
+        ),
+        .executableTarget(
+            name: "LlavaCLI",
+            dependencies: ["LLaVA", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint"]),
+        .testTarget(name: "LLaVATests", dependencies: ["LLaVA"]),
+        .testTarget(name: "CLITests", dependencies: ["LLaVA"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,39 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A read-only memory map of a whole file. Pages are loaded by the kernel on first touch, so
+/// mapping a 14 GB checkpoint costs nothing until its tensors are used, and never makes a copy.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let base: UnsafeRawPointer
+    public let size: Int
+
+    public init(path: String) throws {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CheckpointError.missingFile(path)
+        }
+        if isDirectory.boolValue { throw CheckpointError.unreadable(path, "is a directory") }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError.unreadable(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw CheckpointError.unreadable(path, String(cString: strerror(errno))) }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = UnsafeRawPointer(bitPattern: 1)!
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw CheckpointError.unreadable(path, "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        if size > 0 { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+}

@@ -1,0 +1,117 @@
+import CKernels
+import COpenBLAS
+import Foundation
+
+/// y = x · Wᵀ (+ bias): x [M, K], W [N, K] (PyTorch Linear layout), y [M, N].
+///
+/// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
+/// - f32 weights: one `cblas_sgemm` straight on the (mapped) weight.
+/// - f16/bf16/q8 weights: the weight is widened in tiles of rows into a scratch buffer and each
+///   tile goes through `cblas_sgemm`, so no second Float32 copy of the checkpoint exists.
+public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
+    precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
+    precondition(y.cols == w.rows, "linear: output has \(y.cols) features, weight gives \(w.rows)")
+    y.rows = x.rows
+    let m = x.rows, n = w.rows, k = w.cols
+    if m == 0 { return }
+    if m == 1 {
+        gemv(w, x.data, y.data)
+    } else if case .f32(let p) = w.storage {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    1, x.data, Int32(k), p, Int32(k), 0, y.data, Int32(n))
+    } else {
+        let tile = tileRows(n: n, k: k)
+        let scratch = Scratch.shared.buffer(tile * k)
+        var r0 = 0
+        while r0 < n {
+            let rowsHere = min(tile, n - r0)
+            parallelFor(rowsHere, minPerThread: 8) { range in
+                w.widenRows(r0 + range.lowerBound, count: range.count, into: scratch + range.lowerBound * k)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rowsHere), Int32(k),
+                        1, x.data, Int32(k), scratch, Int32(k), 0, y.data + r0, Int32(n))
+            r0 += rowsHere
+        }
+    }
+    if let bias { addBias(y, bias) }
+}
+
+/// Convenience: allocates the output.
+public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
+    let y = Matrix(rows: x.rows, cols: w.rows)
+    linear(x, w, bias: bias, into: y)
+    return y
+}
+
+/// y[i] = W[i, :] · x for every row of W.
+public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    let k = w.cols
+    parallelFor(w.rows, minPerThread: 64) { range in
+        let r0 = range.lowerBound, r1 = range.upperBound
+        switch w.storage {
+        case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
+        case .f16(let p): k_gemv_f16(p, k, x, y, k, r0, r1)
+        case .bf16(let p): k_gemv_bf16(p, k, x, y, k, r0, r1)
+        case .q8:
+            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k)
+            defer { tmp.deallocate() }
+            for r in r0..<r1 {
+                w.widenRows(r, count: 1, into: tmp)
+                var acc: Float = 0
+                for c in 0..<k { acc += tmp[c] * x[c] }
+                y[r] = acc
+            }
+        }
+    }
+}
+
+/// Adds `bias` to every row of `y`.
+public func addBias(_ y: Matrix, _ bias: [Float]) {
+    precondition(bias.count == y.cols)
+    bias.withUnsafeBufferPointer { b in
+        let bp = b.baseAddress!
+        parallelFor(y.rows, minPerThread: 16) { range in
+            for r in range { k_add(y.row(r), bp, y.cols) }
+        }
+    }
+}
+
+/// C = A · Bᵀ for plain matrices: A [M, K], B [N, K], C [M, N].
+public func matmulTransposed(_ a: Matrix, _ b: Matrix, into c: Matrix) {
+    precondition(a.cols == b.cols && c.cols == b.rows)
+    c.rows = a.rows
+    if a.rows == 0 || b.rows == 0 { return }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(a.rows), Int32(b.rows), Int32(a.cols),
+                1, a.data, Int32(a.cols), b.data, Int32(b.cols), 0, c.data, Int32(c.cols))
+}
+
+public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {
+    let c = Matrix(rows: a.rows, cols: b.rows)
+    matmulTransposed(a, b, into: c)
+    return c
+}
+
+/// Rows of a weight tile: about 4 MB of Float32, a multiple of 16 rows.
+func tileRows(n: Int, k: Int) -> Int {
+    let target = max(16, (1 << 20) / max(k, 1))
+    return min(n, (target + 15) / 16 * 16)
+}
+
+/// A reusable scratch buffer for weight tiles (grown on demand, never shrunk).
+final class Scratch: @unchecked Sendable {
+    static let shared = Scratch()
+    private var pointer: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+    private let lock = NSLock()
+
+    func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        if count > capacity {
+            pointer?.deallocate()
+            pointer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            capacity = count
+        }
+        return pointer!
+    }
+}

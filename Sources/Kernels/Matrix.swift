@@ -1,0 +1,70 @@
+import Foundation
+
+/// A dense row-major matrix of Float32 in 64-byte-aligned memory.
+///
+/// It has reference semantics (like a buffer, not like an Array): kernels write into
+/// matrices that are allocated once and reused. `rows` can shrink and grow again up to the
+/// capacity given at creation, which lets token merging reuse the same buffers.
+public final class Matrix: @unchecked Sendable, CustomStringConvertible {
+    public let cols: Int
+    public let capacityRows: Int
+    public let data: UnsafeMutablePointer<Float>
+    public var rows: Int {
+        didSet { precondition(rows >= 0 && rows <= capacityRows, "Matrix rows \(rows) exceed capacity \(capacityRows)") }
+    }
+
+    /// A zero-filled matrix.
+    public init(rows: Int, cols: Int, capacityRows: Int? = nil) {
+        precondition(rows >= 0 && cols >= 0)
+        let capacity = max(capacityRows ?? rows, rows)
+        self.rows = rows
+        self.cols = cols
+        self.capacityRows = capacity
+        let bytes = max(capacity * cols, 1) * MemoryLayout<Float>.stride
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating a \(capacity)x\(cols) matrix")
+        }
+        memset(raw, 0, bytes)
+        data = raw.bindMemory(to: Float.self, capacity: max(capacity * cols, 1))
+    }
+
+    /// A matrix holding `values` (row-major, count == rows * cols).
+    public convenience init(rows: Int, cols: Int, values: [Float]) {
+        precondition(values.count == rows * cols, "expected \(rows * cols) values, got \(values.count)")
+        self.init(rows: rows, cols: cols)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { free(data) }
+
+    public var count: Int { rows * cols }
+
+    @inline(__always) public subscript(row: Int, col: Int) -> Float {
+        get { data[row * cols + col] }
+        set { data[row * cols + col] = newValue }
+    }
+
+    @inline(__always) public func row(_ r: Int) -> UnsafeMutablePointer<Float> { data + r * cols }
+
+    public func rowArray(_ r: Int) -> [Float] { Array(UnsafeBufferPointer(start: row(r), count: cols)) }
+
+    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    public func copy() -> Matrix {
+        let m = Matrix(rows: rows, cols: cols)
+        m.data.update(from: data, count: count)
+        return m
+    }
+
+    /// A new matrix holding the listed rows, in the listed order.
+    public func gatherRows(_ indices: [Int]) -> Matrix {
+        let m = Matrix(rows: indices.count, cols: cols)
+        for (i, r) in indices.enumerated() { m.row(i).update(from: row(r), count: cols) }
+        return m
+    }
+
+    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+
+    public var description: String { "Matrix(\(rows)x\(cols))" }
+}

@@ -1,0 +1,81 @@
+import CKernels
+import Foundation
+
+/// LayerNorm over the last dimension, row by row: y = (x − mean) / sqrt(var + eps) · w + b.
+public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, into y: Matrix) {
+    precondition(weight.count == x.cols && bias.count == x.cols && y.cols == x.cols)
+    y.rows = x.rows
+    weight.withUnsafeBufferPointer { w in
+        bias.withUnsafeBufferPointer { b in
+            let wp = w.baseAddress!, bp = b.baseAddress!
+            parallelFor(x.rows, minPerThread: 16) { range in
+                for r in range { k_layer_norm(x.row(r), y.row(r), wp, bp, x.cols, eps) }
+            }
+        }
+    }
+}
+
+/// RMSNorm (Llama): y = w · x / sqrt(mean(x²) + eps), in Float32.
+public func rmsNorm(_ x: Matrix, weight: [Float], eps: Float, into y: Matrix) {
+    precondition(weight.count == x.cols && y.cols == x.cols)
+    y.rows = x.rows
+    weight.withUnsafeBufferPointer { w in
+        let wp = w.baseAddress!
+        parallelFor(x.rows, minPerThread: 16) { range in
+            for r in range { k_rms_norm(x.row(r), y.row(r), wp, x.cols, eps) }
+        }
+    }
+}
+
+/// Activation functions, applied in place.
+public enum Activation: String, Sendable {
+    case quickGelu = "quick_gelu"
+    case gelu = "gelu"
+    case silu = "silu"
+
+    /// Accepts the names used in Hugging Face configs.
+    public init?(huggingFaceName name: String) {
+        switch name {
+        case "quick_gelu": self = .quickGelu
+        case "gelu", "gelu_python": self = .gelu
+        case "silu", "swish": self = .silu
+        default: return nil
+        }
+    }
+}
+
+public func activate(_ x: Matrix, _ act: Activation) {
+    parallelFor(x.rows, minPerThread: 8) { range in
+        let p = x.row(range.lowerBound)
+        let n = range.count * x.cols
+        switch act {
+        case .quickGelu: k_quick_gelu(p, n)
+        case .gelu: k_gelu_erf(p, n)
+        case .silu:
+            for i in 0..<n { p[i] = p[i] / (1 + k_expf(-p[i])) }
+        }
+    }
+}
+
+/// gate = silu(gate) · up (the Llama MLP), in place on `gate`.
+public func siluMul(_ gate: Matrix, _ up: Matrix) {
+    precondition(gate.rows == up.rows && gate.cols == up.cols)
+    parallelFor(gate.rows, minPerThread: 8) { range in
+        k_silu_mul(gate.row(range.lowerBound), up.row(range.lowerBound), range.count * gate.cols)
+    }
+}
+
+/// y += x (same shape).
+public func addInPlace(_ y: Matrix, _ x: Matrix) {
+    precondition(y.rows == x.rows && y.cols == x.cols)
+    parallelFor(y.rows, minPerThread: 16) { range in
+        k_add(y.row(range.lowerBound), x.row(range.lowerBound), range.count * y.cols)
+    }
+}
+
+/// Softmax of each row, in place.
+public func softmaxRows(_ x: Matrix) {
+    parallelFor(x.rows, minPerThread: 4) { range in
+        for r in range { k_softmax(x.row(r), x.cols) }
+    }
+}

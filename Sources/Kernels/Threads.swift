@@ -1,0 +1,41 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// The number of threads every stage uses: BLAS calls and the hand-written loops alike.
+public enum Threads {
+    nonisolated(unsafe) private static var _count = defaultCount()
+
+    public static var count: Int { _count }
+
+    /// Sets the thread count for BLAS and for `parallelFor`.
+    public static func set(_ n: Int) {
+        _count = max(1, n)
+        openblas_set_num_threads(Int32(_count))
+    }
+
+    static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// The kernel family OpenBLAS picked when it loaded (e.g. "Cooperlake", "Haswell").
+    public static var blasCoreName: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+}
+
+/// Runs `body` over `0..<n` split into contiguous chunks, one per thread.
+/// Small problems (fewer than `minPerThread` items per thread) run on the calling thread.
+@inline(__always)
+public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+    let threads = min(Threads.count, max(1, n / max(1, minPerThread)))
+    if threads <= 1 || n <= 1 {
+        if n > 0 { body(0..<n) }
+        return
+    }
+    let chunk = (n + threads - 1) / threads
+    DispatchQueue.concurrentPerform(iterations: threads) { t in
+        let start = t * chunk
+        let end = min(n, start + chunk)
+        if start < end { body(start..<end) }
+    }
+}
