@@ -1,0 +1,236 @@
+import Checkpoint
+import Foundation
+import Kernels
+
+// CLIP vision tower as in transformers' modeling_clip.py:
+// CLIPVisionEmbeddings → pre_layrnorm → CLIPEncoder (CLIPEncoderLayer × N). post_layernorm
+// is never used by LLaVA and is not loaded. Activations are Float32.
+
+/// `self_attn` of a CLIPEncoderLayer: q/k/v/out projections, all with biases.
+final class CLIPAttention {
+    let qProj: Weight, kProj: Weight, vProj: Weight, outProj: Weight
+    let qBias: [Float], kBias: [Float], vBias: [Float], outBias: [Float]
+    let shape: AttentionShape
+
+    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+        let c = config.hiddenSize
+        qProj = try ckpt.weight(prefix + "q_proj.weight", shape: [c, c])
+        kProj = try ckpt.weight(prefix + "k_proj.weight", shape: [c, c])
+        vProj = try ckpt.weight(prefix + "v_proj.weight", shape: [c, c])
+        outProj = try ckpt.weight(prefix + "out_proj.weight", shape: [c, c])
+        qBias = try ckpt.floats(prefix + "q_proj.bias", shape: [c])
+        kBias = try ckpt.floats(prefix + "k_proj.bias", shape: [c])
+        vBias = try ckpt.floats(prefix + "v_proj.bias", shape: [c])
+        outBias = try ckpt.floats(prefix + "out_proj.bias", shape: [c])
+        shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numAttentionHeads, headDim: config.headDim)
+    }
+
+    /// out = out_proj(softmax(q kᵀ · d^-½ + keyBias) v). Leaves the keys in `state.k`.
+    func callAsFunction(_ x: Matrix, state: CLIPRunState, keyBias: [Float]?, clsAttention: UnsafeMutablePointer<Float>?) -> Matrix {
+        linear(x, qProj, bias: qBias, into: state.q)
+        linear(x, kProj, bias: kBias, into: state.k)
+        linear(x, vProj, bias: vBias, into: state.v)
+        let t = x.rows, c = x.cols
+        state.context.rows = t
+        func run(_ bias: UnsafePointer<Float>?) {
+            attention(q: state.q.data, ldq: c, k: state.k.data, ldk: c, v: state.v.data, ldv: c,
+                      out: state.context.data, ldo: c, queries: t, keys: t, shape: shape,
+                      keyBias: bias, clsAttention: clsAttention)
+        }
+        if let keyBias { keyBias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+        linear(state.context, outProj, bias: outBias, into: state.attnOut)
+        return state.attnOut
+    }
+}
+
+/// `mlp` of a CLIPEncoderLayer: fc1 → activation → fc2.
+final class CLIPMLP {
+    let fc1: Weight, fc2: Weight
+    let fc1Bias: [Float], fc2Bias: [Float]
+    let activation: Activation
+
+    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+        let c = config.hiddenSize, i = config.intermediateSize
+        fc1 = try ckpt.weight(prefix + "fc1.weight", shape: [i, c])
+        fc2 = try ckpt.weight(prefix + "fc2.weight", shape: [c, i])
+        fc1Bias = try ckpt.floats(prefix + "fc1.bias", shape: [i])
+        fc2Bias = try ckpt.floats(prefix + "fc2.bias", shape: [c])
+        activation = Activation(huggingFaceName: config.hiddenAct) ?? .quickGelu
+    }
+
+    func callAsFunction(_ x: Matrix, state: CLIPRunState) -> Matrix {
+        linear(x, fc1, bias: fc1Bias, into: state.hidden)
+        activate(state.hidden, activation)
+        linear(state.hidden, fc2, bias: fc2Bias, into: state.mlpOut)
+        return state.mlpOut
+    }
+}
+
+/// What a vision-token merger needs from the tower at one layer, and what it may change.
+/// The tower calls the hook either after the whole layer or between attention and MLP.
+public protocol VisionMergeHook: AnyObject {
+    /// Where the merge sits and which metric it uses.
+    var placement: MergePlacement { get }
+    /// Whether the hook wants row 0 (CLS) of the attention map, averaged over heads.
+    var needsCLSAttention: Bool { get }
+    /// Additive per-key attention bias for the next layer (log token sizes), or nil.
+    var attentionKeyBias: [Float]? { get }
+    /// Merges `tokens` after layer `layer`; returns the (possibly shorter) token matrix.
+    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix
+}
+
+public enum MergePlacement: Sendable {
+    /// After the whole encoder layer, metric = the layer output (the official LLaVA wiring).
+    case afterLayer
+    /// Between attention and MLP, metric = the keys averaged over heads (the paper's Fig. 2, ToMe).
+    case betweenAttentionAndMLP
+}
+
+/// One pre-LN transformer block.
+final class CLIPEncoderLayer {
+    let layerNorm1: (weight: [Float], bias: [Float])
+    let layerNorm2: (weight: [Float], bias: [Float])
+    let selfAttn: CLIPAttention
+    let mlp: CLIPMLP
+    let eps: Float
+    let heads: Int
+
+    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+        let c = config.hiddenSize
+        layerNorm1 = (try ckpt.floats(prefix + "layer_norm1.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm1.bias", shape: [c]))
+        layerNorm2 = (try ckpt.floats(prefix + "layer_norm2.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm2.bias", shape: [c]))
+        selfAttn = try CLIPAttention(ckpt, prefix: prefix + "self_attn.", config: config)
+        mlp = try CLIPMLP(ckpt, prefix: prefix + "mlp.", config: config)
+        eps = config.layerNormEps
+        heads = config.numAttentionHeads
+    }
+
+    /// h ← h + attn(LN1(h)); [merge]; h ← h + mlp(LN2(h)); [merge]. Returns the new hidden states
+    /// (a different matrix if a merge shortened them).
+    func callAsFunction(_ h: Matrix, index: Int, state: CLIPRunState, merger: VisionMergeHook?) -> Matrix {
+        var h = h
+        layerNorm(h, weight: layerNorm1.weight, bias: layerNorm1.bias, eps: eps, into: state.normed)
+        var cls: [Float]? = nil
+        if merger?.needsCLSAttention == true {
+            cls = [Float](repeating: 0, count: h.rows)
+        }
+        let attnOut: Matrix
+        if cls != nil {
+            attnOut = cls!.withUnsafeMutableBufferPointer {
+                selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: $0.baseAddress)
+            }
+        } else {
+            attnOut = selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: nil)
+        }
+        addInPlace(h, attnOut)
+        if let merger, merger.placement == .betweenAttentionAndMLP {
+            let keys = meanOverHeads(state.k, heads: heads)
+            h = merger.merge(layer: index, tokens: h, metric: keys, clsAttention: cls)
+        }
+        layerNorm(h, weight: layerNorm2.weight, bias: layerNorm2.bias, eps: eps, into: state.normed)
+        addInPlace(h, mlp(state.normed, state: state))
+        if let merger, merger.placement == .afterLayer {
+            h = merger.merge(layer: index, tokens: h, metric: h, clsAttention: cls)
+        }
+        return h
+    }
+}
+
+/// Keys [T, heads·d] → their mean over heads [T, d] (ToMe's metric).
+func meanOverHeads(_ k: Matrix, heads: Int) -> Matrix {
+    let d = k.cols / heads
+    let out = Matrix(rows: k.rows, cols: d)
+    let inv = 1 / Float(heads)
+    for t in 0..<k.rows {
+        let src = k.row(t), dst = out.row(t)
+        for h in 0..<heads {
+            for j in 0..<d { dst[j] += src[h * d + j] }
+        }
+        for j in 0..<d { dst[j] *= inv }
+    }
+    return out
+}
+
+/// Buffers for one pass of the tower, allocated once per image for the initial token count.
+final class CLIPRunState {
+    let normed, q, k, v, context, attnOut, hidden, mlpOut: Matrix
+
+    init(tokens t: Int, config: CLIPVisionConfiguration) {
+        let c = config.hiddenSize
+        normed = Matrix(rows: t, cols: c)
+        q = Matrix(rows: t, cols: c)
+        k = Matrix(rows: t, cols: c)
+        v = Matrix(rows: t, cols: c)
+        context = Matrix(rows: t, cols: c)
+        attnOut = Matrix(rows: t, cols: c)
+        hidden = Matrix(rows: t, cols: config.intermediateSize)
+        mlpOut = Matrix(rows: t, cols: c)
+    }
+}
+
+/// `vision_tower.vision_model`: embeddings, pre-LN and the encoder layers that LLaVA needs.
+public final class CLIPVisionModel {
+    public let config: CLIPVisionConfiguration
+    let classEmbedding: [Float]
+    let patchEmbedding: Weight      // [C, 3·P·P], the conv kernel flattened (channel, ky, kx)
+    let positionEmbedding: Weight   // [patches + 1, C]
+    let preLayrnorm: (weight: [Float], bias: [Float])
+    let layers: [CLIPEncoderLayer]
+
+    /// Loads the first `layerCount` encoder layers (layers past the feature layer are never run).
+    init(_ ckpt: CheckpointFolder, config: CLIPVisionConfiguration, layerCount: Int) throws {
+        self.config = config
+        let p = "vision_tower.vision_model."
+        let c = config.hiddenSize, ps = config.patchSize
+        classEmbedding = try ckpt.floats(p + "embeddings.class_embedding", shape: [c])
+        patchEmbedding = try ckpt.weight(p + "embeddings.patch_embedding.weight", shape: [c, config.numChannels, ps, ps])
+        positionEmbedding = try ckpt.weight(p + "embeddings.position_embedding.weight", shape: [config.numPatches + 1, c])
+        preLayrnorm = (try ckpt.floats(p + "pre_layrnorm.weight", shape: [c]), try ckpt.floats(p + "pre_layrnorm.bias", shape: [c]))
+        layers = try (0..<layerCount).map { try CLIPEncoderLayer(ckpt, prefix: p + "encoder.layers.\($0).", config: config) }
+    }
+
+    /// CLIPVisionEmbeddings + pre_layrnorm: [CLS; patches] + positions, normalised. `pixels` is CHW.
+    func embeddings(_ pixels: [Float]) -> Matrix {
+        let c = config.hiddenSize, ps = config.patchSize, side = config.imageSize, g = config.patchesPerSide
+        let patchDim = 3 * ps * ps
+        let patches = Matrix(rows: g * g, cols: patchDim)
+        pixels.withUnsafeBufferPointer { px in
+            for py in 0..<g {
+                for pxi in 0..<g {
+                    let row = patches.row(py * g + pxi)
+                    for ch in 0..<3 {
+                        for ky in 0..<ps {
+                            let src = px.baseAddress! + ch * side * side + (py * ps + ky) * side + pxi * ps
+                            (row + ch * ps * ps + ky * ps).update(from: src, count: ps)
+                        }
+                    }
+                }
+            }
+        }
+        let projected = linear(patches, patchEmbedding)
+        let h = Matrix(rows: g * g + 1, cols: c)
+        h.row(0).update(from: classEmbedding, count: c)
+        (h.data + c).update(from: projected.data, count: g * g * c)
+        let positions = Matrix(rows: g * g + 1, cols: c)
+        positionEmbedding.widenRows(0, count: g * g + 1, into: positions.data)
+        addInPlace(h, positions)
+        layerNorm(h, weight: preLayrnorm.weight, bias: preLayrnorm.bias, eps: config.layerNormEps, into: h)
+        return h
+    }
+
+    /// Runs the tower and returns the requested hidden states (index 0 = embeddings output,
+    /// i = output of layer i, after that layer's merge).
+    public func callAsFunction(pixels: [Float], hiddenStates wanted: [Int], merger: VisionMergeHook? = nil) -> [Int: Matrix] {
+        precondition(pixels.count == 3 * config.imageSize * config.imageSize)
+        var h = embeddings(pixels)
+        let state = CLIPRunState(tokens: h.rows, config: config)
+        var out: [Int: Matrix] = [:]
+        if wanted.contains(0) { out[0] = h.copy() }
+        let last = wanted.max() ?? 0
+        for i in 0..<min(last, layers.count) {
+            h = layers[i](h, index: i, state: state, merger: merger)
+            if wanted.contains(i + 1) { out[i + 1] = i + 1 == last ? h : h.copy() }
+        }
+        return out
+    }
+}
