@@ -1,0 +1,200 @@
+import Checkpoint
+import Foundation
+import Kernels
+import Tokenizer
+
+public enum LlavaError: Error, CustomStringConvertible {
+    case imageTokenMismatch(placeholders: Int, features: Int)
+    case tokenizerTooLarge(path: String, pieces: Int, vocab: Int)
+    case pixelShape(expected: Int, found: Int)
+
+    public var description: String {
+        switch self {
+        case .imageTokenMismatch(let p, let f):
+            "the prompt has \(p) image-token positions but the image gives \(f) features"
+        case .tokenizerTooLarge(let path, let pieces, let vocab):
+            "\(path): the tokenizer has \(pieces) pieces but the model's vocabulary is only \(vocab)"
+        case .pixelShape(let expected, let found):
+            "pixel values have \(found) elements, the vision tower expects \(expected)"
+        }
+    }
+}
+
+public struct GenerationOptions: Sendable {
+    public var maxTokens = 256
+    public var temperature: Float = 0
+    public var topP: Float = 1
+    public var seed: UInt64 = 0
+    /// Stop when an end-of-sequence token is produced (it is kept in `generatedIds`).
+    public var stopAtEOS = true
+
+    public init(maxTokens: Int = 256, temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0, stopAtEOS: Bool = true) {
+        self.maxTokens = maxTokens
+        self.temperature = temperature
+        self.topP = topP
+        self.seed = seed
+        self.stopAtEOS = stopAtEOS
+    }
+}
+
+public enum StopReason: String, Sendable, Codable {
+    case eos, maxTokens = "max_tokens", contextFull = "context_full"
+}
+
+/// The result of one generation call.
+public struct Generation: Sendable {
+    public var text: String
+    public var generatedIds: [Int]
+    public var stopReason: StopReason
+    /// Logits of the first generated position (after the whole prompt).
+    public var firstLogits: [Float]
+    public var prefillMs: Double
+    /// From the start of the call to the first token being chosen.
+    public var firstTokenMs: Double
+    public var decodeMs: Double
+    /// Tokens per second after the first token.
+    public var decodeTokensPerSecond: Double {
+        let n = generatedIds.count - 1
+        return n > 0 && decodeMs > 0 ? Double(n) / (decodeMs / 1000) : 0
+    }
+}
+
+/// LlavaForConditionalGeneration: CLIP vision tower → projector → Llama, loaded from a Hugging
+/// Face checkpoint folder.
+public final class LlavaForConditionalGeneration: @unchecked Sendable {
+    public let directory: String
+    public let config: LlavaConfiguration
+    public let checkpoint: CheckpointFolder
+    public let tokenizer: SentencePieceTokenizer
+    public let visionTower: CLIPVisionModel
+    public let projector: LlavaMultiModalProjector
+    public let languageModel: LlamaForCausalLM
+    public let eosTokenIds: Set<Int>
+
+    public init(directory: String) throws {
+        self.directory = directory
+        checkpoint = try CheckpointFolder(directory: directory)
+        config = checkpoint.config
+        let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.model")
+        tokenizer = try SentencePieceTokenizer(modelPath: tokenizerPath)
+        if tokenizer.vocabularySize > config.text.vocabSize {
+            throw LlavaError.tokenizerTooLarge(path: tokenizerPath, pieces: tokenizer.vocabularySize, vocab: config.text.vocabSize)
+        }
+        visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun)
+        projector = try LlavaMultiModalProjector(checkpoint, config: config)
+        languageModel = try LlamaForCausalLM(checkpoint, config: config.text)
+        eosTokenIds = Set(config.text.eosTokenIds + [tokenizer.eosId].filter { $0 >= 0 })
+    }
+
+    /// Number of image tokens the tower gives without merging.
+    public var fullImageTokens: Int {
+        config.vision.numPatches + (config.visionFeatureSelectStrategy == "full" ? 1 : 0)
+    }
+
+    public var configPath: String { (directory as NSString).appendingPathComponent("config.json") }
+
+    /// Vision features for one preprocessed image (CHW pixels at the tower's resolution):
+    /// the selected hidden state(s), CLS dropped for the "default" strategy.
+    public func imageFeatures(pixels: [Float], merger: VisionMergeHook? = nil) throws -> Matrix {
+        let expected = 3 * config.vision.imageSize * config.vision.imageSize
+        guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
+        let indices = config.visionFeatureLayers.map { config.resolvedFeatureIndex($0) }
+        let states = visionTower(pixels: pixels, hiddenStates: indices, merger: merger)
+        let selected = indices.map { states[$0]! }
+        let skip = config.visionFeatureSelectStrategy == "default" ? 1 : 0
+        let rows = selected[0].rows - skip
+        let c = config.vision.hiddenSize
+        let out = Matrix(rows: rows, cols: c * selected.count)
+        for r in 0..<rows {
+            for (j, m) in selected.enumerated() {
+                (out.row(r) + j * c).update(from: m.row(r + skip), count: c)
+            }
+        }
+        return out
+    }
+
+    /// Image embeddings in the language model's space: projector(imageFeatures).
+    public func encodeImage(pixels: [Float], merger: VisionMergeHook? = nil) throws -> Matrix {
+        projector(try imageFeatures(pixels: pixels, merger: merger))
+    }
+
+    /// Token ids of a first prompt: template + question, image placeholder expanded.
+    public func promptIds(template: ConversationTemplate, question: String, imageTokens: Int) throws -> [Int] {
+        try tokenizePrompt(template.firstPrompt(question: question), tokenizer: tokenizer,
+                           imageTokenId: config.imageTokenIndex, imageTokens: imageTokens)
+    }
+
+    /// Input embeddings: token embeddings, with image-token positions taking the rows of
+    /// `imageEmbeddings` in order.
+    public func inputEmbeddings(_ ids: [Int], imageEmbeddings: Matrix?) throws -> Matrix {
+        let placeholders = ids.filter { $0 == config.imageTokenIndex }.count
+        let features = imageEmbeddings?.rows ?? 0
+        guard placeholders == features else {
+            throw LlavaError.imageTokenMismatch(placeholders: placeholders, features: features)
+        }
+        let e = languageModel.embed(ids)
+        var next = 0
+        for (r, id) in ids.enumerated() where id == config.imageTokenIndex {
+            e.row(r).update(from: imageEmbeddings!.row(next), count: e.cols)
+            next += 1
+        }
+        return e
+    }
+
+    /// A KV cache sized for a prompt and its answer (grown on demand later).
+    public func makeCache(promptTokens: Int, maxTokens: Int) -> KVCache {
+        languageModel.makeCache(capacity: min(config.text.maxPositionEmbeddings, promptTokens + maxTokens + 1))
+    }
+
+    /// Prefills `ids` (appending to `cache`) in one batched pass and generates an answer.
+    /// `onText` receives the answer text as it is produced.
+    public func generate(ids: [Int], imageEmbeddings: Matrix?, cache: KVCache? = nil,
+                         options: GenerationOptions = GenerationOptions(),
+                         onText: ((String) -> Void)? = nil) throws -> Generation {
+        let context = config.text.maxPositionEmbeddings
+        let cache = cache ?? makeCache(promptTokens: ids.count, maxTokens: options.maxTokens)
+        guard cache.length + ids.count <= context else {
+            throw PromptError.tooLong(tokens: cache.length + ids.count, context: context, configPath: configPath)
+        }
+        let start = DispatchTime.now()
+        let embeddings = try inputEmbeddings(ids, imageEmbeddings: imageEmbeddings)
+        var logits = languageModel.forward(embeddings, cache: cache)
+        let prefillMs = elapsedMs(since: start)
+        let firstLogits = logits
+        var sampler = Sampler(temperature: options.temperature, topP: options.topP, seed: options.seed)
+        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var generated: [Int] = []
+        var stop = StopReason.maxTokens
+        var firstTokenMs = 0.0
+        var decodeStart = DispatchTime.now()
+        while generated.count < options.maxTokens {
+            let next = sampler.sample(logits)
+            generated.append(next)
+            if generated.count == 1 {
+                firstTokenMs = elapsedMs(since: start)
+                decodeStart = DispatchTime.now()
+            }
+            if options.stopAtEOS && eosTokenIds.contains(next) {
+                stop = .eos
+                break
+            }
+            let piece = decoder.append(next)
+            if !piece.isEmpty { onText?(piece) }
+            if generated.count == options.maxTokens { break }
+            if cache.length >= context {
+                stop = .contextFull
+                break
+            }
+            logits = languageModel.forward(languageModel.embed([next]), cache: cache)
+        }
+        let decodeMs = generated.count > 1 ? elapsedMs(since: decodeStart) : 0
+        let answerIds = stop == .eos ? Array(generated.dropLast()) : generated
+        let text = tokenizer.decode(answerIds).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Generation(text: text, generatedIds: generated, stopReason: stop, firstLogits: firstLogits,
+                          prefillMs: prefillMs, firstTokenMs: firstTokenMs, decodeMs: decodeMs)
+    }
+}
+
+func elapsedMs(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+}
