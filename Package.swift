@@ -20,7 +20,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
-        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(
             name: "CSentencePiece",
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
@@ -45,9 +45,9 @@ let package = Package(
         ),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint"]),
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint"]),
-        .testTarget(name: "LLaVATests", dependencies: ["LLaVA"]),
+        .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging"]),
         .testTarget(name: "CLITests", dependencies: ["LLaVA"]),
     ],
     swiftLanguageModes: [.v5]

@@ -82,7 +82,9 @@ public final class CheckpointFolder: @unchecked Sendable {
         (dir as NSString).appendingPathComponent(name)
     }
 
-    /// Maps either naming scheme to the legacy llava-hf names.
+    /// Maps every naming scheme to the legacy llava-hf names. transformers 5 writes
+    /// `model.language_model.*`, `model.vision_tower.*`, `model.multi_modal_projector.*` and
+    /// `lm_head.*`, and may drop the `vision_model.` level under the vision tower.
     public static func canonicalName(_ name: String) -> String {
         let rewrites = [
             ("model.language_model.", "language_model.model."),
@@ -90,10 +92,16 @@ public final class CheckpointFolder: @unchecked Sendable {
             ("model.multi_modal_projector.", "multi_modal_projector."),
             ("lm_head.", "language_model.lm_head."),
         ]
+        var out = name
         for (from, to) in rewrites where name.hasPrefix(from) {
-            return to + name.dropFirst(from.count)
+            out = to + name.dropFirst(from.count)
+            break
         }
-        return name
+        let tower = "vision_tower."
+        if out.hasPrefix(tower) && !out.hasPrefix(tower + "vision_model.") {
+            out = tower + "vision_model." + out.dropFirst(tower.count)
+        }
+        return out
     }
 
     public var tensorNames: [String] { locations.keys.sorted() }

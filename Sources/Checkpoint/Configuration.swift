@@ -111,6 +111,7 @@ public struct LlavaConfiguration: Sendable, Equatable {
         if let layers = try json.intOrIntList("vision_feature_layer") { visionFeatureLayers = layers }
         visionFeatureSelectStrategy = try json.string("vision_feature_select_strategy") ?? visionFeatureSelectStrategy
         multimodalProjectorBias = try json.bool("multimodal_projector_bias") ?? multimodalProjectorBias
+        if try json.bool("tie_word_embeddings") == true { text.tieWordEmbeddings = true }
         // Old files keep the (padded) vocabulary size at the top level as well.
         if try json.object("text_config")?.int("vocab_size") == nil, let v = try json.int("vocab_size") {
             text.vocabSize = v
@@ -149,7 +150,7 @@ public struct LlavaConfiguration: Sendable, Equatable {
             try require(index >= 1 && index <= v.numHiddenLayers,
                         "vision_feature_layer \(layer) is outside the \(v.numHiddenLayers)-layer vision tower")
         }
-        try require(imageTokenIndex >= 0 && imageTokenIndex < t.vocabSize, "image_token_index \(imageTokenIndex) is outside the vocabulary of \(t.vocabSize)")
+        try require(imageTokenIndex >= 0, "image_token_index must be non-negative, found \(imageTokenIndex)")
     }
 }
 

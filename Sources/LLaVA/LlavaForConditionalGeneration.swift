@@ -7,6 +7,8 @@ public enum LlavaError: Error, CustomStringConvertible {
     case imageTokenMismatch(placeholders: Int, features: Int)
     case tokenizerTooLarge(path: String, pieces: Int, vocab: Int)
     case pixelShape(expected: Int, found: Int)
+    case mergeWithSeveralFeatureLayers([Int])
+    case tokenOutOfRange(id: Int, vocab: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +18,10 @@ public enum LlavaError: Error, CustomStringConvertible {
             "\(path): the tokenizer has \(pieces) pieces but the model's vocabulary is only \(vocab)"
         case .pixelShape(let expected, let found):
             "pixel values have \(found) elements, the vision tower expects \(expected)"
+        case .tokenOutOfRange(let id, let vocab):
+            "token id \(id) is outside the model's vocabulary of \(vocab)"
+        case .mergeWithSeveralFeatureLayers(let layers):
+            "token merging needs a single vision feature layer, the config selects \(layers)"
         }
     }
 }
@@ -132,11 +138,19 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         guard placeholders == features else {
             throw LlavaError.imageTokenMismatch(placeholders: placeholders, features: features)
         }
-        let e = languageModel.embed(ids)
+        let vocab = config.text.vocabSize
+        if let bad = ids.first(where: { $0 != config.imageTokenIndex && ($0 < 0 || $0 >= vocab) }) {
+            throw LlavaError.tokenOutOfRange(id: bad, vocab: vocab)
+        }
+        let e = Matrix(rows: ids.count, cols: config.text.hiddenSize)
         var next = 0
-        for (r, id) in ids.enumerated() where id == config.imageTokenIndex {
-            e.row(r).update(from: imageEmbeddings!.row(next), count: e.cols)
-            next += 1
+        for (r, id) in ids.enumerated() {
+            if id == config.imageTokenIndex {
+                e.row(r).update(from: imageEmbeddings!.row(next), count: e.cols)
+                next += 1
+            } else {
+                languageModel.embedTokens.widenRows(id, count: 1, into: e.row(r))
+            }
         }
         return e
     }

@@ -1,0 +1,135 @@
+import Foundation
+import Imaging
+import Kernels
+import TokenMerging
+
+public typealias ImageMode = ImageProcessor.Mode
+
+/// Timings of one question, in milliseconds (llama.cpp-style split).
+public struct AskTimings: Codable, Sendable, Equatable {
+    /// Decoding and preprocessing the image file.
+    public var imageMs: Double = 0
+    /// Vision tower (with merging) and projector.
+    public var visionMs: Double = 0
+    /// The batched prompt pass (text and image tokens).
+    public var prefillMs: Double = 0
+    /// From the request to the first generated token (image + vision + prefill + sampling).
+    public var ttftMs: Double = 0
+    /// Generating the remaining tokens.
+    public var decodeMs: Double = 0
+    public var decodeTokensPerS: Double = 0
+    public var totalMs: Double = 0
+
+    enum CodingKeys: String, CodingKey {
+        case imageMs = "image_ms", visionMs = "vision_ms", prefillMs = "prefill_ms", ttftMs = "ttft_ms"
+        case decodeMs = "decode_ms", decodeTokensPerS = "decode_tokens_per_s", totalMs = "total_ms"
+    }
+
+    public init() {}
+}
+
+/// The answer to one question about one image, with everything needed to reproduce it.
+public struct AskResult: Codable, Sendable {
+    public var text: String
+    public var promptIds: [Int]
+    public var generatedIds: [Int]
+    public var visualTokens: Int
+    public var stopReason: StopReason
+    public var timings: AskTimings
+
+    enum CodingKeys: String, CodingKey {
+        case text, promptIds = "prompt_ids", generatedIds = "generated_ids", visualTokens = "visual_tokens"
+        case stopReason = "stop_reason", timings
+    }
+}
+
+/// An image turned into language-model embeddings.
+public struct EncodedImage: @unchecked Sendable {
+    public let embeddings: Matrix
+    /// Original patch indices held by each visual token (when source tracking was asked for).
+    public let sources: [[Int]]?
+    public let imageMs: Double
+    public let visionMs: Double
+    public var visualTokens: Int { embeddings.rows }
+}
+
+/// The model plus its image preprocessing: image file + question → answer.
+public final class LlavaPipeline: @unchecked Sendable {
+    public let model: LlavaForConditionalGeneration
+    public let imageConfig: ImageProcessorConfig
+
+    public init(model: LlavaForConditionalGeneration) throws {
+        self.model = model
+        let path = (model.directory as NSString).appendingPathComponent("preprocessor_config.json")
+        let side = model.config.vision.imageSize
+        if FileManager.default.fileExists(atPath: path) {
+            imageConfig = try ImageProcessorConfig(contentsOfFile: path)
+        } else {
+            imageConfig = ImageProcessorConfig(size: .shortestEdge(side), cropHeight: side, cropWidth: side)
+        }
+        let probe = ImageProcessor(config: imageConfig).process(RGBImage(width: side + 3, height: side + 1))
+        guard probe.height == side && probe.width == side else {
+            throw PipelineError.processorSize(path: path, height: probe.height, width: probe.width, tower: side)
+        }
+    }
+
+    public convenience init(directory: String) throws {
+        try self.init(model: LlavaForConditionalGeneration(directory: directory))
+    }
+
+    /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.
+    public func pixels(imagePath: String, mode: ImageMode) throws -> [Float] {
+        let image = try RGBImage(contentsOfFile: imagePath)
+        return pixels(image, mode: mode)
+    }
+
+    public func pixels(_ image: RGBImage, mode: ImageMode) -> [Float] {
+        ImageProcessor(config: imageConfig, mode: mode).process(image).data
+    }
+
+    /// Image file → embeddings for the language model, merged as `merge` says.
+    public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none) throws -> EncodedImage {
+        let t0 = DispatchTime.now()
+        let px = try pixels(imagePath: imagePath, mode: mode)
+        let imageMs = elapsedMs(since: t0)
+        let t1 = DispatchTime.now()
+        let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
+        return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1))
+    }
+
+    /// Answers `question` about an encoded image.
+    public func ask(image: EncodedImage, question: String, template: ConversationTemplate,
+                    options: GenerationOptions, onText: ((String) -> Void)? = nil) throws -> AskResult {
+        let ids = try model.promptIds(template: template, question: question, imageTokens: image.visualTokens)
+        let g = try model.generate(ids: ids, imageEmbeddings: image.embeddings, options: options, onText: onText)
+        var t = AskTimings()
+        t.imageMs = image.imageMs
+        t.visionMs = image.visionMs
+        t.prefillMs = g.prefillMs
+        t.ttftMs = image.imageMs + image.visionMs + g.firstTokenMs
+        t.decodeMs = g.decodeMs
+        t.decodeTokensPerS = g.decodeTokensPerSecond
+        t.totalMs = image.imageMs + image.visionMs + g.firstTokenMs + g.decodeMs
+        return AskResult(text: g.text, promptIds: ids, generatedIds: g.generatedIds, visualTokens: image.visualTokens,
+                         stopReason: g.stopReason, timings: t)
+    }
+
+    /// Image file + question → answer.
+    public func ask(imagePath: String, question: String, template: ConversationTemplate, mode: ImageMode = .crop,
+                    merge: VisionMergeSettings = .none, options: GenerationOptions = GenerationOptions(),
+                    onText: ((String) -> Void)? = nil) throws -> AskResult {
+        let image = try encode(imagePath: imagePath, mode: mode, merge: merge)
+        return try ask(image: image, question: question, template: template, options: options, onText: onText)
+    }
+}
+
+public enum PipelineError: Error, CustomStringConvertible {
+    case processorSize(path: String, height: Int, width: Int, tower: Int)
+
+    public var description: String {
+        switch self {
+        case .processorSize(let path, let h, let w, let tower):
+            "\(path): preprocessing gives \(w)x\(h) images but the vision tower takes \(tower)x\(tower)"
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import LLaVA
+import TokenMerging
+
+/// --model and --threads, shared by every command.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Checkpoint folder (Hugging Face layout). Default: the shipped Models/shapes-llava.")
+    var model: String?
+
+    @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    /// Applies --threads and resolves the model folder.
+    func resolve() throws -> String {
+        Threads.set(threads ?? Threads.count)
+        if let model { return model }
+        guard let shipped = PackageResources.defaultModelDirectory else {
+            throw CLIError("no --model given and the shipped model folder (Models/shapes-llava) was not found; set LLAVA_HOME to the package folder")
+        }
+        return shipped
+    }
+}
+
+/// Image preprocessing choice.
+struct ImageOptions: ParsableArguments {
+    @Option(name: .long, help: "Image preprocessing: crop (transformers' CLIPImageProcessor) or pad (original LLaVA: pad to a square with the mean colour).")
+    var imageMode: ImageMode = .crop
+}
+
+extension ImageMode: ExpressibleByArgument {}
+
+/// Token merging inside the vision tower.
+struct MergeFlags: ParsableArguments {
+    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool.")
+    var merge: MergeMethod = .none
+
+    @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
+    var ratio: Double?
+
+    @Option(name: .long, help: "Token budget: exactly K visual tokens reach the language model (instead of --ratio).")
+    var keep: Int?
+
+    @Option(name: .long, help: "How merged tokens combine: mean (official LLaVA wiring) or size (size-weighted).")
+    var mergeWeighting: MergeWeighting = .mean
+
+    @Option(name: .long, help: "Merge metric: hidden (layer output, merge after the layer; official LLaVA wiring) or keys (keys averaged over heads, merge between attention and MLP).")
+    var mergeMetric: MergeMetric = .hidden
+
+    @Flag(name: .long, help: "Add log(token size) to the attention logits (proportional attention).")
+    var propAttn = false
+
+    @Flag(name: .long, help: "PiToMe energy stage at every layer (instead of ToMe in the first half).")
+    var pitomeEveryLayer = false
+
+    @Option(name: .long, help: "Seed of the random-drop baseline.")
+    var mergeSeed: UInt64 = 0
+
+    func validate() throws {
+        if ratio != nil && keep != nil { throw ValidationError("give either --ratio or --keep, not both") }
+        if let ratio, !(ratio > 0 && ratio <= 1) { throw ValidationError("--ratio must satisfy 0 < ratio <= 1 (got \(ratio))") }
+        if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
+        if merge == .none && (ratio != nil || keep != nil) {
+            throw ValidationError("--ratio/--keep need a merge method (--merge pitome, tome, …)")
+        }
+        if merge != .none && merge != .pool2x2 && ratio == nil && keep == nil {
+            throw ValidationError("--merge \(merge.rawValue) needs --ratio R or --keep K")
+        }
+        if pitomeEveryLayer && merge != .pitome { throw ValidationError("--pitome-every-layer only applies to --merge pitome") }
+    }
+
+    var settings: VisionMergeSettings {
+        VisionMergeSettings(
+            options: MergeOptions(method: merge, ratio: ratio, keep: keep, weighting: mergeWeighting,
+                                  pitomeEveryLayer: pitomeEveryLayer, seed: mergeSeed),
+            metric: mergeMetric, proportionalAttention: propAttn)
+    }
+}
+
+extension MergeMethod: ExpressibleByArgument {}
+extension MergeWeighting: ExpressibleByArgument {}
+extension MergeMetric: ExpressibleByArgument {}
+
+/// Decoding settings.
+struct GenerationFlags: ParsableArguments {
+    @Option(name: [.customShort("n"), .long], help: "Maximum number of new tokens.")
+    var maxTokens = 256
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Nucleus sampling: keep the smallest set of tokens whose probability reaches P.")
+    var topP: Float = 1
+
+    @Option(name: [.customShort("s"), .long], help: "Random seed for sampling (default: random).")
+    var seed: UInt64?
+
+    @Option(name: .long, help: "Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path.")
+    var template = "llava-hf"
+
+    func validate() throws {
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        if !(temperature >= 0) { throw ValidationError("--temperature must be >= 0") }
+        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must satisfy 0 < P <= 1") }
+    }
+
+    var options: GenerationOptions {
+        GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: topP,
+                          seed: seed ?? UInt64.random(in: 0...UInt64(UInt32.max)))
+    }
+}
+
+/// A failure worth one line on stderr.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Prints `error` as one line on stderr and exits with status 1.
+func fail(_ error: Error) -> ExitCode {
+    let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
+    FileHandle.standardError.write(Data("llava: error: \(message)\n".utf8))
+    return ExitCode(1)
+}
+
+func printErr(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,94 @@
+import Foundation
+import Kernels
+import LLaVA
+
+/// The --json output of `llava ask`.
+struct AskReport: Encodable {
+    let result: AskResult
+    let model: String
+    let image: String
+    let template: String
+    let merge: VisionMergeSettings
+    let seed: UInt64
+    let temperature: Float
+    let loadMs: Double
+    let threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case text, promptIds = "prompt_ids", generatedIds = "generated_ids", visualTokens = "visual_tokens"
+        case stopReason = "stop_reason", timings, model, image, template, merge, seed, temperature, threads
+    }
+
+    struct MergeJSON: Encodable {
+        let method: String
+        let ratio: Double?
+        let keep: Int?
+        let metric: String
+        let weighting: String
+        let propAttn: Bool
+        enum CodingKeys: String, CodingKey { case method, ratio, keep, metric, weighting, propAttn = "prop_attn" }
+    }
+
+    struct TimingsJSON: Encodable {
+        let t: AskTimings
+        let loadMs: Double
+        enum CodingKeys: String, CodingKey {
+            case loadMs = "load_ms", imageMs = "image_ms", visionMs = "vision_ms", prefillMs = "prefill_ms", ttftMs = "ttft_ms"
+            case decodeMs = "decode_ms", decodeTokensPerS = "decode_tokens_per_s", totalMs = "total_ms"
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(rounded(loadMs), forKey: .loadMs)
+            try c.encode(rounded(t.imageMs), forKey: .imageMs)
+            try c.encode(rounded(t.visionMs), forKey: .visionMs)
+            try c.encode(rounded(t.prefillMs), forKey: .prefillMs)
+            try c.encode(rounded(t.ttftMs), forKey: .ttftMs)
+            try c.encode(rounded(t.decodeMs), forKey: .decodeMs)
+            try c.encode(rounded(t.decodeTokensPerS), forKey: .decodeTokensPerS)
+            try c.encode(rounded(t.totalMs), forKey: .totalMs)
+        }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(result.text, forKey: .text)
+        try c.encode(result.promptIds, forKey: .promptIds)
+        try c.encode(result.generatedIds, forKey: .generatedIds)
+        try c.encode(result.visualTokens, forKey: .visualTokens)
+        try c.encode(result.stopReason, forKey: .stopReason)
+        try c.encode(TimingsJSON(t: result.timings, loadMs: loadMs), forKey: .timings)
+        try c.encode(model, forKey: .model)
+        try c.encode(image, forKey: .image)
+        try c.encode(template, forKey: .template)
+        let o = merge.options
+        try c.encode(MergeJSON(method: o.method.rawValue, ratio: o.ratio, keep: o.keep, metric: merge.metric.rawValue,
+                               weighting: o.weighting.rawValue, propAttn: merge.proportionalAttention), forKey: .merge)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(temperature, forKey: .temperature)
+        try c.encode(threads, forKey: .threads)
+    }
+
+    func jsonLine() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+func rounded(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+
+/// llama.cpp-style timing block on stderr.
+func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSettings, fullTokens: Int) {
+    let t = r.timings
+    let prompt = r.promptIds.count
+    let decoded = max(0, r.generatedIds.count - 1)
+    func f(_ x: Double, _ w: Int = 9) -> String { String(format: "%\(w).2f", x) }
+    let merged = settings.isActive ? " (\(settings.label))" : ""
+    printErr("")
+    printErr("llava: load time       = \(f(loadMs)) ms")
+    printErr("llava: image           = \(f(t.imageMs)) ms (decode + preprocess)")
+    printErr("llava: vision          = \(f(t.visionMs)) ms / \(fullTokens) → \(r.visualTokens) visual tokens\(merged)")
+    printErr("llava: prompt eval     = \(f(t.prefillMs)) ms / \(prompt) tokens (\(f(t.prefillMs / Double(max(prompt, 1)), 7)) ms per token, \(f(Double(prompt) / max(t.prefillMs, 1e-9) * 1000, 8)) tokens per second)")
+    printErr("llava: eval            = \(f(t.decodeMs)) ms / \(decoded) runs   (\(f(decoded > 0 ? t.decodeMs / Double(decoded) : 0, 7)) ms per token, \(f(t.decodeTokensPerS, 8)) tokens per second)")
+    printErr("llava: time to first token = \(f(t.ttftMs)) ms, total = \(f(t.totalMs)) ms, threads = \(Threads.count), stop = \(r.stopReason.rawValue)")
+}

@@ -1,0 +1,180 @@
+import Foundation
+import XCTest
+
+@testable import Kernels
+
+/// Plain reference implementations, written for clarity.
+enum Reference {
+    static func matmulT(_ x: [Float], _ w: [Float], m: Int, n: Int, k: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var acc = 0.0
+                for t in 0..<k { acc += Double(x[i * k + t]) * Double(w[j * k + t]) }
+                y[i * n + j] = Float(acc)
+            }
+        }
+        return y
+    }
+}
+
+struct LCG {
+    var state: UInt64
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2_000_001) / 1_000_000 - 1
+    }
+    mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).map { abs($0 - $1) }.max() ?? 0
+}
+
+final class KernelsTests: XCTestCase {
+    func halfWeight(_ values: [Float], rows: Int, cols: Int) -> (Weight, [Float]) {
+        let bits = values.map { Float16($0).bitPattern }
+        let m = Matrix(rows: 1, cols: (bits.count + 1) / 2)
+        bits.withUnsafeBytes { UnsafeMutableRawPointer(m.data).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let w = Weight(rows: rows, cols: cols, storage: .f16(UnsafeRawPointer(m.data).assumingMemoryBound(to: UInt16.self)), owner: m)
+        return (w, values.map { Float(Float16($0)) })
+    }
+
+    func bf16Weight(_ values: [Float], rows: Int, cols: Int) -> (Weight, [Float]) {
+        let bits = values.map { UInt16($0.bitPattern >> 16) }
+        let m = Matrix(rows: 1, cols: (bits.count + 1) / 2)
+        bits.withUnsafeBytes { UnsafeMutableRawPointer(m.data).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let w = Weight(rows: rows, cols: cols, storage: .bf16(UnsafeRawPointer(m.data).assumingMemoryBound(to: UInt16.self)), owner: m)
+        return (w, bits.map { Float(bitPattern: UInt32($0) << 16) })
+    }
+
+    func testLinearMatchesReferenceForEveryStorageAndShape() {
+        var rng = LCG(state: 7)
+        for (m, n, k) in [(1, 37, 19), (5, 64, 33), (17, 300, 70), (3, 2000, 600)] {
+            let x = rng.array(m * k), wv = rng.array(n * k), bias = rng.array(n)
+            let input = Matrix(rows: m, cols: k, values: x)
+            let variants: [(String, Weight, [Float])] = [
+                ("f32", Weight(rows: n, cols: k, values: wv), wv),
+                ("f16", halfWeight(wv, rows: n, cols: k).0, halfWeight(wv, rows: n, cols: k).1),
+                ("bf16", bf16Weight(wv, rows: n, cols: k).0, bf16Weight(wv, rows: n, cols: k).1),
+            ]
+            for (name, w, exact) in variants {
+                var expected = Reference.matmulT(x, exact, m: m, n: n, k: k)
+                for i in 0..<m { for j in 0..<n { expected[i * n + j] += bias[j] } }
+                let y = linear(input, w, bias: bias)
+                XCTAssertLessThan(maxAbsDiff(y.toArray(), expected), 2e-4 * Float(k).squareRoot(), "\(name) \(m)x\(n)x\(k)")
+            }
+        }
+    }
+
+    func testHalfWideningIsExact() {
+        let values: [Float] = [0, -0.0, 1, 65504, -65504, 6.1035156e-05, 5.9604645e-08, 0.33325195, .infinity]
+        let (w, exact) = halfWeight(values, rows: 1, cols: values.count)
+        XCTAssertEqual(w.rowArray(0), exact)
+    }
+
+    func testNormsAndActivations() {
+        var rng = LCG(state: 3)
+        let c = 37
+        let x = rng.array(2 * c), w = rng.array(c), b = rng.array(c)
+        let m = Matrix(rows: 2, cols: c, values: x)
+        let ln = Matrix(rows: 2, cols: c)
+        layerNorm(m, weight: w, bias: b, eps: 1e-5, into: ln)
+        let rms = Matrix(rows: 2, cols: c)
+        rmsNorm(m, weight: w, eps: 1e-6, into: rms)
+        for r in 0..<2 {
+            let row = Array(x[r * c..<(r + 1) * c]).map(Double.init)
+            let mean = row.reduce(0, +) / Double(c)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(c)
+            let ms = row.map { $0 * $0 }.reduce(0, +) / Double(c)
+            for j in 0..<c {
+                XCTAssertEqual(ln[r, j], Float((row[j] - mean) / (variance + 1e-5).squareRoot() * Double(w[j]) + Double(b[j])), accuracy: 1e-5)
+                XCTAssertEqual(rms[r, j], Float(row[j] / (ms + 1e-6).squareRoot() * Double(w[j])), accuracy: 1e-5)
+            }
+        }
+        let inputs: [Float] = [-9, -3, -1, -0.25, 0, 0.25, 1, 3, 9, 80, -80]
+        let q = Matrix(rows: 1, cols: inputs.count, values: inputs)
+        activate(q, .quickGelu)
+        let g = Matrix(rows: 1, cols: inputs.count, values: inputs)
+        activate(g, .gelu)
+        let s = Matrix(rows: 1, cols: inputs.count, values: inputs)
+        activate(s, .silu)
+        for (i, v) in inputs.enumerated() {
+            let d = Double(v)
+            XCTAssertEqual(q[0, i], Float(d / (1 + exp(-1.702 * d))), accuracy: 1e-6 * max(1, abs(v)))
+            XCTAssertEqual(g[0, i], Float(0.5 * d * (1 + erf(d / 2.0.squareRoot()))), accuracy: 1e-6 * max(1, abs(v)))
+            XCTAssertEqual(s[0, i], Float(d / (1 + exp(-d))), accuracy: 1e-6 * max(1, abs(v)))
+        }
+    }
+
+    func testSoftmaxIsAccurateAcrossRanges() {
+        let row: [Float] = [-100, -20, -3.5, 0, 1e-3, 2.25, 10, 30]
+        let m = Matrix(rows: 1, cols: row.count, values: row)
+        softmaxRows(m)
+        let mx = Double(row.max()!)
+        let e = row.map { exp(Double($0) - mx) }
+        let sum = e.reduce(0, +)
+        for i in row.indices {
+            XCTAssertEqual(Double(m[0, i]), e[i] / sum, accuracy: 1e-7 + 2e-6 * e[i] / sum)
+        }
+    }
+
+    /// Attention against a direct loop, with GQA, causal offsets, key bias and the CLS row.
+    func testAttentionMatchesDirectComputation() {
+        var rng = LCG(state: 11)
+        let heads = 4, kvHeads = 2, d = 8, m = 5, past = 3, n = past + m
+        let q = rng.array(m * heads * d), k = rng.array(n * kvHeads * d), v = rng.array(n * kvHeads * d)
+        let bias = rng.array(n)
+        for causal in [false, true] {
+            var out = [Float](repeating: 0, count: m * heads * d)
+            var cls = [Float](repeating: 0, count: n)
+            let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: d)
+            q.withUnsafeBufferPointer { qp in
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        bias.withUnsafeBufferPointer { bp in
+                            attention(q: qp.baseAddress!, ldq: heads * d, k: kp.baseAddress!, ldk: kvHeads * d,
+                                      v: vp.baseAddress!, ldv: kvHeads * d, out: &out, ldo: heads * d,
+                                      queries: m, keys: n, shape: shape, causalOffset: causal ? past : nil,
+                                      keyBias: bp.baseAddress!, clsAttention: &cls)
+                        }
+                    }
+                }
+            }
+            var expectedCLS = [Double](repeating: 0, count: n)
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads)
+                for i in 0..<m {
+                    let visible = causal ? past + i + 1 : n
+                    var logits = (0..<visible).map { j -> Double in
+                        var s = 0.0
+                        for t in 0..<d { s += Double(q[i * heads * d + h * d + t]) * Double(k[j * kvHeads * d + g * d + t]) }
+                        return s / Double(d).squareRoot() + Double(bias[j])
+                    }
+                    let mx = logits.max()!
+                    logits = logits.map { exp($0 - mx) }
+                    let sum = logits.reduce(0, +)
+                    if i == 0 { for j in 0..<visible { expectedCLS[j] += logits[j] / sum / Double(heads) } }
+                    for t in 0..<d {
+                        var acc = 0.0
+                        for j in 0..<visible { acc += logits[j] / sum * Double(v[j * kvHeads * d + g * d + t]) }
+                        XCTAssertEqual(out[i * heads * d + h * d + t], Float(acc), accuracy: 1e-5)
+                    }
+                }
+            }
+            for j in 0..<n { XCTAssertEqual(cls[j], Float(expectedCLS[j]), accuracy: 1e-6) }
+        }
+    }
+
+    func testThreadCountReachesBLAS() {
+        let before = Threads.count
+        Threads.set(1)
+        XCTAssertEqual(Threads.count, 1)
+        var hits = [Int](repeating: 0, count: 100)
+        hits.withUnsafeMutableBufferPointer { p in
+            parallelFor(100) { range in for i in range { p[i] += 1 } }
+        }
+        XCTAssertEqual(hits, Array(repeating: 1, count: 100))
+        Threads.set(before)
+    }
+}
