@@ -1,0 +1,72 @@
+import Foundation
+import XCTest
+
+/// Runs the built `llava` executable.
+enum CLI {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/llava").path
+    static let sharedFixtures = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
+
+    /// The executable sits next to the test bundle in the build folder.
+    static var executable: URL {
+        var dir = Bundle(for: Marker.self).bundleURL
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("llava")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug/llava")
+    }
+
+    final class Marker {}
+
+    /// Bytes read by a background reader (written once, read after the group is done).
+    final class Collected: @unchecked Sendable { var data = Data() }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    }
+
+    static func run(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120) throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["LLAVA_HOME"] = packageRoot.path
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let input = Pipe()
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        let outData = Collected(), errData = Collected()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { outData.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            XCTFail("llava \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        group.wait()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData.data, as: UTF8.self),
+                      stderr: String(decoding: errData.data, as: UTF8.self))
+    }
+
+    /// A scratch copy of a fixture model folder that a test may damage.
+    static func copyOfModel(_ name: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "llava-cli-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: dir)
+        return dir
+    }
+}
