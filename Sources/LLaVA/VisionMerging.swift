@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Checkpoint
 import TokenMerging
 
 /// Which similarity metric drives the merge, and so where in the layer the merge sits.
@@ -60,14 +61,24 @@ final class TowerMerger: VisionMergeHook {
     }
 }
 
-extension LlavaForConditionalGeneration {
+extension LlavaConfiguration {
     /// Visual tokens that reach the language model under `settings`, computed by the same
-    /// schedule the merger runs.
+    /// schedule the tower's merger runs (merges after each of the `visionLayersToRun` layers;
+    /// margins and stage switches use the full tower depth).
     public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
-        let tokens = try TokenMerger.plannedTokenCounts(
-            options: settings.options, towerDepth: config.vision.numHiddenLayers,
-            mergeLayers: config.visionLayersToRun, initialTokens: config.vision.numPatches + 1)
-        return tokens.last! - (config.visionFeatureSelectStrategy == "default" ? 1 : 0)
+        try plannedTokenCounts(settings).last! - (visionFeatureSelectStrategy == "default" ? 1 : 0)
+    }
+
+    /// Tokens (CLS included) entering the first layer and after each merge layer.
+    public func plannedTokenCounts(_ settings: VisionMergeSettings) throws -> [Int] {
+        try TokenMerger.plannedTokenCounts(options: settings.options, towerDepth: vision.numHiddenLayers,
+                                           mergeLayers: visionLayersToRun, initialTokens: vision.numPatches + 1)
+    }
+}
+
+extension LlavaForConditionalGeneration {
+    public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
+        try config.plannedVisualTokens(settings)
     }
 
     /// A merger for one image under `settings`, or nil when nothing merges.
