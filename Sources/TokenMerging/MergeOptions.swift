@@ -1,0 +1,127 @@
+/// Which token-reduction method runs inside the vision tower.
+public enum MergeMethod: String, CaseIterable, Sendable {
+    /// No reduction: every layer returns its tokens unchanged.
+    case none
+    /// PiToMe as wired for LLaVA: a ToMe stage while 2·i ≤ L, the energy stage after
+    /// (or the energy stage at every layer with `MergeOptions.pitomeEveryLayer`).
+    case pitome
+    /// ToMe bipartite soft matching at every layer.
+    case tome
+    /// ToFu: pruning while 2·i ≤ L, norm-preserving merging after; odd layers only.
+    case tofu
+    /// Low-pass DCT along the token axis; even layers only.
+    case dct
+    /// DiffRate off the shelf: CLS-attention ranking plus merging; even layers only.
+    case diffRate = "diffrate"
+    /// Seeded random dropping of patch tokens, with ToMe's per-layer counts.
+    case randomDrop = "random"
+    /// 2×2 average pooling of the patch grid, once, after the last merge layer.
+    case pool2x2 = "pool"
+}
+
+/// How merged token features are combined.
+public enum MergeWeighting: String, CaseIterable, Sendable {
+    /// (dst + Σ src) / (1 + n): the official LLaVA wiring of PiToMe and ToMe.
+    case mean
+    /// Σ x·s / Σ s with the token sizes: official ToMe and the PiToMe ViT paths.
+    case size
+}
+
+/// Configuration of the token merger. Exactly one of `ratio` and `keep` is set for every
+/// method except `none` (neither) and `pool2x2` (at most `keep`, which must equal the pooled count).
+public struct MergeOptions: Equatable, Sendable {
+    public var method: MergeMethod
+    /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers).
+    public var ratio: Double?
+    /// Token budget: exactly this many patch tokens remain after the last merge layer. The
+    /// per-layer schedule follows the rule documented on `MergeSchedule` (a deviation from the
+    /// official code, which only has per-layer ratios).
+    public var keep: Int?
+    public var weighting: MergeWeighting
+    /// Use the PiToMe energy stage at every layer instead of ToMe while 2·i ≤ L.
+    public var pitomeEveryLayer: Bool
+    /// α of the ELU in the PiToMe energy.
+    public var alpha: Float
+    /// m₀ in the layer margin m_i = m₀ − m₀·i/L.
+    public var marginBase: Double
+    /// Seed of the random-drop baseline.
+    public var seed: UInt64
+    /// Track which original patches every current token holds.
+    public var trackSources: Bool
+
+    public init(
+        method: MergeMethod = .none,
+        ratio: Double? = nil,
+        keep: Int? = nil,
+        weighting: MergeWeighting = .mean,
+        pitomeEveryLayer: Bool = false,
+        alpha: Float = 1,
+        marginBase: Double = 0.9,
+        seed: UInt64 = 0,
+        trackSources: Bool = false
+    ) {
+        self.method = method
+        self.ratio = ratio
+        self.keep = keep
+        self.weighting = weighting
+        self.pitomeEveryLayer = pitomeEveryLayer
+        self.alpha = alpha
+        self.marginBase = marginBase
+        self.seed = seed
+        self.trackSources = trackSources
+    }
+}
+
+/// A token-merging configuration that cannot run.
+public enum MergeError: Error, CustomStringConvertible, Equatable {
+    case invalidGeometry(String)
+    case ratioAndKeep
+    case invalidRatio(Double)
+    case invalidKeep(keep: Int, patchTokens: Int)
+    case missingAmount(MergeMethod)
+    case amountWithoutMethod
+    case everyLayerWithoutPiToMe(MergeMethod)
+    case invalidAlpha(Float)
+    case invalidMarginBase(Double)
+    case keepUnreachable(keep: Int, minimum: Int, method: MergeMethod, layers: Int)
+    case poolGrid(patchTokens: Int)
+    case poolRatio
+    case poolKeep(keep: Int, pooled: Int)
+    case poolWithoutLayers
+    case sourcesUnavailable(MergeMethod)
+
+    public var description: String {
+        switch self {
+        case .invalidGeometry(let why):
+            return "invalid tower geometry for token merging: \(why)"
+        case .ratioAndKeep:
+            return "give either a merge ratio or a token budget (keep), not both"
+        case .invalidRatio(let r):
+            return "merge ratio \(r) is out of range: it must satisfy 0 < ratio <= 1"
+        case .invalidKeep(let k, let p):
+            return "keep \(k) is out of range: it must be between 1 and the \(p) patch tokens"
+        case .missingAmount(let m):
+            return "method \(m.rawValue) needs a merge ratio or a token budget (keep)"
+        case .amountWithoutMethod:
+            return "a merge ratio or token budget was given but the merge method is none"
+        case .everyLayerWithoutPiToMe(let m):
+            return "PiToMe at every layer only applies to method pitome, not \(m.rawValue)"
+        case .invalidAlpha(let a):
+            return "PiToMe alpha \(a) must be a finite number >= 0"
+        case .invalidMarginBase(let m):
+            return "PiToMe margin base \(m) must be a finite number"
+        case .keepUnreachable(let k, let minimum, let m, let layers):
+            return "keep \(k) is unreachable: \(m.rawValue) over \(layers) merge layers leaves at least \(minimum) patch tokens"
+        case .poolGrid(let p):
+            return "2x2 pooling needs a square patch grid with an even side, but there are \(p) patch tokens"
+        case .poolRatio:
+            return "2x2 pooling has a fixed 4x reduction and takes no merge ratio"
+        case .poolKeep(let k, let pooled):
+            return "2x2 pooling leaves \(pooled) patch tokens, so keep \(k) is impossible"
+        case .poolWithoutLayers:
+            return "2x2 pooling needs at least one merge layer"
+        case .sourcesUnavailable(let m):
+            return "source tracking is not available for method \(m.rawValue): its output tokens mix every patch"
+        }
+    }
+}

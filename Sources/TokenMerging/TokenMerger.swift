@@ -1,0 +1,114 @@
+import Foundation
+import Kernels
+
+/// Per-image token merging inside a vision tower.
+///
+/// The tower calls `merge(layer:tokens:metric:clsAttention:)` once after every layer that feeds the
+/// selected feature layer (layers 0..<mergeLayers, in order), and feeds the returned tokens to the
+/// next layer. Before a new image, call `reset()`.
+///
+/// What the tower chooses (the merger only needs the matrices):
+/// - the metric: the layer output itself (official LLaVA wiring: pass `tokens` as `metric`, merge
+///   after the whole layer), or the keys of that layer's attention averaged over heads, [N, headDim]
+///   (paper / timm ToMe: merge between attention and MLP, then run the MLP on the merged tokens);
+/// - proportional attention: add `logSizes` (log of `sizes`) as a per-key bias to the attention
+///   logits of the next layer (official LLaVA wiring: off);
+/// - DiffRate (`needsCLSAttention`): pass the CLS row of that layer's attention probabilities
+///   averaged over heads (N values; `Kernels.attention(clsAttention:)` produces it).
+public final class TokenMerger {
+    public let options: MergeOptions
+    public let towerDepth: Int
+    public let mergeLayers: Int
+    public let initialTokens: Int
+    public let schedule: MergeSchedule
+
+    private var nextLayer = 0
+    private var sizeMatrix: Matrix
+    private var sourceMatrix: Matrix?
+
+    public init(options: MergeOptions, towerDepth: Int, mergeLayers: Int, initialTokens: Int) throws {
+        self.options = options
+        self.towerDepth = towerDepth
+        self.mergeLayers = mergeLayers
+        self.initialTokens = initialTokens
+        schedule = try MergeSchedule(options: options, towerDepth: towerDepth, mergeLayers: mergeLayers,
+                                     initialTokens: initialTokens)
+        sizeMatrix = Matrix(rows: 0, cols: 1)
+        reset()
+    }
+
+    /// Tokens (CLS included) entering layer 0 and after each merge layer; `mergeLayers + 1` entries.
+    /// The same schedule drives `merge`, so these are the counts the tower will see.
+    public static func plannedTokenCounts(options: MergeOptions, towerDepth: Int, mergeLayers: Int,
+                                          initialTokens: Int) throws -> [Int] {
+        try MergeSchedule(options: options, towerDepth: towerDepth, mergeLayers: mergeLayers,
+                          initialTokens: initialTokens).tokenCounts
+    }
+
+    public var plannedTokenCounts: [Int] { schedule.tokenCounts }
+
+    /// Whether `merge` needs the CLS attention row of each layer.
+    public var needsCLSAttention: Bool { options.method == .diffRate }
+
+    /// How many original tokens each current token stands for (all 1 before any merge).
+    public var sizes: [Float] { sizeMatrix.toArray() }
+
+    /// log(size) per current token: the key bias for proportional attention.
+    public var logSizes: [Float] { sizes.map { logf($0) } }
+
+    /// With `trackSources`: for each current token, the original patch indices (0-based, CLS
+    /// excluded, row-major grid order) it holds; CLS holds none. Nil when not tracked.
+    public var sources: [[Int]]? {
+        guard let m = sourceMatrix else { return nil }
+        return (0..<m.rows).map { r in (0..<m.cols).filter { m[r, $0] > 0.5 } }
+    }
+
+    /// With `trackSources`: the 0/1 source map [current tokens, original patch tokens].
+    public var sourceMap: Matrix? { sourceMatrix?.copy() }
+
+    /// Back to the state before layer 0 (sizes 1, identity sources), for a new image.
+    public func reset() {
+        nextLayer = 0
+        sizeMatrix = Matrix(rows: initialTokens, cols: 1)
+        sizeMatrix.fill(1)
+        if options.trackSources {
+            let patches = initialTokens - 1
+            let m = Matrix(rows: initialTokens, cols: patches)
+            for p in 0..<patches { m[p + 1, p] = 1 }
+            sourceMatrix = m
+        }
+    }
+
+    /// Merges the tokens after layer `i` and returns them; returns `tokens` itself when this layer
+    /// merges nothing. `metric` (same rows as `tokens`, any width; may be `tokens`) decides what
+    /// merges. `clsAttention` is required when `needsCLSAttention`, ignored otherwise.
+    public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
+        precondition(i == nextLayer, "token merger expected layer \(nextLayer), got \(i) (call reset() before a new image)")
+        precondition(i < mergeLayers, "layer \(i) is past the \(mergeLayers) merge layers")
+        let expected = schedule.tokenCounts[i]
+        precondition(tokens.rows == expected, "layer \(i) should receive \(expected) tokens, got \(tokens.rows)")
+        precondition(metric.rows == expected, "layer \(i) metric has \(metric.rows) rows, expected \(expected)")
+        nextLayer += 1
+        let step = schedule.steps[i]
+        if step.remove == 0 { return tokens }
+
+        if step.stage == .dct {
+            let out = DCT.compress(tokens, keep: expected - 1 - step.remove)
+            // Every output patch token mixes all patches: spread their total size evenly.
+            let patchSize = (1..<expected).reduce(Float(0)) { $0 + sizeMatrix[$1, 0] } / Float(out.rows - 1)
+            let sizes = Matrix(rows: out.rows, cols: 1)
+            sizes.fill(patchSize)
+            sizes[0, 0] = sizeMatrix[0, 0]
+            sizeMatrix = sizes
+            return out
+        }
+
+        let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
+        let reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
+        let out = apply(plan, to: tokens, reduction)
+        if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
+        sizeMatrix = apply(plan, to: sizeMatrix, .sum)
+        if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
+        return out
+    }
+}

@@ -1,0 +1,80 @@
+import Kernels
+import TokenMerging
+import XCTest
+
+/// Small hand-checked cases for each algorithm: order of the output, ties, clamps, r = 0.
+final class AlgorithmTests: XCTestCase {
+    func matrix(_ rows: [[Float]]) -> Matrix {
+        Matrix(rows: rows.count, cols: rows[0].count, values: rows.flatMap { $0 })
+    }
+
+    func testToMeOrderKeptAThenB() {
+        // Rows: 0 CLS, A = 0,2,4,6; B = 1,3,5. Row 4 is nearly row 1, row 6 nearly row 5.
+        let m = matrix([[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 0.01, 0], [-1, 0, 0.2], [-1, 0.02, 0.2]])
+        let plan = ToMe.plan(metric: m, remove: 2)
+        // Kept A (CLS first, original order), then B in original order with their sources.
+        XCTAssertEqual(plan.groups, [[0], [2], [1, 4], [3], [5, 6]])
+        let out = apply(plan, to: m, .mean)
+        XCTAssertEqual(out.rowArray(2), [1, 0.005, 0])
+        XCTAssertEqual(ToMe.plan(metric: m, remove: 0), .identity(rows: 7))
+        // Clamp (N − 1) / 2 = 3: CLS is never a source.
+        let most = ToMe.plan(metric: m, remove: 100)
+        XCTAssertEqual(most.outputRows, 4)
+        XCTAssertEqual(most.groups[0], [0])
+    }
+
+    func testToMeTiesAreDeterministic() {
+        // Identical tokens: every score ties. Sources are the first A rows by index; each goes to
+        // the first B row.
+        let m = Matrix(rows: 9, cols: 3, values: [Float](repeating: 1, count: 27))
+        let plan = ToMe.plan(metric: m, remove: 3)
+        XCTAssertEqual(plan.groups, [[0], [8], [1, 2, 4, 6], [3], [5], [7]])
+    }
+
+    func testPiToMeEnergyMatchesTheFormula() {
+        var random = TestRandom(seed: 4)
+        let w = random.matrix(rows: 5, cols: 5)
+        let e = PiToMe.energy(similarity: w, margin: 0.3, alpha: 0.7)
+        for i in 0..<5 {
+            var sum: Double = 0
+            for j in 0..<5 {
+                let z = Double(w[i, j]) - 0.3
+                sum += z > 0 ? z : 0.7 * (exp(z) - 1)
+            }
+            XCTAssertEqual(Double(e[i]), sum / 5, accuracy: 1e-6)
+        }
+    }
+
+    func testPiToMeOrderAndTies() {
+        // Identical patch tokens: equal energies, so ranks follow the index. A = patches 0, 2, 4,
+        // B = patches 1, 3, 5; every A goes to the first B (row 2). Protected: patches 6, 7.
+        let m = Matrix(rows: 9, cols: 2, values: [Float](repeating: 1, count: 18))
+        m[0, 0] = -5  // CLS is not scored
+        let plan = PiToMe.plan(metric: m, remove: 3, margin: 0.5)
+        XCTAssertEqual(plan.groups, [[0], [7], [8], [2, 1, 3, 5], [4], [6]])
+        XCTAssertEqual(PiToMe.plan(metric: m, remove: 0, margin: 0.5), .identity(rows: 9))
+        // Clamp T' / 2 = 4: all patches pair up.
+        XCTAssertEqual(PiToMe.plan(metric: m, remove: 50, margin: 0.5).outputRows, 5)
+    }
+
+    func testPiToMeProtectsLowEnergyTokens() {
+        // Patches 0–3 form a tight cluster (high energy); patches 4 and 5 are isolated (low energy).
+        let m = matrix([[0, 0, 1], [1, 0, 0], [1, 0.01, 0], [1, 0, 0.01], [1, 0.01, 0.01], [0, 1, 0], [0, -1, 0]])
+        let plan = PiToMe.plan(metric: m, remove: 2, margin: 0.5)
+        XCTAssertEqual(plan.groups[0], [0])
+        XCTAssertEqual(Set(plan.groups[1...2].map { $0[0] }), [5, 6], "isolated tokens are protected")
+        XCTAssertEqual(plan.groups[3...].flatMap { $0 }.sorted(), [1, 2, 3, 4])
+    }
+
+    func testApplyReductions() {
+        let x = matrix([[1, 2], [3, 4], [5, 0], [7, 8]])
+        let plan = MergePlan(inputRows: 4, groups: [[0], [3, 1, 2]])
+        XCTAssertEqual(apply(plan, to: x, .mean).toArray(), [1, 2, 5, 4])
+        XCTAssertEqual(apply(plan, to: x, .sum).toArray(), [1, 2, 15, 12])
+        XCTAssertEqual(apply(plan, to: x, .max).toArray(), [1, 2, 7, 8])
+        XCTAssertEqual(apply(plan, to: x, .weightedMean(sizes: [9, 1, 2, 1])).toArray(), [1, 2, 20.0 / 4, 12.0 / 4])
+        XCTAssertEqual(plan.droppingMergedRows().groups, [[0], [3]])
+        XCTAssertTrue(MergePlan.identity(rows: 3).isIdentity)
+        XCTAssertFalse(plan.isIdentity)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Kernels
+import XCTest
+
+/// `<package root>/../shared/fixtures`, computed from this file's location.
+let fixturesDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent()  // TokenMergingTests
+    .deletingLastPathComponent()  // Tests
+    .deletingLastPathComponent()  // package root
+    .appendingPathComponent("../shared/fixtures")
+    .standardizedFileURL
+
+/// A small deterministic generator for test inputs (SplitMix64).
+struct TestRandom {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    mutating func float() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+
+    mutating func matrix(rows: Int, cols: Int) -> Matrix {
+        let m = Matrix(rows: rows, cols: cols)
+        for i in 0..<m.count { m.data[i] = float() }
+        return m
+    }
+}
+
+/// Largest absolute element difference of two equally shaped matrices.
+func maxAbsDifference(_ a: Matrix, _ b: Matrix) -> Float {
+    precondition(a.rows == b.rows && a.cols == b.cols)
+    var worst: Float = 0
+    for i in 0..<a.count { worst = max(worst, abs(a.data[i] - b.data[i])) }
+    return worst
+}
+
+func XCTAssertRowsClose(_ a: Matrix, _ b: Matrix, accuracy: Float, _ message: String = "",
+                        file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.rows, b.rows, "rows: \(message)", file: file, line: line)
+    XCTAssertEqual(a.cols, b.cols, "cols: \(message)", file: file, line: line)
+    guard a.rows == b.rows && a.cols == b.cols else { return }
+    let d = maxAbsDifference(a, b)
+    XCTAssertLessThanOrEqual(d, accuracy, message, file: file, line: line)
+}
