@@ -36,15 +36,21 @@ public enum DCT {
 
     /// Row 0 (CLS) unchanged, then the T' patch rows low-passed to `keep` rows.
     public static func compress(_ x: Matrix, keep k: Int) -> Matrix {
-        let p = x.rows - 1
-        precondition(k >= 1 && k <= p, "DCT keeps 1...\(p) patch tokens, not \(k)")
+        compress(x, lowPass: lowPassMatrix(patchTokens: x.rows - 1, keep: k))
+    }
+
+    /// Same, with the K×T' matrix from `lowPassMatrix` (it depends only on the counts, so a caller
+    /// can reuse it across images).
+    public static func compress(_ x: Matrix, lowPass: Matrix) -> Matrix {
+        let p = x.rows - 1, k = lowPass.rows
+        precondition(lowPass.cols == p && k >= 1 && k <= p, "DCT low-pass matrix \(lowPass) does not fit \(p) patch tokens")
         let c = x.cols
         let patchesT = Matrix(rows: c, cols: p)  // patch tokens, transposed
         for t in 0..<p {
             let src = x.row(t + 1)
             for j in 0..<c { patchesT[j, t] = src[j] }
         }
-        let low = matmulTransposed(lowPassMatrix(patchTokens: p, keep: k), patchesT)  // k×c
+        let low = matmulTransposed(lowPass, patchesT)  // k×c
         let out = Matrix(rows: k + 1, cols: c)
         out.row(0).update(from: x.row(0), count: c)
         (out.data + c).update(from: low.data, count: k * c)

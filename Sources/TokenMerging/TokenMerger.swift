@@ -25,6 +25,8 @@ public final class TokenMerger {
     private var nextLayer = 0
     private var sizeMatrix: Matrix
     private var sourceMatrix: Matrix?
+    /// DCT low-pass matrices by layer; they depend only on the schedule, so they outlive `reset()`.
+    private var lowPassByLayer: [Int: Matrix] = [:]
 
     public init(options: MergeOptions, towerDepth: Int, mergeLayers: Int, initialTokens: Int) throws {
         self.options = options
@@ -93,7 +95,9 @@ public final class TokenMerger {
         if step.remove == 0 { return tokens }
 
         if step.stage == .dct {
-            let out = DCT.compress(tokens, keep: expected - 1 - step.remove)
+            let lowPass = lowPassByLayer[i] ?? DCT.lowPassMatrix(patchTokens: expected - 1, keep: expected - 1 - step.remove)
+            lowPassByLayer[i] = lowPass
+            let out = DCT.compress(tokens, lowPass: lowPass)
             // Every output patch token mixes all patches: spread their total size evenly.
             let patchSize = (1..<expected).reduce(Float(0)) { $0 + sizeMatrix[$1, 0] } / Float(out.rows - 1)
             let sizes = Matrix(rows: out.rows, cols: 1)

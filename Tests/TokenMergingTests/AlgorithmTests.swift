@@ -41,7 +41,7 @@ final class AlgorithmTests: XCTestCase {
                 let z = Double(w[i, j]) - 0.3
                 sum += z > 0 ? z : 0.7 * (exp(z) - 1)
             }
-            XCTAssertEqual(Double(e[i]), sum / 5, accuracy: 1e-6)
+            XCTAssertEqual(e[i], sum / 5, accuracy: 1e-6)
         }
     }
 
@@ -55,6 +55,42 @@ final class AlgorithmTests: XCTestCase {
         XCTAssertEqual(PiToMe.plan(metric: m, remove: 0, margin: 0.5), .identity(rows: 9))
         // Clamp T' / 2 = 4: all patches pair up.
         XCTAssertEqual(PiToMe.plan(metric: m, remove: 50, margin: 0.5).outputRows, 5)
+    }
+
+    /// Near-duplicate tokens give energies that differ below Float32 resolution; the order must
+    /// still follow the exact (Double) energies, and exact duplicates fall back to index order.
+    func testPiToMeOrdersNearTiesByExactEnergy() {
+        var random = TestRandom(seed: 12)
+        let base = random.matrix(rows: 40, cols: 16)
+        let patches = Matrix(rows: 120, cols: 16)
+        // Rows 0–39: random; rows 40–79: the same, nudged by a few ulps; rows 80–119: exact copies.
+        for i in 0..<120 {
+            let nudge: Float = (40..<80).contains(i) ? 2e-7 : 0
+            for c in 0..<16 { patches[i, c] = base[i % 40, c] + nudge * random.float() }
+        }
+        let margin = 0.3
+        func exactEnergy(_ i: Int) -> Double {
+            func norm(_ r: Int) -> Double { (0..<16).reduce(0.0) { $0 + Double(patches[r, $1]) * Double(patches[r, $1]) }.squareRoot() }
+            var sum = 0.0
+            for j in 0..<120 {
+                let dot = (0..<16).reduce(0.0) { $0 + Double(patches[i, $1]) * Double(patches[j, $1]) }
+                let z = dot / (norm(i) * norm(j)) - margin
+                sum += z > 0 ? z : exp(z) - 1
+            }
+            return sum / 120
+        }
+        let exact = (0..<120).map(exactEnergy)
+        let expected = (0..<120).sorted { exact[$0] > exact[$1] || (exact[$0] == exact[$1] && $0 < $1) }
+        let v = Matrix(rows: 120, cols: 16)
+        for i in 0..<120 {
+            let n = (0..<16).reduce(Float(0)) { $0 + patches[i, $1] * patches[i, $1] }.squareRoot()
+            for c in 0..<16 { v[i, c] = patches[i, c] / n }
+        }
+        let order = PiToMe.energyOrder(patches: patches, similarity: matmulTransposed(v, v), margin: margin, alpha: 1)
+        XCTAssertEqual(order, expected)
+        // The fast energies alone cannot separate the near-duplicates.
+        let float = PiToMe.energy(similarity: matmulTransposed(v, v), margin: Float(margin), alpha: 1)
+        XCTAssertTrue((0..<40).contains { abs(float[$0 + 40] - float[$0]) < PiToMe.tieTolerance })
     }
 
     func testPiToMeProtectsLowEnergyTokens() {

@@ -69,11 +69,21 @@ final class BaselineTests: XCTestCase {
         let merger = try TokenMerger(options: MergeOptions(method: .dct, ratio: 0.5), towerDepth: 4, mergeLayers: 3,
                                      initialTokens: 65)
         XCTAssertEqual(merger.plannedTokenCounts, [65, 33, 33, 17])
-        var tokens = random.matrix(rows: 65, cols: 4)
-        for layer in 0..<3 { tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: nil) }
+        let image = random.matrix(rows: 65, cols: 4)
+        func run() -> Matrix {
+            var tokens = image
+            for layer in 0..<3 { tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: nil) }
+            return tokens
+        }
+        let tokens = run()
         XCTAssertEqual(tokens.rows, 17)
         XCTAssertEqual(merger.sizes, [1] + [Float](repeating: 4, count: 16))
         XCTAssertNil(merger.sources)
+        // Layers 0 and 2 are the two DCT steps.
+        let direct = DCT.compress(DCT.compress(image, keep: 32), keep: 16)
+        XCTAssertLessThan(maxAbsDifference(tokens, direct), 1e-5)
+        merger.reset()
+        XCTAssertEqual(run().toArray(), tokens.toArray(), "a second image reuses the cached transforms")
     }
 
     // MARK: DiffRate

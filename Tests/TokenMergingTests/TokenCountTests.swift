@@ -50,6 +50,25 @@ final class TokenCountTests: XCTestCase {
         }
     }
 
+    /// The merger produces exactly the planned counts at every layer (random tokens, CLIP-L geometry).
+    func testMergerFollowsThePlannedCounts() throws {
+        for method in MergeMethod.allCases {
+            var random = TestRandom(seed: 21)
+            let ratio: Double? = method == .none || method == .pool2x2 ? nil : 0.9
+            let merger = try TokenMerger(options: MergeOptions(method: method, ratio: ratio), towerDepth: 24,
+                                         mergeLayers: 23, initialTokens: 577)
+            var tokens = random.matrix(rows: 577, cols: 8)
+            var seen = [tokens.rows]
+            for layer in 0..<23 {
+                let attention = (0..<tokens.rows).map { _ in abs(random.float()) }
+                tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens,
+                                      clsAttention: merger.needsCLSAttention ? attention : nil)
+                seen.append(tokens.rows)
+            }
+            XCTAssertEqual(seen, merger.plannedTokenCounts, "\(method)")
+        }
+    }
+
     func testStagesOfTheLLaVAWiring() {
         let stages = { (m: MergeMethod, every: Bool) in
             (0..<23).map { MergeSchedule.stage(method: m, layer: $0, towerDepth: 24, mergeLayers: 23, pitomeEveryLayer: every) }
