@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint"]),
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging"]),
-        .testTarget(name: "CLITests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,391 @@
+import Checkpoint
+import Foundation
+import Imaging
+import Kernels
+import TokenMerging
+
+// Latency (and optionally accuracy) of the pipeline across merge settings: a list of settings
+// goes in, one row of medians per setting comes out. Printing and plotting are the caller's.
+
+/// One benchmarked configuration of the vision tower.
+public struct BenchmarkSetting: Sendable, Equatable {
+    /// "none" for the shared unmerged baseline, otherwise the merge method's name.
+    public var method: String
+    /// ρ for ratio settings (1 for the baseline), nil for token budgets.
+    public var ratio: Double?
+    /// The token budget K for `--keep` settings.
+    public var keep: Int?
+    public var merge: VisionMergeSettings
+    /// Visual tokens the tower's schedule gives for this setting.
+    public var plannedTokens: Int
+
+    public var isBaseline: Bool { !merge.isActive }
+    public var label: String { isBaseline ? "none" : merge.label }
+}
+
+/// The settings of a benchmark: methods × ratios and methods × token budgets, with one shared
+/// unmerged baseline standing for ratio 1.
+public struct BenchmarkPlan: Sendable {
+    public var settings: [BenchmarkSetting]
+    /// Settings that were left out, and why (a budget larger than the tower's tokens, …).
+    public var notes: [String]
+
+    /// - Parameters:
+    ///   - variant: metric, weighting and proportional attention applied to every merged setting
+    ///     (its method, ratio and budget are ignored).
+    public init(methods: [MergeMethod], ratios: [Double], keeps: [Int], config: LlavaConfiguration,
+                variant: VisionMergeSettings = .none) throws {
+        var settings: [BenchmarkSetting] = []
+        var notes: [String] = []
+        func add(_ method: MergeMethod, ratio: Double?, keep: Int?) throws {
+            var s = variant
+            s.options = MergeOptions(method: method, ratio: ratio, keep: keep, weighting: variant.options.weighting,
+                                     pitomeEveryLayer: variant.options.pitomeEveryLayer && method == .pitome,
+                                     alpha: variant.options.alpha, marginBase: variant.options.marginBase,
+                                     seed: variant.options.seed)
+            if method == .none { s = .none }
+            let planned = try config.plannedVisualTokens(s)
+            let setting = BenchmarkSetting(method: method.rawValue, ratio: method == .none ? 1 : ratio, keep: keep,
+                                           merge: s, plannedTokens: planned)
+            if !settings.contains(setting) { settings.append(setting) }
+        }
+        let merged = methods.filter { $0 != .none }
+        if ratios.contains(1) || methods.contains(.none) { try add(.none, ratio: nil, keep: nil) }
+        let patches = config.vision.numPatches
+        for method in merged {
+            if method == .pool2x2 {
+                // Pooling has one fixed 4x reduction: one row, whatever the ratios.
+                if !ratios.isEmpty { try add(.pool2x2, ratio: nil, keep: nil) }
+            } else {
+                for ratio in ratios where ratio != 1 {
+                    guard ratio > 0 && ratio < 1 else { throw MergeError.invalidRatio(ratio) }
+                    try add(method, ratio: ratio, keep: nil)
+                }
+            }
+            for keep in keeps {
+                if keep > patches {
+                    notes.append("\(method.rawValue) keep=\(keep) skipped: the tower gives only \(patches) visual tokens")
+                    continue
+                }
+                do {
+                    try add(method, ratio: nil, keep: keep)
+                } catch let error as MergeError {
+                    notes.append("\(method.rawValue) keep=\(keep) skipped: \(error.description)")
+                }
+            }
+        }
+        self.settings = settings
+        self.notes = notes
+    }
+}
+
+/// Summary statistics of one measured quantity over the timed repeats.
+public struct BenchmarkStatistic: Codable, Sendable, Equatable {
+    public var median: Double
+    public var mean: Double
+    /// Sample standard deviation (0 for a single sample).
+    public var stddev: Double
+    public var min: Double
+    public var max: Double
+    public var samples: [Double]
+
+    public init(_ samples: [Double]) {
+        precondition(!samples.isEmpty, "a statistic needs at least one sample")
+        self.samples = samples
+        let sorted = samples.sorted()
+        let n = sorted.count
+        median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        mean = samples.reduce(0, +) / Double(n)
+        let m = mean
+        stddev = n > 1 ? (samples.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(n - 1)).squareRoot() : 0
+        min = sorted[0]
+        max = sorted[n - 1]
+    }
+}
+
+/// Exact-match accuracy over a question file.
+public struct BenchmarkAccuracy: Codable, Sendable, Equatable {
+    public var correct: Int
+    public var total: Int
+    public var fraction: Double { total > 0 ? Double(correct) / Double(total) : 0 }
+}
+
+/// A short-answer normaliser for exact-match scoring: lowercase, punctuation to spaces (a
+/// full stop between digits is kept), number words to digits, articles dropped, single spaces.
+extension BenchmarkAccuracy {
+    static let numbers = ["none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+                          "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"]
+    static let articles: Set<String> = ["a", "an", "the"]
+
+    public static func normalize(_ answer: String) -> String {
+        let chars = Array(answer.lowercased())
+        var cleaned = ""
+        for (i, c) in chars.enumerated() {
+            if c == "." || c == ",", i > 0, i + 1 < chars.count, chars[i - 1].isNumber, chars[i + 1].isNumber {
+                if c == "." { cleaned.append(c) }
+            } else if c == "'" {
+                continue
+            } else if c.isPunctuation || c.isSymbol || c.isWhitespace {
+                cleaned.append(" ")
+            } else {
+                cleaned.append(c)
+            }
+        }
+        return cleaned.split(separator: " ").map { numbers[String($0)] ?? String($0) }
+            .filter { !articles.contains($0) }.joined(separator: " ")
+    }
+
+    /// Whether `prediction` equals any of `answers` after normalisation.
+    public static func matches(_ prediction: String, _ answers: [String]) -> Bool {
+        let p = normalize(prediction)
+        return answers.contains { normalize($0) == p }
+    }
+}
+
+/// The measurements of one setting.
+public struct BenchmarkRow: Sendable {
+    public var setting: BenchmarkSetting
+    /// Visual tokens the language model received (checked against the plan).
+    public var visualTokens: Int
+    public var promptTokens: Int
+    /// New tokens per timed run (EOS does not stop a timed run).
+    public var generatedTokens: Int
+    public var imageMs: BenchmarkStatistic
+    public var visionMs: BenchmarkStatistic
+    public var prefillMs: BenchmarkStatistic
+    public var ttftMs: BenchmarkStatistic
+    public var decodeTokensPerS: BenchmarkStatistic
+    public var totalMs: BenchmarkStatistic
+    public var accuracy: BenchmarkAccuracy?
+}
+
+/// A question with its image and accepted answers, for the accuracy column.
+public struct BenchmarkQuestion: Sendable, Equatable {
+    public var id: String
+    public var imagePath: String
+    public var text: String
+    public var answers: [String]
+
+    public init(id: String, imagePath: String, text: String, answers: [String]) {
+        self.id = id
+        self.imagePath = imagePath
+        self.text = text
+        self.answers = answers
+    }
+
+    /// Reads a model_vqa_loader question file (JSONL: question_id, image, text) and joins it with
+    /// an answer key by question_id. The key is JSONL or a JSON array of objects with
+    /// `question_id` and `answer` (a string) or `answers` (strings or {"answer": …} objects), or
+    /// one JSON object mapping ids to answers. Questions without an answer are an error.
+    public static func load(questions path: String, imageFolder: String, answerKey keyPath: String,
+                            limit: Int? = nil) throws -> [BenchmarkQuestion] {
+        let key = try loadAnswerKey(keyPath)
+        var out: [BenchmarkQuestion] = []
+        for (line, object) in try jsonObjects(path) {
+            guard let id = idString(object["question_id"]) else {
+                throw BenchmarkError.badFile(path: path, line: line, why: "no question_id")
+            }
+            guard let image = object["image"] as? String else {
+                throw BenchmarkError.badFile(path: path, line: line, why: "no image")
+            }
+            guard let text = (object["text"] ?? object["question"]) as? String else {
+                throw BenchmarkError.badFile(path: path, line: line, why: "no text")
+            }
+            guard let answers = key[id] else {
+                throw BenchmarkError.badFile(path: keyPath, line: nil, why: "no answer for question_id \(id) of \(path)")
+            }
+            let imagePath = image.hasPrefix("/") ? image : (imageFolder as NSString).appendingPathComponent(image)
+            out.append(BenchmarkQuestion(id: id, imagePath: imagePath, text: text, answers: answers))
+            if let limit, out.count >= limit { break }
+        }
+        if out.isEmpty { throw BenchmarkError.badFile(path: path, line: nil, why: "no questions") }
+        return out
+    }
+
+    static func loadAnswerKey(_ path: String) throws -> [String: [String]] {
+        var key: [String: [String]] = [:]
+        if let data = FileManager.default.contents(atPath: path),
+           let map = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           map["question_id"] == nil {
+            for (id, value) in map {
+                guard let answers = answerList(value) else {
+                    throw BenchmarkError.badFile(path: path, line: nil, why: "the answer of \(id) is not a string or a list")
+                }
+                key[id] = answers
+            }
+            return key
+        }
+        for (line, object) in try jsonObjects(path) {
+            guard let id = idString(object["question_id"]) else {
+                throw BenchmarkError.badFile(path: path, line: line, why: "no question_id")
+            }
+            guard let answers = answerList(object["answer"] ?? object["answers"]) else {
+                throw BenchmarkError.badFile(path: path, line: line, why: "no answer or answers")
+            }
+            key[id] = answers
+        }
+        return key
+    }
+
+    static func answerList(_ value: Any?) -> [String]? {
+        if let s = value as? String { return [s] }
+        if let n = value as? NSNumber { return [n.stringValue] }
+        if let list = value as? [Any] {
+            let answers = list.compactMap { item -> String? in
+                if let s = item as? String { return s }
+                return (item as? [String: Any])?["answer"] as? String
+            }
+            return answers.isEmpty ? nil : answers
+        }
+        return nil
+    }
+
+    static func idString(_ value: Any?) -> String? {
+        if let s = value as? String { return s }
+        if let n = value as? NSNumber { return n.stringValue }
+        return nil
+    }
+
+    /// The objects of a JSONL file or of a JSON array, with their line numbers (nil for arrays).
+    static func jsonObjects(_ path: String) throws -> [(Int?, [String: Any])] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw BenchmarkError.badFile(path: path, line: nil, why: "cannot read the file")
+        }
+        if let array = try? JSONSerialization.jsonObject(with: data) as? [Any] {
+            return try array.map {
+                guard let o = $0 as? [String: Any] else {
+                    throw BenchmarkError.badFile(path: path, line: nil, why: "array items must be JSON objects")
+                }
+                return (nil, o)
+            }
+        }
+        var out: [(Int?, [String: Any])] = []
+        for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty { continue }
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
+                throw BenchmarkError.badFile(path: path, line: i + 1, why: "not a JSON object")
+            }
+            out.append((i + 1, o))
+        }
+        return out
+    }
+}
+
+public enum BenchmarkError: Error, CustomStringConvertible {
+    case badFile(path: String, line: Int?, why: String)
+    case tokenCount(setting: String, planned: Int, measured: Int)
+    case invalidOptions(String)
+
+    public var description: String {
+        switch self {
+        case .badFile(let path, let line, let why):
+            return line.map { "\(path):\($0): \(why)" } ?? "\(path): \(why)"
+        case .tokenCount(let s, let planned, let measured):
+            return "\(s): the schedule plans \(planned) visual tokens but the tower gave \(measured)"
+        case .invalidOptions(let why):
+            return why
+        }
+    }
+}
+
+/// What every setting is measured on.
+public struct BenchmarkOptions: Sendable {
+    public var imagePath: String
+    public var question: String
+    public var template: ConversationTemplate
+    public var imageMode: ImageMode
+    /// Timed runs per setting (medians over these).
+    public var repeats: Int
+    /// Untimed runs before the timed ones, per setting.
+    public var warmup: Int
+    /// New tokens per timed run.
+    public var maxTokens: Int
+    /// Questions for the accuracy column (empty: no accuracy).
+    public var questions: [BenchmarkQuestion]
+    /// New tokens per answer in the accuracy pass (greedy, stops at EOS).
+    public var answerTokens: Int
+
+    public init(imagePath: String, question: String, template: ConversationTemplate, imageMode: ImageMode = .crop,
+                repeats: Int = 3, warmup: Int = 1, maxTokens: Int = 16, questions: [BenchmarkQuestion] = [],
+                answerTokens: Int = 8) {
+        self.imagePath = imagePath
+        self.question = question
+        self.template = template
+        self.imageMode = imageMode
+        self.repeats = repeats
+        self.warmup = warmup
+        self.maxTokens = maxTokens
+        self.questions = questions
+        self.answerTokens = answerTokens
+    }
+}
+
+/// Runs the measurement loop: for every setting, `warmup` untimed runs, then `repeats` timed
+/// runs of the whole question (image decoded and encoded again each time, prompt prefilled,
+/// `maxTokens` greedy tokens), then the accuracy pass when there are questions.
+public final class BenchmarkRunner {
+    public let pipeline: LlavaPipeline
+    public let options: BenchmarkOptions
+
+    public init(pipeline: LlavaPipeline, options: BenchmarkOptions) throws {
+        guard options.repeats >= 1 else { throw BenchmarkError.invalidOptions("repeat must be at least 1") }
+        guard options.warmup >= 0 else { throw BenchmarkError.invalidOptions("warmup must be at least 0") }
+        guard options.maxTokens >= 1 else { throw BenchmarkError.invalidOptions("max tokens must be at least 1") }
+        self.pipeline = pipeline
+        self.options = options
+    }
+
+    /// Measures every setting of `plan` in order; `onRow` sees each row as soon as it is done.
+    public func run(_ plan: BenchmarkPlan, onRow: ((BenchmarkRow) -> Void)? = nil) throws -> [BenchmarkRow] {
+        try plan.settings.map { setting in
+            let row = try run(setting)
+            onRow?(row)
+            return row
+        }
+    }
+
+    public func run(_ setting: BenchmarkSetting) throws -> BenchmarkRow {
+        let generation = GenerationOptions(maxTokens: options.maxTokens, temperature: 0, stopAtEOS: false)
+        for _ in 0..<options.warmup { _ = try ask(setting, generation) }
+        var results: [AskResult] = []
+        for _ in 0..<options.repeats { results.append(try ask(setting, generation)) }
+        let first = results[0]
+        guard first.visualTokens == setting.plannedTokens else {
+            throw BenchmarkError.tokenCount(setting: setting.label, planned: setting.plannedTokens, measured: first.visualTokens)
+        }
+        func stat(_ key: (AskTimings) -> Double) -> BenchmarkStatistic { BenchmarkStatistic(results.map { key($0.timings) }) }
+        return BenchmarkRow(
+            setting: setting, visualTokens: first.visualTokens, promptTokens: first.promptIds.count,
+            generatedTokens: first.generatedIds.count,
+            imageMs: stat(\.imageMs), visionMs: stat(\.visionMs), prefillMs: stat(\.prefillMs), ttftMs: stat(\.ttftMs),
+            decodeTokensPerS: stat(\.decodeTokensPerS), totalMs: stat(\.totalMs),
+            accuracy: options.questions.isEmpty ? nil : try accuracy(setting))
+    }
+
+    func ask(_ setting: BenchmarkSetting, _ generation: GenerationOptions) throws -> AskResult {
+        try pipeline.ask(imagePath: options.imagePath, question: options.question, template: options.template,
+                         mode: options.imageMode, merge: setting.merge, options: generation)
+    }
+
+    /// Greedy answers to every question under `setting`, scored by exact match after
+    /// normalisation. Each image is encoded once per setting.
+    public func accuracy(_ setting: BenchmarkSetting) throws -> BenchmarkAccuracy {
+        let generation = GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true)
+        // Question files list the questions of one image together: keep the last encoding.
+        var last: (path: String, image: EncodedImage)?
+        var correct = 0
+        for q in options.questions {
+            let image: EncodedImage
+            if let last, last.path == q.imagePath {
+                image = last.image
+            } else {
+                image = try pipeline.encode(imagePath: q.imagePath, mode: options.imageMode, merge: setting.merge)
+                last = (q.imagePath, image)
+            }
+            let answer = try pipeline.ask(image: image, question: q.text, template: options.template, options: generation)
+            if BenchmarkAccuracy.matches(answer.text, q.answers) { correct += 1 }
+        }
+        return BenchmarkAccuracy(correct: correct, total: options.questions.count)
+    }
+}

@@ -1,0 +1,399 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import LLaVA
+import TokenMerging
+
+/// A comma-separated list option (`--merge pitome,tome`, `--ratios 1,0.9`).
+struct CommaList<Element: ExpressibleByArgument>: ExpressibleByArgument {
+    var values: [Element]
+    let text: String
+
+    init(_ values: [Element], text: String) {
+        self.values = values
+        self.text = text
+    }
+
+    init?(argument: String) {
+        var values: [Element] = []
+        for part in argument.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let v = Element(argument: part.trimmingCharacters(in: .whitespaces)) else { return nil }
+            values.append(v)
+        }
+        self.init(values, text: argument)
+    }
+
+    var defaultValueDescription: String { text }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the pipeline across merge methods, ratios and token budgets (llama-bench style).",
+        discussion: """
+        Every setting (method × ratio, method × keep; ratio 1 is one shared unmerged baseline \
+        "none") answers the same question --repeat times after --warmup untimed runs; the image \
+        is decoded and encoded again every time. Reported values are medians: visual tokens, \
+        vision ms, prefill ms, time to first token, decode tokens/s, total ms. Timed runs always \
+        generate -n tokens (EOS does not stop them).
+
+        With --questions and --annotations (an answer key), every setting also answers the \
+        question file greedily (--answer-tokens new tokens), scored by exact match after answer \
+        normalisation.
+
+        Writes PREFIX.csv, PREFIX.json (with machine details), PREFIX.svg (time to first token \
+        against the ratio, and accuracy when measured) and PREFIX.png when rsvg-convert or \
+        ImageMagick is on PATH.
+
+        Example:
+          llava bench --image a.jpg --ratios 1,0.95,0.9,0.85 --keep 256,64 --out bench/a
+        """
+    )
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "Image file to time (default with --questions: the first question's image).")
+    var image: String?
+    @Option(name: .long, help: "Question asked in the timed runs.")
+    var question = "Describe the image."
+    @OptionGroup var imageOptions: ImageOptions
+
+    @Option(name: .long, help: "Merge methods, comma-separated (pitome, tome, tofu, dct, diffrate, random, pool).")
+    var merge = CommaList<MergeMethod>([.pitome, .tome], text: "pitome,tome")
+    @Option(name: .long, help: "Ratios, comma-separated; 1 is the unmerged baseline.")
+    var ratios = CommaList<Double>([1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85], text: "1.0,0.975,0.95,0.925,0.9,0.875,0.85")
+    @Option(name: .long, help: "Token budgets, comma-separated (budgets above the tower's tokens are skipped).")
+    var keep: CommaList<Int>?
+    @Option(name: .long, help: "Merge metric for every merged setting: hidden or keys.")
+    var mergeMetric: MergeMetric = .hidden
+    @Option(name: .long, help: "How merged tokens combine: mean or size.")
+    var mergeWeighting: MergeWeighting = .mean
+    @Flag(name: .long, help: "Proportional attention in every merged setting.")
+    var propAttn = false
+
+    @Option(name: .customLong("repeat"), help: "Timed runs per setting.")
+    var repeats = 3
+    @Option(name: .long, help: "Untimed runs per setting before the timed ones.")
+    var warmup = 1
+    @Option(name: [.customShort("n"), .long], help: "New tokens per timed run.")
+    var maxTokens = 16
+    @Option(name: .long, help: "Conversation template: llava-hf, llava-v1 or a .json path.")
+    var template = "llava-hf"
+    @Option(name: .long, help: "Output prefix: writes PREFIX.csv, PREFIX.json, PREFIX.svg and PREFIX.png.")
+    var out = "llava-bench"
+
+    @Option(name: .long, help: "Question file (JSONL: question_id, image, text) for the accuracy column.")
+    var questions: String?
+    @Option(name: .long, help: "Folder the question file's images are relative to (default: the question file's folder).")
+    var imageFolder: String?
+    @Option(name: .long, help: "Answer key: JSONL (or a JSON array) of question_id with answer or answers.")
+    var annotations: String?
+    @Option(name: .long, help: "Use only the first N questions.")
+    var limit: Int?
+    @Option(name: .long, help: "New tokens per answer in the accuracy pass (greedy, stops at EOS).")
+    var answerTokens = 8
+
+    func validate() throws {
+        if merge.values.isEmpty { throw ValidationError("--merge needs at least one method") }
+        for r in ratios.values where !(r > 0 && r <= 1) {
+            throw ValidationError("--ratios must satisfy 0 < ratio <= 1 (got \(r))")
+        }
+        for k in keep?.values ?? [] where k < 1 { throw ValidationError("--keep must be at least 1 (got \(k))") }
+        if repeats < 1 { throw ValidationError("--repeat must be at least 1") }
+        if warmup < 0 { throw ValidationError("--warmup must be at least 0") }
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        if answerTokens < 1 { throw ValidationError("--answer-tokens must be at least 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if (questions == nil) != (annotations == nil) {
+            throw ValidationError("--questions and --annotations go together")
+        }
+        if questions == nil && (imageFolder != nil || limit != nil) {
+            throw ValidationError("--image-folder and --limit need --questions")
+        }
+        if image == nil && questions == nil { throw ValidationError("--image is required (or --questions)") }
+    }
+
+    func run() throws {
+        do {
+            try benchmark()
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    func benchmark() throws {
+        let directory = try model.resolve()
+        let pipeline = try LlavaPipeline(directory: directory)
+        let conversation = try ConversationTemplate.load(template)
+        var questionList: [BenchmarkQuestion] = []
+        if let questions, let annotations {
+            let folder = imageFolder ?? (questions as NSString).deletingLastPathComponent
+            questionList = try BenchmarkQuestion.load(questions: questions, imageFolder: folder, answerKey: annotations, limit: limit)
+        }
+        let imagePath = image ?? questionList[0].imagePath
+        var variant = VisionMergeSettings.none
+        variant.metric = mergeMetric
+        variant.options.weighting = mergeWeighting
+        variant.proportionalAttention = propAttn
+        let plan = try BenchmarkPlan(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [],
+                                     config: pipeline.model.config, variant: variant)
+        guard !plan.settings.isEmpty else { throw CLIError("nothing to benchmark: every setting was skipped") }
+        let options = BenchmarkOptions(imagePath: imagePath, question: question, template: conversation,
+                                       imageMode: imageOptions.imageMode, repeats: repeats, warmup: warmup,
+                                       maxTokens: maxTokens, questions: questionList, answerTokens: answerTokens)
+        let runner = try BenchmarkRunner(pipeline: pipeline, options: options)
+        printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(Threads.count), BLAS \(Threads.blasCoreName)"
+                 + (questionList.isEmpty ? "" : ", \(questionList.count) questions"))
+        let rows = try runner.run(plan) { row in
+            printErr(String(format: "bench: %@: %d visual tokens, ttft %.2f ms", row.setting.label, row.visualTokens, row.ttftMs.median)
+                     + (row.accuracy.map { ", accuracy \($0.correct)/\($0.total)" } ?? ""))
+        }
+        let report = BenchReport(rows: rows, notes: plan.notes, model: directory, image: imagePath, question: question,
+                                 template: conversation.name, imageMode: imageOptions.imageMode.rawValue,
+                                 repeats: repeats, warmup: warmup, maxTokens: maxTokens,
+                                 questions: questions, imageFolder: questionList.isEmpty ? nil : (imageFolder ?? (questions.map { ($0 as NSString).deletingLastPathComponent })),
+                                 annotations: annotations, questionCount: questionList.count, answerTokens: answerTokens,
+                                 fullTokens: pipeline.model.fullImageTokens)
+        print(report.table())
+        for note in plan.notes { print("note: \(note)") }
+        try report.write(prefix: out)
+    }
+}
+
+/// Everything a benchmark produced, and its table, CSV, JSON and plot renderings.
+struct BenchReport {
+    let rows: [BenchmarkRow]
+    let notes: [String]
+    let model: String
+    let image: String
+    let question: String
+    let template: String
+    let imageMode: String
+    let repeats: Int
+    let warmup: Int
+    let maxTokens: Int
+    let questions: String?
+    let imageFolder: String?
+    let annotations: String?
+    let questionCount: Int
+    let answerTokens: Int
+    let fullTokens: Int
+    let date = Date()
+
+    var baseline: BenchmarkRow? { rows.first { $0.setting.isBaseline } }
+    var hasAccuracy: Bool { rows.contains { $0.accuracy != nil } }
+
+    func speedup(_ row: BenchmarkRow) -> Double? {
+        guard let b = baseline, row.ttftMs.median > 0 else { return nil }
+        return b.ttftMs.median / row.ttftMs.median
+    }
+
+    // MARK: Table
+
+    /// The aligned table, llama-bench style (Markdown pipes, numbers right-aligned).
+    func table() -> String {
+        var header = ["method", "ratio", "keep", "tokens", "vision ms", "prefill ms", "ttft ms", "speed-up", "decode t/s", "total ms"]
+        if hasAccuracy { header.append("accuracy") }
+        let body: [[String]] = rows.map { r in
+            var cells = [
+                r.setting.method,
+                r.setting.ratio.map { formatRatio($0) } ?? "-",
+                r.setting.keep.map(String.init) ?? "-",
+                String(r.visualTokens),
+                String(format: "%.2f", r.visionMs.median),
+                String(format: "%.2f", r.prefillMs.median),
+                String(format: "%.2f ± %.2f", r.ttftMs.median, r.ttftMs.stddev),
+                speedup(r).map { String(format: "%.2fx", $0) } ?? "-",
+                String(format: "%.2f", r.decodeTokensPerS.median),
+                String(format: "%.2f", r.totalMs.median),
+            ]
+            if hasAccuracy {
+                cells.append(r.accuracy.map { String(format: "%.1f%% (%d/%d)", $0.fraction * 100, $0.correct, $0.total) } ?? "-")
+            }
+            return cells
+        }
+        let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
+        func line(_ cells: [String]) -> String {
+            "| " + cells.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: widths[i] - c.count)
+                return i == 0 ? c + pad : pad + c
+            }.joined(separator: " | ") + " |"
+        }
+        var lines = [line(header)]
+        lines.append("| " + widths.enumerated().map { i, w in
+            i == 0 ? String(repeating: "-", count: w) : String(repeating: "-", count: w - 1) + ":"
+        }.joined(separator: " | ") + " |")
+        lines += body.map(line)
+        return lines.joined(separator: "\n")
+    }
+
+    func formatRatio(_ r: Double) -> String {
+        var s = String(format: "%.3f", r)
+        while s.hasSuffix("0") && !s.hasSuffix(".0") { s.removeLast() }
+        return s
+    }
+
+    // MARK: CSV
+
+    static let csvHeader = [
+        "method", "ratio", "keep", "label", "visual_tokens", "planned_tokens", "prompt_tokens", "generated_tokens",
+        "repeats", "image_ms", "vision_ms", "prefill_ms", "ttft_ms", "ttft_stddev_ms", "decode_tokens_per_s", "total_ms",
+        "ttft_speedup", "accuracy", "correct", "questions",
+    ]
+
+    func csv() -> String {
+        func num(_ x: Double) -> String { String(format: "%.3f", x) }
+        var out = Self.csvHeader.joined(separator: ",") + "\n"
+        for r in rows {
+            let cells: [String] = [
+                r.setting.method, r.setting.ratio.map { formatRatio($0) } ?? "", r.setting.keep.map(String.init) ?? "",
+                csvQuote(r.setting.label), String(r.visualTokens), String(r.setting.plannedTokens), String(r.promptTokens),
+                String(r.generatedTokens), String(r.ttftMs.samples.count), num(r.imageMs.median), num(r.visionMs.median),
+                num(r.prefillMs.median), num(r.ttftMs.median), num(r.ttftMs.stddev), num(r.decodeTokensPerS.median),
+                num(r.totalMs.median), speedup(r).map { String(format: "%.4f", $0) } ?? "",
+                r.accuracy.map { String(format: "%.4f", $0.fraction) } ?? "", r.accuracy.map { String($0.correct) } ?? "",
+                r.accuracy.map { String($0.total) } ?? "",
+            ]
+            out += cells.joined(separator: ",") + "\n"
+        }
+        return out
+    }
+
+    func csvQuote(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    // MARK: JSON
+
+    func json() throws -> String {
+        func stat(_ s: BenchmarkStatistic) -> [String: Any] {
+            ["median": rounded(s.median), "mean": rounded(s.mean), "stddev": rounded(s.stddev),
+             "min": rounded(s.min), "max": rounded(s.max), "samples": s.samples.map(rounded)]
+        }
+        let rowObjects: [[String: Any]] = rows.map { r in
+            let m = r.setting.merge
+            var o: [String: Any] = [
+                "method": r.setting.method, "label": r.setting.label,
+                "ratio": r.setting.ratio.map { $0 as Any } ?? NSNull(), "keep": r.setting.keep.map { $0 as Any } ?? NSNull(),
+                "metric": m.metric.rawValue, "weighting": m.options.weighting.rawValue, "prop_attn": m.proportionalAttention,
+                "visual_tokens": r.visualTokens, "planned_tokens": r.setting.plannedTokens,
+                "prompt_tokens": r.promptTokens, "generated_tokens": r.generatedTokens,
+                "timings": [
+                    "image_ms": stat(r.imageMs), "vision_ms": stat(r.visionMs), "prefill_ms": stat(r.prefillMs),
+                    "ttft_ms": stat(r.ttftMs), "decode_tokens_per_s": stat(r.decodeTokensPerS), "total_ms": stat(r.totalMs),
+                ],
+                "ttft_speedup": speedup(r).map { rounded($0) as Any } ?? NSNull(),
+            ]
+            if let a = r.accuracy {
+                o["accuracy"] = ["correct": a.correct, "total": a.total, "accuracy": rounded(a.fraction)]
+            } else {
+                o["accuracy"] = NSNull()
+            }
+            return o
+        }
+        let iso = ISO8601DateFormatter()
+        var object: [String: Any] = [
+            "tool": "llava bench",
+            "date": iso.string(from: date),
+            "model": model,
+            "image": image,
+            "question": question,
+            "template": template,
+            "image_mode": imageMode,
+            "repeat": repeats,
+            "warmup": warmup,
+            "max_tokens": maxTokens,
+            "full_visual_tokens": fullTokens,
+            "machine": Self.machine(),
+            "notes": notes,
+            "rows": rowObjects,
+        ]
+        if let questions {
+            object["questions"] = ["file": questions, "image_folder": imageFolder ?? "", "annotations": annotations ?? "",
+                                   "count": questionCount, "answer_tokens": answerTokens] as [String: Any]
+        } else {
+            object["questions"] = NSNull()
+        }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    static func machine() -> [String: Any] {
+        var cpu = "unknown"
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let value = line.split(separator: ":", maxSplits: 1).last {
+            cpu = value.trimmingCharacters(in: .whitespaces)
+        }
+        let p = ProcessInfo.processInfo
+        return ["threads": Threads.count, "blas_core": Threads.blasCoreName, "cpu": cpu,
+                "logical_cpus": p.activeProcessorCount, "os": p.operatingSystemVersionString,
+                "memory_gb": rounded(Double(p.physicalMemory) / 1_073_741_824)]
+    }
+
+    // MARK: Plot
+
+    /// Time to first token against the ratio, one line per method (the baseline is every line's
+    /// ratio-1 point); with only token budgets, against the visual tokens instead. A second
+    /// panel shows accuracy when it was measured.
+    func panels() -> [PlotPanel] {
+        let ratioRows = rows.filter { !$0.setting.isBaseline && $0.setting.ratio != nil }
+        let byRatio = !ratioRows.isEmpty || rows.allSatisfy { $0.setting.keep == nil }
+        let chosen = byRatio ? ratioRows : rows.filter { $0.setting.keep != nil }
+        var methods: [String] = []
+        for r in chosen where !methods.contains(r.setting.method) { methods.append(r.setting.method) }
+        if methods.isEmpty, baseline != nil { methods = ["none"] }
+        func series(_ value: (BenchmarkRow) -> Double?) -> [PlotSeries] {
+            methods.map { method in
+                var points: [(x: Double, y: Double)] = []
+                if let b = baseline, let y = value(b) { points.append((byRatio ? 1 : Double(b.visualTokens), y)) }
+                for r in chosen where r.setting.method == method {
+                    if let y = value(r) { points.append((byRatio ? r.setting.ratio! : Double(r.setting.keep!), y)) }
+                }
+                return PlotSeries(name: method, points: points)
+            }
+        }
+        let xLabel = byRatio ? "merge ratio ρ (1 = no merging)" : "visual tokens (--keep; the largest is the unmerged baseline)"
+        var panels = [PlotPanel(id: "ttft", title: "Time to first token (median of \(repeats))", xLabel: xLabel,
+                                yLabel: "time to first token (ms)", series: series { $0.ttftMs.median })]
+        if hasAccuracy {
+            panels.append(PlotPanel(id: "accuracy", title: "Accuracy (\(questionCount) questions, exact match)", xLabel: xLabel,
+                                    yLabel: "accuracy (%)", series: series { $0.accuracy.map { $0.fraction * 100 } },
+                                    yRange: 0...100, yUnit: "%"))
+        }
+        return panels
+    }
+
+    func svg() -> String {
+        // The model folder's last two path components ("llava-small/model", "…/llava-1.5-7b-hf").
+        let name = URL(fileURLWithPath: model).pathComponents.suffix(2).joined(separator: "/")
+        let subtitle = "\(name) · \(fullTokens) visual tokens unmerged · \(Threads.count) threads · \(Threads.blasCoreName) · -n \(maxTokens)"
+        return SVGPlot.render(title: "LLaVA time to first token vs merge ratio", subtitle: subtitle, panels: panels())
+    }
+
+    // MARK: Files
+
+    func write(prefix: String) throws {
+        let dir = (prefix as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        func save(_ text: String, _ ext: String) throws -> String {
+            let path = prefix + "." + ext
+            do {
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                throw CLIError("\(path): cannot write: \(error.localizedDescription)")
+            }
+            return path
+        }
+        var written = [try save(csv(), "csv"), try save(json(), "json")]
+        let svgPath = try save(svg(), "svg")
+        written.append(svgPath)
+        let pngPath = prefix + ".png"
+        if let converter = try SVGConverter.convert(svg: svgPath, png: pngPath) {
+            written.append(pngPath + " (\(converter))")
+        } else {
+            print("note: no SVG converter on PATH (rsvg-convert, or ImageMagick convert/magick): \(pngPath) not written")
+        }
+        print("wrote " + written.joined(separator: ", "))
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import LLaVA
+
+struct Chat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Talk about an image, llama.cpp style: the image is encoded once, every turn reuses the KV cache.",
+        discussion: """
+        Type a question and press Enter; the answer streams to stdout and a one-line timing \
+        goes to stderr. Commands:
+          /image PATH   load another image (encoded once; the conversation starts over)
+          /clear        keep the image, forget the turns (the cache is cut back)
+          /quit, /exit  leave (end of input does the same)
+
+        The first question goes into the template's first_turn, later ones into its next_turn; \
+        with end_of_answer "</s>" (llava-v1) the EOS token closes every answer.
+
+        Example:
+          llava chat --image photo.jpg --template llava-v1 --merge pitome --ratio 0.9
+        """
+    )
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "Image to talk about (or load one later with /image PATH).")
+    var image: String?
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var merge: MergeFlags
+    @OptionGroup var generation: GenerationFlags
+    @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")
+    var ignoreEos = false
+
+    func run() throws {
+        let session: ChatSession
+        do {
+            let directory = try model.resolve()
+            let pipeline = try LlavaPipeline(directory: directory)
+            let template = try ConversationTemplate.load(generation.template)
+            let settings = merge.settings
+            _ = try pipeline.model.plannedVisualTokens(settings)
+            var options = generation.options
+            options.stopAtEOS = !ignoreEos
+            session = try ChatSession(pipeline: pipeline, template: template, imageMode: imageOptions.imageMode,
+                                      merge: settings, options: options)
+            if let image { try load(image, into: session) }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            throw fail(error)
+        }
+        printErr("llava chat: /image PATH, /clear, /quit (or end of input); context \(session.context) tokens")
+        repl(session)
+    }
+
+    func load(_ path: String, into session: ChatSession) throws {
+        let info = try session.load(imagePath: path)
+        printErr(String(format: "llava: image %@: decode %.2f ms, vision %.2f ms, %d visual tokens; prefix %d tokens prefilled in %.2f ms",
+                        path, info.imageMs, info.visionMs, info.visualTokens, info.prefixTokens, info.prefixMs))
+    }
+
+    func repl(_ session: ChatSession) {
+        let interactive = isatty(STDIN_FILENO) != 0
+        let stdout = FileHandle.standardOutput
+        while true {
+            if interactive { stdout.write(Data("> ".utf8)) }
+            guard let raw = readLine(strippingNewline: true) else { break }
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            if line.hasPrefix("/") {
+                let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+                let argument = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+                switch parts[0] {
+                case "/quit", "/exit":
+                    return
+                case "/clear":
+                    session.clear()
+                    printErr("llava: conversation cleared (\(session.history.count)/\(session.context) tokens: the image prefix)")
+                case "/image":
+                    if argument.isEmpty {
+                        printErr("llava: usage: /image PATH")
+                    } else {
+                        do { try load(argument, into: session) } catch { report(error) }
+                    }
+                default:
+                    printErr("llava: unknown command \(parts[0]) (commands: /image PATH, /clear, /quit, /exit)")
+                }
+                continue
+            }
+            do {
+                let turn = try session.ask(line) { stdout.write(Data($0.utf8)) }
+                stdout.write(Data("\n".utf8))
+                let decoded = max(0, turn.generatedIds.count - 1)
+                printErr(String(format: "llava: prompt %d tokens in %.2f ms, first token %.2f ms, %d more in %.2f ms (%.2f tokens/s), context %d/%d",
+                                turn.promptTokens, turn.prefillMs, turn.firstTokenMs, decoded, turn.decodeMs,
+                                turn.decodeTokensPerSecond, turn.contextUsed, turn.context))
+                if turn.stopReason == .contextFull {
+                    printErr("llava: the context is full (\(turn.context) tokens): the answer was cut; /clear starts over from the image")
+                }
+            } catch {
+                report(error)
+            }
+        }
+    }
+
+    /// A failure inside the conversation: one line on stderr, and the chat goes on.
+    func report(_ error: Error) {
+        printErr("llava: error: \(String(describing: error))")
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+
+final class ChatCommandTests: XCTestCase {
+    static let model = CLI.sharedFixtures + "/llava-small/model"
+    static let shapes = CLI.sharedFixtures + "/llava-small/shapes.png"
+    static let wide = CLI.fixtures + "/images/wide-83x61.png"
+
+    /// What `llava ask` prints for one question (the streamed answer and its newline).
+    func askOutput(image: String, question: String) throws -> String {
+        let r = try CLI.run(["ask", "--model", Self.model, "--image", image, "-n", "6", question])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.stdout
+    }
+
+    func testTurnsClearAndNewImageOverStdin() throws {
+        let q1 = "What color is the square?", q3 = "Describe it."
+        let script = [q1, "What shape is next to it?", "/clear", q1, "/image \(Self.wide)", q3, "/quit", "never asked"]
+        let r = try CLI.run(["chat", "--model", Self.model, "--image", Self.shapes, "-n", "6"],
+                            stdin: script.joined(separator: "\n") + "\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let a1 = try askOutput(image: Self.shapes, question: q1)
+        let a3 = try askOutput(image: Self.wide, question: q3)
+        XCTAssertFalse(a1.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the fixture model answers something")
+        // stdout: a1, the second answer, a1 again after /clear, then the answer about the new image.
+        XCTAssertTrue(r.stdout.hasPrefix(a1), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix(a1 + a3), r.stdout)
+        XCTAssertGreaterThan(r.stdout.count, 2 * a1.count + a3.count, "the second turn printed nothing")
+        // One timing line per answered question; the image prefix is prefilled once per image.
+        XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.count, 4, r.stderr)
+        XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: image ") }.count, 2, r.stderr)
+        let cleared = try XCTUnwrap(r.stderrLines.first { $0.contains("conversation cleared") }, r.stderr)
+        let prefix = try XCTUnwrap(r.stderrLines.first { $0.hasPrefix("llava: image ") }?.components(separatedBy: "prefix ").last?
+            .split(separator: " ").first.flatMap { Int($0) })
+        XCTAssertTrue(cleared.contains("(\(prefix)/1024 tokens"), cleared)
+        // The first turn ends at the prefix + the question + the answer; the repeat after /clear too.
+        let contexts = r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.compactMap { $0.components(separatedBy: "context ").last }
+        XCTAssertEqual(contexts[0], contexts[2])
+    }
+
+    func testEndOfInputCommandsAndErrorsKeepTheChatGoing() throws {
+        let script = ["Hello?", "/bogus", "/image /no/such/image.png", "/image \(Self.shapes)", "What color is the square?"]
+        let r = try CLI.run(["chat", "--model", Self.model, "-n", "4"], stdin: script.joined(separator: "\n"))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("no image loaded"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("unknown command /bogus"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("/no/such/image.png: no such file"), r.stderr)
+        XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.count, 1, r.stderr)
+        XCTAssertFalse(r.stdout.isEmpty)
+    }
+
+    func testFullContextIsReported() throws {
+        // 256 positions: a long answer fills the context, the next question does not fit.
+        let r = try CLI.run(["chat", "--model", CLI.fixtures + "/mha-f32-legacy", "--image", CLI.fixtures + "/images/square-56.png",
+                             "-n", "400", "--ignore-eos"], stdin: "Describe it.\nMore?\n/clear\nMore?\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("context is full"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("/clear"), r.stderr)
+        XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.count, 2, r.stderr)
+    }
+
+    func testMissingImageFileFailsAtStart() throws {
+        let r = try CLI.run(["chat", "--model", Self.model, "--image", "/no/such/image.png"], stdin: "")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderrLines, ["llava: error: /no/such/image.png: no such file"])
+    }
+}
