@@ -1,157 +1,109 @@
+// Run-time dispatch of the hand-written kernels: kernels_impl.h is compiled three times, for
+// AVX-512 (F/BW/VL/DQ + FMA + F16C), for AVX2 (+ FMA + F16C) and for baseline x86-64, and the
+// first call picks the widest set the CPU supports (by feature, not by CPU model name).
 #include "ckernels.h"
 
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#define KERNEL __attribute__((target_clones("arch=sapphirerapids", "arch=haswell", "default")))
-#else
-#define KERNEL
-#endif
-
 #pragma clang fp reassociate(on)
 
-static inline float half_to_float(uint16_t h) {
-    _Float16 v;
-    memcpy(&v, &h, sizeof v);
-    return (float)v;
+#define SUFFIX(name) name##_base
+#include "kernels_impl.h"
+#undef SUFFIX
+
+#if defined(__x86_64__)
+#define SUFFIX(name) name##_avx2
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#include "kernels_impl.h"
+#pragma clang attribute pop
+#undef SUFFIX
+
+#define SUFFIX(name) name##_avx512
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#include "kernels_impl.h"
+#pragma clang attribute pop
+#undef SUFFIX
+#endif
+
+typedef struct {
+    const char *name;
+    void (*f16_to_f32)(const uint16_t *, float *, size_t);
+    void (*bf16_to_f32)(const uint16_t *, float *, size_t);
+    void (*f32_to_f16)(const float *, uint16_t *, size_t);
+    void (*gemv_f32)(const float *, size_t, const float *, float *, size_t, size_t, size_t);
+    void (*gemv_f16)(const uint16_t *, size_t, const float *, float *, size_t, size_t, size_t);
+    void (*gemv_bf16)(const uint16_t *, size_t, const float *, float *, size_t, size_t, size_t);
+    void (*layer_norm)(const float *, float *, const float *, const float *, size_t, float);
+    void (*rms_norm)(const float *, float *, const float *, size_t, float);
+    void (*softmax)(float *, size_t);
+    void (*exp_shift)(float *, float, size_t);
+    void (*quick_gelu)(float *, size_t);
+    void (*gelu_erf)(float *, size_t);
+    void (*silu)(float *, size_t);
+    void (*silu_mul)(float *, const float *, size_t);
+    void (*add)(float *, const float *, size_t);
+    void (*scale)(float *, float, size_t);
+} kernel_table;
+
+#define TABLE(S)                                                                                   \
+    {#S, k_f16_to_f32_##S, k_bf16_to_f32_##S, k_f32_to_f16_##S, k_gemv_f32_##S, k_gemv_f16_##S,    \
+     k_gemv_bf16_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
+     k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S}
+
+static const kernel_table table_base = TABLE(base);
+#if defined(__x86_64__)
+static const kernel_table table_avx2 = TABLE(avx2);
+static const kernel_table table_avx512 = TABLE(avx512);
+#endif
+
+static const kernel_table *select_table(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &table_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &table_avx2;
+#endif
+    return &table_base;
 }
 
-static inline float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-KERNEL void k_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
-}
-
-KERNEL void k_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(src[i]);
-}
-
-KERNEL void k_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        _Float16 v = (_Float16)src[i];
-        memcpy(&dst[i], &v, sizeof v);
+static const kernel_table *kernels(void) {
+    static const kernel_table *selected = 0;
+    const kernel_table *t = __atomic_load_n(&selected, __ATOMIC_ACQUIRE);
+    if (!t) {
+        t = select_table();
+        __atomic_store_n(&selected, t, __ATOMIC_RELEASE);
     }
+    return t;
 }
 
-KERNEL void k_gemv_f32(const float *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
-    for (size_t i = r0; i < r1; i++) {
-        const float *row = w + i * ldw;
-        float acc = 0.0f;
-        for (size_t k = 0; k < cols; k++) acc += row[k] * x[k];
-        y[i] = acc;
-    }
-}
+const char *k_instruction_set(void) { return kernels()->name; }
 
-KERNEL void k_gemv_f16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
-    for (size_t i = r0; i < r1; i++) {
-        const uint16_t *row = w + i * ldw;
-        float acc = 0.0f;
-        for (size_t k = 0; k < cols; k++) acc += half_to_float(row[k]) * x[k];
-        y[i] = acc;
-    }
+void k_f16_to_f32(const uint16_t *src, float *dst, size_t n) { kernels()->f16_to_f32(src, dst, n); }
+void k_bf16_to_f32(const uint16_t *src, float *dst, size_t n) { kernels()->bf16_to_f32(src, dst, n); }
+void k_f32_to_f16(const float *src, uint16_t *dst, size_t n) { kernels()->f32_to_f16(src, dst, n); }
+void k_gemv_f32(const float *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    kernels()->gemv_f32(w, ldw, x, y, cols, r0, r1);
 }
-
-KERNEL void k_gemv_bf16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
-    for (size_t i = r0; i < r1; i++) {
-        const uint16_t *row = w + i * ldw;
-        float acc = 0.0f;
-        for (size_t k = 0; k < cols; k++) acc += bf16_to_float(row[k]) * x[k];
-        y[i] = acc;
-    }
+void k_gemv_f16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    kernels()->gemv_f16(w, ldw, x, y, cols, r0, r1);
 }
-
-KERNEL void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps) {
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) sum += x[i];
-    const float mean = sum / (float)n;
-    float var = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        float d = x[i] - mean;
-        var += d * d;
-    }
-    const float inv = 1.0f / sqrtf(var / (float)n + eps);
-    for (size_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * weight[i] + bias[i];
+void k_gemv_bf16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    kernels()->gemv_bf16(w, ldw, x, y, cols, r0, r1);
 }
-
-KERNEL void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps) {
-    float ss = 0.0f;
-    for (size_t i = 0; i < n; i++) ss += x[i] * x[i];
-    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (size_t i = 0; i < n; i++) y[i] = weight[i] * (x[i] * inv);
+void k_layer_norm(const float *x, float *y, const float *w, const float *b, size_t n, float eps) {
+    kernels()->layer_norm(x, y, w, b, n, eps);
 }
-
-// exp(x) = 2^n * exp(r), r = x - n ln2 in [-ln2/2, ln2/2], exp(r) by a degree-6 polynomial.
-static inline float expf_inline(float x) {
-    const float lo = -87.33654f, hi = 88.72283f;
-    float xc = x < lo ? lo : (x > hi ? hi : x);
-    float n = floorf(xc * 1.44269504088896341f + 0.5f);
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &e, sizeof scale);
-    float result = p * scale;
-    return x < lo ? 0.0f : result;
-}
-
-float k_expf(float x) { return expf_inline(x); }
-
-KERNEL void k_softmax(float *x, size_t n) {
-    if (n == 0) return;
-    float m = x[0];
-    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        float e = expf_inline(x[i] - m);
-        x[i] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
-    for (size_t i = 0; i < n; i++) x[i] *= inv;
-}
-
-KERNEL void k_exp_shift(float *x, float shift, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = expf_inline(x[i] - shift);
-}
-
-KERNEL void k_quick_gelu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = v / (1.0f + expf_inline(-1.702f * v));
-    }
-}
-
-void k_gelu_erf(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
-    }
-}
-
-KERNEL void k_silu_mul(float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf_inline(-g)) * up[i];
-    }
-}
-
-KERNEL void k_add(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
-KERNEL void k_scale(float *y, float s, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] *= s;
-}
+void k_rms_norm(const float *x, float *y, const float *w, size_t n, float eps) { kernels()->rms_norm(x, y, w, n, eps); }
+void k_softmax(float *x, size_t n) { kernels()->softmax(x, n); }
+void k_exp_shift(float *x, float shift, size_t n) { kernels()->exp_shift(x, shift, n); }
+void k_quick_gelu(float *x, size_t n) { kernels()->quick_gelu(x, n); }
+void k_gelu_erf(float *x, size_t n) { kernels()->gelu_erf(x, n); }
+void k_silu(float *x, size_t n) { kernels()->silu(x, n); }
+void k_silu_mul(float *gate, const float *up, size_t n) { kernels()->silu_mul(gate, up, n); }
+void k_add(float *y, const float *x, size_t n) { kernels()->add(y, x, n); }
+void k_scale(float *y, float s, size_t n) { kernels()->scale(y, s, n); }
+float k_expf(float x) { return expf_inline_base(x); }

@@ -51,8 +51,7 @@ public func activate(_ x: Matrix, _ act: Activation) {
         switch act {
         case .quickGelu: k_quick_gelu(p, n)
         case .gelu: k_gelu_erf(p, n)
-        case .silu:
-            for i in 0..<n { p[i] = p[i] / (1 + k_expf(-p[i])) }
+        case .silu: k_silu(p, n)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -15,6 +16,9 @@ public enum Threads {
     }
 
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base").
+    public static var kernelInstructionSet: String { String(cString: k_instruction_set()) }
 
     /// The kernel family OpenBLAS picked when it loaded (e.g. "Cooperlake", "Haswell").
     public static var blasCoreName: String {

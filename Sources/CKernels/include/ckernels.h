@@ -1,5 +1,5 @@
-// Hot loops that the BLAS library does not cover. Each is compiled several times
-// (Sapphire Rapids, Haswell, baseline x86-64) and the best version is picked at load time.
+// Hot loops that the BLAS library does not cover. Each is compiled for AVX-512, AVX2 and
+// baseline x86-64; the first call picks the widest instruction set the CPU supports.
 #ifndef CKERNELS_H
 #define CKERNELS_H
 #include <stddef.h>
@@ -28,10 +28,14 @@ void k_softmax(float *x, size_t n);
 // Element-wise, in place.
 void k_quick_gelu(float *x, size_t n);          // x * sigmoid(1.702 x)
 void k_gelu_erf(float *x, size_t n);            // 0.5 x (1 + erf(x / sqrt 2))
+void k_silu(float *x, size_t n);                // x * sigmoid(x)
 void k_silu_mul(float *gate, const float *up, size_t n); // gate = silu(gate) * up
 void k_add(float *y, const float *x, size_t n);  // y += x
 void k_scale(float *y, float s, size_t n);       // y *= s
 void k_exp_shift(float *x, float shift, size_t n); // x = exp(x - shift)
+
+/// The instruction set the kernels run with: "avx512", "avx2" or "base".
+const char *k_instruction_set(void);
 
 // Vectorisable exp used by softmax and the activations (about 1 ulp on the normal range).
 float k_expf(float x);

@@ -1,0 +1,151 @@
+// Kernel bodies, compiled once per instruction set by kernels.c (which defines SUFFIX and the
+// target attributes around each inclusion). Plain C loops written so the compiler vectorises them.
+static inline float SUFFIX(half_to_float)(uint16_t h) {
+    _Float16 v;
+    memcpy(&v, &h, sizeof v);
+    return (float)v;
+}
+
+static inline float SUFFIX(bf16_to_float)(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void SUFFIX(k_f16_to_f32)(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = SUFFIX(half_to_float)(src[i]);
+}
+
+static void SUFFIX(k_bf16_to_f32)(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = SUFFIX(bf16_to_float)(src[i]);
+}
+
+static void SUFFIX(k_f32_to_f16)(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        _Float16 v = (_Float16)src[i];
+        memcpy(&dst[i], &v, sizeof v);
+    }
+}
+
+static void SUFFIX(k_gemv_f32)(const float *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; i++) {
+        const float *row = w + i * ldw;
+        float acc = 0.0f;
+        for (size_t k = 0; k < cols; k++) acc += row[k] * x[k];
+        y[i] = acc;
+    }
+}
+
+static void SUFFIX(k_gemv_f16)(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; i++) {
+        const uint16_t *row = w + i * ldw;
+        float acc = 0.0f;
+        for (size_t k = 0; k < cols; k++) acc += SUFFIX(half_to_float)(row[k]) * x[k];
+        y[i] = acc;
+    }
+}
+
+static void SUFFIX(k_gemv_bf16)(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
+    for (size_t i = r0; i < r1; i++) {
+        const uint16_t *row = w + i * ldw;
+        float acc = 0.0f;
+        for (size_t k = 0; k < cols; k++) acc += SUFFIX(bf16_to_float)(row[k]) * x[k];
+        y[i] = acc;
+    }
+}
+
+static void SUFFIX(k_layer_norm)(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) sum += x[i];
+    const float mean = sum / (float)n;
+    float var = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        var += d * d;
+    }
+    const float inv = 1.0f / sqrtf(var / (float)n + eps);
+    for (size_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * weight[i] + bias[i];
+}
+
+static void SUFFIX(k_rms_norm)(const float *x, float *y, const float *weight, size_t n, float eps) {
+    float ss = 0.0f;
+    for (size_t i = 0; i < n; i++) ss += x[i] * x[i];
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++) y[i] = weight[i] * (x[i] * inv);
+}
+
+// exp(x) = 2^n * exp(r), r = x - n ln2 in [-ln2/2, ln2/2], exp(r) by a degree-6 polynomial.
+static inline float SUFFIX(expf_inline)(float x) {
+    const float lo = -87.33654f, hi = 88.72283f;
+    float xc = x < lo ? lo : (x > hi ? hi : x);
+    float n = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    float result = p * scale;
+    return x < lo ? 0.0f : result;
+}
+
+static void SUFFIX(k_softmax)(float *x, size_t n) {
+    if (n == 0) return;
+    float m = x[0];
+    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float e = SUFFIX(expf_inline)(x[i] - m);
+        x[i] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void SUFFIX(k_exp_shift)(float *x, float shift, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = SUFFIX(expf_inline)(x[i] - shift);
+}
+
+static void SUFFIX(k_quick_gelu)(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v / (1.0f + SUFFIX(expf_inline)(-1.702f * v));
+    }
+}
+
+static void SUFFIX(k_gelu_erf)(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
+    }
+}
+
+static void SUFFIX(k_silu_mul)(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + SUFFIX(expf_inline)(-g)) * up[i];
+    }
+}
+
+static void SUFFIX(k_add)(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void SUFFIX(k_scale)(float *y, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] *= s;
+}
+
+static void SUFFIX(k_silu)(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v / (1.0f + SUFFIX(expf_inline)(-v));
+    }
+}

@@ -1,0 +1,68 @@
+import COpenBLAS
+import Foundation
+import Kernels
+
+// Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
+// sgemm peak. Usage: kernel-bench [--threads N] [--quick]
+
+func time(_ repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let t = DispatchTime.now()
+        body()
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9)
+    }
+    return best
+}
+
+func randomMatrix(_ rows: Int, _ cols: Int) -> Matrix {
+    let m = Matrix(rows: rows, cols: cols)
+    var s: UInt32 = 12345
+    for i in 0..<(rows * cols) {
+        s = s &* 1664525 &+ 1013904223
+        m.data[i] = Float(Int32(bitPattern: s) >> 8) / Float(1 << 23) * 0.1
+    }
+    return m
+}
+
+func halfWeight(_ m: Matrix) -> Weight {
+    let n = m.rows * m.cols
+    let p = UnsafeMutablePointer<UInt16>.allocate(capacity: n)
+    for i in 0..<n { p[i] = Float16(m.data[i]).bitPattern }
+    let owner = Matrix(rows: 1, cols: 1)
+    return Weight(rows: m.rows, cols: m.cols, storage: .f16(UnsafePointer(p)), owner: owner)
+}
+
+var threads = ProcessInfo.processInfo.activeProcessorCount
+var args = CommandLine.arguments.dropFirst()
+while let a = args.first {
+    args = args.dropFirst()
+    if a == "--threads", let v = args.first, let n = Int(v) { threads = n; args = args.dropFirst() }
+}
+Threads.set(threads)
+print("threads \(threads), OpenBLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)")
+
+for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600, 2048, 2048)] {
+    let x = randomMatrix(m, k)
+    let w = randomMatrix(n, k)
+    let y = Matrix(rows: m, cols: n)
+    let flops = 2.0 * Double(m * n * k)
+    let tBlas = time(3) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.data, Int32(k), w.data, Int32(k), 0, y.data, Int32(n))
+    }
+    let wh = halfWeight(w)
+    let tHalf = time(3) { linear(x, wh, into: y) }
+    print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s", m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9))
+}
+for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
+    let w = randomMatrix(n, k)
+    let wh = halfWeight(w)
+    let x = randomMatrix(1, k)
+    let y = Matrix(rows: 1, cols: n)
+    let tF32 = time(5) { linear(x, Weight(rows: n, cols: k, storage: .f32(UnsafePointer(w.data)), owner: w), into: y) }
+    let tBlas = time(5) { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.data, Int32(k), x.data, 1, 0, y.data, 1) }
+    let tF16 = time(5) { linear(x, wh, into: y) }
+    let b32 = Double(n * k * 4), b16 = Double(n * k * 2)
+    print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 ours %5.1f GB/s (%5.2f ms)", n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3))
+}
