@@ -35,13 +35,14 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["CSentencePiece"]),
         .target(name: "Imaging", dependencies: ["CStb", "CJPEG"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
+        .target(name: "VQAEval"),
         .target(
             name: "LLaVA",
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
         ),
         .executableTarget(
             name: "LlavaCLI",
-            dependencies: ["LLaVA", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
@@ -49,6 +50,7 @@ let package = Package(
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging"]),
+        .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -13,6 +13,6 @@ struct Llava: ParsableCommand {
           llava ask --image Prompts/shapes/images/0000.png "What color is the star?"
           llava ask --model ~/llava-1.5-7b-hf --image photo.jpg --merge pitome --ratio 0.9 "Describe the image."
         """,
-        subcommands: [Ask.self, Bench.self, MergeMap.self, Chat.self]
+        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self]
     )
 }
