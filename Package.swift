@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LLaVA", targets: ["LLaVA"]),
         .library(name: "TokenMerging", targets: ["TokenMerging"]),
         .executable(name: "llava", targets: ["LlavaCLI"]),
+        .executable(name: "kernel-bench", targets: ["KernelBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,6 +41,7 @@ let package = Package(
             name: "LLaVA",
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
         ),
+        .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
         .executableTarget(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]

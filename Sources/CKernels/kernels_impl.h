@@ -149,3 +149,49 @@ static void SUFFIX(k_silu)(float *x, size_t n) {
         x[i] = v / (1.0f + SUFFIX(expf_inline)(-v));
     }
 }
+
+// Symmetric int8 with one scale per block of `block` values: q = round(x / s), s = max|x| / 127.
+static void SUFFIX(k_quantize_q8)(const float *src, int8_t *q, float *scales, size_t n, size_t block) {
+    for (size_t b0 = 0; b0 < n; b0 += block) {
+        size_t len = n - b0 < block ? n - b0 : block;
+        float amax = 0.0f;
+        for (size_t i = 0; i < len; i++) {
+            float a = fabsf(src[b0 + i]);
+            amax = a > amax ? a : amax;
+        }
+        float s = amax / 127.0f;
+        float inv = s > 0.0f ? 1.0f / s : 0.0f;
+        for (size_t i = 0; i < len; i++) q[b0 + i] = (int8_t)nearbyintf(src[b0 + i] * inv);
+        scales[b0 / block] = s;
+    }
+}
+
+static void SUFFIX(k_dequantize_q8)(const int8_t *q, const float *scales, float *dst, size_t n, size_t block) {
+    for (size_t b0 = 0; b0 < n; b0 += block) {
+        size_t len = n - b0 < block ? n - b0 : block;
+        float s = scales[b0 / block];
+        for (size_t i = 0; i < len; i++) dst[b0 + i] = (float)q[b0 + i] * s;
+    }
+}
+
+// Rows of a block-quantized matrix (block = 32, cols a multiple of 32) times x. Sixteen lane
+// accumulators are scaled once per block, so no horizontal sum runs until the end of a row.
+static void SUFFIX(k_gemv_q8)(const int8_t *w, const float *scales, size_t cols, size_t block, const float *x, float *y,
+                              size_t r0, size_t r1) {
+    (void)block;
+    size_t blocks = cols / 32;
+    for (size_t i = r0; i < r1; i++) {
+        const int8_t *row = w + i * cols;
+        const float *s = scales + i * blocks;
+        float acc[16] = {0};
+        for (size_t b = 0; b < blocks; b++) {
+            const int8_t *qb = row + b * 32;
+            const float *xb = x + b * 32;
+            const float sb = s[b];
+            for (size_t j = 0; j < 16; j++) acc[j] += ((float)qb[j] * xb[j] + (float)qb[j + 16] * xb[j + 16]) * sb;
+        }
+        float total = 0.0f;
+        for (size_t j = 0; j < 16; j++) total += acc[j];
+        y[i] = total;
+    }
+}

@@ -133,6 +133,13 @@ public final class CheckpointFolder: @unchecked Sendable {
         return try file.floats(info)
     }
 
+    /// Drops the file pages holding a tensor from this process's memory (they are re-read from
+    /// disk if touched again). Used after a tensor has been converted, e.g. quantized.
+    public func releasePages(of name: String) {
+        guard let (file, info) = locations[name] else { return }
+        file.releasePages(info)
+    }
+
     /// The dtype string of a stored tensor ("F16", …).
     public func dtype(of name: String) -> String? { locations[name]?.info.dtype }
 

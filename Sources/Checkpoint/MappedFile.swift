@@ -33,6 +33,16 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// Drops the whole pages inside [offset, offset + count) from memory (MADV_DONTNEED);
+    /// the mapping stays valid and re-reads them from the file on access.
+    public func releasePages(offset: Int, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = (offset + count) / page * page
+        guard end > start, end <= size else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     deinit {
         if size > 0 { munmap(UnsafeMutableRawPointer(mutating: base), size) }
     }

@@ -145,6 +145,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
+    /// Advises the kernel that the pages fully inside a tensor's bytes are no longer needed.
+    public func releasePages(_ info: TensorInfo) {
+        file.releasePages(offset: dataStart + info.begin, count: info.end - info.begin)
+    }
+
     /// A floating-point tensor widened to Float32 (F32, F16, BF16 and F64 are accepted).
     public func floats(_ info: TensorInfo) throws -> [Float] {
         let raw = bytes(of: info)

@@ -63,6 +63,9 @@ for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
     let tF32 = time(5) { linear(x, Weight(rows: n, cols: k, storage: .f32(UnsafePointer(w.data)), owner: w), into: y) }
     let tBlas = time(5) { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.data, Int32(k), x.data, 1, 0, y.data, 1) }
     let tF16 = time(5) { linear(x, wh, into: y) }
-    let b32 = Double(n * k * 4), b16 = Double(n * k * 2)
-    print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 ours %5.1f GB/s (%5.2f ms)", n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3))
+    let wq = wh.quantizedQ8()
+    let tQ8 = time(5) { linear(x, wq, into: y) }
+    let b32 = Double(n * k * 4), b16 = Double(n * k * 2), b8 = Double(wq.byteCount)
+    print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 %5.1f GB/s (%5.2f ms)  q8 %5.1f GB/s (%5.2f ms)",
+                 n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
 }

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
 /// - f32 weights: one `cblas_sgemm` straight on the (mapped) weight.
-/// - f16/bf16/q8 weights: the weight is widened in tiles of rows into a scratch buffer and each
+/// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
 ///   tile goes through `cblas_sgemm`, so no second Float32 copy of the checkpoint exists.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
     precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
@@ -52,15 +52,7 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
         case .f16(let p): k_gemv_f16(p, k, x, y, k, r0, r1)
         case .bf16(let p): k_gemv_bf16(p, k, x, y, k, r0, r1)
-        case .q8:
-            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k)
-            defer { tmp.deallocate() }
-            for r in r0..<r1 {
-                w.widenRows(r, count: 1, into: tmp)
-                var acc: Float = 0
-                for c in 0..<k { acc += tmp[c] * x[c] }
-                y[r] = acc
-            }
+        case .q8(let q, let scales, let block): k_gemv_q8(q, scales, k, block, x, y, r0, r1)
         }
     }
 }

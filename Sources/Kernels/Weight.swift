@@ -60,7 +60,7 @@ public struct Weight: @unchecked Sendable {
         switch storage {
         case .f32: rows * cols * 4
         case .f16, .bf16: rows * cols * 2
-        case .q8(_, _, let block): rows * cols + rows * ((cols + block - 1) / block) * 4
+        case .q8(_, _, let block): rows * cols + rows * (cols / block) * 4
         }
     }
 
@@ -73,14 +73,37 @@ public struct Weight: @unchecked Sendable {
         case .f16(let p): k_f16_to_f32(p + offset, dst, total)
         case .bf16(let p): k_bf16_to_f32(p + offset, dst, total)
         case .q8(let q, let scales, let block):
-            let blocksPerRow = (cols + block - 1) / block
-            for r in 0..<n {
-                let row = q + (r0 + r) * cols
-                let s = scales + (r0 + r) * blocksPerRow
-                let out = dst + r * cols
-                for c in 0..<cols { out[c] = Float(row[c]) * s[c / block] }
+            let blocksPerRow = cols / block
+            k_dequantize_q8(q + offset, scales + r0 * blocksPerRow, dst, total, block)
+        }
+    }
+
+    /// Symmetric int8 block size used by `quantizedQ8` (as llama.cpp's Q8_0).
+    public static let q8BlockSize = 32
+
+    /// Whether `quantizedQ8` can quantize this weight (rows split into whole blocks).
+    public var canQuantizeQ8: Bool { cols % Weight.q8BlockSize == 0 }
+
+    /// An int8 copy with one scale per 32 values of a row. The original storage is only read.
+    /// Returns self when already quantized or when the row length is not a multiple of 32.
+    public func quantizedQ8() -> Weight {
+        if case .q8 = storage { return self }
+        guard canQuantizeQ8 else { return self }
+        let block = Weight.q8BlockSize
+        let buffer = QuantizedBuffer(count: rows * cols, scales: rows * cols / block)
+        let chunk = 64
+        parallelFor((rows + chunk - 1) / chunk) { range in
+            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
+            defer { tmp.deallocate() }
+            for c in range {
+                let r0 = c * chunk, n = min(chunk, rows - r0)
+                widenRows(r0, count: n, into: tmp)
+                k_quantize_q8(tmp, buffer.values + r0 * cols, buffer.scales + r0 * cols / block, n * cols, block)
             }
         }
+        return Weight(rows: rows, cols: cols,
+                      storage: .q8(UnsafePointer(buffer.values), scales: UnsafePointer(buffer.scales), blockSize: block),
+                      owner: buffer)
     }
 
     /// One row widened to a new array.
@@ -95,5 +118,21 @@ public struct Weight: @unchecked Sendable {
         var out = [Float](repeating: 0, count: rows * cols)
         out.withUnsafeMutableBufferPointer { widenRows(0, count: rows, into: $0.baseAddress!) }
         return out
+    }
+}
+
+/// Owned memory of a quantized weight.
+final class QuantizedBuffer: @unchecked Sendable {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+
+    init(count: Int, scales n: Int) {
+        values = .allocate(capacity: max(count, 1))
+        scales = .allocate(capacity: max(n, 1))
+    }
+
+    deinit {
+        values.deallocate()
+        scales.deallocate()
     }
 }

@@ -118,17 +118,40 @@ final class LlamaRunState {
     }
 }
 
+/// How the decoder's matrices are kept in memory.
+public enum WeightQuantization: String, Sendable, CaseIterable {
+    /// As stored in the checkpoint (F32, F16 or BF16), widened to Float32 on use.
+    case none
+    /// Symmetric int8 with one scale per 32 values, made at load time (decoder linears and lm_head).
+    case q8
+}
+
+/// Loads decoder matrices, quantizing them when asked and releasing the checkpoint pages they
+/// came from, so only the int8 copy stays resident.
+struct LinearLoader {
+    let checkpoint: CheckpointFolder
+    let quantization: WeightQuantization
+
+    func callAsFunction(_ name: String, shape: [Int]) throws -> Weight {
+        let w = try checkpoint.weight(name, shape: shape)
+        guard quantization == .q8, w.canQuantizeQ8 else { return w }
+        let q = w.quantizedQ8()
+        checkpoint.releasePages(of: name)
+        return q
+    }
+}
+
 final class LlamaAttention {
     let qProj: Weight, kProj: Weight, vProj: Weight, oProj: Weight
     let shape: AttentionShape
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: LlamaConfiguration) throws {
+    init(_ load: LinearLoader, prefix: String, config: LlamaConfiguration) throws {
         let hd = config.hiddenSize, qd = config.numAttentionHeads * config.headDim
         let kvd = config.numKeyValueHeads * config.headDim
-        qProj = try ckpt.weight(prefix + "q_proj.weight", shape: [qd, hd])
-        kProj = try ckpt.weight(prefix + "k_proj.weight", shape: [kvd, hd])
-        vProj = try ckpt.weight(prefix + "v_proj.weight", shape: [kvd, hd])
-        oProj = try ckpt.weight(prefix + "o_proj.weight", shape: [hd, qd])
+        qProj = try load(prefix + "q_proj.weight", shape: [qd, hd])
+        kProj = try load(prefix + "k_proj.weight", shape: [kvd, hd])
+        vProj = try load(prefix + "v_proj.weight", shape: [kvd, hd])
+        oProj = try load(prefix + "o_proj.weight", shape: [hd, qd])
         shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
     }
 
@@ -155,11 +178,11 @@ final class LlamaAttention {
 final class LlamaMLP {
     let gateProj: Weight, upProj: Weight, downProj: Weight
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: LlamaConfiguration) throws {
+    init(_ load: LinearLoader, prefix: String, config: LlamaConfiguration) throws {
         let hd = config.hiddenSize, i = config.intermediateSize
-        gateProj = try ckpt.weight(prefix + "gate_proj.weight", shape: [i, hd])
-        upProj = try ckpt.weight(prefix + "up_proj.weight", shape: [i, hd])
-        downProj = try ckpt.weight(prefix + "down_proj.weight", shape: [hd, i])
+        gateProj = try load(prefix + "gate_proj.weight", shape: [i, hd])
+        upProj = try load(prefix + "up_proj.weight", shape: [i, hd])
+        downProj = try load(prefix + "down_proj.weight", shape: [hd, i])
     }
 
     func callAsFunction(_ x: Matrix, state: LlamaRunState) -> Matrix {
@@ -177,12 +200,12 @@ final class LlamaDecoderLayer {
     let mlp: LlamaMLP
     let eps: Float
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: LlamaConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: LlamaConfiguration) throws {
         let hd = config.hiddenSize
         inputLayernorm = try ckpt.floats(prefix + "input_layernorm.weight", shape: [hd])
         postAttentionLayernorm = try ckpt.floats(prefix + "post_attention_layernorm.weight", shape: [hd])
-        selfAttn = try LlamaAttention(ckpt, prefix: prefix + "self_attn.", config: config)
-        mlp = try LlamaMLP(ckpt, prefix: prefix + "mlp.", config: config)
+        selfAttn = try LlamaAttention(load, prefix: prefix + "self_attn.", config: config)
+        mlp = try LlamaMLP(load, prefix: prefix + "mlp.", config: config)
         eps = config.rmsNormEps
     }
 
@@ -204,17 +227,18 @@ public final class LlamaForCausalLM {
     let rope: LlamaRotaryEmbedding
     private var state: LlamaRunState?
 
-    init(_ ckpt: CheckpointFolder, config: LlamaConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, config: LlamaConfiguration, quantization: WeightQuantization = .none) throws {
         self.config = config
+        let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
         let p = "language_model.model."
         let v = config.vocabSize, hd = config.hiddenSize
         embedTokens = try ckpt.weight(p + "embed_tokens.weight", shape: [v, hd])
         layers = try (0..<config.numHiddenLayers).map {
-            try LlamaDecoderLayer(ckpt, prefix: p + "layers.\($0).", config: config)
+            try LlamaDecoderLayer(ckpt, load, prefix: p + "layers.\($0).", config: config)
         }
         norm = try ckpt.floats(p + "norm.weight", shape: [hd])
         if ckpt.contains("language_model.lm_head.weight") || !config.tieWordEmbeddings {
-            lmHead = try ckpt.weight("language_model.lm_head.weight", shape: [v, hd])
+            lmHead = try load("language_model.lm_head.weight", shape: [v, hd])
         } else {
             lmHead = embedTokens
         }

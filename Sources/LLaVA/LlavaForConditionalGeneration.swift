@@ -76,8 +76,10 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     public let projector: LlavaMultiModalProjector
     public let languageModel: LlamaForCausalLM
     public let eosTokenIds: Set<Int>
+    public let quantization: WeightQuantization
 
-    public init(directory: String) throws {
+    public init(directory: String, quantization: WeightQuantization = .none) throws {
+        self.quantization = quantization
         self.directory = directory
         checkpoint = try CheckpointFolder(directory: directory)
         config = checkpoint.config
@@ -88,7 +90,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         }
         visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun)
         projector = try LlavaMultiModalProjector(checkpoint, config: config)
-        languageModel = try LlamaForCausalLM(checkpoint, config: config.text)
+        languageModel = try LlamaForCausalLM(checkpoint, config: config.text, quantization: quantization)
         eosTokenIds = Set(config.text.eosTokenIds + [tokenizer.eosId].filter { $0 >= 0 })
     }
 

@@ -73,8 +73,8 @@ public final class LlavaPipeline: @unchecked Sendable {
         }
     }
 
-    public convenience init(directory: String) throws {
-        try self.init(model: LlavaForConditionalGeneration(directory: directory))
+    public convenience init(directory: String, quantization: WeightQuantization = .none) throws {
+        try self.init(model: LlavaForConditionalGeneration(directory: directory, quantization: quantization))
     }
 
     /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.

@@ -27,7 +27,7 @@ struct Ask: ParsableCommand {
         do {
             let directory = try model.resolve()
             let loadStart = Date()
-            let pipeline = try LlavaPipeline(directory: directory)
+            let pipeline = try model.loadPipeline(directory)
             let loadMs = Date().timeIntervalSince(loadStart) * 1000
             let template = try ConversationTemplate.load(generation.template)
             let options = generation.options
@@ -41,7 +41,9 @@ struct Ask: ParsableCommand {
             if json {
                 let report = AskReport(result: result, model: directory, image: image, template: template.name,
                                        merge: settings, seed: options.seed, temperature: options.temperature,
-                                       loadMs: loadMs, threads: Threads.count)
+                                       loadMs: loadMs, threads: Threads.count,
+                                       quantization: pipeline.model.quantization.rawValue,
+                                       peakRSSMiB: ProcessMemory.peakResidentMiB)
                 print(try report.jsonLine())
             } else {
                 print("")

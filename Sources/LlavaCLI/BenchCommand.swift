@@ -123,7 +123,7 @@ struct Bench: ParsableCommand {
 
     func benchmark() throws {
         let directory = try model.resolve()
-        let pipeline = try LlavaPipeline(directory: directory)
+        let pipeline = try model.loadPipeline(directory)
         let conversation = try ConversationTemplate.load(template)
         var questionList: [BenchmarkQuestion] = []
         if let questions, let annotations {

@@ -34,7 +34,7 @@ struct Chat: ParsableCommand {
         let session: ChatSession
         do {
             let directory = try model.resolve()
-            let pipeline = try LlavaPipeline(directory: directory)
+            let pipeline = try model.loadPipeline(directory)
             let template = try ConversationTemplate.load(generation.template)
             let settings = merge.settings
             _ = try pipeline.model.plannedVisualTokens(settings)

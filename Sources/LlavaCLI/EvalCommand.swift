@@ -147,7 +147,7 @@ struct EvalRun: ParsableCommand {
         let progress = ProgressDisplay(total: mine.count, done: answered.count, enabled: !quiet, step: progressEvery)
 
         if !pending.isEmpty {
-            let pipeline = try LlavaPipeline(directory: directory)
+            let pipeline = try model.loadPipeline(directory)
             _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
             progress.start()
             for q in pending {

@@ -96,7 +96,7 @@ struct MergeMap: ParsableCommand {
             throw CLIError("dct has no merge map: it is a low-pass transform along the token axis, so every output token mixes every patch (pick pitome, tome, tofu, diffrate, random, pool or none)")
         }
         let directory = try model.resolve()
-        let pipeline = try LlavaPipeline(directory: directory)
+        let pipeline = try model.loadPipeline(directory)
         let llava = pipeline.model
         let decoded = try RGBImage(contentsOfFile: image)
         let processor = ImageProcessor(config: pipeline.imageConfig, mode: imageOptions.imageMode)

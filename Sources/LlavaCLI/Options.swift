@@ -12,6 +12,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
     var threads: Int?
 
+    @Option(name: .long, help: "Language-model weights in memory: none (as stored) or q8 (int8, one scale per 32 values; about half the memory of F16).")
+    var quantize: WeightQuantization = .none
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -25,7 +28,14 @@ struct ModelOptions: ParsableArguments {
         }
         return shipped
     }
+
+    /// Loads the model folder with the requested weight format.
+    func loadPipeline(_ directory: String) throws -> LlavaPipeline {
+        try LlavaPipeline(directory: directory, quantization: quantize)
+    }
 }
+
+extension WeightQuantization: ExpressibleByArgument {}
 
 /// Image preprocessing choice.
 struct ImageOptions: ParsableArguments {

@@ -13,10 +13,13 @@ struct AskReport: Encodable {
     let temperature: Float
     let loadMs: Double
     let threads: Int
+    let quantization: String
+    let peakRSSMiB: Double
 
     enum CodingKeys: String, CodingKey {
         case text, promptIds = "prompt_ids", generatedIds = "generated_ids", visualTokens = "visual_tokens"
         case stopReason = "stop_reason", timings, model, image, template, merge, seed, temperature, threads
+        case quantization, peakRSSMiB = "peak_rss_mib"
     }
 
     struct MergeJSON: Encodable {
@@ -66,6 +69,8 @@ struct AskReport: Encodable {
         try c.encode(seed, forKey: .seed)
         try c.encode(temperature, forKey: .temperature)
         try c.encode(threads, forKey: .threads)
+        try c.encode(quantization, forKey: .quantization)
+        try c.encode(rounded(peakRSSMiB), forKey: .peakRSSMiB)
     }
 
     func jsonLine() throws -> String {
@@ -91,4 +96,5 @@ func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSet
     printErr("llava: prompt eval     = \(f(t.prefillMs)) ms / \(prompt) tokens (\(f(t.prefillMs / Double(max(prompt, 1)), 7)) ms per token, \(f(Double(prompt) / max(t.prefillMs, 1e-9) * 1000, 8)) tokens per second)")
     printErr("llava: eval            = \(f(t.decodeMs)) ms / \(decoded) runs   (\(f(decoded > 0 ? t.decodeMs / Double(decoded) : 0, 7)) ms per token, \(f(t.decodeTokensPerS, 8)) tokens per second)")
     printErr("llava: time to first token = \(f(t.ttftMs)) ms, total = \(f(t.totalMs)) ms, threads = \(Threads.count), stop = \(r.stopReason.rawValue)")
+    printErr("llava: peak memory     = \(f(ProcessMemory.peakResidentMiB)) MiB")
 }

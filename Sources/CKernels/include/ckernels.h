@@ -19,6 +19,12 @@ void k_gemv_f32(const float *w, size_t ldw, const float *x, float *y, size_t col
 void k_gemv_f16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1);
 void k_gemv_bf16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1);
 
+// Block-quantized int8 weights: one Float32 scale per `block` consecutive values of a row
+// (n and cols are multiples of block for the matrix forms).
+void k_quantize_q8(const float *src, int8_t *q, float *scales, size_t n, size_t block);
+void k_dequantize_q8(const int8_t *q, const float *scales, float *dst, size_t n, size_t block);
+void k_gemv_q8(const int8_t *w, const float *scales, size_t cols, size_t block, const float *x, float *y, size_t r0, size_t r1); // block = 32
+
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
 void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps);
