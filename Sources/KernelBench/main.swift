@@ -34,6 +34,7 @@ func halfWeight(_ m: Matrix) -> Weight {
     return Weight(rows: m.rows, cols: m.cols, storage: .f16(UnsafePointer(p)), owner: owner)
 }
 
+BLASEnvironment.prepare()
 var threads = ProcessInfo.processInfo.activeProcessorCount
 var args = CommandLine.arguments.dropFirst()
 while let a = args.first {
@@ -41,7 +42,8 @@ while let a = args.first {
     if a == "--threads", let v = args.first, let n = Int(v) { threads = n; args = args.dropFirst() }
 }
 Threads.set(threads)
-print("threads \(threads), OpenBLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)")
+print("threads \(threads), OpenBLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)"
+      + (BLASEnvironment.originalCoreType.map { " (OPENBLAS_CORETYPE=\($0) was set and dropped)" } ?? ""))
 
 for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600, 2048, 2048)] {
     let x = randomMatrix(m, k)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kernels
 import LLaVA
 
 @main
@@ -15,4 +16,10 @@ struct Llava: ParsableCommand {
         """,
         subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self]
     )
+
+    /// Fixes the BLAS environment (see `BLASEnvironment`), then parses and runs the command.
+    static func main() {
+        BLASEnvironment.prepare()
+        main(nil)
+    }
 }

@@ -19,7 +19,7 @@ struct AskReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case text, promptIds = "prompt_ids", generatedIds = "generated_ids", visualTokens = "visual_tokens"
         case stopReason = "stop_reason", timings, model, image, template, merge, seed, temperature, threads
-        case quantization, peakRSSMiB = "peak_rss_mib"
+        case quantization, peakRSSMiB = "peak_rss_mib", blasCore = "blas_core", kernels
     }
 
     struct MergeJSON: Encodable {
@@ -71,6 +71,8 @@ struct AskReport: Encodable {
         try c.encode(threads, forKey: .threads)
         try c.encode(quantization, forKey: .quantization)
         try c.encode(rounded(peakRSSMiB), forKey: .peakRSSMiB)
+        try c.encode(Threads.blasCoreName, forKey: .blasCore)
+        try c.encode(Threads.kernelInstructionSet, forKey: .kernels)
     }
 
     func jsonLine() throws -> String {
@@ -96,5 +98,5 @@ func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSet
     printErr("llava: prompt eval     = \(f(t.prefillMs)) ms / \(prompt) tokens (\(f(t.prefillMs / Double(max(prompt, 1)), 7)) ms per token, \(f(Double(prompt) / max(t.prefillMs, 1e-9) * 1000, 8)) tokens per second)")
     printErr("llava: eval            = \(f(t.decodeMs)) ms / \(decoded) runs   (\(f(decoded > 0 ? t.decodeMs / Double(decoded) : 0, 7)) ms per token, \(f(t.decodeTokensPerS, 8)) tokens per second)")
     printErr("llava: time to first token = \(f(t.ttftMs)) ms, total = \(f(t.totalMs)) ms, threads = \(Threads.count), stop = \(r.stopReason.rawValue)")
-    printErr("llava: peak memory     = \(f(ProcessMemory.peakResidentMiB)) MiB")
+    printErr("llava: peak memory     = \(f(ProcessMemory.peakResidentMiB)) MiB, BLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)")
 }
