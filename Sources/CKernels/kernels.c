@@ -44,16 +44,12 @@ typedef struct {
     void (*silu_mul)(float *, const float *, size_t);
     void (*add)(float *, const float *, size_t);
     void (*scale)(float *, float, size_t);
-    void (*quantize_q8)(const float *, int8_t *, float *, size_t, size_t);
-    void (*dequantize_q8)(const int8_t *, const float *, float *, size_t, size_t);
-    void (*gemv_q8)(const int8_t *, const float *, size_t, size_t, const float *, float *, size_t, size_t);
 } kernel_table;
 
 #define TABLE(S)                                                                                   \
     {#S, k_f16_to_f32_##S, k_bf16_to_f32_##S, k_f32_to_f16_##S, k_gemv_f32_##S, k_gemv_f16_##S,    \
      k_gemv_bf16_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
-     k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S,           \
-     k_quantize_q8_##S, k_dequantize_q8_##S, k_gemv_q8_##S}
+     k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S}
 
 static const kernel_table table_base = TABLE(base);
 #if defined(__x86_64__)
@@ -110,13 +106,4 @@ void k_silu(float *x, size_t n) { kernels()->silu(x, n); }
 void k_silu_mul(float *gate, const float *up, size_t n) { kernels()->silu_mul(gate, up, n); }
 void k_add(float *y, const float *x, size_t n) { kernels()->add(y, x, n); }
 void k_scale(float *y, float s, size_t n) { kernels()->scale(y, s, n); }
-void k_quantize_q8(const float *src, int8_t *q, float *scales, size_t n, size_t block) {
-    kernels()->quantize_q8(src, q, scales, n, block);
-}
-void k_dequantize_q8(const int8_t *q, const float *scales, float *dst, size_t n, size_t block) {
-    kernels()->dequantize_q8(q, scales, dst, n, block);
-}
-void k_gemv_q8(const int8_t *w, const float *scales, size_t cols, size_t block, const float *x, float *y, size_t r0, size_t r1) {
-    kernels()->gemv_q8(w, scales, cols, block, x, y, r0, r1);
-}
 float k_expf(float x) { return expf_inline_base(x); }

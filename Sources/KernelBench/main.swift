@@ -55,7 +55,10 @@ for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600,
     }
     let wh = halfWeight(w)
     let tHalf = time(3) { linear(x, wh, into: y) }
-    print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s", m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9))
+    let wq = wh.quantizedQ8()
+    let tQ8 = time(3) { linear(x, wq, into: y) }
+    print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s   linear q8 %6.1f GOP/s",
+                 m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9, flops / tQ8 / 1e9))
 }
 for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
     let w = randomMatrix(n, k)

@@ -14,7 +14,9 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     y.rows = x.rows
     let m = x.rows, n = w.rows, k = w.cols
     if m == 0 { return }
-    if m == 1 {
+    if case .q8(let p) = w.storage, CPU.hasVNNI {
+        int8Product(x, p, into: y)
+    } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if case .f32(let p) = w.storage {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
@@ -52,9 +54,44 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
         case .f16(let p): k_gemv_f16(p, k, x, y, k, r0, r1)
         case .bf16(let p): k_gemv_bf16(p, k, x, y, k, r0, r1)
-        case .q8(let q, let scales, let block): k_gemv_q8(q, scales, k, block, x, y, r0, r1)
+        case .q8:
+            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k)
+            defer { tmp.deallocate() }
+            for r in r0..<r1 {
+                w.widenRows(r, count: 1, into: tmp)
+                y[r] = zip(UnsafeBufferPointer(start: tmp, count: k), UnsafeBufferPointer(start: x, count: k)).reduce(0) { $0 + $1.0 * $1.1 }
+            }
         }
     }
+}
+
+/// y = x · Wᵀ with int8 weights: the rows of x are quantized per block to u8 and the product
+/// runs in VNNI integer dot products, split over threads by groups of output columns.
+func int8Product(_ x: Matrix, _ p: PackedQ8, into y: Matrix) {
+    let m = x.rows, k = p.cols
+    let blocks = k / p.block
+    let q = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
+    let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
+    defer {
+        q.deallocate()
+        scales.deallocate()
+    }
+    parallelFor(m, minPerThread: 8) { range in
+        k_quantize_rows_u8(x.row(range.lowerBound), range.count, k, x.cols, p.block,
+                           q + range.lowerBound * k, scales + range.lowerBound * blocks)
+    }
+    // Work units of 3 row groups (48 output columns), the width of the register tile.
+    let units = (p.rowGroups + 2) / 3
+    parallelFor(units) { range in
+        let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
+        k_gemm_q8p(q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y.data, y.cols)
+    }
+}
+
+/// CPU features the kernels choose by.
+public enum CPU {
+    /// AVX-512 with VNNI: int8 products run as integer dot products.
+    public static let hasVNNI = k_has_vnni() != 0
 }
 
 /// Adds `bias` to every row of `y`.

@@ -22,8 +22,9 @@ public struct Weight: @unchecked Sendable {
         case f32(UnsafePointer<Float>)
         case f16(UnsafePointer<UInt16>)
         case bf16(UnsafePointer<UInt16>)
-        /// Symmetric int8 with one Float32 scale per block of `blockSize` values in a row.
-        case q8(UnsafePointer<Int8>, scales: UnsafePointer<Float>, blockSize: Int)
+        /// Symmetric int8 with one Float32 scale per row and block of columns, in the layout of
+        /// the VNNI int8 matrix product (see `PackedQ8`).
+        case q8(PackedQ8)
     }
 
     public let rows: Int
@@ -60,7 +61,7 @@ public struct Weight: @unchecked Sendable {
         switch storage {
         case .f32: rows * cols * 4
         case .f16, .bf16: rows * cols * 2
-        case .q8(_, _, let block): rows * cols + rows * (cols / block) * 4
+        case .q8(let p): p.byteCount
         }
     }
 
@@ -72,25 +73,20 @@ public struct Weight: @unchecked Sendable {
         case .f32(let p): dst.update(from: p + offset, count: total)
         case .f16(let p): k_f16_to_f32(p + offset, dst, total)
         case .bf16(let p): k_bf16_to_f32(p + offset, dst, total)
-        case .q8(let q, let scales, let block):
-            let blocksPerRow = cols / block
-            k_dequantize_q8(q + offset, scales + r0 * blocksPerRow, dst, total, block)
+        case .q8(let p):
+            k_q8p_unpack_rows(p.values, p.scales, cols, p.block, r0, n, dst)
         }
     }
 
-    /// Symmetric int8 block size used by `quantizedQ8` (as llama.cpp's Q8_0).
-    public static let q8BlockSize = 32
+    /// Whether `quantizedQ8` can quantize this weight (rows split into blocks of 32 or more).
+    public var canQuantizeQ8: Bool { cols % 32 == 0 && cols > 0 }
 
-    /// Whether `quantizedQ8` can quantize this weight (rows split into whole blocks).
-    public var canQuantizeQ8: Bool { cols % Weight.q8BlockSize == 0 }
-
-    /// An int8 copy with one scale per 32 values of a row. The original storage is only read.
-    /// Returns self when already quantized or when the row length is not a multiple of 32.
+    /// An int8 copy (`PackedQ8`). The original storage is only read. Returns self when already
+    /// quantized or when the row length is not a multiple of 32.
     public func quantizedQ8() -> Weight {
         if case .q8 = storage { return self }
         guard canQuantizeQ8 else { return self }
-        let block = Weight.q8BlockSize
-        let buffer = QuantizedBuffer(count: rows * cols, scales: rows * cols / block)
+        let packed = PackedQ8(rows: rows, cols: cols)
         let chunk = 64
         parallelFor((rows + chunk - 1) / chunk) { range in
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
@@ -98,12 +94,11 @@ public struct Weight: @unchecked Sendable {
             for c in range {
                 let r0 = c * chunk, n = min(chunk, rows - r0)
                 widenRows(r0, count: n, into: tmp)
-                k_quantize_q8(tmp, buffer.values + r0 * cols, buffer.scales + r0 * cols / block, n * cols, block)
+                k_q8p_pack(tmp, cols, rows, cols, packed.block, r0, r0 + n,
+                           packed.values, packed.scales, packed.sums)
             }
         }
-        return Weight(rows: rows, cols: cols,
-                      storage: .q8(UnsafePointer(buffer.values), scales: UnsafePointer(buffer.scales), blockSize: block),
-                      owner: buffer)
+        return Weight(rows: rows, cols: cols, storage: .q8(packed), owner: packed)
     }
 
     /// One row widened to a new array.
@@ -121,18 +116,39 @@ public struct Weight: @unchecked Sendable {
     }
 }
 
-/// Owned memory of a quantized weight.
-final class QuantizedBuffer: @unchecked Sendable {
+/// An int8 weight in the layout of the VNNI matrix product (`gemm_q8.c`): groups of 16 rows,
+/// 4 columns side by side; one scale per row and block of `block` columns (the largest of 128,
+/// 64, 32 dividing the row length), and 128 × the block sums that undo the activations' offset.
+public final class PackedQ8: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let block: Int
     let values: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Int32>
 
-    init(count: Int, scales n: Int) {
-        values = .allocate(capacity: max(count, 1))
-        scales = .allocate(capacity: max(n, 1))
+    init(rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        block = [128, 64, 32].first { cols % $0 == 0 }!
+        let count = k_q8p_values_size(rows, cols)
+        values = .allocate(capacity: count)
+        values.initialize(repeating: 0, count: count)
+        let n = k_q8p_scales_count(rows, cols, block)
+        scales = .allocate(capacity: n)
+        scales.initialize(repeating: 0, count: n)
+        sums = .allocate(capacity: n)
+        sums.initialize(repeating: 0, count: n)
     }
 
     deinit {
         values.deallocate()
         scales.deallocate()
+        sums.deallocate()
     }
+
+    /// Row groups of 16.
+    var rowGroups: Int { (rows + 15) / 16 }
+
+    public var byteCount: Int { k_q8p_values_size(rows, cols) + k_q8p_scales_count(rows, cols, block) * 8 }
 }

@@ -19,11 +19,20 @@ void k_gemv_f32(const float *w, size_t ldw, const float *x, float *y, size_t col
 void k_gemv_f16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1);
 void k_gemv_bf16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1);
 
-// Block-quantized int8 weights: one Float32 scale per `block` consecutive values of a row
-// (n and cols are multiples of block for the matrix forms).
-void k_quantize_q8(const float *src, int8_t *q, float *scales, size_t n, size_t block);
-void k_dequantize_q8(const int8_t *q, const float *scales, float *dst, size_t n, size_t block);
-void k_gemv_q8(const int8_t *w, const float *scales, size_t cols, size_t block, const float *x, float *y, size_t r0, size_t r1); // block = 32
+// Int8 products with AVX-512 VNNI over "packed q8" weights (layout in gemm_q8.c): W [n, k]
+// quantized per row and block of k (block 32, 64 or 128 dividing k), activations quantized per
+// row and block on the fly.
+int k_has_vnni(void);
+size_t k_q8p_values_size(size_t n, size_t k);
+size_t k_q8p_scales_count(size_t n, size_t k, size_t block);
+// Packs rows [r0, r1) of W; `w` points at row r0.
+void k_q8p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t block, size_t r0, size_t r1,
+                int8_t *values, float *scales, int32_t *sums);
+void k_q8p_unpack_rows(const int8_t *values, const float *scales, size_t k, size_t block, size_t r0, size_t count, float *dst);
+void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q, float *scales);
+// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_has_vnni().
+void k_gemm_q8p(const uint8_t *a, const float *sa, size_t m, size_t k, size_t block, const int8_t *values,
+                const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
 
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
