@@ -227,14 +227,17 @@ public final class LlamaForCausalLM {
     let rope: LlamaRotaryEmbedding
     private var state: LlamaRunState?
 
-    init(_ ckpt: CheckpointFolder, config: LlamaConfiguration, quantization: WeightQuantization = .none) throws {
+    init(_ ckpt: CheckpointFolder, config: LlamaConfiguration, quantization: WeightQuantization = .none,
+         progress: ((Int, Int) -> Void)? = nil) throws {
         self.config = config
         let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
         let p = "language_model.model."
         let v = config.vocabSize, hd = config.hiddenSize
         embedTokens = try ckpt.weight(p + "embed_tokens.weight", shape: [v, hd])
         layers = try (0..<config.numHiddenLayers).map {
-            try LlamaDecoderLayer(ckpt, load, prefix: p + "layers.\($0).", config: config)
+            let layer = try LlamaDecoderLayer(ckpt, load, prefix: p + "layers.\($0).", config: config)
+            progress?($0 + 1, config.numHiddenLayers)
+            return layer
         }
         norm = try ckpt.floats(p + "norm.weight", shape: [hd])
         if ckpt.contains("language_model.lm_head.weight") || !config.tieWordEmbeddings {

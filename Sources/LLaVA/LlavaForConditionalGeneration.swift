@@ -78,7 +78,10 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     public let eosTokenIds: Set<Int>
     public let quantization: WeightQuantization
 
-    public init(directory: String, quantization: WeightQuantization = .none) throws {
+    /// Loads a checkpoint folder. `progress` is called with (layers done, layers) while the
+    /// language model's weights are prepared (only slow when quantizing).
+    public init(directory: String, quantization: WeightQuantization = .none,
+                progress: ((Int, Int) -> Void)? = nil) throws {
         self.quantization = quantization
         self.directory = directory
         checkpoint = try CheckpointFolder(directory: directory)
@@ -90,7 +93,8 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         }
         visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun)
         projector = try LlavaMultiModalProjector(checkpoint, config: config)
-        languageModel = try LlamaForCausalLM(checkpoint, config: config.text, quantization: quantization)
+        languageModel = try LlamaForCausalLM(checkpoint, config: config.text, quantization: quantization,
+                                             progress: progress)
         eosTokenIds = Set(config.text.eosTokenIds + [tokenizer.eosId].filter { $0 >= 0 })
     }
 

@@ -29,9 +29,17 @@ struct ModelOptions: ParsableArguments {
         return shipped
     }
 
-    /// Loads the model folder with the requested weight format.
+    /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
     func loadPipeline(_ directory: String) throws -> LlavaPipeline {
-        try LlavaPipeline(directory: directory, quantization: quantize)
+        guard quantize != .none else { return try LlavaPipeline(directory: directory) }
+        let start = Date()
+        let progress = ProgressLine()
+        let pipeline = try LlavaPipeline(directory: directory, quantization: quantize) { done, total in
+            progress.update("llava: quantizing the language model to \(quantize.rawValue): layer \(done)/\(total)")
+        }
+        progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantize.rawValue,
+                               Date().timeIntervalSince(start)))
+        return pipeline
     }
 }
 
@@ -133,9 +141,25 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Prints `error` as one line on stderr and exits with status 1.
 func fail(_ error: Error) -> ExitCode {
-    let message = (error as? CustomStringConvertible)?.description ?? "\(error)"
+    let message = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     FileHandle.standardError.write(Data("llava: error: \(message)\n".utf8))
     return ExitCode(1)
+}
+
+/// A status line on stderr: redrawn in place on a terminal, printed once at the end otherwise.
+final class ProgressLine {
+    private let isTerminal = isatty(STDERR_FILENO) != 0
+    private var shown = false
+
+    func update(_ text: String) {
+        guard isTerminal else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+        shown = true
+    }
+
+    func finish(_ text: String) {
+        FileHandle.standardError.write(Data(((shown ? "\r\u{1B}[K" : "") + text + "\n").utf8))
+    }
 }
 
 func printErr(_ text: String) {
