@@ -7,8 +7,8 @@ struct Ask: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Answer a question about an image.",
         discussion: """
-        The answer streams to stdout; a timing summary goes to stderr. With --json, stdout gets a
-        single JSON object instead (text, prompt_ids, generated_ids, visual_tokens, timings, …).
+        The answer streams to stdout; a timing summary goes to stderr. With --json, stdout gets \
+        a single JSON object instead (text, prompt_ids, generated_ids, visual_tokens, timings, …).
         """
     )
 

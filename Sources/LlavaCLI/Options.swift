@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
     var threads: Int?
 
-    @Option(name: .long, help: "Language-model weights in memory: none (as stored) or q8 (int8, one scale per 32 values; about half the memory of F16).")
+    @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic) or q8 (int8 with one scale per row and block of columns, made at load time; about half the memory of F16; int8 products on AVX-512 VNNI).")
     var quantize: WeightQuantization = .none
 
     func validate() throws {
