@@ -74,3 +74,19 @@ for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
     print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 %5.1f GB/s (%5.2f ms)  q8 %5.1f GB/s (%5.2f ms)",
                  n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
 }
+
+// Attention as the CLIP-L tower runs it (577 tokens, 16 heads of 64) and as the decoder's prefill
+// runs it (600 causal tokens, 32 heads of 64, 4 KV heads).
+for (t, heads, kvHeads, causal) in [(577, 16, 16, false), (600, 32, 4, true)] {
+    let d = 64
+    let q = randomMatrix(t, heads * d), k = randomMatrix(t, kvHeads * d), v = randomMatrix(t, kvHeads * d)
+    let out = Matrix(rows: t, cols: heads * d)
+    let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: d)
+    let seconds = time(3) {
+        attention(q: q.data, ldq: q.cols, k: k.data, ldk: k.cols, v: v.data, ldv: v.cols, out: out.data, ldo: out.cols,
+                  queries: t, keys: t, shape: shape, causalOffset: causal ? 0 : nil)
+    }
+    let flops = 4.0 * Double(t * t * heads * d) / (causal ? 2 : 1)
+    print(String(format: "attention %d tokens, %d heads (%d kv)%@: %6.2f ms, %6.1f GFLOP/s", t, heads, kvHeads,
+                 causal ? ", causal" : "", seconds * 1e3, flops / seconds / 1e9))
+}

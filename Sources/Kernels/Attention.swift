@@ -44,28 +44,48 @@ public func attention(
     if m == 0 || n == 0 { return }
     let d = shape.headDim
     let group = shape.heads / shape.kvHeads
-    let scores = Matrix(rows: m, cols: n)
-    if let clsAttention { clsAttention.update(repeating: 0, count: n) }
-    for h in 0..<shape.heads {
-        let g = h / group
-        // scores = scale · Q_h · K_gᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(d),
-                    shape.scale, q + h * d, Int32(ldq), k + g * d, Int32(ldk), 0, scores.data, Int32(n))
-        parallelFor(m, minPerThread: 8) { range in
-            for i in range {
-                let row = scores.row(i)
-                if let keyBias { k_add(row, keyBias, n) }
-                let visible = causalOffset.map { min(n, $0 + i + 1) } ?? n
-                k_softmax(row, visible)
-                if visible < n { (row + visible).update(repeating: 0, count: n - visible) }
+    // Queries go in blocks; with a causal mask a block only scores the keys its last row sees.
+    let block = min(m, 128)
+    let clsRows = clsAttention.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: shape.heads * n) }
+    defer { clsRows?.deallocate() }
+    Threads.withSingleThreadedBLAS {
+        parallelFor(shape.heads) { heads in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * n)
+            defer { scores.deallocate() }
+            for h in heads {
+                let g = h / group
+                var i0 = 0
+                while i0 < m {
+                    let rows = min(block, m - i0)
+                    let width = causalOffset.map { min(n, $0 + i0 + rows) } ?? n
+                    // scores = scale · Q_h · K_gᵀ over the visible keys
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
+                                shape.scale, q + i0 * ldq + h * d, Int32(ldq), k + g * d, Int32(ldk), 0, scores, Int32(width))
+                    for r in 0..<rows {
+                        let row = scores + r * width
+                        if let keyBias { k_add(row, keyBias, width) }
+                        let visible = causalOffset.map { min(n, $0 + i0 + r + 1) } ?? n
+                        k_softmax(row, visible)
+                        if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
+                    }
+                    if i0 == 0, let clsRows {
+                        (clsRows + h * n).update(from: scores, count: width)
+                        (clsRows + h * n + width).update(repeating: 0, count: n - width)
+                    }
+                    // out_h = P · V_g
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
+                                1, scores, Int32(width), v + g * d, Int32(ldv), 0, out + i0 * ldo + h * d, Int32(ldo))
+                    i0 += rows
+                }
             }
         }
-        if let clsAttention {
-            let inv = 1 / Float(shape.heads)
-            for j in 0..<n { clsAttention[j] += scores.data[j] * inv }
+    }
+    if let clsAttention, let clsRows {
+        let inv = 1 / Float(shape.heads)
+        for j in 0..<n {
+            var sum: Float = 0
+            for h in 0..<shape.heads { sum += clsRows[h * n + j] }
+            clsAttention[j] = sum * inv
         }
-        // out_h = P · V_g
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(n),
-                    1, scores.data, Int32(n), v + g * d, Int32(ldv), 0, out + h * d, Int32(ldo))
     }
 }

@@ -15,6 +15,14 @@ public enum Threads {
         openblas_set_num_threads(Int32(_count))
     }
 
+    /// Runs `body` with BLAS limited to one thread, for code that calls BLAS from several of its
+    /// own threads at once (nested thread pools are slower than either alone).
+    public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+        if _count > 1 { openblas_set_num_threads(1) }
+        defer { if _count > 1 { openblas_set_num_threads(Int32(_count)) } }
+        return try body()
+    }
+
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base").

@@ -121,8 +121,14 @@ final class KernelsTests: XCTestCase {
 
     /// Attention against a direct loop, with GQA, causal offsets, key bias and the CLS row.
     func testAttentionMatchesDirectComputation() {
+        checkAttention(m: 5, past: 3)
+        // More queries than one block of 128, so causal blocks see different key ranges.
+        checkAttention(m: 300, past: 40)
+    }
+
+    func checkAttention(m: Int, past: Int) {
         var rng = LCG(state: 11)
-        let heads = 4, kvHeads = 2, d = 8, m = 5, past = 3, n = past + m
+        let heads = 4, kvHeads = 2, d = 8, n = past + m
         let q = rng.array(m * heads * d), k = rng.array(n * kvHeads * d), v = rng.array(n * kvHeads * d)
         let bias = rng.array(n)
         for causal in [false, true] {
