@@ -91,6 +91,13 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "New tokens per answer in the accuracy pass (greedy, stops at EOS).")
     var answerTokens = 8
 
+    @Flag(name: .long, help: "Also time transformers (PyTorch CPU, Float32) on the same checkpoint, image and prompt first, and report our times as ratios of its.")
+    var comparePytorch = false
+    @Option(name: .long, help: "Python interpreter with torch and transformers, for --compare-pytorch.")
+    var python = "python3"
+    @Option(name: .long, help: "The PyTorch timing script (default: Scripts/bench/pytorch_bench.py of this package).")
+    var pytorchScript: String?
+
     func validate() throws {
         if merge.values.isEmpty { throw ValidationError("--merge needs at least one method") }
         for r in ratios.values where !(r > 0 && r <= 1) {
@@ -123,6 +130,18 @@ struct Bench: ParsableCommand {
 
     func benchmark() throws {
         let directory = try model.resolve()
+        // PyTorch goes first, in its own process, so the two never share memory or cores.
+        var pytorch: PyTorchReference?
+        if comparePytorch {
+            guard let imageForPyTorch = image else { throw CLIError("--compare-pytorch needs --image") }
+            guard let script = pytorchScript ?? PackageResources.path("Scripts/bench/pytorch_bench.py") else {
+                throw CLIError("cannot find Scripts/bench/pytorch_bench.py; give --pytorch-script")
+            }
+            printErr("bench: timing transformers on the same checkpoint (\(script))")
+            pytorch = try PyTorchReference.measure(python: python, script: script, model: directory, image: imageForPyTorch,
+                                                   question: question, template: template, threads: Threads.count,
+                                                   maxTokens: maxTokens, repeats: repeats)
+        }
         let pipeline = try model.loadPipeline(directory)
         let conversation = try ConversationTemplate.load(template)
         var questionList: [BenchmarkQuestion] = []
@@ -153,8 +172,13 @@ struct Bench: ParsableCommand {
                                  repeats: repeats, warmup: warmup, maxTokens: maxTokens,
                                  questions: questions, imageFolder: questionList.isEmpty ? nil : (imageFolder ?? (questions.map { ($0 as NSString).deletingLastPathComponent })),
                                  annotations: annotations, questionCount: questionList.count, answerTokens: answerTokens,
-                                 fullTokens: pipeline.model.fullImageTokens)
+                                 fullTokens: pipeline.model.fullImageTokens,
+                                 visionFLOPs: try rows.map { try pipeline.model.config.visionFLOPs($0.setting.merge) },
+                                 sgemmPeakGFLOPs: measureSGEMMPeak(), quantization: pipeline.model.quantization.rawValue,
+                                 pytorch: pytorch)
         print(report.table())
+        print(report.computeSummary())
+        if let comparison = report.pytorchTable() { print(comparison) }
         for note in plan.notes { print("note: \(note)") }
         try report.write(prefix: out)
     }
@@ -178,7 +202,62 @@ struct BenchReport {
     let questionCount: Int
     let answerTokens: Int
     let fullTokens: Int
+    /// Vision tower + projector operations per image, per row.
+    var visionFLOPs: [Double] = []
+    /// OpenBLAS sgemm GFLOP/s measured in the same run.
+    var sgemmPeakGFLOPs: Double? = nil
+    var quantization = "none"
+    var pytorch: PyTorchReference? = nil
     let date = Date()
+
+    func visionGFLOPsPerSecond(_ i: Int) -> Double? {
+        guard i < visionFLOPs.count, rows[i].visionMs.median > 0 else { return nil }
+        return visionFLOPs[i] / (rows[i].visionMs.median / 1000) / 1e9
+    }
+
+    /// The vision tower's arithmetic rate against the sgemm peak of the same run.
+    func computeSummary() -> String {
+        var lines: [String] = []
+        if let peak = sgemmPeakGFLOPs {
+            lines.append(String(format: "OpenBLAS sgemm peak in this run: %.1f GFLOP/s (%@, %d threads); weights: %@",
+                                peak, Threads.blasCoreName, Threads.count, quantization))
+        }
+        for (i, r) in rows.enumerated() {
+            guard let rate = visionGFLOPsPerSecond(i) else { continue }
+            var line = String(format: "vision %@: %.1f GFLOP in %.1f ms = %.1f GFLOP/s", r.setting.label, visionFLOPs[i] / 1e9,
+                              r.visionMs.median, rate)
+            if let peak = sgemmPeakGFLOPs, peak > 0 { line += String(format: " (%.0f%% of the sgemm peak)", rate / peak * 100) }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Our medians as ratios of transformers' on the same inputs.
+    func pytorchTable() -> String? {
+        guard let p = pytorch else { return nil }
+        var lines = [String(format: "PyTorch %@ (Float32, %@ attention, %d threads): vision %.1f ms, prefill %.1f ms (%d tokens), time to first token %.1f ms, decode %.2f tokens/s",
+                            p.torchVersion, p.attention, p.threads, p.visionMs, p.prefillMs, p.promptTokens, p.ttftMs, p.decodeTokensPerS)]
+        if let b = baseline, b.promptTokens != p.promptTokens {
+            lines.append("note: prompt lengths differ (ours \(b.promptTokens), PyTorch \(p.promptTokens))")
+        }
+        let header = ["setting", "tokens", "ttft ms", "ttft / PyTorch", "vision / PyTorch", "prefill / PyTorch", "decode / PyTorch"]
+        let body = rows.map { r in
+            [r.setting.label, String(r.visualTokens), String(format: "%.1f", r.ttftMs.median),
+             String(format: "%.3f", r.ttftMs.median / p.ttftMs), String(format: "%.3f", r.visionMs.median / p.visionMs),
+             String(format: "%.3f", r.prefillMs.median / p.prefillMs), String(format: "%.2fx", r.decodeTokensPerS.median / p.decodeTokensPerS)]
+        }
+        let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
+        func line(_ cells: [String]) -> String {
+            "| " + cells.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: widths[i] - c.count)
+                return i == 0 ? c + pad : pad + c
+            }.joined(separator: " | ") + " |"
+        }
+        lines.append(line(header))
+        lines.append("| " + widths.enumerated().map { i, w in i == 0 ? String(repeating: "-", count: w) : String(repeating: "-", count: w - 1) + ":" }.joined(separator: " | ") + " |")
+        lines += body.map(line)
+        return lines.joined(separator: "\n")
+    }
 
     var baseline: BenchmarkRow? { rows.first { $0.setting.isBaseline } }
     var hasAccuracy: Bool { rows.contains { $0.accuracy != nil } }
@@ -284,6 +363,15 @@ struct BenchReport {
                 ],
                 "ttft_speedup": speedup(r).map { rounded($0) as Any } ?? NSNull(),
             ]
+            if let i = rows.firstIndex(where: { $0.setting == r.setting }), let rate = visionGFLOPsPerSecond(i) {
+                o["vision_gflop"] = rounded(visionFLOPs[i] / 1e9)
+                o["vision_gflops_per_s"] = rounded(rate)
+            }
+            if let p = pytorch {
+                o["vs_pytorch"] = ["ttft": rounded(r.ttftMs.median / p.ttftMs), "vision": rounded(r.visionMs.median / p.visionMs),
+                                   "prefill": rounded(r.prefillMs.median / p.prefillMs),
+                                   "decode_speed": rounded(r.decodeTokensPerS.median / p.decodeTokensPerS)]
+            }
             if let a = r.accuracy {
                 o["accuracy"] = ["correct": a.correct, "total": a.total, "accuracy": rounded(a.fraction)]
             } else {
@@ -307,6 +395,9 @@ struct BenchReport {
             "machine": Self.machine(),
             "notes": notes,
             "rows": rowObjects,
+            "quantization": quantization,
+            "sgemm_peak_gflops": sgemmPeakGFLOPs.map { rounded($0) as Any } ?? NSNull(),
+            "pytorch": pytorch.map { $0.raw as Any } ?? NSNull(),
         ]
         if let questions {
             object["questions"] = ["file": questions, "image_folder": imageFolder ?? "", "annotations": annotations ?? "",

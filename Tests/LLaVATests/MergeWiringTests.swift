@@ -40,6 +40,18 @@ final class MergeWiringTests: XCTestCase {
         }
     }
 
+    /// Operation counts behind the benchmark's GFLOP/s column, on LLaVA-1.5's tower.
+    func testVisionFLOPsOfCLIPLarge336() throws {
+        let config = LlavaConfiguration()
+        let perLayer = 2.0 * 577 * 4 * 1024 * 1024 + 4.0 * 577 * 577 * 1024 + 2.0 * 577 * 2 * 1024 * 4096
+        let expected = 2.0 * 576 * 588 * 1024 + 23 * perLayer + 2.0 * 576 * (1024 * 4096 + 4096 * 4096)
+        XCTAssertEqual(try config.visionFLOPs(.none), expected, accuracy: 1)
+        XCTAssertEqual(expected / 1e9, 390.19, accuracy: 0.01)
+        // Merging shrinks the work layer by layer: ρ = 0.9 leaves about 40% of it.
+        let merged = try config.visionFLOPs(VisionMergeSettings(options: MergeOptions(method: .pitome, ratio: 0.9)))
+        XCTAssertEqual(merged / expected, 0.39, accuracy: 0.03)
+    }
+
     func model() throws -> LlavaForConditionalGeneration {
         try Fixtures.pipeline(Fixtures.shared + "/llava-small/model").model
     }
