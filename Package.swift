@@ -46,12 +46,13 @@ let package = Package(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint"]),
-        .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint"]),
-        .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging"]),
-        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging"]),
+        .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint", "FixtureLocations"]),
+        .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
+        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations"]),
         .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,11 +1,12 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
 /// Runs the built `llava` executable.
 enum CLI {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = packageRoot.appendingPathComponent("Tests/Fixtures/llava").path
-    static let sharedFixtures = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
+    static let packageRoot = FixtureLocations.packageRoot
+    static let fixtures = FixtureLocations.project + "/llava"
+    static let sharedFixtures = FixtureLocations.shared
 
     /// The executable sits next to the test bundle in the build folder.
     static var executable: URL {

@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
@@ -5,9 +6,8 @@ import XCTest
 
 /// Paths to test data: the project's own fixtures and the shared reference fixtures.
 enum Fixtures {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let llava = packageRoot.appendingPathComponent("Tests/Fixtures/llava").path
-    static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
+    static let llava = FixtureLocations.project + "/llava"
+    static let shared = FixtureLocations.shared
 
     static func json(_ path: String) throws -> Any {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))

@@ -1,14 +1,10 @@
+import FixtureLocations
 import Foundation
 import Kernels
 import XCTest
 
-/// `<package root>/../shared/fixtures`, computed from this file's location.
-let fixturesDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent()  // TokenMergingTests
-    .deletingLastPathComponent()  // Tests
-    .deletingLastPathComponent()  // package root
-    .appendingPathComponent("../shared/fixtures")
-    .standardizedFileURL
+/// The shared reference fixtures (see `FixtureLocations.shared`).
+let fixturesDirectory = URL(fileURLWithPath: FixtureLocations.shared)
 
 /// A small deterministic generator for test inputs (SplitMix64).
 struct TestRandom {
