@@ -22,32 +22,6 @@
 size_t k_q8p_values_size(size_t n, size_t k) { return ((n + 15) / 16) * 16 * k; }
 size_t k_q8p_scales_count(size_t n, size_t k, size_t block) { return ((n + 15) / 16) * 16 * (k / block); }
 
-void k_q8p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t block, size_t r0, size_t r1,
-                int8_t *values, float *scales, int32_t *sums) {
-    // Quantizes rows [r0, r1) of a Float32 matrix (w points at row r0) into the packed layout.
-    const size_t kb = k / block;
-    for (size_t r = r0; r < r1; r++) {
-        const size_t nb = r / 16, lane = r % 16;
-        int8_t *vbase = values + nb * 16 * k;
-        for (size_t b = 0; b < kb; b++) {
-            const float *src = r < n ? w + (r - r0) * ldw + b * block : NULL;
-            float amax = 0.0f;
-            if (src)
-                for (size_t c = 0; c < block; c++) amax = fmaxf(amax, fabsf(src[c]));
-            const float s = amax / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
-            int32_t sum = 0;
-            for (size_t c = 0; c < block; c++) {
-                const int q = src ? (int)nearbyintf(src[c] * inv) : 0;
-                const size_t col = b * block + c;
-                vbase[(col / 4) * 64 + lane * 4 + col % 4] = (int8_t)q;
-                sum += q;
-            }
-            scales[(nb * kb + b) * 16 + lane] = s;
-            sums[(nb * kb + b) * 16 + lane] = 128 * sum;
-        }
-    }
-}
-
 void k_q8p_unpack_rows(const int8_t *values, const float *scales, size_t k, size_t block, size_t r0, size_t count,
                        float *dst) {
     const size_t kb = k / block;
@@ -57,21 +31,6 @@ void k_q8p_unpack_rows(const int8_t *values, const float *scales, size_t k, size
         for (size_t col = 0; col < k; col++) {
             const float s = scales[(nb * kb + col / block) * 16 + lane];
             dst[i * k + col] = (float)vbase[(col / 4) * 64 + lane * 4 + col % 4] * s;
-        }
-    }
-}
-
-void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q, float *scales) {
-    const size_t kb = k / block;
-    for (size_t i = 0; i < m; i++) {
-        for (size_t b = 0; b < kb; b++) {
-            const float *src = x + i * ldx + b * block;
-            float amax = 0.0f;
-            for (size_t c = 0; c < block; c++) amax = fmaxf(amax, fabsf(src[c]));
-            const float s = amax / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
-            uint8_t *dst = q + i * k + b * block;
-            for (size_t c = 0; c < block; c++) dst[c] = (uint8_t)((int)nearbyintf(src[c] * inv) + 128);
-            scales[i * kb + b] = s;
         }
     }
 }

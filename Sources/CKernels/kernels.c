@@ -44,12 +44,15 @@ typedef struct {
     void (*silu_mul)(float *, const float *, size_t);
     void (*add)(float *, const float *, size_t);
     void (*scale)(float *, float, size_t);
+    void (*q8p_pack)(const float *, size_t, size_t, size_t, size_t, size_t, size_t, int8_t *, float *, int32_t *);
+    void (*quantize_rows_u8)(const float *, size_t, size_t, size_t, size_t, uint8_t *, float *);
 } kernel_table;
 
 #define TABLE(S)                                                                                   \
     {#S, k_f16_to_f32_##S, k_bf16_to_f32_##S, k_f32_to_f16_##S, k_gemv_f32_##S, k_gemv_f16_##S,    \
      k_gemv_bf16_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
-     k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S}
+     k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S,           \
+     k_q8p_pack_##S, k_quantize_rows_u8_##S}
 
 static const kernel_table table_base = TABLE(base);
 #if defined(__x86_64__)
@@ -106,4 +109,11 @@ void k_silu(float *x, size_t n) { kernels()->silu(x, n); }
 void k_silu_mul(float *gate, const float *up, size_t n) { kernels()->silu_mul(gate, up, n); }
 void k_add(float *y, const float *x, size_t n) { kernels()->add(y, x, n); }
 void k_scale(float *y, float s, size_t n) { kernels()->scale(y, s, n); }
+void k_q8p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t block, size_t r0, size_t r1,
+                int8_t *values, float *scales, int32_t *sums) {
+    kernels()->q8p_pack(w, ldw, n, k, block, r0, r1, values, scales, sums);
+}
+void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q, float *scales) {
+    kernels()->quantize_rows_u8(x, m, k, ldx, block, q, scales);
+}
 float k_expf(float x) { return expf_inline_base(x); }

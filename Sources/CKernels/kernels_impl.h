@@ -150,3 +150,51 @@ static void SUFFIX(k_silu)(float *x, size_t n) {
     }
 }
 
+
+// q = round(x / s) with s = max|x| / 127 over each block of `block` values (ties to even).
+static inline float SUFFIX(quantize_block)(const float *src, size_t block, int8_t *q) {
+    float amax = 0.0f;
+    for (size_t c = 0; c < block; c++) amax = fmaxf(amax, fabsf(src[c]));
+    const float s = amax / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
+    for (size_t c = 0; c < block; c++) q[c] = (int8_t)__builtin_rintf(src[c] * inv);
+    return s;
+}
+
+// Packs rows [r0, r1) of a Float32 matrix (w points at row r0) into the "packed q8" layout of
+// gemm_q8.c. Rows at or past n are written as zeros.
+static void SUFFIX(k_q8p_pack)(const float *w, size_t ldw, size_t n, size_t k, size_t block, size_t r0, size_t r1,
+                               int8_t *values, float *scales, int32_t *sums) {
+    const size_t kb = k / block;
+    int8_t q[128];
+    for (size_t r = r0; r < r1; r++) {
+        const size_t nb = r / 16, lane = r % 16;
+        int8_t *vbase = values + nb * 16 * k;
+        for (size_t b = 0; b < kb; b++) {
+            float s = 0.0f;
+            if (r < n) {
+                s = SUFFIX(quantize_block)(w + (r - r0) * ldw + b * block, block, q);
+            } else {
+                memset(q, 0, block);
+            }
+            int32_t sum = 0;
+            for (size_t c = 0; c < block; c++) sum += q[c];
+            for (size_t g = 0; g < block / 4; g++) memcpy(vbase + (b * block / 4 + g) * 64 + lane * 4, q + 4 * g, 4);
+            scales[(nb * kb + b) * 16 + lane] = s;
+            sums[(nb * kb + b) * 16 + lane] = 128 * sum;
+        }
+    }
+}
+
+// Activations for the int8 product: per row and block, u8 = round(x / s) + 128.
+static void SUFFIX(k_quantize_rows_u8)(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q,
+                                       float *scales) {
+    const size_t kb = k / block;
+    int8_t tmp[128];
+    for (size_t i = 0; i < m; i++) {
+        for (size_t b = 0; b < kb; b++) {
+            scales[i * kb + b] = SUFFIX(quantize_block)(x + i * ldx + b * block, block, tmp);
+            uint8_t *dst = q + i * k + b * block;
+            for (size_t c = 0; c < block; c++) dst[c] = (uint8_t)(tmp[c] + 128);
+        }
+    }
+}

@@ -15,7 +15,7 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     let m = x.rows, n = w.rows, k = w.cols
     if m == 0 { return }
     if case .q8(let p) = w.storage, CPU.hasVNNI {
-        int8Product(x, p, into: y)
+        int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if case .f32(let p) = w.storage {
@@ -48,6 +48,10 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
 /// y[i] = W[i, :] · x for every row of W.
 public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let k = w.cols
+    if case .q8(let p) = w.storage, CPU.hasVNNI {
+        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
+        return
+    }
     parallelFor(w.rows, minPerThread: 64) { range in
         let r0 = range.lowerBound, r1 = range.upperBound
         switch w.storage {
@@ -67,8 +71,9 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
 
 /// y = x · Wᵀ with int8 weights: the rows of x are quantized per block to u8 and the product
 /// runs in VNNI integer dot products, split over threads by groups of output columns.
-func int8Product(_ x: Matrix, _ p: PackedQ8, into y: Matrix) {
-    let m = x.rows, k = p.cols
+func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8,
+                 into y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let k = p.cols
     let blocks = k / p.block
     let q = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
     let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
@@ -77,14 +82,14 @@ func int8Product(_ x: Matrix, _ p: PackedQ8, into y: Matrix) {
         scales.deallocate()
     }
     parallelFor(m, minPerThread: 8) { range in
-        k_quantize_rows_u8(x.row(range.lowerBound), range.count, k, x.cols, p.block,
+        k_quantize_rows_u8(x + range.lowerBound * ldx, range.count, k, ldx, p.block,
                            q + range.lowerBound * k, scales + range.lowerBound * blocks)
     }
     // Work units of 3 row groups (48 output columns), the width of the register tile.
     let units = (p.rowGroups + 2) / 3
     parallelFor(units) { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
-        k_gemm_q8p(q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y.data, y.cols)
+        k_gemm_q8p(q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
     }
 }
 
