@@ -125,9 +125,10 @@ public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {
     return c
 }
 
-/// Rows of a weight tile: about 4 MB of Float32, a multiple of 16 rows.
+/// Rows of a weight tile: about 16 MB of Float32, a multiple of 16 rows. Each tile is one sgemm
+/// call, and OpenBLAS re-packs the activations once per call, so tiles should not be small.
 func tileRows(n: Int, k: Int) -> Int {
-    let target = max(16, (1 << 20) / max(k, 1))
+    let target = max(16, (1 << 22) / max(k, 1))
     return min(n, (target + 15) / 16 * 16)
 }
 
