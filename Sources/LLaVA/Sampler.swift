@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Chooses the next token: greedy at temperature 0, otherwise temperature + top-p (nucleus)
 /// sampling from a seeded generator, so a given seed always gives the same answer.
@@ -10,7 +11,7 @@ public struct Sampler {
     public init(temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topP = topP
-        rng = SplitMix64(seed: seed)
+        rng = SplitMix64(state: seed)
     }
 
     /// Index of the largest logit (the first one on ties).
@@ -42,21 +43,4 @@ public struct Sampler {
         }
         return kept.last!
     }
-}
-
-/// A small, fast, seedable generator (SplitMix64).
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -24,7 +24,7 @@ struct Ask: ParsableCommand {
     var question: String
 
     func run() throws {
-        do {
+        try reportingErrors {
             let directory = try model.resolve()
             let loadStart = Date()
             let pipeline = try model.loadPipeline(directory)
@@ -49,10 +49,6 @@ struct Ask: ParsableCommand {
                 print("")
                 printTimingSummary(result, loadMs: loadMs, settings: settings, fullTokens: pipeline.model.fullImageTokens)
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }

@@ -119,12 +119,8 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             try benchmark()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 
@@ -246,16 +242,7 @@ struct BenchReport {
              String(format: "%.3f", r.ttftMs.median / p.ttftMs), String(format: "%.3f", r.visionMs.median / p.visionMs),
              String(format: "%.3f", r.prefillMs.median / p.prefillMs), String(format: "%.2fx", r.decodeTokensPerS.median / p.decodeTokensPerS)]
         }
-        let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
-        func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { i, c in
-                let pad = String(repeating: " ", count: widths[i] - c.count)
-                return i == 0 ? c + pad : pad + c
-            }.joined(separator: " | ") + " |"
-        }
-        lines.append(line(header))
-        lines.append("| " + widths.enumerated().map { i, w in i == 0 ? String(repeating: "-", count: w) : String(repeating: "-", count: w - 1) + ":" }.joined(separator: " | ") + " |")
-        lines += body.map(line)
+        lines.append(markdownTable(header: header, rows: body))
         return lines.joined(separator: "\n")
     }
 
@@ -291,19 +278,7 @@ struct BenchReport {
             }
             return cells
         }
-        let widths = header.indices.map { i in ([header[i]] + body.map { $0[i] }).map(\.count).max()! }
-        func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { i, c in
-                let pad = String(repeating: " ", count: widths[i] - c.count)
-                return i == 0 ? c + pad : pad + c
-            }.joined(separator: " | ") + " |"
-        }
-        var lines = [line(header)]
-        lines.append("| " + widths.enumerated().map { i, w in
-            i == 0 ? String(repeating: "-", count: w) : String(repeating: "-", count: w - 1) + ":"
-        }.joined(separator: " | ") + " |")
-        lines += body.map(line)
-        return lines.joined(separator: "\n")
+        return markdownTable(header: header, rows: body)
     }
 
     func formatRatio(_ r: Double) -> String {

@@ -31,8 +31,7 @@ struct Chat: ParsableCommand {
     var ignoreEos = false
 
     func run() throws {
-        let session: ChatSession
-        do {
+        let session = try reportingErrors {
             let directory = try model.resolve()
             let pipeline = try model.loadPipeline(directory)
             let template = try ConversationTemplate.load(generation.template)
@@ -40,13 +39,10 @@ struct Chat: ParsableCommand {
             _ = try pipeline.model.plannedVisualTokens(settings)
             var options = generation.options
             options.stopAtEOS = !ignoreEos
-            session = try ChatSession(pipeline: pipeline, template: template, imageMode: imageOptions.imageMode,
-                                      merge: settings, options: options)
+            let session = try ChatSession(pipeline: pipeline, template: template, imageMode: imageOptions.imageMode,
+                                          merge: settings, options: options)
             if let image { try load(image, into: session) }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
+            return session
         }
         printErr("llava chat: /image PATH, /clear, /quit (or end of input); context \(session.context) tokens")
         repl(session)

@@ -89,12 +89,8 @@ struct EvalRun: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             try execute()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 
@@ -325,7 +321,7 @@ struct EvalScore: ParsableCommand {
     var summary: String?
 
     func run() throws {
-        do {
+        try reportingErrors {
             let contents = try AnswerFileContents.read(answers)
             if contents.tornBytes > 0 {
                 printErr("llava: \(answers): ignoring an incomplete last line (\(contents.tornBytes) bytes)")
@@ -358,10 +354,6 @@ struct EvalScore: ParsableCommand {
             ])
             object["scores"] = report.json
             try writeSummary(object, to: summary ?? defaultSummaryPath(answers))
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 }

@@ -82,12 +82,8 @@ struct MergeMap: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             try draw()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            throw fail(error)
         }
     }
 

@@ -139,6 +139,18 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Runs a command's body; an error (other than an exit code) becomes one line on stderr and
+/// exit status 1.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        throw fail(error)
+    }
+}
+
 /// Prints `error` as one line on stderr and exits with status 1.
 func fail(_ error: Error) -> ExitCode {
     let message = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")

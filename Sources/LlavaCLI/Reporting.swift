@@ -100,3 +100,19 @@ func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSet
     printErr("llava: time to first token = \(f(t.ttftMs)) ms, total = \(f(t.totalMs)) ms, threads = \(Threads.count), stop = \(r.stopReason.rawValue)")
     printErr("llava: peak memory     = \(f(ProcessMemory.peakResidentMiB)) MiB, BLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)")
 }
+
+/// An aligned Markdown table (llama-bench style): the first column left-aligned, the others
+/// right-aligned.
+func markdownTable(header: [String], rows: [[String]]) -> String {
+    let widths = header.indices.map { i in ([header[i]] + rows.map { $0[i] }).map(\.count).max()! }
+    func line(_ cells: [String]) -> String {
+        "| " + cells.enumerated().map { i, c in
+            let pad = String(repeating: " ", count: widths[i] - c.count)
+            return i == 0 ? c + pad : pad + c
+        }.joined(separator: " | ") + " |"
+    }
+    let rule = "| " + widths.enumerated().map { i, w in
+        i == 0 ? String(repeating: "-", count: w) : String(repeating: "-", count: w - 1) + ":"
+    }.joined(separator: " | ") + " |"
+    return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
+}

@@ -1,3 +1,5 @@
+import Kernels
+
 /// Random-drop baseline: at each layer, drop r patch tokens chosen uniformly at random, with
 /// ToMe's per-layer counts. Not in the official code; a control for "does the choice of tokens matter".
 ///
@@ -16,19 +18,5 @@ public enum RandomDrop {
         var dropped = [Bool](repeating: false, count: n)
         for t in patches[..<r] { dropped[t] = true }
         return MergePlan(inputRows: n, groups: (0..<n).filter { !dropped[$0] }.map { [$0] })
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a small, fully specified 64-bit generator, so seeded
-/// results do not depend on the standard library's generator.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
