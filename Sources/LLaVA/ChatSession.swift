@@ -40,20 +40,13 @@ public struct ChatImageInfo: Sendable {
     public var prefixMs: Double
 }
 
-/// One answered question.
+/// One answered question: the generation (its first logits are those after the whole
+/// conversation so far) and where the conversation stands.
 public struct ChatTurn: Sendable {
-    public var text: String
+    public var generation: Generation
     /// Tokens fed before generating: what was still missing from the cache (the end of the
     /// previous answer) plus this turn's question.
     public var promptTokens: Int
-    public var generatedIds: [Int]
-    public var stopReason: StopReason
-    /// Logits of the first generated position (after the whole conversation so far).
-    public var firstLogits: [Float]
-    public var prefillMs: Double
-    public var firstTokenMs: Double
-    public var decodeMs: Double
-    public var decodeTokensPerSecond: Double
     /// Length of the conversation in tokens after this turn, and the model's context.
     public var contextUsed: Int
     public var context: Int
@@ -171,8 +164,6 @@ public final class ChatSession {
         let answer = g.stopReason == .eos ? Array(g.generatedIds.dropLast()) : g.generatedIds
         history += turn + answer + endOfAnswerIds
         turns += 1
-        return ChatTurn(text: g.text, promptTokens: pending.count, generatedIds: g.generatedIds, stopReason: g.stopReason,
-                        firstLogits: g.firstLogits, prefillMs: g.prefillMs, firstTokenMs: g.firstTokenMs, decodeMs: g.decodeMs,
-                        decodeTokensPerSecond: g.decodeTokensPerSecond, contextUsed: history.count, context: context)
+        return ChatTurn(generation: g, promptTokens: pending.count, contextUsed: history.count, context: context)
     }
 }

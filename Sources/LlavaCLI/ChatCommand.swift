@@ -85,11 +85,11 @@ struct Chat: ParsableCommand {
             do {
                 let turn = try session.ask(line) { stdout.write(Data($0.utf8)) }
                 stdout.write(Data("\n".utf8))
-                let decoded = max(0, turn.generatedIds.count - 1)
+                let decoded = max(0, turn.generation.generatedIds.count - 1)
                 printErr(String(format: "llava: prompt %d tokens in %.2f ms, first token %.2f ms, %d more in %.2f ms (%.2f tokens/s), context %d/%d",
-                                turn.promptTokens, turn.prefillMs, turn.firstTokenMs, decoded, turn.decodeMs,
-                                turn.decodeTokensPerSecond, turn.contextUsed, turn.context))
-                if turn.stopReason == .contextFull {
+                                turn.promptTokens, turn.generation.prefillMs, turn.generation.firstTokenMs, decoded, turn.generation.decodeMs,
+                                turn.generation.decodeTokensPerSecond, turn.contextUsed, turn.context))
+                if turn.generation.stopReason == .contextFull {
                     printErr("llava: the context is full (\(turn.context) tokens): the answer was cut; /clear starts over from the image")
                 }
             } catch {

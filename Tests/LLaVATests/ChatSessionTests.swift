@@ -27,8 +27,8 @@ final class ChatSessionTests: XCTestCase {
         let ask = try chat.pipeline.ask(image: chat.image!, question: "What color is the square?", template: chat.template,
                                         options: GenerationOptions(maxTokens: 6))
         XCTAssertEqual(Array(chat.history.prefix(ask.promptIds.count)), ask.promptIds)
-        XCTAssertEqual(turn.generatedIds, ask.generatedIds)
-        XCTAssertEqual(turn.text, ask.text)
+        XCTAssertEqual(turn.generation.generatedIds, ask.generatedIds)
+        XCTAssertEqual(turn.generation.text, ask.text)
     }
 
     func testSecondTurnEqualsFromScratchRunOverTheWholeConversation() throws {
@@ -41,18 +41,18 @@ final class ChatSessionTests: XCTestCase {
 
         // The conversation, built independently: ask's prompt, the first answer, EOS (llava-v1
         // closes answers with </s>), the next_turn text encoded on its own.
-        let answer1 = first.stopReason == .eos ? Array(first.generatedIds.dropLast()) : first.generatedIds
+        let answer1 = first.generation.stopReason == .eos ? Array(first.generation.generatedIds.dropLast()) : first.generation.generatedIds
         let full = try model.promptIds(template: chat.template, question: q1, imageTokens: chat.image!.visualTokens)
             + answer1 + [model.tokenizer.eosId] + model.tokenizer.encode("USER: \(q2) ASSISTANT:")
         XCTAssertEqual(Array(chat.history.prefix(full.count)), full)
 
         let scratch = try model.generate(ids: full, imageEmbeddings: chat.image!.embeddings, options: GenerationOptions(maxTokens: 6))
-        XCTAssertEqual(second.generatedIds, scratch.generatedIds)
-        XCTAssertEqual(second.firstLogits.count, scratch.firstLogits.count)
-        let drift = zip(second.firstLogits, scratch.firstLogits).map { abs($0 - $1) }.max()!
+        XCTAssertEqual(second.generation.generatedIds, scratch.generatedIds)
+        XCTAssertEqual(second.generation.firstLogits.count, scratch.firstLogits.count)
+        let drift = zip(second.generation.firstLogits, scratch.firstLogits).map { abs($0 - $1) }.max()!
         XCTAssertLessThan(drift, 1e-4, "the cached conversation and the from-scratch run see different inputs")
-        XCTAssertEqual(second.text, scratch.text)
-        XCTAssertEqual(second.promptTokens, full.count - chat.prefixLength - first.promptTokens - (first.generatedIds.count - 1))
+        XCTAssertEqual(second.generation.text, scratch.text)
+        XCTAssertEqual(second.promptTokens, full.count - chat.prefixLength - first.promptTokens - (first.generation.generatedIds.count - 1))
     }
 
     func testClearReturnsToThePrefixWithoutEncodingAgain() throws {
@@ -70,7 +70,7 @@ final class ChatSessionTests: XCTestCase {
         XCTAssertEqual(chat.image!.embeddings.toArray(), image.embeddings.toArray())
         XCTAssertEqual(chat.image!.visionMs, image.visionMs, "the image was encoded again")
         let again = try chat.ask("What color is the square?")
-        XCTAssertEqual(again.generatedIds, first.generatedIds)
+        XCTAssertEqual(again.generation.generatedIds, first.generation.generatedIds)
     }
 
     func testNewImageIsEncodedAndStartsOver() throws {
@@ -86,7 +86,7 @@ final class ChatSessionTests: XCTestCase {
         let turn = try chat.ask("Describe it.")
         let fresh = try chat.pipeline.ask(imagePath: wide, question: "Describe it.", template: chat.template,
                                           options: GenerationOptions(maxTokens: 6))
-        XCTAssertEqual(turn.generatedIds, fresh.generatedIds)
+        XCTAssertEqual(turn.generation.generatedIds, fresh.generatedIds)
     }
 
     func testFullContextIsReportedAndClearRecovers() throws {
@@ -96,14 +96,14 @@ final class ChatSessionTests: XCTestCase {
                                    options: GenerationOptions(maxTokens: 400, stopAtEOS: false))
         try chat.load(imagePath: Fixtures.llava + "/images/square-56.png")
         let turn = try chat.ask("Describe it.")
-        XCTAssertEqual(turn.stopReason, .contextFull)
+        XCTAssertEqual(turn.generation.stopReason, .contextFull)
         XCTAssertEqual(chat.cache.length, chat.context)
         XCTAssertThrowsError(try chat.ask("More?")) { error in
             guard case ChatError.contextFull = error else { return XCTFail("\(error)") }
         }
         chat.clear()
         chat.options.maxTokens = 4
-        XCTAssertEqual(try chat.ask("More?").generatedIds.count, 4)
+        XCTAssertEqual(try chat.ask("More?").generation.generatedIds.count, 4)
     }
 
     func testTemplateWithTheQuestionBeforeTheImageIsRejected() throws {
