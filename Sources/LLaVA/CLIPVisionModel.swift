@@ -12,12 +12,12 @@ final class CLIPAttention {
     let qBias: [Float], kBias: [Float], vBias: [Float], outBias: [Float]
     let shape: AttentionShape
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
         let c = config.hiddenSize
-        qProj = try ckpt.weight(prefix + "q_proj.weight", shape: [c, c])
-        kProj = try ckpt.weight(prefix + "k_proj.weight", shape: [c, c])
-        vProj = try ckpt.weight(prefix + "v_proj.weight", shape: [c, c])
-        outProj = try ckpt.weight(prefix + "out_proj.weight", shape: [c, c])
+        qProj = try load(prefix + "q_proj.weight", shape: [c, c])
+        kProj = try load(prefix + "k_proj.weight", shape: [c, c])
+        vProj = try load(prefix + "v_proj.weight", shape: [c, c])
+        outProj = try load(prefix + "out_proj.weight", shape: [c, c])
         qBias = try ckpt.floats(prefix + "q_proj.bias", shape: [c])
         kBias = try ckpt.floats(prefix + "k_proj.bias", shape: [c])
         vBias = try ckpt.floats(prefix + "v_proj.bias", shape: [c])
@@ -49,10 +49,10 @@ final class CLIPMLP {
     let fc1Bias: [Float], fc2Bias: [Float]
     let activation: Activation
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
         let c = config.hiddenSize, i = config.intermediateSize
-        fc1 = try ckpt.weight(prefix + "fc1.weight", shape: [i, c])
-        fc2 = try ckpt.weight(prefix + "fc2.weight", shape: [c, i])
+        fc1 = try load(prefix + "fc1.weight", shape: [i, c])
+        fc2 = try load(prefix + "fc2.weight", shape: [c, i])
         fc1Bias = try ckpt.floats(prefix + "fc1.bias", shape: [i])
         fc2Bias = try ckpt.floats(prefix + "fc2.bias", shape: [c])
         activation = Activation(huggingFaceName: config.hiddenAct) ?? .quickGelu
@@ -95,12 +95,12 @@ final class CLIPEncoderLayer {
     let eps: Float
     let heads: Int
 
-    init(_ ckpt: CheckpointFolder, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
         let c = config.hiddenSize
         layerNorm1 = (try ckpt.floats(prefix + "layer_norm1.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm1.bias", shape: [c]))
         layerNorm2 = (try ckpt.floats(prefix + "layer_norm2.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm2.bias", shape: [c]))
-        selfAttn = try CLIPAttention(ckpt, prefix: prefix + "self_attn.", config: config)
-        mlp = try CLIPMLP(ckpt, prefix: prefix + "mlp.", config: config)
+        selfAttn = try CLIPAttention(ckpt, load, prefix: prefix + "self_attn.", config: config)
+        mlp = try CLIPMLP(ckpt, load, prefix: prefix + "mlp.", config: config)
         eps = config.layerNormEps
         heads = config.numAttentionHeads
     }
@@ -178,15 +178,17 @@ public final class CLIPVisionModel {
     let layers: [CLIPEncoderLayer]
 
     /// Loads the first `layerCount` encoder layers (layers past the feature layer are never run).
-    init(_ ckpt: CheckpointFolder, config: CLIPVisionConfiguration, layerCount: Int) throws {
+    init(_ ckpt: CheckpointFolder, config: CLIPVisionConfiguration, layerCount: Int,
+         quantization: WeightQuantization = .none) throws {
         self.config = config
+        let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
         let p = "vision_tower.vision_model."
         let c = config.hiddenSize, ps = config.patchSize
         classEmbedding = try ckpt.floats(p + "embeddings.class_embedding", shape: [c])
         patchEmbedding = try ckpt.weight(p + "embeddings.patch_embedding.weight", shape: [c, config.numChannels, ps, ps])
         positionEmbedding = try ckpt.weight(p + "embeddings.position_embedding.weight", shape: [config.numPatches + 1, c])
         preLayrnorm = (try ckpt.floats(p + "pre_layrnorm.weight", shape: [c]), try ckpt.floats(p + "pre_layrnorm.bias", shape: [c]))
-        layers = try (0..<layerCount).map { try CLIPEncoderLayer(ckpt, prefix: p + "encoder.layers.\($0).", config: config) }
+        layers = try (0..<layerCount).map { try CLIPEncoderLayer(ckpt, load, prefix: p + "encoder.layers.\($0).", config: config) }
     }
 
     /// CLIPVisionEmbeddings + pre_layrnorm: [CLS; patches] + positions, normalised. `pixels` is CHW.

@@ -118,29 +118,6 @@ final class LlamaRunState {
     }
 }
 
-/// How the decoder's matrices are kept in memory.
-public enum WeightQuantization: String, Sendable, CaseIterable {
-    /// As stored in the checkpoint (F32, F16 or BF16), widened to Float32 on use.
-    case none
-    /// Symmetric int8 with one scale per 32 values, made at load time (decoder linears and lm_head).
-    case q8
-}
-
-/// Loads decoder matrices, quantizing them when asked and releasing the checkpoint pages they
-/// came from, so only the int8 copy stays resident.
-struct LinearLoader {
-    let checkpoint: CheckpointFolder
-    let quantization: WeightQuantization
-
-    func callAsFunction(_ name: String, shape: [Int]) throws -> Weight {
-        let w = try checkpoint.weight(name, shape: shape)
-        guard quantization == .q8, w.canQuantizeQ8 else { return w }
-        let q = w.quantizedQ8()
-        checkpoint.releasePages(of: name)
-        return q
-    }
-}
-
 final class LlamaAttention {
     let qProj: Weight, kProj: Weight, vProj: Weight, oProj: Weight
     let shape: AttentionShape

@@ -76,13 +76,18 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     public let projector: LlavaMultiModalProjector
     public let languageModel: LlamaForCausalLM
     public let eosTokenIds: Set<Int>
+    /// How the language model's matrices are kept (`--quantize`).
     public let quantization: WeightQuantization
+    /// How the vision tower's and projector's matrices are kept (`--quantize-vision`).
+    public let visionQuantization: WeightQuantization
 
     /// Loads a checkpoint folder. `progress` is called with (layers done, layers) while the
     /// language model's weights are prepared (only slow when quantizing).
     public init(directory: String, quantization: WeightQuantization = .none,
+                visionQuantization: WeightQuantization = .none,
                 progress: ((Int, Int) -> Void)? = nil) throws {
         self.quantization = quantization
+        self.visionQuantization = visionQuantization
         self.directory = directory
         checkpoint = try CheckpointFolder(directory: directory)
         config = checkpoint.config
@@ -91,11 +96,17 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         if tokenizer.vocabularySize > config.text.vocabSize {
             throw LlavaError.tokenizerTooLarge(path: tokenizerPath, pieces: tokenizer.vocabularySize, vocab: config.text.vocabSize)
         }
-        visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun)
-        projector = try LlavaMultiModalProjector(checkpoint, config: config)
+        visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun,
+                                          quantization: visionQuantization)
+        projector = try LlavaMultiModalProjector(checkpoint, config: config, quantization: visionQuantization)
         languageModel = try LlamaForCausalLM(checkpoint, config: config.text, quantization: quantization,
                                              progress: progress)
         eosTokenIds = Set(config.text.eosTokenIds + [tokenizer.eosId].filter { $0 >= 0 })
+    }
+
+    /// "none", "q8" or "q8, vision q8": how the weights are kept in memory.
+    public var quantizationLabel: String {
+        visionQuantization == .none ? quantization.rawValue : "\(quantization.rawValue), vision \(visionQuantization.rawValue)"
     }
 
     /// Number of image tokens the tower gives without merging.

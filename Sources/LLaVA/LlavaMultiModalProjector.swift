@@ -9,12 +9,13 @@ public final class LlavaMultiModalProjector {
     let bias1: [Float]?, bias2: [Float]?
     let activation: Activation
 
-    init(_ ckpt: CheckpointFolder, config: LlavaConfiguration) throws {
+    init(_ ckpt: CheckpointFolder, config: LlavaConfiguration, quantization: WeightQuantization = .none) throws {
         let p = "multi_modal_projector."
+        let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
         let inDim = config.vision.hiddenSize * config.visionFeatureLayers.count
         let hidden = config.text.hiddenSize
-        linear1 = try ckpt.weight(p + "linear_1.weight", shape: [hidden, inDim])
-        linear2 = try ckpt.weight(p + "linear_2.weight", shape: [hidden, hidden])
+        linear1 = try load(p + "linear_1.weight", shape: [hidden, inDim])
+        linear2 = try load(p + "linear_2.weight", shape: [hidden, hidden])
         if config.multimodalProjectorBias {
             bias1 = try ckpt.floats(p + "linear_1.bias", shape: [hidden])
             bias2 = try ckpt.floats(p + "linear_2.bias", shape: [hidden])

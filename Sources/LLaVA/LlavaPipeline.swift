@@ -74,9 +74,10 @@ public final class LlavaPipeline: @unchecked Sendable {
     }
 
     public convenience init(directory: String, quantization: WeightQuantization = .none,
+                            visionQuantization: WeightQuantization = .none,
                             progress: ((Int, Int) -> Void)? = nil) throws {
         try self.init(model: LlavaForConditionalGeneration(directory: directory, quantization: quantization,
-                                                           progress: progress))
+                                                           visionQuantization: visionQuantization, progress: progress))
     }
 
     /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.

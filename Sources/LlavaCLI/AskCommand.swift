@@ -42,7 +42,7 @@ struct Ask: ParsableCommand {
                 let report = AskReport(result: result, model: directory, image: image, template: template.name,
                                        merge: settings, seed: options.seed, temperature: options.temperature,
                                        loadMs: loadMs, threads: Threads.count,
-                                       quantization: pipeline.model.quantization.rawValue,
+                                       quantization: pipeline.model.quantizationLabel,
                                        peakRSSMiB: ProcessMemory.peakResidentMiB)
                 print(try report.jsonLine())
             } else {

@@ -170,7 +170,7 @@ struct Bench: ParsableCommand {
                                  annotations: annotations, questionCount: questionList.count, answerTokens: answerTokens,
                                  fullTokens: pipeline.model.fullImageTokens,
                                  visionFLOPs: try rows.map { try pipeline.model.config.visionFLOPs($0.setting.merge) },
-                                 sgemmPeakGFLOPs: measureSGEMMPeak(), quantization: pipeline.model.quantization.rawValue,
+                                 sgemmPeakGFLOPs: measureSGEMMPeak(), quantization: pipeline.model.quantizationLabel,
                                  pytorch: pytorch)
         print(report.table())
         print(report.computeSummary())

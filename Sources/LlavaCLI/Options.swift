@@ -15,6 +15,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic) or q8 (int8 with one scale per row and block of columns, made at load time; about half the memory of F16; int8 products on AVX-512 VNNI).")
     var quantize: WeightQuantization = .none
 
+    @Option(name: .long, help: "Vision tower and projector weights: none (as stored, exact) or q8 (int8, as --quantize).")
+    var quantizeVision: WeightQuantization = .none
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -31,10 +34,11 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
     func loadPipeline(_ directory: String) throws -> LlavaPipeline {
-        guard quantize != .none else { return try LlavaPipeline(directory: directory) }
+        guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision) }
         let start = Date()
         let progress = ProgressLine()
-        let pipeline = try LlavaPipeline(directory: directory, quantization: quantize) { done, total in
+        let pipeline = try LlavaPipeline(directory: directory, quantization: quantize,
+                                         visionQuantization: quantizeVision) { done, total in
             progress.update("llava: quantizing the language model to \(quantize.rawValue): layer \(done)/\(total)")
         }
         progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantize.rawValue,

@@ -1,4 +1,5 @@
 import Foundation
+import TokenMerging
 import XCTest
 
 @testable import LLaVA
@@ -26,6 +27,29 @@ final class QuantizedModelTests: XCTestCase {
             XCTAssertGreaterThan(diff, 0, "\(name): quantization should change something")
             XCTAssertLessThanOrEqual(diff, 0.03 * spread, name)
             XCTAssertEqual(a.generatedIds, b.generatedIds, name)
+        }
+    }
+
+    /// The int8 vision tower and projector against the exact ones (shared llava-small: 12 CLIP
+    /// layers): every image embedding keeps a cosine similarity ≥ 0.99 with the exact one, with
+    /// and without merging, and merging gives the same token count.
+    func testQ8VisionTowerStaysCloseToTheExactOne() throws {
+        let dir = Fixtures.shared + "/llava-small"
+        let exact = try Fixtures.pipeline(dir + "/model")
+        let quantized = try LlavaPipeline(directory: dir + "/model", visionQuantization: .q8)
+        XCTAssertEqual(quantized.model.quantizationLabel, "none, vision q8")
+        let px = try exact.pixels(imagePath: dir + "/shapes.png", mode: .crop)
+        for settings in [VisionMergeSettings.none, VisionMergeSettings(options: MergeOptions(method: .pitome, ratio: 0.95))] {
+            let a = try exact.model.encodeImage(pixels: px, merge: settings).embeddings
+            let b = try quantized.model.encodeImage(pixels: px, merge: settings).embeddings
+            XCTAssertEqual(a.rows, b.rows)
+            XCTAssertNotEqual(a.toArray(), b.toArray())
+            for r in 0..<a.rows {
+                let x = a.rowArray(r), y = b.rowArray(r)
+                let dot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+                let cos = dot / (x.reduce(0) { $0 + $1 * $1 }.squareRoot() * y.reduce(0) { $0 + $1 * $1 }.squareRoot())
+                XCTAssertGreaterThan(cos, 0.99, "row \(r)")
+            }
         }
     }
 }
