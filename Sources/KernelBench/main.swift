@@ -60,6 +60,19 @@ for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600,
     print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s   linear q8 %6.1f GOP/s",
                  m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9, flops / tQ8 / 1e9))
 }
+// Short prompts: F16 weights widened in registers against widening into scratch for sgemm.
+for (m, n, k) in [(80, 5632, 2048), (80, 2048, 5632), (24, 2048, 2048)] {
+    let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))
+    let y = Matrix(rows: m, cols: n)
+    let flops = 2.0 * Double(m * n * k)
+    let tDirect = time(3) { linear(x, wh, into: y) }
+    let saved = smallProductRows
+    smallProductRows = 0
+    let tTiles = time(3) { linear(x, wh, into: y) }
+    smallProductRows = saved
+    print(String(format: "short %3dx%4dx%4d  f16 in registers %6.1f GFLOP/s (%6.2f ms)   f16 tiles + sgemm %6.1f GFLOP/s (%6.2f ms)",
+                 m, n, k, flops / tDirect / 1e9, tDirect * 1e3, flops / tTiles / 1e9, tTiles * 1e3))
+}
 for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
     let w = randomMatrix(n, k)
     let wh = halfWeight(w)

@@ -18,6 +18,10 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
         int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
+    } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
+        parallelFor((n + 3) / 4) { groups in
+            k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)
+        }
     } else if case .f32(let p) = w.storage {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
                     1, x.data, Int32(k), p, Int32(k), 0, y.data, Int32(n))
@@ -37,6 +41,10 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     }
     if let bias { addBias(y, bias) }
 }
+
+/// Up to this many rows, F16/BF16 products widen the weights in registers (`k_gemm_half`)
+/// instead of into scratch for sgemm: below it the widening, not the arithmetic, dominates.
+public nonisolated(unsafe) var smallProductRows = 128
 
 /// Convenience: allocates the output.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {

@@ -56,6 +56,15 @@ public struct Weight: @unchecked Sendable {
         }
     }
 
+    /// The 16-bit storage and whether it is BF16, for F16/BF16 weights.
+    var halfStorage: (UnsafePointer<UInt16>, Bool)? {
+        switch storage {
+        case .f16(let p): (p, false)
+        case .bf16(let p): (p, true)
+        default: nil
+        }
+    }
+
     /// Bytes held by the weight's storage.
     public var byteCount: Int {
         switch storage {

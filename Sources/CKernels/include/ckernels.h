@@ -34,6 +34,11 @@ void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t b
 void k_gemm_q8p(const uint8_t *a, const float *sa, size_t m, size_t k, size_t block, const int8_t *values,
                 const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
 
+// y[i, j] = x[i, :] · W[j, :] for rows i < m and weight rows j in [n0, n1), W in F16 (bf16 = 0)
+// or BF16 (bf16 = 1) read in place and widened in registers. For short prompts.
+void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
+                 float *y, size_t ldy, int bf16);
+
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
 void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps);

@@ -1,0 +1,119 @@
+// y = x · Wᵀ for a few rows of x (prefills of short prompts) with F16 or BF16 weights read
+// straight from their storage: each group of 4 weight rows is widened in registers, 16 columns
+// at a time, and multiplied into up to 6 rows of x, so the weights are read once and never
+// written out as Float32. Large row counts go through sgemm instead (see Linear.swift).
+#include "ckernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+
+static inline __attribute__((always_inline)) AVX512 __m512 load_weights(const uint16_t *p, int bf16) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+static inline __attribute__((always_inline)) AVX512 __m512 load_weights_masked(const uint16_t *p, __mmask16 m, int bf16) {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+// MR rows of x × NR rows of W (NR ≤ 4, MR ≤ 6), over all k.
+static inline __attribute__((always_inline)) AVX512 void tile(int MR, int NR, const float *x, size_t ldx,
+                                                             const uint16_t *w, size_t ldw, size_t k, float *y,
+                                                             size_t ldy, int bf16) {
+    __m512 acc[6][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= k; c += 16) {
+        __m512 wv[4];
+        for (int j = 0; j < NR; j++) wv[j] = load_weights(w + j * ldw + c, bf16);
+        for (int i = 0; i < MR; i++) {
+            const __m512 xv = _mm512_loadu_ps(x + i * ldx + c);
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    if (c < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - c)) - 1);
+        __m512 wv[4];
+        for (int j = 0; j < NR; j++) wv[j] = load_weights_masked(w + j * ldw + c, m, bf16);
+        for (int i = 0; i < MR; i++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + i * ldx + c);
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm512_fmadd_ps(wv[j], xv, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static AVX512 void product_avx512(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k,
+                                  size_t n0, size_t n1, float *y, size_t ldy, int bf16) {
+    for (size_t n = n0; n < n1; n += 4) {
+        const size_t nr = n1 - n < 4 ? n1 - n : 4;
+        for (size_t i = 0; i < m; i += 6) {
+            const size_t mr = m - i < 6 ? m - i : 6;
+            const float *xi = x + i * ldx;
+            const uint16_t *wn = w + n * ldw;
+            float *yi = y + i * ldy + n;
+#define T(MR, NR) tile(MR, NR, xi, ldx, wn, ldw, k, yi, ldy, bf16)
+            switch (mr * 8 + nr) {
+            case 6 * 8 + 4: T(6, 4); break;
+            case 6 * 8 + 3: T(6, 3); break;
+            case 6 * 8 + 2: T(6, 2); break;
+            case 6 * 8 + 1: T(6, 1); break;
+            case 5 * 8 + 4: T(5, 4); break;
+            case 4 * 8 + 4: T(4, 4); break;
+            case 3 * 8 + 4: T(3, 4); break;
+            case 2 * 8 + 4: T(2, 4); break;
+            case 1 * 8 + 4: T(1, 4); break;
+            default:
+                for (size_t a = 0; a < mr; a++)
+                    for (size_t b = 0; b < nr; b++) tile(1, 1, xi + a * ldx, ldx, wn + b * ldw, ldw, k, yi + a * ldy + b, ldy, bf16);
+            }
+#undef T
+        }
+    }
+}
+
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#endif
+
+static void product_portable(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k,
+                             size_t n0, size_t n1, float *y, size_t ldy, int bf16) {
+    float row[1024];
+    for (size_t n = n0; n < n1; n++) {
+        for (size_t c0 = 0; c0 < k; c0 += 1024) {
+            const size_t len = k - c0 < 1024 ? k - c0 : 1024;
+            if (bf16) k_bf16_to_f32(w + n * ldw + c0, row, len);
+            else k_f16_to_f32(w + n * ldw + c0, row, len);
+            for (size_t i = 0; i < m; i++) {
+                float acc = 0.0f;
+                for (size_t c = 0; c < len; c++) acc += row[c] * x[i * ldx + c0 + c];
+                y[i * ldy + n] = c0 == 0 ? acc : y[i * ldy + n] + acc;
+            }
+        }
+    }
+}
+
+void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
+                 float *y, size_t ldy, int bf16) {
+#if defined(__x86_64__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = has_avx512();
+    if (avx512) {
+        product_avx512(x, m, ldx, w, ldw, k, n0, n1, y, ldy, bf16);
+        return;
+    }
+#endif
+    product_portable(x, m, ldx, w, ldw, k, n0, n1, y, ldy, bf16);
+}
