@@ -29,15 +29,14 @@ from PIL import Image, ImageDraw
 IMAGE_SIZE = 112
 SUPERSAMPLE = 4  # shapes are drawn at 4x and downsampled, which gives anti-aliased edges
 MAX_OBJECTS = 6
-POSITION_MARGIN = 8  # pixels between centres before "left of"/"above" counts as true or false
+POSITION_MARGIN = 12  # pixels between centres before "left of"/"above" counts as true or false
 
-SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross"]
+SHAPES = ["circle", "square", "triangle", "star", "cross"]
 PLURALS = {
     "circle": "circles",
     "square": "squares",
     "triangle": "triangles",
     "star": "stars",
-    "diamond": "diamonds",
     "cross": "crosses",
 }
 COLORS = {
@@ -46,9 +45,7 @@ COLORS = {
     "blue": (35, 75, 215),
     "yellow": (240, 215, 30),
     "purple": (135, 50, 185),
-    "orange": (245, 135, 25),
     "white": (248, 248, 248),
-    "black": (18, 18, 18),
 }
 COLOR_NAMES = list(COLORS)
 CATEGORIES = ["color", "shape", "count", "position", "exist"]
@@ -81,7 +78,7 @@ def sample_scene(rng: random.Random) -> list[Obj]:
         for _ in range(n):
             placed = False
             for _try in range(60):
-                r = rng.uniform(7.0, 13.5 if n <= 4 else 11.5)
+                r = rng.uniform(8.5, 14.5 if n <= 4 else 12.5) 
                 x = rng.uniform(r + 2, IMAGE_SIZE - r - 2)
                 y = rng.uniform(r + 2, IMAGE_SIZE - r - 2)
                 if all(math.hypot(x - o.x, y - o.y) >= r + o.r + 2 for o in objs):
@@ -139,8 +136,6 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
     if shape == "square":
         h = r * 0.78
         return ring([h * math.sqrt(2)] * 4, [math.pi / 4 + k * math.pi / 2 for k in range(4)])
-    if shape == "diamond":
-        return ring([r, r * 0.72, r, r * 0.72], [-math.pi / 2, 0.0, math.pi / 2, math.pi])
     if shape == "triangle":
         return ring([r] * 3, [-math.pi / 2 + k * 2 * math.pi / 3 for k in range(3)])
     if shape == "star":
@@ -154,12 +149,15 @@ def _polygon(shape: str, cx: float, cy: float, r: float, rot: float) -> list[tup
     return None
 
 
-def render(objs: list[Obj], rng: random.Random) -> Image.Image:
-    """Draw a scene. Uses `rng` for background, colour jitter and small rotations."""
+def render(objs: list[Obj], rng: random.Random, return_owner: bool = False):
+    """Draw a scene. Uses `rng` for background, colour jitter and small rotations.
+    With return_owner, also returns an HxW int array: index of the object covering each pixel
+    (alpha >= 0.5, later objects on top), -1 for background."""
+    owner = np.full((IMAGE_SIZE, IMAGE_SIZE), -1, dtype=np.int64)
     nprng = np.random.default_rng(rng.getrandbits(32))
     img = np.array(_background(rng, nprng), dtype=np.float32)  # writable copy
     k = SUPERSAMPLE
-    for o in objs:
+    for index, o in enumerate(objs):
         # draw the object's mask at k-times resolution inside a small window around it, then box-filter down
         x0, y0 = max(0, math.floor(o.x - o.r - 2)), max(0, math.floor(o.y - o.r - 2))
         x1, y1 = min(IMAGE_SIZE, math.ceil(o.x + o.r + 3)), min(IMAGE_SIZE, math.ceil(o.y + o.r + 3))
@@ -177,7 +175,9 @@ def render(objs: list[Obj], rng: random.Random) -> Image.Image:
             [rng.uniform(-14, 14) for _ in range(3)], dtype=np.float32
         )
         img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - alpha) + color * alpha
-    return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+        owner[y0:y1, x0:x1][alpha[..., 0] >= 0.5] = index
+    image = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+    return (image, owner) if return_owner else image
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,13 +220,21 @@ def _ask_count(objs, rng):
     if kind == "all":
         q = rng.choice(["How many shapes are there?", "How many objects are there?"])
         return q, str(len(objs))
+    # the attribute counted: often the most frequent one (so that large counts are asked about),
+    # otherwise any present one, sometimes an absent one (answer 0)
+    values, field = (SHAPES, "shape") if kind == "shape" else (COLOR_NAMES, "color")
+    counts = {v: _count(objs, **{field: v}) for v in values}
+    r = rng.random()
+    if r < 0.45:
+        top = max(counts.values())
+        value = rng.choice([v for v in values if counts[v] == top])
+    elif r < 0.88:
+        value = rng.choice([v for v in values if counts[v] > 0])
+    else:
+        value = rng.choice(values)
     if kind == "shape":
-        present = sorted({o.shape for o in objs})
-        shape = rng.choice(present) if rng.random() < 0.85 else rng.choice(SHAPES)
-        return f"How many {PLURALS[shape]} are there?", str(_count(objs, shape=shape))
-    present = sorted({o.color for o in objs})
-    color = rng.choice(present) if rng.random() < 0.85 else rng.choice(COLOR_NAMES)
-    return f"How many {color} shapes are there?", str(_count(objs, color=color))
+        return f"How many {PLURALS[value]} are there?", str(counts[value])
+    return f"How many {value} shapes are there?", str(counts[value])
 
 
 def _offset(a: Obj, b: Obj, relation: str) -> float:
@@ -237,35 +245,19 @@ def _offset(a: Obj, b: Obj, relation: str) -> float:
 def _ask_position(objs, rng):
     if len(objs) < 2:
         return None
-    if rng.random() < 0.6:
-        # "Is the A left of the B?" -> yes/no
-        pairs = [(a, b) for a in objs for b in objs if a is not b]
-        rng.shuffle(pairs)
-        for a, b in pairs:
-            ra, rb = _reference(objs, a, rng), _reference(objs, b, rng)
-            if ra is None or rb is None or ra == rb:
-                continue
-            relation = rng.choice(RELATIONS)
-            d = _offset(a, b, relation)
-            if abs(d) < POSITION_MARGIN:
-                continue
-            return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no"
-        return None
-    # "Which shape is left of the B?" -> the single object clearly on that side of B
-    candidates = []
-    for b in objs:
-        rb = _reference(objs, b, rng)
-        if rb is None:
+    # "Is the A left of the B?" -> yes/no, only when the centres are clearly apart along that axis
+    pairs = [(a, b) for a in objs for b in objs if a is not b]
+    rng.shuffle(pairs)
+    for a, b in pairs:
+        ra, rb = _reference(objs, a, rng), _reference(objs, b, rng)
+        if ra is None or rb is None or ra == rb:
             continue
-        for relation in RELATIONS:
-            offsets = [_offset(a, b, relation) for a in objs if a is not b]
-            hits = [a for a in objs if a is not b and _offset(a, b, relation) >= POSITION_MARGIN]
-            if len(hits) == 1 and all(d >= POSITION_MARGIN or d <= -POSITION_MARGIN for d in offsets):
-                candidates.append((rb, relation, hits[0].shape))
-    if not candidates:
-        return None
-    rb, relation, answer = rng.choice(candidates)
-    return f"Which shape is {relation} the {rb}?", answer
+        relation = rng.choice(RELATIONS)
+        d = _offset(a, b, relation)
+        if abs(d) < POSITION_MARGIN:
+            continue
+        return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no"
+    return None
 
 
 def _ask_exist(objs, rng):
@@ -309,12 +301,20 @@ def prompt_text(question: str) -> str:
     return question + ANSWER_SUFFIX
 
 
-def sample_example(rng: random.Random, questions_per_image: int, weights: dict[str, float] | None = None):
-    """(image, [(category, question, answer), ...]) with distinct questions about one fresh scene."""
+@dataclass
+class Example:
+    image: Image.Image
+    qas: list[tuple[str, str, str]]  # (category, question, answer)
+    objs: list[Obj]
+    owner: np.ndarray  # per-pixel object index, -1 = background (see render)
+
+
+def sample_example(rng: random.Random, questions_per_image: int, weights: dict[str, float] | None = None) -> Example:
+    """A fresh scene with up to `questions_per_image` distinct questions."""
     weights = weights or {c: 1.0 for c in CATEGORIES}
     cats, w = list(weights), list(weights.values())
     objs = sample_scene(rng)
-    image = render(objs, rng)
+    image, owner = render(objs, rng, return_owner=True)
     qas, seen = [], set()
     for _ in range(questions_per_image * 4):
         if len(qas) == questions_per_image:
@@ -325,7 +325,7 @@ def sample_example(rng: random.Random, questions_per_image: int, weights: dict[s
             continue
         seen.add(qa[0])
         qas.append((cat, qa[0], qa[1]))
-    return image, qas
+    return Example(image, qas, objs, owner)
 
 
 def corpus_lines(rng: random.Random, n_scenes: int) -> list[str]:

@@ -64,7 +64,6 @@ the expected spread.
 from __future__ import annotations
 
 import argparse
-import io
 import inspect
 import importlib
 import json
@@ -88,11 +87,12 @@ from PIL import Image, ImageDraw, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+import llava_folder  # noqa: E402
+
 IMAGE_TOKEN_ID = 32000
 PAD_TOKEN_ID = 32001
 MODEL_VOCAB = 32064
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 QUESTION = "What objects are in this picture, and what colour is each of them?"
 BENCH_PROMPT_TOKENS = 600
 
@@ -359,29 +359,8 @@ def train_tokenizer(vocab_size: int, seed: int) -> bytes:
     lines = [" ".join(part for part in line.split("\n") if part)
              for line in image_sentences(seed, 4000) + docstring_lines()]
     random.Random(seed).shuffle(lines)
-    buffer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=buffer,
-        model_type="bpe",
-        vocab_size=vocab_size,
-        character_coverage=0.99995,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=True,
-        remove_extra_whitespaces=False,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        max_sentencepiece_length=16,
-        max_sentence_length=8192,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=2,
-        minloglevel=2,
-    )
-    return buffer.getvalue()
+    return llava_folder.train_llama_tokenizer(lines, vocab_size, character_coverage=0.99995,
+                                              max_sentencepiece_length=16, max_sentence_length=8192, num_threads=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,24 +407,6 @@ def config_json(shape_name: str, shape: dict, dtype_name: str) -> dict:
         "vision_feature_layer": -2,
         "vision_feature_select_strategy": "default",
         "vocab_size": MODEL_VOCAB,
-    }
-
-
-def preprocessor_config() -> dict:
-    return {
-        "crop_size": {"height": 336, "width": 336},
-        "do_center_crop": True,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": CLIP_MEAN,
-        "image_processor_type": "CLIPImageProcessor",
-        "image_std": CLIP_STD,
-        "processor_class": "LlavaProcessor",
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
-        "size": {"shortest_edge": 336},
     }
 
 
@@ -658,7 +619,7 @@ def main() -> None:
     print(f"tokenizer: {sp.get_piece_size()} pieces ({tokenizer_s:.1f} s)", flush=True)
 
     write_json(out / "config.json", config_json(args.shape, shape, dtype_name))
-    write_json(out / "preprocessor_config.json", preprocessor_config())
+    write_json(out / "preprocessor_config.json", llava_folder.preprocessor_config(VISION["image_size"]))
     for name, data in tokenizer_files(shape["max_positions"]).items():
         write_json(out / name, data)
     bench_image(args.seed).save(out / "bench.png", format="PNG")

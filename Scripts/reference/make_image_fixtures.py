@@ -78,11 +78,13 @@ from safetensors.numpy import save_file
 import transformers
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+import llava_folder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "Tests" / "Fixtures" / "images"
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+CLIP_MEAN = llava_folder.CLIP_MEAN
 
 
 # ----------------------------------------------------------------------------- synthetic content
@@ -178,21 +180,7 @@ def write_inputs():
     save("tiny.tga", tiny)
     save("tiny.ppm", tiny)
 
-    config = {
-        "crop_size": {"height": 336, "width": 336},
-        "do_center_crop": True,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": CLIP_MEAN,
-        "image_processor_type": "CLIPImageProcessor",
-        "image_std": CLIP_STD,
-        "processor_class": "LlavaProcessor",
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
-        "size": {"shortest_edge": 336},
-    }
+    config = llava_folder.preprocessor_config(336)
     (OUT / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
     return inputs
 

@@ -70,7 +70,6 @@ Everything is deterministic: fixed seeds, one torch thread, one SentencePiece th
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -87,6 +86,9 @@ from safetensors.torch import save_file
 import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+import llava_folder  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO_ROOT / "Tests" / "Fixtures" / "llava"
@@ -111,8 +113,6 @@ MIN_LOGIT_STD = 0.75  # first-step logits must spread over a few units
 MIN_IMAGE_EFFECT = 0.1  # blanking the image must move some first-step logit by at least this
 MAX_SEED_ATTEMPTS = 50
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,31 +266,9 @@ def build_corpus(seed: int = 7) -> list[str]:
 
 def train_tokenizer(lines: list[str]) -> bytes:
     """Train the Llama-style BPE SentencePiece model and return the serialized proto."""
-    buffer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=buffer,
-        model_type="bpe",
-        vocab_size=SP_VOCAB_SIZE,
-        character_coverage=0.9995,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=True,
-        remove_extra_whitespaces=False,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        split_by_unicode_script=True,
-        split_by_number=True,
-        split_by_whitespace=True,
-        max_sentencepiece_length=16,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        minloglevel=2,
-    )
-    return buffer.getvalue()
+    return llava_folder.train_llama_tokenizer(lines, SP_VOCAB_SIZE, character_coverage=0.9995,
+                                              split_by_unicode_script=True, split_by_number=True,
+                                              split_by_whitespace=True, max_sentencepiece_length=16)
 
 
 TOKENIZER_CASE_TEXTS = [
@@ -563,24 +541,6 @@ def minimal_config_dict(spec: dict) -> dict:
     }
 
 
-def preprocessor_config(image_size: int) -> dict:
-    return {
-        "crop_size": {"height": image_size, "width": image_size},
-        "do_center_crop": True,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": CLIP_MEAN,
-        "image_processor_type": "CLIPImageProcessor",
-        "image_std": CLIP_STD,
-        "processor_class": "LlavaProcessor",
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
-        "size": {"shortest_edge": image_size},
-    }
-
-
 def tokenizer_config() -> dict:
     def added(content: str) -> dict:
         return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
@@ -612,7 +572,7 @@ def write_checkpoint(model: torch.nn.Module, config: LlavaConfig, spec: dict, mo
     write_weights(model, spec, model_dir)
     config_data = minimal_config_dict(spec) if spec["config_style"] == "minimal" else full_config_dict(config, spec)
     write_json(model_dir / "config.json", config_data, indent=2)
-    write_json(model_dir / "preprocessor_config.json", preprocessor_config(spec["vision"]["image_size"]), indent=2)
+    write_json(model_dir / "preprocessor_config.json", llava_folder.preprocessor_config(spec["vision"]["image_size"]), indent=2)
     write_json(model_dir / "tokenizer_config.json", tokenizer_config(), indent=2)
     (model_dir / "tokenizer.model").write_bytes(sp_proto)
 

@@ -1,0 +1,699 @@
+"""Train shapes-llava: a tiny LLaVA-1.5-style model (CLIP ViT -> 2-layer GELU MLP -> Llama) from scratch
+on the synthetic "shapes" VQA task, and save it in the llava-hf checkpoint layout.
+
+    python Models/recipe/train.py --out Models/shapes-llava
+
+Steps:
+  1. train a SentencePiece tokenizer (Llama-style BPE) on the task's text;
+  2. build LlavaForConditionalGeneration from transformers' own config classes;
+  3. train in three phases on freshly generated scenes (an endless stream; nothing is seen twice):
+     A. "symbolic": the language model answers questions about patch embeddings made from the scene's
+        ground truth (SymbolicPatches: the words for each patch's shape and colour, a centre flag, the
+        patch position); loss on the answer tokens;
+     B. "distill": the vision tower + projector learn to produce those embeddings from pixels;
+     C. "end-to-end": everything trains on pixels, answer loss plus a fading distillation term;
+  4. save config.json, model.safetensors (legacy llava-hf tensor names), tokenizer and preprocessor files.
+No token merging is used in training: merging is applied off the shelf at inference.
+
+Efficiency (training only; the model and its forward pass are the stock ones):
+  * every image gets several questions; the vision tower runs once per image;
+  * the prompt prefix (BOS, template text, image tokens) is shared: the sequence for one image is
+    [prefix | question 1 + answer | question 2 + answer | ...] with an attention mask that lets each
+    question see the prefix and itself only, and position ids that restart after the prefix for each
+    question. This computes exactly what separate sequences would, with the prefix computed once;
+  * the vision tower only runs the layers that feed `vision_feature_layer`.
+At start-up the packed forward is checked against the stock HF forward.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # do not spin on a shared, busy CPU
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "Scripts", "common"))
+import llava_folder  # noqa: E402
+import shapes  # noqa: E402
+
+CLIP_MEAN, CLIP_STD = llava_folder.CLIP_MEAN, llava_folder.CLIP_STD
+IMAGE_PLACEHOLDER = "<image>"
+SYSTEM_V1 = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions. "
+)
+TEMPLATES = {
+    "llava-hf": "USER: <image>\n{question} ASSISTANT:",
+    "llava-v1": SYSTEM_V1 + "USER: <image>\n{question} ASSISTANT:",
+}
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+
+# Seeds. The held-out question file uses shapes.py's default seed (777001); none of these equal it.
+TOKENIZER_SEED = 11
+VALIDATION_SEED = 424242
+PHASES = ("symbolic", "distill", "end-to-end")
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer and prompts
+
+
+def train_tokenizer(out_dir: str, vocab_size: int) -> spm.SentencePieceProcessor:
+    """Llama-style SentencePiece BPE trained on the task's text; writes out_dir/tokenizer.model."""
+    lines = shapes.corpus_lines(random.Random(TOKENIZER_SEED), 4000)
+    lines += [t.replace(IMAGE_PLACEHOLDER, " ") for t in TEMPLATES.values()] * 50
+    proto = llava_folder.train_llama_tokenizer(lines, vocab_size, split_by_unicode_script=True)
+    with open(os.path.join(out_dir, "tokenizer.model"), "wb") as f:
+        f.write(proto)
+    return spm.SentencePieceProcessor(model_proto=proto)
+
+
+class Prompter:
+    """Token ids exactly as the engine builds them: [BOS] + encode(text before <image>) + image ids
+    + encode(text after <image>), each chunk encoded on its own with SentencePiece defaults."""
+
+    def __init__(self, sp: spm.SentencePieceProcessor, image_token_id: int, patch: int):
+        self.sp = sp
+        self.patch = patch
+        image_tokens = (shapes.IMAGE_SIZE // patch) ** 2
+        self.image_token_id = image_token_id
+        self.image_tokens = image_tokens
+
+    def split(self, template: str, text: str) -> tuple[list[int], list[int]]:
+        """(prefix ids up to and including the image tokens, ids of the rest of the prompt)."""
+        before, after = TEMPLATES[template].replace("{question}", text).split(IMAGE_PLACEHOLDER)
+        prefix = [BOS_ID] + (self.sp.encode(before) if before else []) + [self.image_token_id] * self.image_tokens
+        return prefix, self.sp.encode(after)
+
+    def prompt_ids(self, template: str, text: str) -> list[int]:
+        prefix, rest = self.split(template, text)
+        return prefix + rest
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.sp.encode(answer) + [EOS_ID]
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+
+
+def build_model(args, sp_vocab: int) -> LlavaForConditionalGeneration:
+    image_token_id = sp_vocab
+    vocab = math.ceil((sp_vocab + 2) / 64) * 64
+    vision = CLIPVisionConfig(
+        hidden_size=args.vision_hidden,
+        intermediate_size=args.vision_hidden * 4,
+        num_hidden_layers=args.vision_layers,
+        num_attention_heads=args.vision_heads,
+        image_size=shapes.IMAGE_SIZE,
+        patch_size=args.patch,
+        num_channels=3,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=args.vision_hidden,
+    )
+    text = LlamaConfig(
+        hidden_size=args.text_hidden,
+        intermediate_size=args.text_intermediate,
+        num_hidden_layers=args.text_layers,
+        num_attention_heads=args.text_heads,
+        num_key_value_heads=args.text_heads,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        vocab_size=vocab,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=image_token_id + 1,
+        tie_word_embeddings=False,
+        initializer_range=args.init_std,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token_id,
+        image_seq_length=(shapes.IMAGE_SIZE // args.patch) ** 2,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        pad_token_id=image_token_id + 1,
+        tie_word_embeddings=False,
+    )
+    config._attn_implementation = "sdpa"
+    return LlavaForConditionalGeneration(config)
+
+
+def pixel_values(images) -> torch.Tensor:
+    """CLIPImageProcessor at the native size: resize and crop are no-ops; rescale 1/255, CLIP mean/std."""
+    x = torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images]))
+    x = x.permute(0, 3, 1, 2) * (1 / 255)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def vision_features(model: LlavaForConditionalGeneration, pixels: torch.Tensor) -> torch.Tensor:
+    """Patch features [B, patches, vision_hidden] at vision_feature_layer (-2), CLS dropped; same as
+    model.model.get_image_features before its projector, but only runs the layers that feed that layer."""
+    tower = model.model.vision_tower
+    h = tower.pre_layrnorm(tower.embeddings(pixels))
+    n_layers = len(tower.encoder.layers) + 1 + model.config.vision_feature_layer  # hidden_states index
+    for layer in tower.encoder.layers[:n_layers]:
+        h = layer(h, None)
+    return h[:, 1:]
+
+
+def image_embeddings(model: LlavaForConditionalGeneration, pixels: torch.Tensor) -> torch.Tensor:
+    """Projector output [B, patches, text_hidden]."""
+    return model.model.multi_modal_projector(vision_features(model, pixels))
+
+
+def patch_labels(ex: shapes.Example, patch: int) -> np.ndarray:
+    """[patches, 3] int labels for SymbolicPatches: shape (0 = background), colour (0 = background), centre flag.
+    A patch belongs to the object covering most of its pixels if that is at least an eighth of them; the
+    patch holding an object's centre always belongs to that object."""
+    g = shapes.IMAGE_SIZE // patch
+    own = ex.owner.reshape(g, patch, g, patch).transpose(0, 2, 1, 3).reshape(g * g, patch * patch)
+    labels = np.zeros((g * g, 3), dtype=np.int64)
+    counts = np.stack([(own == i).sum(1) for i in range(len(ex.objs))], 1)
+    best, covered = counts.argmax(1), counts.max(1) >= patch * patch // 8
+    for p in np.nonzero(covered)[0]:
+        o = ex.objs[best[p]]
+        labels[p, 0] = shapes.SHAPES.index(o.shape) + 1
+        labels[p, 1] = shapes.COLOR_NAMES.index(o.color) + 1
+    for o in ex.objs:
+        p = int(o.y // patch) * g + int(o.x // patch)
+        labels[p] = (shapes.SHAPES.index(o.shape) + 1, shapes.COLOR_NAMES.index(o.color) + 1, 1)
+    return labels
+
+
+def packed_hidden(model, embeds: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Llama decoder over packed rows. segments: 0 = shared prefix, k > 0 = question k, -1 = padding.
+    A token attends causally to the prefix and to earlier tokens of its own segment."""
+    lm = model.model.language_model
+    T = segments.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    same = segments[:, :, None] == segments[:, None, :]
+    mask = causal & (same | (segments[:, None, :] == 0))  # [B, T(query), T(key)]
+    rope = lm.rotary_emb(embeds, position_ids=positions)
+    h = embeds
+    for layer in lm.layers:
+        h = layer(h, attention_mask=mask[:, None], position_embeddings=rope, position_ids=positions)
+    return lm.norm(h)
+
+
+def make_batch(examples, templates, prompter: Prompter, plain=None):
+    """Pack each image's questions behind its shared prefix.
+
+    examples: list of shapes.Example; templates: template name per image; plain: per image, per question,
+    True to ask the bare question instead of the question file's text (question + short-answer suffix).
+    Returns the tensors for packed_hidden plus (row, position) of every predicted token, its target id,
+    and for each target the index of the question it belongs to (for exact-match scoring)."""
+    keep = [i for i, ex in enumerate(examples) if ex.qas]  # a scene may allow no question of the asked kinds
+    examples, templates = [examples[i] for i in keep], [templates[i] for i in keep]
+    plain = [plain[i] for i in keep] if plain is not None else [[False] * len(ex.qas) for ex in examples]
+    pixels = pixel_values([ex.image for ex in examples])
+    rows, targets_at, targets, owner, cats = [], [], [], [], []
+    for b, (ex, template, bare) in enumerate(zip(examples, templates, plain)):
+        qas = ex.qas
+        prefix, ids, pos, seg = None, [], [], []
+        for k, (cat, q, a) in enumerate(qas):
+            pre, rest = prompter.split(template, q if bare[k] else shapes.prompt_text(q))
+            if prefix is None:
+                prefix = pre
+                ids, pos, seg = list(pre), list(range(len(pre))), [0] * len(pre)
+            ans = prompter.answer_ids(a)
+            tokens = rest + ans[:-1]  # the final EOS is only a target
+            start = len(ids)
+            ids += tokens
+            pos += list(range(len(prefix), len(prefix) + len(tokens)))
+            seg += [k + 1] * len(tokens)
+            for j, t in enumerate(ans):  # token at (start + len(rest) - 1 + j) predicts ans[j]
+                targets_at.append((b, start + len(rest) - 1 + j))
+                targets.append(t)
+                owner.append(len(cats))
+            cats.append(cat)
+        rows.append((ids, pos, seg))
+    T = max(len(r[0]) for r in rows)
+    B = len(rows)
+    input_ids = torch.full((B, T), prompter.image_token_id + 1, dtype=torch.long)  # <pad>
+    positions = torch.zeros((B, T), dtype=torch.long)
+    segments = torch.full((B, T), -1, dtype=torch.long)
+    for b, (ids, pos, seg) in enumerate(rows):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        positions[b, : len(pos)] = torch.tensor(pos)
+        segments[b, : len(seg)] = torch.tensor(seg)
+    return {
+        "pixels": pixels,
+        "input_ids": input_ids,
+        "positions": positions,
+        "segments": segments,
+        "target_rows": torch.tensor([r for r, _ in targets_at]),
+        "target_cols": torch.tensor([c for _, c in targets_at]),
+        "targets": torch.tensor(targets),
+        "owner": torch.tensor(owner),
+        "categories": cats,
+        "patch_labels": torch.from_numpy(np.stack([patch_labels(ex, prompter.patch) for ex in examples])),
+    }
+
+
+class SymbolicPatches(torch.nn.Module):
+    """Training-only stand-in for the image embeddings (not part of the saved model).
+
+    Each patch is embedded from its ground-truth labels: the language model's own input embedding of the
+    word for the shape and for the colour of the object covering it (learned "background" vectors for
+    patches no object covers), a learned flag for the patch holding an object's centre, and an
+    embedding of its grid position that starts as its (x, y) coordinates. Sharing the word embeddings
+    makes "find the patches of the star" and "say the colour found there" near-identity maps, which the
+    language model learns far sooner than with unrelated vectors. Phase A trains the language model on these clean inputs; phase B teaches the
+    vision tower + projector to produce them from pixels; phase C fine-tunes everything on pixels."""
+
+    def __init__(self, hidden: int, n_patches: int, words: torch.nn.Embedding, shape_ids: list[int], color_ids: list[int]):
+        super().__init__()
+        self.words = [words]  # a list, so that the language model's table is not registered twice
+        self.register_buffer("shape_ids", torch.tensor(shape_ids), persistent=False)
+        self.register_buffer("color_ids", torch.tensor(color_ids), persistent=False)
+        self.no_shape = torch.nn.Parameter(torch.randn(1, hidden) * 0.02)
+        self.no_color = torch.nn.Parameter(torch.randn(1, hidden) * 0.02)
+        self.center = torch.nn.Embedding(2, hidden)
+        torch.nn.init.normal_(self.center.weight, std=0.02)
+        # Grid positions start as coordinates: x and y in [-1, 1] along two fixed random directions (so
+        # that "left of" or "above" is a comparison along one direction), plus a little noise; trained.
+        g = int(round(n_patches**0.5))
+        yy, xx = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
+        xy = torch.stack([xx.flatten(), yy.flatten()], 1).float() * (2 / (g - 1)) - 1  # [patches, 2]
+        directions = torch.randn(2, hidden)
+        directions *= 0.6 / directions.norm(dim=1, keepdim=True)
+        self.position = torch.nn.Embedding(n_patches, hidden)
+        with torch.no_grad():
+            self.position.weight.copy_(xy @ directions + 0.02 * torch.randn(n_patches, hidden))
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:  # labels [B, patches, 3] -> [B, patches, hidden]
+        table = self.words[0].weight
+        shape = torch.cat([self.no_shape, table[self.shape_ids]])[labels[..., 0]]
+        color = torch.cat([self.no_color, table[self.color_ids]])[labels[..., 1]]
+        return shape + color + self.center(labels[..., 2]) + self.position.weight[None]
+
+
+def word_ids(sp: spm.SentencePieceProcessor, words: list[str]) -> list[int]:
+    """The token id of each word as it appears inside a sentence (one piece each with the recipe's tokenizer)."""
+    ids = [sp.encode(w) for w in words]
+    if any(len(i) != 1 for i in ids):
+        raise SystemExit(f"tokenizer splits an answer word: {dict(zip(words, ids))}")
+    return [i[0] for i in ids]
+
+
+def answer_loss(model, batch, image: torch.Tensor):
+    """Cross-entropy over answer tokens given image embeddings [B, patches, hidden], and per-question exact
+    match (every answer token argmax-correct, i.e. what greedy decoding would produce)."""
+    embeds = model.model.language_model.embed_tokens(batch["input_ids"])
+    is_image = batch["input_ids"] == model.config.image_token_index
+    embeds = embeds.masked_scatter(is_image[..., None], image.reshape(-1, image.shape[-1]))
+    hidden = packed_hidden(model, embeds, batch["positions"], batch["segments"])
+    logits = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
+    loss = F.cross_entropy(logits, batch["targets"])
+    wrong = (logits.argmax(-1) != batch["targets"]).float()
+    correct = torch.zeros(len(batch["categories"])).index_add_(0, batch["owner"], wrong) == 0
+    return loss, correct
+
+
+def distill_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error of the projector output against the symbolic embeddings, relative to their energy."""
+    target = target.detach()
+    return ((image - target) ** 2).sum(-1).mean() / (target**2).sum(-1).mean()
+
+
+@torch.no_grad()
+def check_packed_forward(model, prompter: Prompter) -> float:
+    """Largest |difference| between packed-forward logits and the stock HF forward on separate prompts."""
+    rng = random.Random(5)
+    ex = shapes.sample_example(rng, 3)
+    batch = make_batch([ex], ["llava-v1"], prompter)
+    embeds = model.model.language_model.embed_tokens(batch["input_ids"])
+    img = image_embeddings(model, batch["pixels"])
+    is_image = batch["input_ids"] == model.config.image_token_index
+    embeds = embeds.masked_scatter(is_image[..., None], img.reshape(-1, img.shape[-1]))
+    hidden = packed_hidden(model, embeds, batch["positions"], batch["segments"])
+    packed = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
+    worst, t = 0.0, 0
+    for _, q, a in ex.qas:
+        ids = prompter.prompt_ids("llava-v1", shapes.prompt_text(q))
+        ans = prompter.answer_ids(a)
+        full = torch.tensor([ids + ans[:-1]])
+        out = model(input_ids=full, pixel_values=batch["pixels"]).logits[0]
+        ref = out[len(ids) - 1 : len(ids) - 1 + len(ans)]
+        worst = max(worst, (ref - packed[t : t + len(ans)]).abs().max().item())
+        t += len(ans)
+    return worst
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+
+
+def legacy_state_dict(model) -> dict[str, torch.Tensor]:
+    """Tensors under the llava-hf on-disk names (language_model.model.*, vision_tower.vision_model.*, ...)."""
+    rename = [
+        ("model.language_model.", "language_model.model."),
+        ("lm_head.", "language_model.lm_head."),
+        ("model.vision_tower.", "vision_tower.vision_model."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+    ]
+    out = {}
+    for name, t in model.state_dict().items():
+        if name.endswith("position_ids") or name.endswith("inv_freq"):
+            continue
+        for old, new in rename:
+            if name.startswith(old):
+                name = new + name[len(old) :]
+                break
+        else:
+            raise KeyError(f"unexpected tensor {name}")
+        out[name] = t.detach().clone().contiguous()
+    return out
+
+
+def save_model(model, out_dir: str, dtype: torch.dtype, sp_vocab: int) -> None:
+    tensors = {k: v.to(dtype) for k, v in legacy_state_dict(model).items()}
+    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+
+    cfg = model.config.to_dict()
+    cfg["architectures"] = ["LlavaForConditionalGeneration"]
+    cfg["torch_dtype"] = "float32" if dtype == torch.float32 else "float16"
+    cfg.pop("dtype", None)
+    for sub in ("text_config", "vision_config"):
+        cfg[sub].pop("dtype", None)
+        cfg[sub]["torch_dtype"] = cfg["torch_dtype"]
+    cfg["text_config"]["architectures"] = ["LlamaForCausalLM"]
+    cfg.update(
+        image_token_index=sp_vocab,
+        pad_token_id=sp_vocab + 1,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    cfg.pop("image_token_id", None)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    pre = llava_folder.preprocessor_config(shapes.IMAGE_SIZE)
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
+        f.write("\n")
+
+    def added(content):
+        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
+                "single_word": False, "special": True}
+
+    tok = {
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "added_tokens_decoder": {
+            str(UNK_ID): added("<unk>"),
+            str(BOS_ID): added("<s>"),
+            str(EOS_ID): added("</s>"),
+            str(sp_vocab): added("<image>"),
+            str(sp_vocab + 1): added("<pad>"),
+        },
+        "bos_token": "<s>",
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "</s>",
+        "legacy": False,
+        "model_max_length": 512,
+        "pad_token": "<pad>",
+        "padding_side": "left",
+        "processor_class": "LlavaProcessor",
+        "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer",
+        "unk_token": "<unk>",
+    }
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump(tok, f, indent=2)
+        f.write("\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def phase_at(step: int, args) -> tuple[str, int, int]:
+    """(phase name, step within the phase, steps in the phase) for a global step."""
+    for name, n in zip(PHASES, (args.symbolic_steps, args.distill_steps, args.e2e_steps)):
+        if step < n:
+            return name, step, n
+        step -= n
+    raise ValueError("step past the end of training")
+
+
+def lr_at(i: int, n: int, peak: float, args) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * peak, within one phase of n steps."""
+    warmup = min(args.warmup, n // 10)
+    if i < warmup:
+        return peak * (i + 1) / warmup
+    p = (i - warmup) / max(1, n - warmup)
+    return peak * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def sample_batch(rng: random.Random, n_images: int, questions_per_image: int, v1_fraction: float,
+                 plain_fraction: float = 0.0, weights: dict[str, float] | None = None):
+    """Fresh scenes, several questions each (categories drawn by `weights`); a share of images use the
+    llava-v1 prompt, a share of questions are asked bare (without the short-answer suffix), as a user
+    typing at the command line would."""
+    examples = [shapes.sample_example(rng, questions_per_image, weights) for _ in range(n_images)]
+    templates = ["llava-v1" if rng.random() < v1_fraction else "llava-hf" for _ in examples]
+    plain = [[rng.random() < plain_fraction for _ in ex.qas] for ex in examples]
+    return examples, templates, plain
+
+
+def validation_set(n_images: int):
+    rng = random.Random(VALIDATION_SEED)
+    examples = [shapes.sample_example(rng, len(shapes.CATEGORIES)) for _ in range(n_images)]
+    templates = ["llava-v1" if i % 5 == 4 else "llava-hf" for i in range(n_images)]
+    return examples, templates
+
+
+@torch.no_grad()
+def validate(model, symbolic: SymbolicPatches, prompter, val, from_pixels: bool, chunk: int = 20) -> dict[str, float]:
+    """Exact match per category on the validation scenes, with image embeddings from pixels (the real
+    model) or from the symbolic labels; plus the distillation error when run from pixels."""
+    model.eval()
+    examples, templates = val
+    hits: dict[str, list[bool]] = {}
+    distill = []
+    for i in range(0, len(examples), chunk):
+        batch = make_batch(examples[i : i + chunk], templates[i : i + chunk], prompter)
+        target = symbolic(batch["patch_labels"])
+        image = image_embeddings(model, batch["pixels"]) if from_pixels else target
+        if from_pixels:
+            distill.append(distill_loss(image, target).item())
+        _, correct = answer_loss(model, batch, image)
+        for cat, ok in zip(batch["categories"], correct.tolist()):
+            hits.setdefault(cat, []).append(ok)
+    model.train()
+    out = {c: sum(v) / len(v) for c, v in sorted(hits.items())}
+    out["all"] = sum(sum(v) for v in hits.values()) / sum(len(v) for v in hits.values())
+    if distill:
+        out["distill"] = sum(distill) / len(distill)
+    return out
+
+
+def make_optimizer(named_params, lr: float, weight_decay: float):
+    decay = [p for n, p in named_params if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in named_params if not (p.ndim >= 2 and "embed" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.98),
+    )
+
+
+def phase_parameters(model, symbolic: SymbolicPatches, phase: str):
+    vision = [(n, p) for n, p in model.named_parameters() if ".vision_tower." in n or ".multi_modal_projector." in n]
+    text = [(n, p) for n, p in model.named_parameters() if not (".vision_tower." in n or ".multi_modal_projector." in n)]
+    if phase == "symbolic":
+        return text + [("symbolic." + n, p) for n, p in symbolic.named_parameters()]
+    if phase == "distill":
+        return vision
+    return vision + text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="Models/shapes-llava")
+    ap.add_argument("--work", default="/tmp/shapes-llava-work", help="resumable training state (not shipped)")
+    ap.add_argument("--seed", type=int, default=1, help="training stream and initialisation seed")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vocab", type=int, default=512, help="SentencePiece vocabulary size")
+    ap.add_argument("--patch", type=int, default=14)
+    ap.add_argument("--vision-hidden", type=int, default=128)
+    ap.add_argument("--vision-layers", type=int, default=9)
+    ap.add_argument("--vision-heads", type=int, default=4)
+    ap.add_argument("--text-hidden", type=int, default=128)
+    ap.add_argument("--text-intermediate", type=int, default=384)
+    ap.add_argument("--text-layers", type=int, default=4)
+    ap.add_argument("--text-heads", type=int, default=4)
+    ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
+    ap.add_argument("--symbolic-steps", type=int, default=5000, help="phase A: language model on symbolic patches")
+    ap.add_argument("--distill-steps", type=int, default=2000, help="phase B: vision tower + projector distillation")
+    ap.add_argument("--e2e-steps", type=int, default=2500, help="phase C: end-to-end on pixels")
+    ap.add_argument("--images-per-batch", type=int, default=8)
+    ap.add_argument("--distill-images-per-batch", type=int, default=16)
+    ap.add_argument("--questions-per-image", type=int, default=10)
+    ap.add_argument("--v1-fraction", type=float, default=0.15, help="share of images prompted with llava-v1")
+    ap.add_argument("--plain-fraction", type=float, default=0.25,
+                    help="share of questions asked without the short-answer suffix")
+    ap.add_argument("--category-weights", default="color=1,shape=1,count=2,position=2,exist=2",
+                    help="how often each question category is drawn in training")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of phases A and B")
+    ap.add_argument("--e2e-lr", type=float, default=5e-4, help="peak learning rate of phase C")
+    ap.add_argument("--distill-weight", type=float, default=0.2, help="phase C distillation weight (decays to 0)")
+    ap.add_argument("--min-lr-ratio", type=float, default=0.05)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--val-images", type=int, default=100)
+    ap.add_argument("--val-every", type=int, default=250)
+    ap.add_argument("--save-every", type=int, default=250, help="resumable state in --work")
+    ap.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    category_weights = {k: float(v) for k, v in (kv.split("=") for kv in args.category_weights.split(","))}
+    if sorted(category_weights) != sorted(shapes.CATEGORIES):
+        raise SystemExit(f"--category-weights must name each of {shapes.CATEGORIES}")
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.work, exist_ok=True)
+
+    sp = train_tokenizer(args.out, args.vocab)
+    sp_vocab = sp.get_piece_size()
+    model = build_model(args, sp_vocab)
+    n_patches = (shapes.IMAGE_SIZE // args.patch) ** 2
+    words = model.model.language_model.embed_tokens
+    symbolic = SymbolicPatches(args.text_hidden, n_patches, words, word_ids(sp, shapes.SHAPES), word_ids(sp, shapes.COLOR_NAMES))
+    with torch.no_grad():  # the output layer starts as the input embedding (untied): reading a word out is easy
+        model.lm_head.weight.copy_(words.weight)
+    prompter = Prompter(sp, image_token_id=sp_vocab, patch=args.patch)
+    print(f"tokenizer: {sp_vocab} pieces; image token {sp_vocab}, pad {sp_vocab + 1}, "
+          f"model vocab {model.config.text_config.vocab_size}; {n_patches} image tokens", flush=True)
+    print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
+    print(f"packed forward vs stock forward: max |dlogit| = {check_packed_forward(model, prompter):.2e}", flush=True)
+
+    rng = random.Random(args.seed)
+    total_steps = args.symbolic_steps + args.distill_steps + args.e2e_steps
+    state_path = os.path.join(args.work, "state.pt")
+    step, elapsed, opt_state, phase_minutes = 0, 0.0, None, {}
+    if os.path.exists(state_path):
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        symbolic.load_state_dict(state["symbolic"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed, opt_state, phase_minutes = state["step"], state["elapsed"], state["opt"], state["phase_minutes"]
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min so far)", flush=True)
+
+    val = validation_set(args.val_images)
+    model.train()
+    t0 = time.time() - elapsed
+    current, opt = None, None
+    last_t, last_step, averages = time.time(), step, {}
+    while step < total_steps:
+        phase, i, n = phase_at(step, args)
+        if phase != current:
+            if current is not None:
+                opt_state = None  # a new phase starts with a fresh optimiser
+            current = phase
+            named = phase_parameters(model, symbolic, phase)
+            for p in list(model.parameters()) + list(symbolic.parameters()):
+                p.requires_grad_(False)
+            for _, p in named:
+                p.requires_grad_(True)
+            opt = make_optimizer(named, args.lr, args.weight_decay)
+            if opt_state is not None:
+                opt.load_state_dict(opt_state)
+            phase_start = time.time() - 60 * phase_minutes.get(phase, 0.0)
+            print(f"phase {phase}: {n} steps, training {sum(p.numel() for _, p in named) / 1e6:.2f} M parameters", flush=True)
+        peak = args.e2e_lr if phase == "end-to-end" else args.lr
+        for g in opt.param_groups:
+            g["lr"] = lr_at(i, n, peak, args)
+
+        if phase == "distill":
+            examples, templates, _ = sample_batch(rng, args.distill_images_per_batch, 1, 0.0)
+            batch = make_batch(examples, templates, prompter)
+            losses = {"distill": distill_loss(image_embeddings(model, batch["pixels"]), symbolic(batch["patch_labels"]))}
+            objective, correct = losses["distill"], None
+        else:
+            examples, templates, plain = sample_batch(rng, args.images_per_batch, args.questions_per_image,
+                                                     args.v1_fraction, args.plain_fraction, category_weights)
+            batch = make_batch(examples, templates, prompter, plain)
+            target = symbolic(batch["patch_labels"])
+            if phase == "symbolic":
+                loss, correct = answer_loss(model, batch, target)
+                losses = {"answer": loss}
+                objective = loss
+            else:
+                image = image_embeddings(model, batch["pixels"])
+                loss, correct = answer_loss(model, batch, image)
+                d = distill_loss(image, target)
+                losses = {"answer": loss, "distill": d}
+                objective = loss + args.distill_weight * (1 - i / n) * d
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+        opt.step()
+        step += 1
+
+        if correct is not None:
+            losses["acc"] = correct.float().mean()
+        for k, v in losses.items():
+            v = float(v.detach()) if torch.is_tensor(v) else float(v)
+            averages[k] = v if k not in averages else 0.95 * averages[k] + 0.05 * v
+        if step % 50 == 0:
+            now = time.time()
+            rate = (step - last_step) / (now - last_t)
+            last_t, last_step = now, step
+            print(f"{phase:>10} {step:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in averages.items())
+                  + f"  lr {lr_at(i, n, peak, args):.1e}  {rate:.2f} step/s  {(now - t0) / 60:.1f} min", flush=True)
+        end_of_phase = i == n - 1
+        if step % args.val_every == 0 or end_of_phase:
+            v = validate(model, symbolic, prompter, val, from_pixels=phase != "symbolic")
+            print(f"  val ({'pixels' if phase != 'symbolic' else 'symbolic'}) step {step}: "
+                  + "  ".join(f"{k} {x:.3f}" for k, x in v.items()), flush=True)
+        if end_of_phase:
+            phase_minutes[phase] = (time.time() - phase_start) / 60
+            averages = {}
+        if step % args.save_every == 0 or end_of_phase or step == total_steps:
+            torch.save({"model": model.state_dict(), "symbolic": symbolic.state_dict(), "opt": opt.state_dict(),
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step,
+                        "elapsed": time.time() - t0, "phase_minutes": phase_minutes}, state_path + ".tmp")
+            os.replace(state_path + ".tmp", state_path)
+
+    minutes = (time.time() - t0) / 60
+    print(f"trained {total_steps} steps in {minutes:.1f} min "
+          f"({', '.join(f'{k} {v:.1f} min' for k, v in phase_minutes.items())})", flush=True)
+    model.eval()
+    save_model(model, args.out, torch.float32 if args.dtype == "float32" else torch.float16, sp_vocab)
+    with open(os.path.join(args.work, "training_summary.json"), "w") as f:
+        json.dump({**vars(args), "train_minutes": round(minutes, 1),
+                   "phase_minutes": {k: round(v, 1) for k, v in phase_minutes.items()}}, f, indent=2)
+        f.write("\n")
+    print(f"saved to {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

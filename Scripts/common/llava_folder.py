@@ -1,0 +1,59 @@
+"""Files every Hugging Face LLaVA-1.5 folder needs, shared by the scripts that write such folders
+(Scripts/reference, Scripts/bench, Models/recipe): the Llama-style SentencePiece tokenizer and
+CLIPImageProcessor's preprocessor_config.json."""
+
+from __future__ import annotations
+
+import io
+
+import sentencepiece as spm
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def train_llama_tokenizer(lines, vocab_size: int, character_coverage: float = 1.0, **options) -> bytes:
+    """A SentencePiece model set up as Llama's: BPE with byte fallback, identity normalisation, a dummy
+    prefix, whitespace kept as it is, digits split, unk 0 / bos 1 / eos 2 and no pad. Trained on `lines`
+    (an iterable of str); `options` add or override trainer settings. Returns the serialized model."""
+    settings = dict(
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=character_coverage,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    settings.update(options)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buffer, **settings)
+    return buffer.getvalue()
+
+
+def preprocessor_config(image_size: int) -> dict:
+    """CLIPImageProcessor as llava-hf ships it: shortest edge resized (bicubic) to image_size, centre crop
+    image_size x image_size, rescale 1/255, CLIP mean and std."""
+    return {
+        "crop_size": {"height": image_size, "width": image_size},
+        "do_center_crop": True,
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": CLIP_MEAN,
+        "image_processor_type": "CLIPImageProcessor",
+        "image_std": CLIP_STD,
+        "processor_class": "LlavaProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": image_size},
+    }
