@@ -135,7 +135,7 @@ def build_model(args, sp_vocab: int) -> LlavaForConditionalGeneration:
         num_key_value_heads=args.text_heads,
         max_position_embeddings=512,
         rms_norm_eps=1e-5,
-        rope_theta=10000.0,
+        rope_theta=args.rope_theta,
         vocab_size=vocab,
         bos_token_id=BOS_ID,
         eos_token_id=EOS_ID,
@@ -548,6 +548,7 @@ def main() -> None:
     ap.add_argument("--text-intermediate", type=int, default=384)
     ap.add_argument("--text-layers", type=int, default=4)
     ap.add_argument("--text-heads", type=int, default=4)
+    ap.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base of the language model")
     ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
     ap.add_argument("--symbolic-steps", type=int, default=5000, help="phase A: language model on symbolic patches")
     ap.add_argument("--distill-steps", type=int, default=2000, help="phase B: vision tower + projector distillation")
