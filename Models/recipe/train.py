@@ -61,7 +61,7 @@ TEMPLATES = {
     "llava-hf": "USER: <image>\n{question} ASSISTANT:",
     "llava-v1": SYSTEM_V1 + "USER: <image>\n{question} ASSISTANT:",
 }
-UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+BOS_ID, EOS_ID = 1, 2
 
 # Seeds. The held-out question file uses shapes.py's default seed (777001); none of these equal it.
 TOKENIZER_SEED = 11
@@ -418,32 +418,7 @@ def save_model(model, out_dir: str, dtype: torch.dtype, sp_vocab: int) -> None:
         json.dump(pre, f, indent=2)
         f.write("\n")
 
-    def added(content):
-        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
-                "single_word": False, "special": True}
-
-    tok = {
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "added_tokens_decoder": {
-            str(UNK_ID): added("<unk>"),
-            str(BOS_ID): added("<s>"),
-            str(EOS_ID): added("</s>"),
-            str(sp_vocab): added("<image>"),
-            str(sp_vocab + 1): added("<pad>"),
-        },
-        "bos_token": "<s>",
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>",
-        "legacy": False,
-        "model_max_length": 512,
-        "pad_token": "<pad>",
-        "padding_side": "left",
-        "processor_class": "LlavaProcessor",
-        "sp_model_kwargs": {},
-        "tokenizer_class": "LlamaTokenizer",
-        "unk_token": "<unk>",
-    }
+    tok = llava_folder.tokenizer_config(sp_vocab, sp_vocab + 1, 512)
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
         json.dump(tok, f, indent=2)
         f.write("\n")

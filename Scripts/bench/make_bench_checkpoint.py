@@ -411,32 +411,12 @@ def config_json(shape_name: str, shape: dict, dtype_name: str) -> dict:
 
 
 def tokenizer_files(max_positions: int) -> dict[str, dict]:
-    def added(content: str) -> dict:
-        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
-                "single_word": False, "special": True}
-
     def plain(content: str) -> dict:
         return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
                 "single_word": False}
 
     return {
-        "tokenizer_config.json": {
-            "add_bos_token": True,
-            "add_eos_token": False,
-            "added_tokens_decoder": {"0": added("<unk>"), "1": added("<s>"), "2": added("</s>"),
-                                     str(IMAGE_TOKEN_ID): added("<image>"), str(PAD_TOKEN_ID): added("<pad>")},
-            "bos_token": "<s>",
-            "clean_up_tokenization_spaces": False,
-            "eos_token": "</s>",
-            "legacy": False,
-            "model_max_length": max_positions,
-            "pad_token": "<pad>",
-            "padding_side": "left",
-            "processor_class": "LlavaProcessor",
-            "sp_model_kwargs": {},
-            "tokenizer_class": "LlamaTokenizer",
-            "unk_token": "<unk>",
-        },
+        "tokenizer_config.json": llava_folder.tokenizer_config(IMAGE_TOKEN_ID, PAD_TOKEN_ID, max_positions),
         "special_tokens_map.json": {
             "bos_token": plain("<s>"),
             "eos_token": plain("</s>"),

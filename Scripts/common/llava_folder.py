@@ -57,3 +57,34 @@ def preprocessor_config(image_size: int) -> dict:
         "rescale_factor": 1 / 255,
         "size": {"shortest_edge": image_size},
     }
+
+
+def tokenizer_config(image_token_id: int, pad_token_id: int, model_max_length: int,
+                     processor_class: bool = True) -> dict:
+    """tokenizer_config.json of a llava-hf folder: LlamaTokenizer with BOS added, unk 0 / bos 1 / eos 2,
+    and the `<image>` and `<pad>` tokens appended after the SentencePiece pieces."""
+
+    def added(content: str) -> dict:
+        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
+                "single_word": False, "special": True}
+
+    config = {
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "added_tokens_decoder": {"0": added("<unk>"), "1": added("<s>"), "2": added("</s>"),
+                                 str(image_token_id): added("<image>"), str(pad_token_id): added("<pad>")},
+        "bos_token": "<s>",
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "</s>",
+        "legacy": False,
+        "model_max_length": model_max_length,
+        "pad_token": "<pad>",
+        "padding_side": "left",
+        "processor_class": "LlavaProcessor",
+        "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer",
+        "unk_token": "<unk>",
+    }
+    if not processor_class:
+        del config["processor_class"]
+    return config

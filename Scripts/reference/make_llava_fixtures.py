@@ -542,26 +542,7 @@ def minimal_config_dict(spec: dict) -> dict:
 
 
 def tokenizer_config() -> dict:
-    def added(content: str) -> dict:
-        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False,
-                "single_word": False, "special": True}
-
-    return {
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "added_tokens_decoder": {"0": added("<unk>"), "1": added("<s>"), "2": added("</s>"),
-                                 str(IMAGE_TOKEN_ID): added("<image>"), str(PAD_TOKEN_ID): added("<pad>")},
-        "bos_token": "<s>",
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>",
-        "legacy": False,
-        "model_max_length": 256,
-        "pad_token": "<pad>",
-        "padding_side": "left",
-        "sp_model_kwargs": {},
-        "tokenizer_class": "LlamaTokenizer",
-        "unk_token": "<unk>",
-    }
+    return llava_folder.tokenizer_config(IMAGE_TOKEN_ID, PAD_TOKEN_ID, 256, processor_class=False)
 
 
 def write_checkpoint(model: torch.nn.Module, config: LlavaConfig, spec: dict, model_dir: Path,
