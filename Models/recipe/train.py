@@ -651,9 +651,9 @@ def main() -> None:
             print(f"  val ({'pixels' if phase != 'symbolic' else 'symbolic'}) step {step}: "
                   + "  ".join(f"{k} {x:.3f}" for k, x in v.items()), flush=True)
         if end_of_phase:
-            phase_minutes[phase] = (time.time() - phase_start) / 60
             averages = {}
         if step % args.save_every == 0 or end_of_phase or step == total_steps:
+            phase_minutes[phase] = (time.time() - phase_start) / 60  # kept current so that a resume continues it
             torch.save({"model": model.state_dict(), "symbolic": symbolic.state_dict(), "opt": opt.state_dict(),
                         "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step,
                         "elapsed": time.time() - t0, "phase_minutes": phase_minutes}, state_path + ".tmp")
