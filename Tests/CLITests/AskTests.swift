@@ -6,8 +6,7 @@ final class AskTests: XCTestCase {
         let r = try CLI.run(["ask", "--model", CLI.fixtures + "/gqa-f16-v5", "--image", CLI.fixtures + "/images/square-42.png",
                              "-n", "6", "--json", "What color is the square?"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let last = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
-        let object = try JSONSerialization.jsonObject(with: Data(last.utf8)) as! [String: Any]
+        let object = try r.lastJSONObject()
         for key in ["text", "prompt_ids", "generated_ids", "visual_tokens", "timings", "stop_reason"] {
             XCTAssertNotNil(object[key], key)
         }
@@ -25,7 +24,7 @@ final class AskTests: XCTestCase {
         let r = try CLI.run(["ask", "--model", CLI.fixtures + "/" + (c["model"] as! String), "--image", CLI.fixtures + "/" + (c["image"] as! String),
                              "--template", "llava-v1", "-n", "16", "--json", c["question"] as! String])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let object = try r.lastJSONObject()
         XCTAssertEqual(object["prompt_ids"] as! [Int], c["prompt_ids"] as! [Int])
         let greedy = c["greedy_ids"] as! [Int]
         let generated = object["generated_ids"] as! [Int]

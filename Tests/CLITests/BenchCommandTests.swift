@@ -127,7 +127,7 @@ final class BenchCommandTests: XCTestCase {
         // (as `ask` reports it), written in upper case with a full stop; the second one is wrong.
         let askRun = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "-n", "3", "--json", "What color is the square?"])
         XCTAssertEqual(askRun.status, 0, askRun.stderr)
-        let said = (try JSONSerialization.jsonObject(with: Data(askRun.stdout.split(separator: "\n").last!.utf8)) as! [String: Any])["text"] as! String
+        let said = (try askRun.lastJSONObject())["text"] as! String
         try FileManager.default.copyItem(atPath: Self.image, toPath: dir + "/shapes.png")
         let questions = [
             #"{"question_id": 7, "image": "shapes.png", "text": "What color is the square?", "category": "color"}"#,

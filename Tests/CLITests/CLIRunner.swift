@@ -29,6 +29,12 @@ enum CLI {
         var stdout: String
         var stderr: String
         var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+
+        /// The JSON object on the last line of stdout (`--json` reports).
+        func lastJSONObject() throws -> [String: Any] {
+            let last = stdout.split(separator: "\n").last.map(String.init) ?? ""
+            return try JSONSerialization.jsonObject(with: Data(last.utf8)) as! [String: Any]
+        }
     }
 
     static func run(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120) throws -> Result {

@@ -28,7 +28,7 @@ final class ShippedModelTests: XCTestCase {
     func testReadmeQuestionIsAnsweredCorrectly() throws {
         let r = try CLI.run(["ask", "--image", Self.prompts + "/images/shapes_0000.png", "--json", "What color is the cross?"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+        let object = try r.lastJSONObject()
         XCTAssertEqual((object["text"] as! String).trimmingCharacters(in: .whitespaces), "red")
         XCTAssertEqual(object["visual_tokens"] as? Int, 64)
     }
@@ -62,7 +62,7 @@ final class ShippedModelTests: XCTestCase {
         for (flags, tokens) in [(["--merge", "pitome", "--ratio", "0.9"], 30), (["--merge", "tome", "--keep", "16"], 16)] {
             let r = try CLI.run(["ask", "--image", Self.prompts + "/images/shapes_0001.png", "--json"] + flags + ["How many shapes are there?"])
             XCTAssertEqual(r.status, 0, r.stderr)
-            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+            let object = try r.lastJSONObject()
             XCTAssertEqual(object["visual_tokens"] as? Int, tokens, flags.joined(separator: " "))
         }
     }
