@@ -188,6 +188,14 @@ def _count(objs: list[Obj], shape: str | None = None, color: str | None = None) 
     return sum(1 for o in objs if (shape is None or o.shape == shape) and (color is None or o.color == color))
 
 
+def _matching(objs: list[Obj], shape: str | None = None, color: str | None = None) -> list[int]:
+    return [i for i, o in enumerate(objs) if (shape is None or o.shape == shape) and (color is None or o.color == color)]
+
+
+def _indices(objs: list[Obj], o: Obj) -> list[int]:
+    return [next(i for i, p in enumerate(objs) if p is o)]
+
+
 def _reference(objs: list[Obj], o: Obj, rng: random.Random) -> str | None:
     """A unique noun phrase for `o` ("circle" or "red circle"), or None if it is not uniquely nameable."""
     options = []
@@ -203,7 +211,7 @@ def _ask_color(objs, rng):
     if not unique:
         return None
     o = rng.choice(unique)
-    return f"What color is the {o.shape}?", o.color
+    return f"What color is the {o.shape}?", o.color, (_indices(objs, o),)
 
 
 def _ask_shape(objs, rng):
@@ -212,14 +220,14 @@ def _ask_shape(objs, rng):
         return None
     o = rng.choice(unique)
     q = rng.choice([f"What shape is the {o.color} object?", f"What is the shape of the {o.color} object?"])
-    return q, o.shape
+    return q, o.shape, (_indices(objs, o),)
 
 
 def _ask_count(objs, rng):
     kind = rng.choices(["all", "shape", "color"], weights=[2, 3, 2])[0]
     if kind == "all":
         q = rng.choice(["How many shapes are there?", "How many objects are there?"])
-        return q, str(len(objs))
+        return q, str(len(objs)), (list(range(len(objs))),)
     # the attribute counted: often the most frequent one (so that large counts are asked about),
     # otherwise any present one, sometimes an absent one (answer 0)
     values, field = (SHAPES, "shape") if kind == "shape" else (COLOR_NAMES, "color")
@@ -232,9 +240,10 @@ def _ask_count(objs, rng):
         value = rng.choice([v for v in values if counts[v] > 0])
     else:
         value = rng.choice(values)
+    focus = (_matching(objs, **{field: value}),)
     if kind == "shape":
-        return f"How many {PLURALS[value]} are there?", str(counts[value])
-    return f"How many {value} shapes are there?", str(counts[value])
+        return f"How many {PLURALS[value]} are there?", str(counts[value]), focus
+    return f"How many {value} shapes are there?", str(counts[value]), focus
 
 
 def _offset(a: Obj, b: Obj, relation: str) -> float:
@@ -256,17 +265,18 @@ def _ask_position(objs, rng):
         d = _offset(a, b, relation)
         if abs(d) < POSITION_MARGIN:
             continue
-        return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no"
+        first, second = (a, b) if relation in ("left of", "above") else (b, a)  # "yes" iff first is left of / above second
+        return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no", (_indices(objs, first), _indices(objs, second))
     return None
 
 
 def _ask_exist(objs, rng):
     if rng.random() < 0.2:
         shape = rng.choice(SHAPES)
-        return f"Is there a {shape}?", "yes" if _count(objs, shape=shape) else "no"
+        return f"Is there a {shape}?", "yes" if _count(objs, shape=shape) else "no", (_matching(objs, shape=shape),)
     if rng.random() < 0.5:
         o = rng.choice(objs)
-        return f"Is there a {o.color} {o.shape}?", "yes"
+        return f"Is there a {o.color} {o.shape}?", "yes", (_matching(objs, shape=o.shape, color=o.color),)
     # a "no" question, usually a near miss (right shape in another colour or right colour on another shape)
     for _ in range(50):
         if rng.random() < 0.7:
@@ -278,7 +288,7 @@ def _ask_exist(objs, rng):
         else:
             shape, color = rng.choice(SHAPES), rng.choice(COLOR_NAMES)
         if _count(objs, shape=shape, color=color) == 0:
-            return f"Is there a {color} {shape}?", "no"
+            return f"Is there a {color} {shape}?", "no", ([],)
     return None
 
 
@@ -291,8 +301,12 @@ ASKERS = {
 }
 
 
-def ask(objs: list[Obj], category: str, rng: random.Random) -> tuple[str, str] | None:
-    """A (question, answer) pair of the given category, or None if the scene does not allow one."""
+def ask(objs: list[Obj], category: str, rng: random.Random) -> tuple[str, str, tuple[list[int], ...]] | None:
+    """(question, answer, focus) of the given category, or None if the scene does not allow one. `focus`
+    names the objects (indices into objs) the answer depends on: one list, or two for a relation, ordered
+    so that the answer is "yes" when the first lies left of (for left/right) or above (for above/below)
+    the second. Training uses it to guide attention; it draws nothing
+    from `rng`."""
     return ASKERS[category](objs, rng)
 
 
@@ -304,7 +318,7 @@ def prompt_text(question: str) -> str:
 @dataclass
 class Example:
     image: Image.Image
-    qas: list[tuple[str, str, str]]  # (category, question, answer)
+    qas: list[tuple[str, str, str, tuple[list[int], ...]]]  # (category, question, answer, focus; see ask)
     objs: list[Obj]
     owner: np.ndarray  # per-pixel object index, -1 = background (see render)
 
@@ -324,7 +338,7 @@ def sample_example(rng: random.Random, questions_per_image: int, weights: dict[s
         if qa is None or qa[0] in seen:
             continue
         seen.add(qa[0])
-        qas.append((cat, qa[0], qa[1]))
+        qas.append((cat, *qa))
     return Example(image, qas, objs, owner)
 
 
@@ -361,7 +375,7 @@ def write_question_file(out_dir: str, n_images: int, seed: int) -> None:
         image = render(objs, rng)
         name = f"shapes_{i:04d}.png"
         image.save(os.path.join(out_dir, "images", name), optimize=True)
-        for cat, (q, a) in zip(CATEGORIES, qas):
+        for cat, (q, a, _) in zip(CATEGORIES, qas):
             qid = len(questions)
             questions.append({"question_id": qid, "image": name, "text": prompt_text(q), "category": cat})
             answers.append({"question_id": qid, "answer": a})

@@ -8,12 +8,20 @@ Steps:
   2. build LlavaForConditionalGeneration from transformers' own config classes;
   3. train in three phases on freshly generated scenes (an endless stream; nothing is seen twice):
      A. "symbolic": the language model answers questions about patch embeddings made from the scene's
-        ground truth (SymbolicPatches: the words for each patch's shape and colour, a centre flag, the
-        patch position); loss on the answer tokens;
+        ground truth (SymbolicPatches: fixed codes for each patch's shape and colour, a centre flag, the
+        patch position and the covering object's centre); loss on the answer tokens plus attention
+        guidance (below);
      B. "distill": the vision tower + projector learn to produce those embeddings from pixels;
-     C. "end-to-end": everything trains on pixels, answer loss plus a fading distillation term;
+     C. "end-to-end": everything trains on pixels, answer loss plus fading distillation and guidance;
   4. save config.json, model.safetensors (legacy llava-hf tensor names), tokenizer and preprocessor files.
 No token merging is used in training: merging is applied off the shelf at inference.
+
+Attention guidance (training only; the saved model is a stock Llama). Answering needs two hops: bring
+the question's words to the token that predicts the answer, then find the patches of the objects they
+name. Left to the answer loss alone, a model this small learns them slowly. So at the token predicting
+the answer, two heads of the "route" layer are pulled (KL divergence) towards the question's shape and
+colour words, and two heads of the "focus" layer towards the patches of the objects the answer depends
+on, which the scene generator reports with each question (for a relation, one head per object).
 
 Efficiency (training only; the model and its forward pass are the stock ones):
   * every image gets several questions; the vision tower runs once per image;
@@ -67,6 +75,8 @@ BOS_ID, EOS_ID = 1, 2
 TOKENIZER_SEED = 11
 VALIDATION_SEED = 424242
 PHASES = ("symbolic", "distill", "end-to-end")
+FOCUS_HEADS = 2  # heads of the focus layer whose attention is guided in training (see focus_targets)
+COUNT_SINK = 3.0  # weight of BOS in a count question's focus target, in objects
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,6 +103,9 @@ class Prompter:
         image_tokens = (shapes.IMAGE_SIZE // patch) ** 2
         self.image_token_id = image_token_id
         self.image_tokens = image_tokens
+        words = shapes.SHAPES + list(shapes.PLURALS.values()) + shapes.COLOR_NAMES
+        self.content_ids = set(word_ids(sp, words))
+        self.relation_ids = set(word_ids(sp, ["left", "right", "above", "below"]))
 
     def split(self, template: str, text: str) -> tuple[list[int], list[int]]:
         """(prefix ids up to and including the image tokens, ids of the rest of the prompt)."""
@@ -183,38 +196,113 @@ def image_embeddings(model: LlavaForConditionalGeneration, pixels: torch.Tensor)
     return model.model.multi_modal_projector(vision_features(model, pixels))
 
 
-def patch_labels(ex: shapes.Example, patch: int) -> np.ndarray:
-    """[patches, 3] int labels for SymbolicPatches: shape (0 = background), colour (0 = background), centre flag.
-    A patch belongs to the object covering most of its pixels if that is at least an eighth of them; the
-    patch holding an object's centre always belongs to that object."""
+def patch_objects(ex: shapes.Example, patch: int) -> tuple[np.ndarray, list[int]]:
+    """(object index of each patch or -1, centre patch of each object). A patch belongs to the object
+    covering most of its pixels if that is at least an eighth of them; the patch holding an object's
+    centre always belongs to that object."""
     g = shapes.IMAGE_SIZE // patch
     own = ex.owner.reshape(g, patch, g, patch).transpose(0, 2, 1, 3).reshape(g * g, patch * patch)
-    labels = np.zeros((g * g, 3), dtype=np.int64)
     counts = np.stack([(own == i).sum(1) for i in range(len(ex.objs))], 1)
-    best, covered = counts.argmax(1), counts.max(1) >= patch * patch // 8
-    for p in np.nonzero(covered)[0]:
-        o = ex.objs[best[p]]
-        labels[p, 0] = shapes.SHAPES.index(o.shape) + 1
-        labels[p, 1] = shapes.COLOR_NAMES.index(o.color) + 1
-    for o in ex.objs:
-        p = int(o.y // patch) * g + int(o.x // patch)
-        labels[p] = (shapes.SHAPES.index(o.shape) + 1, shapes.COLOR_NAMES.index(o.color) + 1, 1)
+    owner = np.where(counts.max(1) >= patch * patch // 8, counts.argmax(1), -1)
+    centres = [int(o.y // patch) * g + int(o.x // patch) for o in ex.objs]
+    owner[centres] = np.arange(len(ex.objs))
+    return owner, centres
+
+
+def patch_labels(ex: shapes.Example, patch: int) -> np.ndarray:
+    """[patches, 5] int labels for SymbolicPatches: shape (0 = background), colour (0 = background), centre
+    flag, and the covering object's centre x, y in whole pixels."""
+    owner, centres = patch_objects(ex, patch)
+    labels = np.zeros((len(owner), 5), dtype=np.int64)
+    for p in np.nonzero(owner >= 0)[0]:
+        o = ex.objs[owner[p]]
+        labels[p] = (shapes.SHAPES.index(o.shape) + 1, shapes.COLOR_NAMES.index(o.color) + 1, 0, round(o.x), round(o.y))
+    labels[centres, 2] = 1
     return labels
 
 
-def packed_hidden(model, embeds: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+def focus_targets(objects_of_patches: tuple[np.ndarray, list[int]], cat: str, focus: tuple[list[int], ...],
+                  image_start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the token predicting the answer should look, for FOCUS_HEADS heads of the focus layer:
+    ([heads, length] distribution over the prefix positions, [heads] bool: supervised).
+    Head 0: the patches of the objects named by the question (for a count, one patch per counted object
+    plus BOS as a sink weighing COUNT_SINK objects, so that the share of attention left on BOS,
+    COUNT_SINK / (COUNT_SINK + n), tells the number; BOS alone when nothing matches). Head 1: the second object of a relation."""
+    owner, centres = objects_of_patches
+    target = torch.zeros(FOCUS_HEADS, length)
+    used = torch.zeros(FOCUS_HEADS, dtype=torch.bool)
+    for h, objects in enumerate(focus[:FOCUS_HEADS]):
+        if cat == "count":
+            for i in objects:
+                target[h, image_start + centres[i]] = 1.0
+            target[h, 0] = COUNT_SINK
+        else:
+            for p in np.nonzero(np.isin(owner, objects))[0]:
+                target[h, image_start + p] = 1.0
+            if not objects:
+                target[h, 0] = 1.0
+        target[h] /= target[h].sum()
+        used[h] = True
+    return target, used
+
+
+def route_targets(rest: list[int], start: int, prompter: "Prompter", length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the token predicting the answer should look in the route layer: the question's words for
+    shapes and colours (head 0; for a relation, head 0 takes the words before the relation word and
+    head 1 the relation word and those after it). rest are the prompt's ids after the image, starting at row position `start`."""
+    target = torch.zeros(FOCUS_HEADS, length)
+    used = torch.zeros(FOCUS_HEADS, dtype=torch.bool)
+    head = 0
+    for j, t in enumerate(rest):
+        if t in prompter.relation_ids:
+            head = 1
+        if t in prompter.content_ids or t in prompter.relation_ids:
+            target[min(head, FOCUS_HEADS - 1), start + j] = 1.0
+    for h in range(FOCUS_HEADS):
+        if target[h].sum() > 0:
+            target[h] /= target[h].sum()
+            used[h] = True
+    return target, used
+
+
+def packed_hidden(model, embeds: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor, probe=None):
     """Llama decoder over packed rows. segments: 0 = shared prefix, k > 0 = question k, -1 = padding.
-    A token attends causally to the prefix and to earlier tokens of its own segment."""
+    A token attends causally to the prefix and to earlier tokens of its own segment.
+    probe = (layer indices, rows, cols): also return {layer: attention probabilities [queries, heads, T]}
+    of those layers for the queries at (rows, cols), computed as LlamaAttention does."""
     lm = model.model.language_model
     T = segments.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     same = segments[:, :, None] == segments[:, None, :]
     mask = causal & (same | (segments[:, None, :] == 0))  # [B, T(query), T(key)]
     rope = lm.rotary_emb(embeds, position_ids=positions)
-    h = embeds
-    for layer in lm.layers:
+    h, probs = embeds, {}
+    for index, layer in enumerate(lm.layers):
+        if probe is not None and index in probe[0]:
+            probs[index] = attention_probabilities(layer, h, rope, mask, probe[1], probe[2])
         h = layer(h, attention_mask=mask[:, None], position_embeddings=rope, position_ids=positions)
-    return lm.norm(h)
+    h = lm.norm(h)
+    return h if probe is None else (h, probs)
+
+
+def attention_probabilities(layer, h, rope, mask, rows, cols) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) of one decoder layer for the queries at (rows, cols): [queries, heads, T]."""
+    attn = layer.self_attn
+    d = attn.head_dim
+    x = layer.input_layernorm(h)
+    cos, sin = rope
+
+    def rotate(t, c, s):  # RoPE as transformers applies it (rotate_half convention)
+        half = t.shape[-1] // 2
+        return t * c + torch.cat((-t[..., half:], t[..., :half]), -1) * s
+
+    q = attn.q_proj(x[rows, cols]).view(len(rows), -1, d)  # [Q, H, d]
+    q = rotate(q, cos[rows, cols][:, None], sin[rows, cols][:, None])
+    k = attn.k_proj(x).view(*x.shape[:2], -1, d)  # [B, T, H, d]
+    k = rotate(k, cos[:, :, None], sin[:, :, None])
+    scores = torch.einsum("qhd,qthd->qht", q, k[rows]) * attn.scaling
+    scores = scores.masked_fill(~mask[rows, cols][:, None, :], float("-inf"))
+    return scores.softmax(-1)
 
 
 def make_batch(examples, templates, prompter: Prompter, plain=None):
@@ -228,11 +316,12 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
     examples, templates = [examples[i] for i in keep], [templates[i] for i in keep]
     plain = [plain[i] for i in keep] if plain is not None else [[False] * len(ex.qas) for ex in examples]
     pixels = pixel_values([ex.image for ex in examples])
-    rows, targets_at, targets, owner, cats = [], [], [], [], []
+    rows, targets_at, targets, owner, cats, queries, focus, route = [], [], [], [], [], [], [], []
     for b, (ex, template, bare) in enumerate(zip(examples, templates, plain)):
         qas = ex.qas
         prefix, ids, pos, seg = None, [], [], []
-        for k, (cat, q, a) in enumerate(qas):
+        objects_of_patches = patch_objects(ex, prompter.patch)
+        for k, (cat, q, a, objects) in enumerate(qas):
             pre, rest = prompter.split(template, q if bare[k] else shapes.prompt_text(q))
             if prefix is None:
                 prefix = pre
@@ -248,8 +337,16 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
                 targets.append(t)
                 owner.append(len(cats))
             cats.append(cat)
+            queries.append((b, start + len(rest) - 1))
+            route.append(route_targets(rest, start, prompter, len(ids)))
+            focus.append(focus_targets(objects_of_patches, cat, objects, len(prefix) - prompter.image_tokens, len(prefix)))
         rows.append((ids, pos, seg))
     T = max(len(r[0]) for r in rows)
+    focus_target = torch.zeros(len(focus), FOCUS_HEADS, T)
+    route_target = torch.zeros(len(route), FOCUS_HEADS, T)
+    for i, ((t, _), (r, _)) in enumerate(zip(focus, route)):
+        focus_target[i, :, : t.shape[1]] = t
+        route_target[i, :, : r.shape[1]] = r
     B = len(rows)
     input_ids = torch.full((B, T), prompter.image_token_id + 1, dtype=torch.long)  # <pad>
     positions = torch.zeros((B, T), dtype=torch.long)
@@ -268,6 +365,12 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
         "targets": torch.tensor(targets),
         "owner": torch.tensor(owner),
         "categories": cats,
+        "query_rows": torch.tensor([r for r, _ in queries]),
+        "query_cols": torch.tensor([c for _, c in queries]),
+        "focus_target": focus_target,
+        "focus_used": torch.stack([u for _, u in focus]),
+        "route_target": route_target,
+        "route_used": torch.stack([u for _, u in route]),
         "patch_labels": torch.from_numpy(np.stack([patch_labels(ex, prompter.patch) for ex in examples])),
     }
 
@@ -275,39 +378,46 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
 class SymbolicPatches(torch.nn.Module):
     """Training-only stand-in for the image embeddings (not part of the saved model).
 
-    Each patch is embedded from its ground-truth labels: the language model's own input embedding of the
-    word for the shape and for the colour of the object covering it (learned "background" vectors for
-    patches no object covers), a learned flag for the patch holding an object's centre, and an
-    embedding of its grid position that starts as its (x, y) coordinates. Sharing the word embeddings
-    makes "find the patches of the star" and "say the colour found there" near-identity maps, which the
-    language model learns far sooner than with unrelated vectors. Phase A trains the language model on these clean inputs; phase B teaches the
-    vision tower + projector to produce them from pixels; phase C fine-tunes everything on pixels."""
+    Each patch is a sum of fixed, mutually orthogonal unit codes made from the scene's ground truth: the
+    shape and the colour of the object covering it (a "background" code for each when none does), a flag
+    on the patch holding an object's centre, the patch's grid position and the covering object's centre
+    (x and y along fixed directions, in [-1, 1]). The codes never train, so they stay distinct; the
+    language model's input embeddings of the shape, plural and colour words start as the same codes, which
+    makes "find the patches of the star" a near-identity match from the first step. Phase A trains the
+    language model on these clean inputs; phase B teaches the vision tower + projector to produce them
+    from pixels; phase C fine-tunes everything on pixels."""
 
-    def __init__(self, hidden: int, n_patches: int, words: torch.nn.Embedding, shape_ids: list[int], color_ids: list[int]):
+    def __init__(self, hidden: int, n_patches: int, seed: int = 0):
         super().__init__()
-        self.words = [words]  # a list, so that the language model's table is not registered twice
-        self.register_buffer("shape_ids", torch.tensor(shape_ids), persistent=False)
-        self.register_buffer("color_ids", torch.tensor(color_ids), persistent=False)
-        self.no_shape = torch.nn.Parameter(torch.randn(1, hidden) * 0.02)
-        self.no_color = torch.nn.Parameter(torch.randn(1, hidden) * 0.02)
-        self.center = torch.nn.Embedding(2, hidden)
-        torch.nn.init.normal_(self.center.weight, std=0.02)
-        # Grid positions start as coordinates: x and y in [-1, 1] along two fixed random directions (so
-        # that "left of" or "above" is a comparison along one direction), plus a little noise; trained.
+        n_shapes, n_colors = len(shapes.SHAPES) + 1, len(shapes.COLOR_NAMES) + 1
+        needed = n_shapes + n_colors + 1 + 4
+        if hidden < needed:
+            raise SystemExit(f"symbolic codes need a hidden size of at least {needed}")
+        basis = torch.linalg.qr(torch.randn(hidden, hidden, generator=torch.Generator().manual_seed(seed)))[0].T
+        self.register_buffer("shape_codes", basis[:n_shapes].clone(), persistent=False)
+        self.register_buffer("color_codes", basis[n_shapes : n_shapes + n_colors].clone(), persistent=False)
+        k = n_shapes + n_colors
+        self.register_buffer("center_code", basis[k].clone(), persistent=False)
+        self.register_buffer("grid_xy", basis[k + 1 : k + 3].clone(), persistent=False)
+        self.register_buffer("object_xy", basis[k + 3 : k + 5].clone(), persistent=False)
         g = int(round(n_patches**0.5))
         yy, xx = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
-        xy = torch.stack([xx.flatten(), yy.flatten()], 1).float() * (2 / (g - 1)) - 1  # [patches, 2]
-        directions = torch.randn(2, hidden)
-        directions *= 0.6 / directions.norm(dim=1, keepdim=True)
-        self.position = torch.nn.Embedding(n_patches, hidden)
-        with torch.no_grad():
-            self.position.weight.copy_(xy @ directions + 0.02 * torch.randn(n_patches, hidden))
+        grid = torch.stack([xx.flatten(), yy.flatten()], 1).float() * (2 / (g - 1)) - 1  # [patches, 2]
+        self.register_buffer("grid", grid, persistent=False)
 
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:  # labels [B, patches, 3] -> [B, patches, hidden]
-        table = self.words[0].weight
-        shape = torch.cat([self.no_shape, table[self.shape_ids]])[labels[..., 0]]
-        color = torch.cat([self.no_color, table[self.color_ids]])[labels[..., 1]]
-        return shape + color + self.center(labels[..., 2]) + self.position.weight[None]
+    def init_words(self, words: torch.nn.Embedding, sp: spm.SentencePieceProcessor, scale: float) -> None:
+        """Start the input embeddings of the shape, plural and colour words as their codes (times scale)."""
+        with torch.no_grad():
+            for i, shape in enumerate(shapes.SHAPES):
+                words.weight[word_ids(sp, [shape, shapes.PLURALS[shape]])] = scale * self.shape_codes[i + 1]
+            words.weight[word_ids(sp, shapes.COLOR_NAMES)] = scale * self.color_codes[1:]
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:  # labels [B, patches, 5] -> [B, patches, hidden]
+        covered = (labels[..., :1] > 0).float()
+        centre_xy = (labels[..., 3:5].float() * (2 / (shapes.IMAGE_SIZE - 1)) - 1) * covered
+        return (self.shape_codes[labels[..., 0]] + self.color_codes[labels[..., 1]]
+                + labels[..., 2:3].float() * self.center_code
+                + self.grid @ self.grid_xy + centre_xy @ self.object_xy)
 
 
 def word_ids(sp: spm.SentencePieceProcessor, words: list[str]) -> list[int]:
@@ -318,18 +428,30 @@ def word_ids(sp: spm.SentencePieceProcessor, words: list[str]) -> list[int]:
     return [i[0] for i in ids]
 
 
-def answer_loss(model, batch, image: torch.Tensor):
-    """Cross-entropy over answer tokens given image embeddings [B, patches, hidden], and per-question exact
-    match (every answer token argmax-correct, i.e. what greedy decoding would produce)."""
+def answer_loss(model, batch, image: torch.Tensor, layers: tuple[int, int] | None = None):
+    """Cross-entropy over answer tokens given image embeddings [B, patches, hidden], per-question exact
+    match (every answer token argmax-correct, i.e. what greedy decoding would produce), and with
+    layers = (route layer, focus layer) the guidance loss: KL(target || attention) of the first
+    FOCUS_HEADS heads of those layers at the token predicting the answer, averaged over the guided heads
+    (see focus_targets and route_targets)."""
     embeds = model.model.language_model.embed_tokens(batch["input_ids"])
     is_image = batch["input_ids"] == model.config.image_token_index
     embeds = embeds.masked_scatter(is_image[..., None], image.reshape(-1, image.shape[-1]))
-    hidden = packed_hidden(model, embeds, batch["positions"], batch["segments"])
+    probe = None if layers is None else (layers, batch["query_rows"], batch["query_cols"])
+    out = packed_hidden(model, embeds, batch["positions"], batch["segments"], probe)
+    hidden, probs = out if probe is not None else (out, None)
     logits = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
     loss = F.cross_entropy(logits, batch["targets"])
     wrong = (logits.argmax(-1) != batch["targets"]).float()
     correct = torch.zeros(len(batch["categories"])).index_add_(0, batch["owner"], wrong) == 0
-    return loss, correct
+    if probs is None:
+        return loss, correct
+    guide = []
+    for layer, name in zip(layers, ("route", "focus")):
+        target, p = batch[name + "_target"], probs[layer][:, :FOCUS_HEADS]
+        kl = (target * (target.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum(-1)
+        guide.append(kl[batch[name + "_used"]].mean())
+    return loss, correct, guide[0], guide[1]
 
 
 def distill_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -351,7 +473,7 @@ def check_packed_forward(model, prompter: Prompter) -> float:
     hidden = packed_hidden(model, embeds, batch["positions"], batch["segments"])
     packed = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
     worst, t = 0.0, 0
-    for _, q, a in ex.qas:
+    for _, q, a, _ in ex.qas:
         ids = prompter.prompt_ids("llava-v1", shapes.prompt_text(q))
         ans = prompter.answer_ids(a)
         full = torch.tensor([ids + ans[:-1]])
@@ -525,20 +647,25 @@ def main() -> None:
     ap.add_argument("--text-heads", type=int, default=4)
     ap.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base of the language model")
     ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
-    ap.add_argument("--symbolic-steps", type=int, default=5000, help="phase A: language model on symbolic patches")
-    ap.add_argument("--distill-steps", type=int, default=2000, help="phase B: vision tower + projector distillation")
-    ap.add_argument("--e2e-steps", type=int, default=2500, help="phase C: end-to-end on pixels")
+    ap.add_argument("--symbolic-steps", type=int, default=3000, help="phase A: language model on symbolic patches")
+    ap.add_argument("--distill-steps", type=int, default=1500, help="phase B: vision tower + projector distillation")
+    ap.add_argument("--e2e-steps", type=int, default=1200, help="phase C: end-to-end on pixels")
     ap.add_argument("--images-per-batch", type=int, default=8)
     ap.add_argument("--distill-images-per-batch", type=int, default=16)
     ap.add_argument("--questions-per-image", type=int, default=10)
     ap.add_argument("--v1-fraction", type=float, default=0.15, help="share of images prompted with llava-v1")
     ap.add_argument("--plain-fraction", type=float, default=0.25,
                     help="share of questions asked without the short-answer suffix")
-    ap.add_argument("--category-weights", default="color=1,shape=1,count=2,position=2,exist=2",
+    ap.add_argument("--category-weights", default="color=1,shape=1,count=3,position=4,exist=2",
                     help="how often each question category is drawn in training")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of phases A and B")
     ap.add_argument("--e2e-lr", type=float, default=5e-4, help="peak learning rate of phase C")
     ap.add_argument("--distill-weight", type=float, default=0.2, help="phase C distillation weight (decays to 0)")
+    ap.add_argument("--focus-layer", type=int, default=2,
+                    help="decoder layer whose first heads are guided to the objects a question is about")
+    ap.add_argument("--route-layer", type=int, default=0,
+                    help="decoder layer whose first heads are guided to the question's shape and colour words")
+    ap.add_argument("--focus-weight", type=float, default=1.0, help="weight of the focus loss in phase A")
     ap.add_argument("--min-lr-ratio", type=float, default=0.05)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
@@ -561,7 +688,8 @@ def main() -> None:
     model = build_model(args, sp_vocab)
     n_patches = (shapes.IMAGE_SIZE // args.patch) ** 2
     words = model.model.language_model.embed_tokens
-    symbolic = SymbolicPatches(args.text_hidden, n_patches, words, word_ids(sp, shapes.SHAPES), word_ids(sp, shapes.COLOR_NAMES))
+    symbolic = SymbolicPatches(args.text_hidden, n_patches, seed=args.seed)
+    symbolic.init_words(words, sp, scale=args.init_std * args.text_hidden**0.5)
     with torch.no_grad():  # the output layer starts as the input embedding (untied): reading a word out is easy
         model.lm_head.weight.copy_(words.weight)
     prompter = Prompter(sp, image_token_id=sp_vocab, patch=args.patch)
@@ -581,6 +709,8 @@ def main() -> None:
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed, opt_state, phase_minutes = state["step"], state["elapsed"], state["opt"], state["phase_minutes"]
+        if step < total_steps and state.get("phase") != phase_at(step, args)[0]:
+            opt_state = None  # saved at the end of a phase (or the phase lengths changed): the next one starts fresh
         print(f"resumed at step {step} ({elapsed / 60:.1f} min so far)", flush=True)
 
     val = validation_set(args.val_images)
@@ -618,16 +748,15 @@ def main() -> None:
                                                      args.v1_fraction, args.plain_fraction, category_weights)
             batch = make_batch(examples, templates, prompter, plain)
             target = symbolic(batch["patch_labels"])
-            if phase == "symbolic":
-                loss, correct = answer_loss(model, batch, target)
-                losses = {"answer": loss}
-                objective = loss
-            else:
-                image = image_embeddings(model, batch["pixels"])
-                loss, correct = answer_loss(model, batch, image)
+            image = target if phase == "symbolic" else image_embeddings(model, batch["pixels"])
+            loss, correct, route, focus = answer_loss(model, batch, image, (args.route_layer, args.focus_layer))
+            losses = {"answer": loss, "route": route, "focus": focus}
+            weight = args.focus_weight if phase == "symbolic" else args.focus_weight * args.distill_weight
+            objective = loss + weight * (route + focus)
+            if phase != "symbolic":
                 d = distill_loss(image, target)
-                losses = {"answer": loss, "distill": d}
-                objective = loss + args.distill_weight * (1 - i / n) * d
+                losses["distill"] = d
+                objective = objective + args.distill_weight * (1 - i / n) * d
         opt.zero_grad(set_to_none=True)
         objective.backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
@@ -655,7 +784,7 @@ def main() -> None:
         if step % args.save_every == 0 or end_of_phase or step == total_steps:
             phase_minutes[phase] = (time.time() - phase_start) / 60  # kept current so that a resume continues it
             torch.save({"model": model.state_dict(), "symbolic": symbolic.state_dict(), "opt": opt.state_dict(),
-                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step,
+                        "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step, "phase": phase,
                         "elapsed": time.time() - t0, "phase_minutes": phase_minutes}, state_path + ".tmp")
             os.replace(state_path + ".tmp", state_path)
 
