@@ -78,7 +78,7 @@ def sample_scene(rng: random.Random) -> list[Obj]:
         for _ in range(n):
             placed = False
             for _try in range(60):
-                r = rng.uniform(8.5, 14.5 if n <= 4 else 12.5) 
+                r = rng.uniform(8.5, 14.5 if n <= 4 else 12.5)
                 x = rng.uniform(r + 2, IMAGE_SIZE - r - 2)
                 y = rng.uniform(r + 2, IMAGE_SIZE - r - 2)
                 if all(math.hypot(x - o.x, y - o.y) >= r + o.r + 2 for o in objs):
@@ -184,12 +184,13 @@ def render(objs: list[Obj], rng: random.Random, return_owner: bool = False):
 # Questions
 
 
-def _count(objs: list[Obj], shape: str | None = None, color: str | None = None) -> int:
-    return sum(1 for o in objs if (shape is None or o.shape == shape) and (color is None or o.color == color))
-
-
 def _matching(objs: list[Obj], shape: str | None = None, color: str | None = None) -> list[int]:
+    """Indices of the objects with the given shape and/or colour."""
     return [i for i, o in enumerate(objs) if (shape is None or o.shape == shape) and (color is None or o.color == color)]
+
+
+def _count(objs: list[Obj], shape: str | None = None, color: str | None = None) -> int:
+    return len(_matching(objs, shape, color))
 
 
 def _indices(objs: list[Obj], o: Obj) -> list[int]:

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers.models.llama.modeling_llama import rotate_half
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -209,10 +210,10 @@ def patch_objects(ex: shapes.Example, patch: int) -> tuple[np.ndarray, list[int]
     return owner, centres
 
 
-def patch_labels(ex: shapes.Example, patch: int) -> np.ndarray:
+def patch_labels(ex: shapes.Example, objects_of_patches: tuple[np.ndarray, list[int]]) -> np.ndarray:
     """[patches, 5] int labels for SymbolicPatches: shape (0 = background), colour (0 = background), centre
-    flag, and the covering object's centre x, y in whole pixels."""
-    owner, centres = patch_objects(ex, patch)
+    flag, and the covering object's centre x, y in whole pixels. objects_of_patches: patch_objects(ex, ...)."""
+    owner, centres = objects_of_patches
     labels = np.zeros((len(owner), 5), dtype=np.int64)
     for p in np.nonzero(owner >= 0)[0]:
         o = ex.objs[owner[p]]
@@ -292,9 +293,8 @@ def attention_probabilities(layer, h, rope, mask, rows, cols) -> torch.Tensor:
     x = layer.input_layernorm(h)
     cos, sin = rope
 
-    def rotate(t, c, s):  # RoPE as transformers applies it (rotate_half convention)
-        half = t.shape[-1] // 2
-        return t * c + torch.cat((-t[..., half:], t[..., :half]), -1) * s
+    def rotate(t, c, s):  # RoPE as LlamaAttention applies it
+        return t * c + rotate_half(t) * s
 
     q = attn.q_proj(x[rows, cols]).view(len(rows), -1, d)  # [Q, H, d]
     q = rotate(q, cos[rows, cols][:, None], sin[rows, cols][:, None])
@@ -316,11 +316,12 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
     examples, templates = [examples[i] for i in keep], [templates[i] for i in keep]
     plain = [plain[i] for i in keep] if plain is not None else [[False] * len(ex.qas) for ex in examples]
     pixels = pixel_values([ex.image for ex in examples])
-    rows, targets_at, targets, owner, cats, queries, focus, route = [], [], [], [], [], [], [], []
+    rows, targets_at, targets, owner, cats, queries, focus, route, labels = [], [], [], [], [], [], [], [], []
     for b, (ex, template, bare) in enumerate(zip(examples, templates, plain)):
         qas = ex.qas
         prefix, ids, pos, seg = None, [], [], []
         objects_of_patches = patch_objects(ex, prompter.patch)
+        labels.append(patch_labels(ex, objects_of_patches))
         for k, (cat, q, a, objects) in enumerate(qas):
             pre, rest = prompter.split(template, q if bare[k] else shapes.prompt_text(q))
             if prefix is None:
@@ -371,7 +372,7 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
         "focus_used": torch.stack([u for _, u in focus]),
         "route_target": route_target,
         "route_used": torch.stack([u for _, u in route]),
-        "patch_labels": torch.from_numpy(np.stack([patch_labels(ex, prompter.patch) for ex in examples])),
+        "patch_labels": torch.from_numpy(np.stack(labels)),
     }
 
 
@@ -665,7 +666,8 @@ def main() -> None:
                     help="decoder layer whose first heads are guided to the objects a question is about")
     ap.add_argument("--route-layer", type=int, default=0,
                     help="decoder layer whose first heads are guided to the question's shape and colour words")
-    ap.add_argument("--focus-weight", type=float, default=1.0, help="weight of the focus loss in phase A")
+    ap.add_argument("--focus-weight", type=float, default=1.0,
+                    help="weight of the guidance losses (route + focus) in phase A; phase C uses it times --distill-weight")
     ap.add_argument("--min-lr-ratio", type=float, default=0.05)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
