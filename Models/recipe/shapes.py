@@ -266,8 +266,7 @@ def _ask_position(objs, rng):
         d = _offset(a, b, relation)
         if abs(d) < POSITION_MARGIN:
             continue
-        first, second = (a, b) if relation in ("left of", "above") else (b, a)  # "yes" iff first is left of / above second
-        return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no", (_indices(objs, first), _indices(objs, second))
+        return f"Is the {ra} {relation} the {rb}?", "yes" if d > 0 else "no", (_indices(objs, a), _indices(objs, b))
     return None
 
 
@@ -304,10 +303,8 @@ ASKERS = {
 
 def ask(objs: list[Obj], category: str, rng: random.Random) -> tuple[str, str, tuple[list[int], ...]] | None:
     """(question, answer, focus) of the given category, or None if the scene does not allow one. `focus`
-    names the objects (indices into objs) the answer depends on: one list, or two for a relation, ordered
-    so that the answer is "yes" when the first lies left of (for left/right) or above (for above/below)
-    the second. Training uses it to guide attention; it draws nothing
-    from `rng`."""
+    names the objects (indices into objs) the answer depends on: one list, or for a relation two, in the
+    order the question names them. Training uses it to guide attention; it draws nothing from `rng`."""
     return ASKERS[category](objs, rng)
 
 

@@ -6,13 +6,17 @@ on the synthetic "shapes" VQA task, and save it in the llava-hf checkpoint layou
 Steps:
   1. train a SentencePiece tokenizer (Llama-style BPE) on the task's text;
   2. build LlavaForConditionalGeneration from transformers' own config classes;
-  3. train in three phases on freshly generated scenes (an endless stream; nothing is seen twice):
-     A. "symbolic": the language model answers questions about patch embeddings made from the scene's
+  3. train in five phases on freshly generated scenes (an endless stream; nothing is seen twice):
+     1. "symbolic": the language model answers questions about patch embeddings made from the scene's
         ground truth (SymbolicPatches: fixed codes for each patch's shape and colour, a centre flag, the
         patch position and the covering object's centre); loss on the answer tokens plus attention
-        guidance (below);
-     B. "distill": the vision tower + projector learn to produce those embeddings from pixels;
-     C. "end-to-end": everything trains on pixels, answer loss plus fading distillation and guidance;
+        guidance and question probes (below);
+     2. "vision": the vision tower learns to see: linear read-outs of its features (PatchProbes) must
+        give each patch's shape, colour, centre flag and object centre;
+     3. "distill": with the tower frozen, the projector learns to map its features onto the symbolic codes;
+     4. "language": with the tower still frozen, projector and language model train on pixels (answer
+        loss, guidance, probes, and a fading pull of the image embeddings towards the codes);
+     5. "end-to-end" (optional, off by default): everything trains on pixels.
   4. save config.json, model.safetensors (legacy llava-hf tensor names), tokenizer and preprocessor files.
 No token merging is used in training: merging is applied off the shelf at inference.
 
@@ -21,7 +25,10 @@ the question's words to the token that predicts the answer, then find the patche
 name. Left to the answer loss alone, a model this small learns them slowly. So at the token predicting
 the answer, two heads of the "route" layer are pulled (KL divergence) towards the question's shape and
 colour words, and two heads of the "focus" layer towards the patches of the objects the answer depends
-on, which the scene generator reports with each question (for a relation, one head per object).
+on, which the scene generator reports with each question (for a relation, one head per object). Linear
+probes on the focus layer's output there (QuestionProbes) must read off the offset between a relation's
+two objects and the number a count question asks for, so that what the focus heads gather reaches the
+residual stream in a form the last layers can use.
 
 Efficiency (training only; the model and its forward pass are the stock ones):
   * every image gets several questions; the vision tower runs once per image;
@@ -75,7 +82,7 @@ BOS_ID, EOS_ID = 1, 2
 # Seeds. The held-out question file uses shapes.py's default seed (777001); none of these equal it.
 TOKENIZER_SEED = 11
 VALIDATION_SEED = 424242
-PHASES = ("symbolic", "distill", "end-to-end")
+PHASES = ("symbolic", "vision", "distill", "language", "end-to-end")
 FOCUS_HEADS = 2  # heads of the focus layer whose attention is guided in training (see focus_targets)
 COUNT_SINK = 3.0  # weight of BOS in a count question's focus target, in objects
 
@@ -270,20 +277,23 @@ def packed_hidden(model, embeds: torch.Tensor, positions: torch.Tensor, segments
     """Llama decoder over packed rows. segments: 0 = shared prefix, k > 0 = question k, -1 = padding.
     A token attends causally to the prefix and to earlier tokens of its own segment.
     probe = (layer indices, rows, cols): also return {layer: attention probabilities [queries, heads, T]}
-    of those layers for the queries at (rows, cols), computed as LlamaAttention does."""
+    of those layers for the queries at (rows, cols), computed as LlamaAttention does, and {layer: output
+    hidden state [queries, hidden]} of every layer at those queries."""
     lm = model.model.language_model
     T = segments.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     same = segments[:, :, None] == segments[:, None, :]
     mask = causal & (same | (segments[:, None, :] == 0))  # [B, T(query), T(key)]
     rope = lm.rotary_emb(embeds, position_ids=positions)
-    h, probs = embeds, {}
+    h, probs, states = embeds, {}, {}
     for index, layer in enumerate(lm.layers):
         if probe is not None and index in probe[0]:
             probs[index] = attention_probabilities(layer, h, rope, mask, probe[1], probe[2])
         h = layer(h, attention_mask=mask[:, None], position_embeddings=rope, position_ids=positions)
+        if probe is not None:
+            states[index] = h[probe[1], probe[2]]
     h = lm.norm(h)
-    return h if probe is None else (h, probs)
+    return h if probe is None else (h, probs, states)
 
 
 def attention_probabilities(layer, h, rope, mask, rows, cols) -> torch.Tensor:
@@ -317,6 +327,7 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
     plain = [plain[i] for i in keep] if plain is not None else [[False] * len(ex.qas) for ex in examples]
     pixels = pixel_values([ex.image for ex in examples])
     rows, targets_at, targets, owner, cats, queries, focus, route, labels = [], [], [], [], [], [], [], [], []
+    offsets, counts = [], []
     for b, (ex, template, bare) in enumerate(zip(examples, templates, plain)):
         qas = ex.qas
         prefix, ids, pos, seg = None, [], [], []
@@ -341,6 +352,8 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
             queries.append((b, start + len(rest) - 1))
             route.append(route_targets(rest, start, prompter, len(ids)))
             focus.append(focus_targets(objects_of_patches, cat, objects, len(prefix) - prompter.image_tokens, len(prefix)))
+            offsets.append(relation_offset(ex, objects) if cat == "position" else (math.nan, math.nan))
+            counts.append(len(objects[0]) if cat == "count" else -1)
         rows.append((ids, pos, seg))
     T = max(len(r[0]) for r in rows)
     focus_target = torch.zeros(len(focus), FOCUS_HEADS, T)
@@ -373,7 +386,17 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
         "route_target": route_target,
         "route_used": torch.stack([u for _, u in route]),
         "patch_labels": torch.from_numpy(np.stack(labels)),
+        "offsets": torch.tensor(offsets, dtype=torch.float32),
+        "counts": torch.tensor(counts),
     }
+
+
+def relation_offset(ex: shapes.Example, focus: tuple[list[int], ...]) -> tuple[float, float]:
+    """(x, y) of the first object named by a relation question minus those of the second, in half image
+    sizes (so in [-2, 2])."""
+    a, b = ex.objs[focus[0][0]], ex.objs[focus[1][0]]
+    half = shapes.IMAGE_SIZE / 2
+    return (a.x - b.x) / half, (a.y - b.y) / half
 
 
 class SymbolicPatches(torch.nn.Module):
@@ -384,9 +407,9 @@ class SymbolicPatches(torch.nn.Module):
     on the patch holding an object's centre, the patch's grid position and the covering object's centre
     (x and y along fixed directions, in [-1, 1]). The codes never train, so they stay distinct; the
     language model's input embeddings of the shape, plural and colour words start as the same codes, which
-    makes "find the patches of the star" a near-identity match from the first step. Phase A trains the
-    language model on these clean inputs; phase B teaches the vision tower + projector to produce them
-    from pixels; phase C fine-tunes everything on pixels."""
+    makes "find the patches of the star" a near-identity match from the first step. The symbolic phase
+    trains the language model on these clean inputs; the distill phase teaches the projector to produce
+    them from the vision tower's features."""
 
     def __init__(self, hidden: int, n_patches: int, seed: int = 0):
         super().__init__()
@@ -429,30 +452,88 @@ def word_ids(sp: spm.SentencePieceProcessor, words: list[str]) -> list[int]:
     return [i[0] for i in ids]
 
 
-def answer_loss(model, batch, image: torch.Tensor, layers: tuple[int, int] | None = None):
-    """Cross-entropy over answer tokens given image embeddings [B, patches, hidden], per-question exact
-    match (every answer token argmax-correct, i.e. what greedy decoding would produce), and with
-    layers = (route layer, focus layer) the guidance loss: KL(target || attention) of the first
-    FOCUS_HEADS heads of those layers at the token predicting the answer, averaged over the guided heads
-    (see focus_targets and route_targets)."""
+class QuestionProbes(torch.nn.Module):
+    """Training-only read-outs (not part of the saved model) of the focus layer's output at the token
+    predicting the answer: the offset between the two objects of a relation question, and the number asked
+    for by a count question. Their losses make the focus heads carry what the answer is computed from (both
+    objects' coordinates, the share of attention left on the sink) into the residual stream, where the
+    last layers can read it."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.offset = torch.nn.Linear(hidden, 2)
+        self.count = torch.nn.Linear(hidden, shapes.MAX_OBJECTS + 1)
+
+    def forward(self, state: torch.Tensor, batch) -> torch.Tensor:  # state [questions, hidden]
+        loss = state.new_zeros(())
+        relation = batch["counts"].new_tensor([c == "position" for c in batch["categories"]], dtype=torch.bool)
+        if relation.any():
+            loss = loss + ((self.offset(state[relation]) - batch["offsets"][relation]) ** 2).sum(-1).mean()
+        counted = batch["counts"] >= 0
+        if counted.any():
+            loss = loss + F.cross_entropy(self.count(state[counted]), batch["counts"][counted])
+        return loss
+
+
+def answer_loss(model, batch, image: torch.Tensor, layers: tuple[int, int] | None = None,
+                probes: QuestionProbes | None = None):
+    """Cross-entropy over answer tokens given image embeddings [B, patches, hidden] and per-question exact
+    match (every answer token argmax-correct, i.e. what greedy decoding would produce). With
+    layers = (route layer, focus layer), also a dict of training-only losses: "route" and "focus", the
+    guidance KL(target || attention) of the first FOCUS_HEADS heads of those layers at the token
+    predicting the answer, averaged over the guided heads (see focus_targets and route_targets), and
+    "probe", the QuestionProbes loss on the focus layer's output there."""
     embeds = model.model.language_model.embed_tokens(batch["input_ids"])
     is_image = batch["input_ids"] == model.config.image_token_index
     embeds = embeds.masked_scatter(is_image[..., None], image.reshape(-1, image.shape[-1]))
     probe = None if layers is None else (layers, batch["query_rows"], batch["query_cols"])
     out = packed_hidden(model, embeds, batch["positions"], batch["segments"], probe)
-    hidden, probs = out if probe is not None else (out, None)
+    hidden, probs, states = out if probe is not None else (out, None, None)
     logits = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
     loss = F.cross_entropy(logits, batch["targets"])
     wrong = (logits.argmax(-1) != batch["targets"]).float()
     correct = torch.zeros(len(batch["categories"])).index_add_(0, batch["owner"], wrong) == 0
     if probs is None:
         return loss, correct
-    guide = []
+    extra = {}
     for layer, name in zip(layers, ("route", "focus")):
         target, p = batch[name + "_target"], probs[layer][:, :FOCUS_HEADS]
         kl = (target * (target.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum(-1)
-        guide.append(kl[batch[name + "_used"]].mean())
-    return loss, correct, guide[0], guide[1]
+        extra[name] = kl[batch[name + "_used"]].mean()
+    if probes is not None:
+        extra["probe"] = probes(states[layers[1]], batch)
+    return loss, correct, extra
+
+
+class PatchProbes(torch.nn.Module):
+    """Training-only read-outs (not part of the saved model) of the vision features of each patch: the
+    shape and colour of the object covering it (or background), whether it holds an object's centre, and
+    that object's centre. Phase "vision" trains the tower through them, so that the features the projector
+    sees say plainly what is where."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.shape = torch.nn.Linear(hidden, len(shapes.SHAPES) + 1)
+        self.color = torch.nn.Linear(hidden, len(shapes.COLOR_NAMES) + 1)
+        self.centre = torch.nn.Linear(hidden, 2)
+        self.xy = torch.nn.Linear(hidden, 2)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor):
+        """(loss, {metric: value}) for features [B, patches, hidden] and patch_labels [B, patches, 5]."""
+        shape, color, centre = self.shape(features), self.color(features), self.centre(features)
+        covered, at_centre = labels[..., 0] > 0, labels[..., 2] == 1
+        xy = labels[..., 3:5].float() * (2 / shapes.IMAGE_SIZE) - 1
+        loss = (F.cross_entropy(shape.flatten(0, 1), labels[..., 0].flatten())
+                + F.cross_entropy(color.flatten(0, 1), labels[..., 1].flatten())
+                + F.cross_entropy(centre.flatten(0, 1), labels[..., 2].flatten())
+                + ((self.xy(features) - xy) ** 2).sum(-1)[covered].mean())
+        with torch.no_grad():
+            metrics = {
+                "shape@centre": (shape.argmax(-1) == labels[..., 0])[at_centre].float().mean().item(),
+                "color": (color.argmax(-1) == labels[..., 1])[covered].float().mean().item(),
+                "centres": (centre.argmax(-1) == labels[..., 2]).all(-1).float().mean().item(),
+            }
+        return loss, metrics
 
 
 def distill_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -553,11 +634,15 @@ def save_model(model, out_dir: str, dtype: torch.dtype, sp_vocab: int) -> None:
 
 def phase_at(step: int, args) -> tuple[str, int, int]:
     """(phase name, step within the phase, steps in the phase) for a global step."""
-    for name, n in zip(PHASES, (args.symbolic_steps, args.distill_steps, args.e2e_steps)):
+    for name, n in zip(PHASES, phase_lengths(args)):
         if step < n:
             return name, step, n
         step -= n
     raise ValueError("step past the end of training")
+
+
+def phase_lengths(args) -> tuple[int, ...]:
+    return args.symbolic_steps, args.vision_steps, args.distill_steps, args.language_steps, args.e2e_steps
 
 
 def lr_at(i: int, n: int, peak: float, args) -> float:
@@ -585,6 +670,20 @@ def validation_set(n_images: int):
     examples = [shapes.sample_example(rng, len(shapes.CATEGORIES)) for _ in range(n_images)]
     templates = ["llava-v1" if i % 5 == 4 else "llava-hf" for i in range(n_images)]
     return examples, templates
+
+
+@torch.no_grad()
+def validate_vision(model, patch_probes: PatchProbes, prompter, val, chunk: int = 50) -> dict[str, float]:
+    """PatchProbes metrics on the validation scenes (phase "vision")."""
+    model.eval()
+    metrics: dict[str, list[float]] = {}
+    for i in range(0, len(val[0]), chunk):
+        batch = make_batch(val[0][i : i + chunk], val[1][i : i + chunk], prompter)
+        _, m = patch_probes(vision_features(model, batch["pixels"]), batch["patch_labels"])
+        for k, v in m.items():
+            metrics.setdefault(k, []).append(v)
+    model.train()
+    return {k: sum(v) / len(v) for k, v in metrics.items()}
 
 
 @torch.no_grad()
@@ -621,14 +720,59 @@ def make_optimizer(named_params, lr: float, weight_decay: float):
     )
 
 
-def phase_parameters(model, symbolic: SymbolicPatches, phase: str):
-    vision = [(n, p) for n, p in model.named_parameters() if ".vision_tower." in n or ".multi_modal_projector." in n]
+def phase_parameters(model, trainers: torch.nn.ModuleDict, phase: str):
+    """(name, parameter) pairs trained in a phase; `trainers` holds the training-only modules."""
+    tower = [(n, p) for n, p in model.named_parameters() if ".vision_tower." in n]
+    projector = [(n, p) for n, p in model.named_parameters() if ".multi_modal_projector." in n]
     text = [(n, p) for n, p in model.named_parameters() if not (".vision_tower." in n or ".multi_modal_projector." in n)]
+    probes = [("question_probes." + n, p) for n, p in trainers["question_probes"].named_parameters()]
+    return {
+        "symbolic": text + probes,
+        "vision": tower + [("patch_probes." + n, p) for n, p in trainers["patch_probes"].named_parameters()],
+        "distill": projector,
+        "language": projector + text + probes,
+        "end-to-end": tower + projector + text + probes,
+    }[phase]
+
+
+def phase_step(phase: str, i: int, n: int, model, trainers, prompter, rng, args, category_weights):
+    """One training step's objective in a phase: (objective, {name: loss or metric}, per-question exact
+    match or None)."""
+    symbolic, patch_probes, question_probes = trainers["symbolic"], trainers["patch_probes"], trainers["question_probes"]
+    if phase in ("vision", "distill"):
+        images = args.vision_images_per_batch if phase == "vision" else args.distill_images_per_batch
+        examples, templates, _ = sample_batch(rng, images, 1, 0.0)
+        batch = make_batch(examples, templates, prompter)
+        if phase == "vision":
+            loss, metrics = patch_probes(vision_features(model, batch["pixels"]), batch["patch_labels"])
+            return loss, {"patches": loss, **metrics}, None
+        with torch.no_grad():
+            features = vision_features(model, batch["pixels"])
+        loss = distill_loss(model.model.multi_modal_projector(features), symbolic(batch["patch_labels"]))
+        return loss, {"distill": loss}, None
+    examples, templates, plain = sample_batch(rng, args.images_per_batch, args.questions_per_image,
+                                             args.v1_fraction, args.plain_fraction, category_weights)
+    batch = make_batch(examples, templates, prompter, plain)
+    target = symbolic(batch["patch_labels"])
     if phase == "symbolic":
-        return text + [("symbolic." + n, p) for n, p in symbolic.named_parameters()]
-    if phase == "distill":
-        return vision
-    return vision + text
+        image = target
+    elif phase == "language":
+        with torch.no_grad():
+            features = vision_features(model, batch["pixels"])
+        image = model.model.multi_modal_projector(features)
+    else:
+        image = image_embeddings(model, batch["pixels"])
+    loss, correct, extra = answer_loss(model, batch, image, (args.route_layer, args.focus_layer), question_probes)
+    guidance = args.focus_weight * (extra["route"] + extra["focus"])
+    if phase == "end-to-end":
+        guidance = args.distill_weight * guidance
+    objective = loss + guidance + args.probe_weight * extra["probe"]
+    losses = {"answer": loss, **extra}
+    if phase != "symbolic":  # keep the image embeddings near the codes the word embeddings started from, fading out
+        d = distill_loss(image, target)
+        losses["distill"] = d
+        objective = objective + args.distill_weight * (1 - i / n) * d
+    return objective, losses, correct
 
 
 def main() -> None:
@@ -648,26 +792,34 @@ def main() -> None:
     ap.add_argument("--text-heads", type=int, default=4)
     ap.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base of the language model")
     ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
-    ap.add_argument("--symbolic-steps", type=int, default=3000, help="phase A: language model on symbolic patches")
-    ap.add_argument("--distill-steps", type=int, default=1500, help="phase B: vision tower + projector distillation")
-    ap.add_argument("--e2e-steps", type=int, default=1200, help="phase C: end-to-end on pixels")
+    ap.add_argument("--symbolic-steps", type=int, default=3000, help="phase 1: language model on symbolic patches")
+    ap.add_argument("--vision-steps", type=int, default=4000, help="phase 2: vision tower on patch read-outs")
+    ap.add_argument("--distill-steps", type=int, default=300, help="phase 3: projector onto the symbolic codes")
+    ap.add_argument("--language-steps", type=int, default=3000,
+                    help="phase 4: projector + language model on the (frozen) vision tower's features")
+    ap.add_argument("--e2e-steps", type=int, default=0, help="phase 5: everything on pixels")
     ap.add_argument("--images-per-batch", type=int, default=8)
-    ap.add_argument("--distill-images-per-batch", type=int, default=16)
+    ap.add_argument("--vision-images-per-batch", type=int, default=32)
+    ap.add_argument("--distill-images-per-batch", type=int, default=32)
     ap.add_argument("--questions-per-image", type=int, default=10)
     ap.add_argument("--v1-fraction", type=float, default=0.15, help="share of images prompted with llava-v1")
     ap.add_argument("--plain-fraction", type=float, default=0.25,
                     help="share of questions asked without the short-answer suffix")
     ap.add_argument("--category-weights", default="color=1,shape=1,count=3,position=4,exist=2",
                     help="how often each question category is drawn in training")
-    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of phases A and B")
-    ap.add_argument("--e2e-lr", type=float, default=5e-4, help="peak learning rate of phase C")
-    ap.add_argument("--distill-weight", type=float, default=0.2, help="phase C distillation weight (decays to 0)")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the symbolic and distill phases")
+    ap.add_argument("--vision-lr", type=float, default=1e-3, help="peak learning rate of the vision phase")
+    ap.add_argument("--language-lr", type=float, default=1e-3, help="peak learning rate of the language phase")
+    ap.add_argument("--e2e-lr", type=float, default=3e-4, help="peak learning rate of the end-to-end phase")
+    ap.add_argument("--distill-weight", type=float, default=0.2,
+                    help="weight of the distillation loss in the language and end-to-end phases (decays to 0)")
+    ap.add_argument("--probe-weight", type=float, default=1.0, help="weight of the QuestionProbes loss")
     ap.add_argument("--focus-layer", type=int, default=2,
                     help="decoder layer whose first heads are guided to the objects a question is about")
     ap.add_argument("--route-layer", type=int, default=0,
                     help="decoder layer whose first heads are guided to the question's shape and colour words")
     ap.add_argument("--focus-weight", type=float, default=1.0,
-                    help="weight of the guidance losses (route + focus) in phase A; phase C uses it times --distill-weight")
+                    help="weight of the guidance losses (route + focus); the end-to-end phase uses it times --distill-weight")
     ap.add_argument("--min-lr-ratio", type=float, default=0.05)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
@@ -701,13 +853,18 @@ def main() -> None:
     print(f"packed forward vs stock forward: max |dlogit| = {check_packed_forward(model, prompter):.2e}", flush=True)
 
     rng = random.Random(args.seed)
-    total_steps = args.symbolic_steps + args.distill_steps + args.e2e_steps
+    total_steps = sum(phase_lengths(args))
+    trainers = torch.nn.ModuleDict({  # training-only modules, not saved with the model
+        "symbolic": symbolic,
+        "patch_probes": PatchProbes(args.vision_hidden),
+        "question_probes": QuestionProbes(args.text_hidden),
+    })
     state_path = os.path.join(args.work, "state.pt")
     step, elapsed, opt_state, phase_minutes = 0, 0.0, None, {}
     if os.path.exists(state_path):
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
-        symbolic.load_state_dict(state["symbolic"])
+        trainers.load_state_dict(state["trainers"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed, opt_state, phase_minutes = state["step"], state["elapsed"], state["opt"], state["phase_minutes"]
@@ -726,8 +883,8 @@ def main() -> None:
             if current is not None:
                 opt_state = None  # a new phase starts with a fresh optimiser
             current = phase
-            named = phase_parameters(model, symbolic, phase)
-            for p in list(model.parameters()) + list(symbolic.parameters()):
+            named = phase_parameters(model, trainers, phase)
+            for p in list(model.parameters()) + list(trainers.parameters()):
                 p.requires_grad_(False)
             for _, p in named:
                 p.requires_grad_(True)
@@ -736,29 +893,11 @@ def main() -> None:
                 opt.load_state_dict(opt_state)
             phase_start = time.time() - 60 * phase_minutes.get(phase, 0.0)
             print(f"phase {phase}: {n} steps, training {sum(p.numel() for _, p in named) / 1e6:.2f} M parameters", flush=True)
-        peak = args.e2e_lr if phase == "end-to-end" else args.lr
+        peak = {"vision": args.vision_lr, "language": args.language_lr, "end-to-end": args.e2e_lr}.get(phase, args.lr)
         for g in opt.param_groups:
             g["lr"] = lr_at(i, n, peak, args)
 
-        if phase == "distill":
-            examples, templates, _ = sample_batch(rng, args.distill_images_per_batch, 1, 0.0)
-            batch = make_batch(examples, templates, prompter)
-            losses = {"distill": distill_loss(image_embeddings(model, batch["pixels"]), symbolic(batch["patch_labels"]))}
-            objective, correct = losses["distill"], None
-        else:
-            examples, templates, plain = sample_batch(rng, args.images_per_batch, args.questions_per_image,
-                                                     args.v1_fraction, args.plain_fraction, category_weights)
-            batch = make_batch(examples, templates, prompter, plain)
-            target = symbolic(batch["patch_labels"])
-            image = target if phase == "symbolic" else image_embeddings(model, batch["pixels"])
-            loss, correct, route, focus = answer_loss(model, batch, image, (args.route_layer, args.focus_layer))
-            losses = {"answer": loss, "route": route, "focus": focus}
-            weight = args.focus_weight if phase == "symbolic" else args.focus_weight * args.distill_weight
-            objective = loss + weight * (route + focus)
-            if phase != "symbolic":
-                d = distill_loss(image, target)
-                losses["distill"] = d
-                objective = objective + args.distill_weight * (1 - i / n) * d
+        objective, losses, correct = phase_step(phase, i, n, model, trainers, prompter, rng, args, category_weights)
         opt.zero_grad(set_to_none=True)
         objective.backward()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
@@ -778,14 +917,17 @@ def main() -> None:
                   + f"  lr {lr_at(i, n, peak, args):.1e}  {rate:.2f} step/s  {(now - t0) / 60:.1f} min", flush=True)
         end_of_phase = i == n - 1
         if step % args.val_every == 0 or end_of_phase:
-            v = validate(model, symbolic, prompter, val, from_pixels=phase != "symbolic")
-            print(f"  val ({'pixels' if phase != 'symbolic' else 'symbolic'}) step {step}: "
-                  + "  ".join(f"{k} {x:.3f}" for k, x in v.items()), flush=True)
+            if phase == "vision":
+                v, kind = validate_vision(model, trainers["patch_probes"], prompter, val), "patches"
+            else:
+                v = validate(model, symbolic, prompter, val, from_pixels=phase != "symbolic")
+                kind = "symbolic" if phase == "symbolic" else "pixels"
+            print(f"  val ({kind}) step {step}: " + "  ".join(f"{k} {x:.3f}" for k, x in v.items()), flush=True)
         if end_of_phase:
             averages = {}
         if step % args.save_every == 0 or end_of_phase or step == total_steps:
             phase_minutes[phase] = (time.time() - phase_start) / 60  # kept current so that a resume continues it
-            torch.save({"model": model.state_dict(), "symbolic": symbolic.state_dict(), "opt": opt.state_dict(),
+            torch.save({"model": model.state_dict(), "trainers": trainers.state_dict(), "opt": opt.state_dict(),
                         "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step, "phase": phase,
                         "elapsed": time.time() - t0, "phase_minutes": phase_minutes}, state_path + ".tmp")
             os.replace(state_path + ".tmp", state_path)
