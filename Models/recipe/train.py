@@ -863,6 +863,9 @@ def main() -> None:
     step, elapsed, opt_state, phase_minutes = 0, 0.0, None, {}
     if os.path.exists(state_path):
         state = torch.load(state_path, weights_only=False)
+        if "trainers" not in state:
+            raise SystemExit(f"{state_path}: saved by an older recipe (no training-only modules); "
+                             "delete it or pass another --work folder")
         model.load_state_dict(state["model"])
         trainers.load_state_dict(state["trainers"])
         rng.setstate(state["rng"])
