@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, bottom to top:
-//   native libraries (OpenBLAS, stb, libjpeg, SentencePiece) and the C kernels
+//   native libraries (OpenBLAS, stb, libjpeg, SentencePiece, cairo for plots) and the C kernels
 //   Kernels (matrices, matrix products, norms, attention)  ← TokenMerging (no model imports)
 //   Checkpoint (safetensors, config.json)  Tokenizer  Imaging
 //   LLaVA (CLIP vision tower, projector, Llama decoder, generation)
@@ -17,10 +17,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
+        .systemLibrary(name: "CCairo", path: "Sources/CCairo"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(
             name: "CSentencePiece",
@@ -39,12 +41,13 @@ let package = Package(
         .target(name: "VQAEval"),
         .target(
             name: "LLaVA",
-            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging",
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
         .executableTarget(
             name: "LlavaCLI",
-            dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LLaVA", "VQAEval", "CCairo", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

@@ -150,6 +150,8 @@ public struct BenchmarkRow: Sendable {
     public var promptTokens: Int
     /// New tokens per timed run (EOS does not stop a timed run).
     public var generatedTokens: Int
+    /// When each sample was taken: its position among all timed runs of the benchmark (0-based).
+    public var runOrder: [Int]
     public var imageMs: BenchmarkStatistic
     public var visionMs: BenchmarkStatistic
     public var prefillMs: BenchmarkStatistic
@@ -177,8 +179,9 @@ public struct BenchmarkQuestion: Sendable, Equatable {
     /// an answer key by question_id. The key is JSONL or a JSON array of objects with
     /// `question_id` and `answer` (a string) or `answers` (strings or {"answer": …} objects), or
     /// one JSON object mapping ids to answers. Questions without an answer are an error.
-    public static func load(questions path: String, imageFolder: String, answerKey keyPath: String,
-                            limit: Int? = nil) throws -> [BenchmarkQuestion] {
+    /// `imagePath` turns a question's `image` into the file to read.
+    public static func load(questions path: String, answerKey keyPath: String, limit: Int? = nil,
+                            imagePath: (String) -> String) throws -> [BenchmarkQuestion] {
         let key = try loadAnswerKey(keyPath)
         var out: [BenchmarkQuestion] = []
         for (line, object) in try jsonObjects(path) {
@@ -194,8 +197,7 @@ public struct BenchmarkQuestion: Sendable, Equatable {
             guard let answers = key[id] else {
                 throw BenchmarkError.badFile(path: keyPath, line: nil, why: "no answer for question_id \(id) of \(path)")
             }
-            let imagePath = image.hasPrefix("/") ? image : (imageFolder as NSString).appendingPathComponent(image)
-            out.append(BenchmarkQuestion(id: id, imagePath: imagePath, text: text, answers: answers))
+            out.append(BenchmarkQuestion(id: id, imagePath: imagePath(image), text: text, answers: answers))
             if let limit, out.count >= limit { break }
         }
         if out.isEmpty { throw BenchmarkError.badFile(path: path, line: nil, why: "no questions") }
@@ -295,9 +297,9 @@ public struct BenchmarkOptions: Sendable {
     public var question: String
     public var template: ConversationTemplate
     public var imageMode: ImageMode
-    /// Timed runs per setting (medians over these).
+    /// Timed rounds: runs per setting (medians over these).
     public var repeats: Int
-    /// Untimed runs before the timed ones, per setting.
+    /// Untimed rounds (every setting once) before the timed ones.
     public var warmup: Int
     /// New tokens per timed run.
     public var maxTokens: Int
@@ -321,9 +323,11 @@ public struct BenchmarkOptions: Sendable {
     }
 }
 
-/// Runs the measurement loop: for every setting, `warmup` untimed runs, then `repeats` timed
-/// runs of the whole question (image decoded and encoded again each time, prompt prefilled,
-/// `maxTokens` greedy tokens), then the accuracy pass when there are questions.
+/// Runs the measurement loop: `warmup` untimed rounds, then `repeats` timed rounds, where a
+/// round runs every setting once, in plan order (interleaved, so that a slow moment of the
+/// machine spreads over every setting instead of skewing one). A run is the whole question:
+/// image decoded and encoded again, prompt prefilled, `maxTokens` greedy tokens. Then the
+/// accuracy pass of every setting when there are questions.
 public final class BenchmarkRunner {
     public let pipeline: LlavaPipeline
     public let options: BenchmarkOptions
@@ -336,28 +340,43 @@ public final class BenchmarkRunner {
         self.options = options
     }
 
-    /// Measures every setting of `plan` in order; `onRow` sees each row as soon as it is done.
-    public func run(_ plan: BenchmarkPlan, onRow: ((BenchmarkRow) -> Void)? = nil) throws -> [BenchmarkRow] {
-        try plan.settings.map { setting in
-            let row = try run(setting)
+    /// Measures every setting of `plan`; `onRun` sees each timed run (round, setting, time to
+    /// first token) as soon as it is done, `onRow` each finished row.
+    public func run(_ plan: BenchmarkPlan, onRun: ((Int, BenchmarkSetting, AskResult) -> Void)? = nil,
+                    onRow: ((BenchmarkRow) -> Void)? = nil) throws -> [BenchmarkRow] {
+        let generation = GenerationOptions(maxTokens: options.maxTokens, temperature: 0, stopAtEOS: false)
+        let settings = plan.settings
+        for _ in 0..<options.warmup {
+            for setting in settings { _ = try ask(setting, generation) }
+        }
+        var results = [[AskResult]](repeating: [], count: settings.count)
+        var order = [[Int]](repeating: [], count: settings.count)
+        var position = 0
+        for round in 0..<options.repeats {
+            for (i, setting) in settings.enumerated() {
+                let result = try ask(setting, generation)
+                guard result.visualTokens == setting.plannedTokens else {
+                    throw BenchmarkError.tokenCount(setting: setting.label, planned: setting.plannedTokens, measured: result.visualTokens)
+                }
+                results[i].append(result)
+                order[i].append(position)
+                position += 1
+                onRun?(round, setting, result)
+            }
+        }
+        return try settings.indices.map { i in
+            let row = try row(settings[i], results[i], order: order[i])
             onRow?(row)
             return row
         }
     }
 
-    public func run(_ setting: BenchmarkSetting) throws -> BenchmarkRow {
-        let generation = GenerationOptions(maxTokens: options.maxTokens, temperature: 0, stopAtEOS: false)
-        for _ in 0..<options.warmup { _ = try ask(setting, generation) }
-        var results: [AskResult] = []
-        for _ in 0..<options.repeats { results.append(try ask(setting, generation)) }
+    func row(_ setting: BenchmarkSetting, _ results: [AskResult], order: [Int]) throws -> BenchmarkRow {
         let first = results[0]
-        guard first.visualTokens == setting.plannedTokens else {
-            throw BenchmarkError.tokenCount(setting: setting.label, planned: setting.plannedTokens, measured: first.visualTokens)
-        }
         func stat(_ key: (AskTimings) -> Double) -> BenchmarkStatistic { BenchmarkStatistic(results.map { key($0.timings) }) }
         return BenchmarkRow(
             setting: setting, visualTokens: first.visualTokens, promptTokens: first.promptIds.count,
-            generatedTokens: first.generatedIds.count,
+            generatedTokens: first.generatedIds.count, runOrder: order,
             imageMs: stat(\.imageMs), visionMs: stat(\.visionMs), prefillMs: stat(\.prefillMs), ttftMs: stat(\.ttftMs),
             decodeTokensPerS: stat(\.decodeTokensPerS), totalMs: stat(\.totalMs),
             accuracy: options.questions.isEmpty ? nil : try accuracy(setting))

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Imaging
 import Kernels
@@ -161,7 +162,7 @@ extension LlavaPipeline {
                        cache: ImageCache) throws -> CachedImage {
         let t0 = DispatchTime.now()
         let bytes = try ImageFileReader.contents(imagePath)
-        let digest = SHA256.hex(bytes)
+        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
         if let cached = cache.lookup(key) {
             let image = EncodedImage(embeddings: cached.embeddings, sources: cached.sources,

@@ -3,6 +3,7 @@ import Foundation
 import Kernels
 import LLaVA
 import TokenMerging
+import VQAEval
 
 /// A comma-separated list option (`--merge pitome,tome`, `--ratios 1,0.9`).
 struct CommaList<Element: ExpressibleByArgument>: ExpressibleByArgument {
@@ -32,17 +33,23 @@ struct Bench: ParsableCommand {
         discussion: """
         Every setting (method × ratio, method × keep; ratio 1 is one shared unmerged baseline \
         "none") answers the same question --repeat times after --warmup untimed runs; the image \
-        is decoded and encoded again every time. Reported values are medians: visual tokens, \
-        vision ms, prefill ms, time to first token, decode tokens/s, total ms. Timed runs always \
-        generate -n tokens (EOS does not stop them).
+        is decoded and encoded again every time. The runs are interleaved: each round runs every \
+        setting once, so a slow moment of the machine spreads over all settings. Reported values \
+        are medians (visual tokens, vision ms, prefill ms, time to first token, decode tokens/s, \
+        total ms), with the fastest and slowest time to first token as the spread. Timed runs \
+        always generate -n tokens (EOS does not stop them).
 
         With --questions and --annotations (an answer key), every setting also answers the \
         question file greedily (--answer-tokens new tokens), scored by exact match after answer \
         normalisation.
 
-        Writes PREFIX.csv, PREFIX.json (with machine details), PREFIX.svg (time to first token \
-        against the ratio, and accuracy when measured) and PREFIX.png when rsvg-convert or \
-        ImageMagick is on PATH.
+        With --questions, images are found as `eval` finds them: under --image-folder when given, \
+        otherwise next to the question file, or in its images/ folder.
+
+        Writes PREFIX.csv, PREFIX.json (with machine details) and the plot as PREFIX.svg and \
+        PREFIX.png: time to first token (and accuracy when measured) against the merge ratio, or \
+        against the visual tokens when there are token budgets or pooling. A plot or a PyTorch \
+        comparison that cannot be made is a warning, not a failure.
 
         Example:
           llava bench --image a.jpg --ratios 1,0.95,0.9,0.85 --keep 256,64 --out bench/a
@@ -82,7 +89,7 @@ struct Bench: ParsableCommand {
 
     @Option(name: .long, help: "Question file (JSONL: question_id, image, text) for the accuracy column.")
     var questions: String?
-    @Option(name: .long, help: "Folder the question file's images are relative to (default: the question file's folder).")
+    @Option(name: .long, help: "Folder the question file's images are relative to (default: the question file's folder, then its images/).")
     var imageFolder: String?
     @Option(name: .long, help: "Answer key: JSONL (or a JSON array) of question_id with answer or answers.")
     var annotations: String?
@@ -116,6 +123,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("--image-folder and --limit need --questions")
         }
         if image == nil && questions == nil { throw ValidationError("--image is required (or --questions)") }
+        if comparePytorch && image == nil { throw ValidationError("--compare-pytorch needs --image") }
     }
 
     func run() throws {
@@ -128,22 +136,26 @@ struct Bench: ParsableCommand {
         let directory = try model.resolve()
         // PyTorch goes first, in its own process, so the two never share memory or cores.
         var pytorch: PyTorchReference?
-        if comparePytorch {
-            guard let imageForPyTorch = image else { throw CLIError("--compare-pytorch needs --image") }
-            guard let script = pytorchScript ?? PackageResources.path("Scripts/bench/pytorch_bench.py") else {
-                throw CLIError("cannot find Scripts/bench/pytorch_bench.py; give --pytorch-script")
+        if comparePytorch, let image {
+            do {
+                guard let script = pytorchScript ?? PackageResources.path("Scripts/bench/pytorch_bench.py") else {
+                    throw CLIError("cannot find Scripts/bench/pytorch_bench.py; give --pytorch-script")
+                }
+                printErr("bench: timing transformers on the same checkpoint (\(script))")
+                pytorch = try PyTorchReference.measure(python: python, script: script, model: directory, image: image,
+                                                       question: question, template: template, threads: Threads.count,
+                                                       maxTokens: maxTokens, repeats: repeats)
+            } catch {
+                printWarning("no PyTorch comparison: \(error)")
             }
-            printErr("bench: timing transformers on the same checkpoint (\(script))")
-            pytorch = try PyTorchReference.measure(python: python, script: script, model: directory, image: imageForPyTorch,
-                                                   question: question, template: template, threads: Threads.count,
-                                                   maxTokens: maxTokens, repeats: repeats)
         }
         let pipeline = try model.loadPipeline(directory)
         let conversation = try ConversationTemplate.load(template)
         var questionList: [BenchmarkQuestion] = []
         if let questions, let annotations {
-            let folder = imageFolder ?? (questions as NSString).deletingLastPathComponent
-            questionList = try BenchmarkQuestion.load(questions: questions, imageFolder: folder, answerKey: annotations, limit: limit)
+            questionList = try BenchmarkQuestion.load(questions: questions, answerKey: annotations, limit: limit) { image in
+                ImageLocation.path(of: image, questionFile: questions, folder: imageFolder)
+            }
         }
         let imagePath = image ?? questionList[0].imagePath
         var variant = VisionMergeSettings.none
@@ -159,14 +171,16 @@ struct Bench: ParsableCommand {
         let runner = try BenchmarkRunner(pipeline: pipeline, options: options)
         printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(Threads.count), BLAS \(Threads.blasCoreName)"
                  + (questionList.isEmpty ? "" : ", \(questionList.count) questions"))
-        let rows = try runner.run(plan) { row in
-            printErr(String(format: "bench: %@: %d visual tokens, ttft %.2f ms", row.setting.label, row.visualTokens, row.ttftMs.median)
-                     + (row.accuracy.map { ", accuracy \($0.correct)/\($0.total)" } ?? ""))
-        }
+        let rows = try runner.run(plan, onRun: { round, setting, result in
+            printErr(String(format: "bench: round %d/%d: %@: %d visual tokens, ttft %.2f ms", round + 1, repeats, setting.label,
+                            result.visualTokens, result.timings.ttftMs))
+        }, onRow: { row in
+            if let a = row.accuracy { printErr("bench: \(row.setting.label): accuracy \(a.correct)/\(a.total)") }
+        })
         let report = BenchReport(rows: rows, notes: plan.notes, model: directory, image: imagePath, question: question,
                                  template: conversation.name, imageMode: imageOptions.imageMode.rawValue,
                                  repeats: repeats, warmup: warmup, maxTokens: maxTokens,
-                                 questions: questions, imageFolder: questionList.isEmpty ? nil : (imageFolder ?? (questions.map { ($0 as NSString).deletingLastPathComponent })),
+                                 questions: questions, imageFolder: imageFolder,
                                  annotations: annotations, questionCount: questionList.count, answerTokens: answerTokens,
                                  fullTokens: pipeline.model.fullImageTokens,
                                  visionFLOPs: try rows.map { try pipeline.model.config.visionFLOPs($0.setting.merge) },
@@ -258,7 +272,8 @@ struct BenchReport {
 
     /// The aligned table, llama-bench style (Markdown pipes, numbers right-aligned).
     func table() -> String {
-        var header = ["method", "ratio", "keep", "tokens", "vision ms", "prefill ms", "ttft ms", "speed-up", "decode t/s", "total ms"]
+        var header = ["method", "ratio", "keep", "tokens", "vision ms", "prefill ms", "ttft ms", "ttft min–max", "speed-up",
+                      "decode t/s", "total ms"]
         if hasAccuracy { header.append("accuracy") }
         let body: [[String]] = rows.map { r in
             var cells = [
@@ -268,7 +283,8 @@ struct BenchReport {
                 String(r.visualTokens),
                 String(format: "%.2f", r.visionMs.median),
                 String(format: "%.2f", r.prefillMs.median),
-                String(format: "%.2f ± %.2f", r.ttftMs.median, r.ttftMs.stddev),
+                String(format: "%.2f", r.ttftMs.median),
+                String(format: "%.2f–%.2f", r.ttftMs.min, r.ttftMs.max),
                 speedup(r).map { String(format: "%.2fx", $0) } ?? "-",
                 String(format: "%.2f", r.decodeTokensPerS.median),
                 String(format: "%.2f", r.totalMs.median),
@@ -291,7 +307,8 @@ struct BenchReport {
 
     static let csvHeader = [
         "method", "ratio", "keep", "label", "visual_tokens", "planned_tokens", "prompt_tokens", "generated_tokens",
-        "repeats", "image_ms", "vision_ms", "prefill_ms", "ttft_ms", "ttft_stddev_ms", "decode_tokens_per_s", "total_ms",
+        "repeats", "image_ms", "vision_ms", "prefill_ms", "ttft_ms", "ttft_min_ms", "ttft_max_ms", "ttft_stddev_ms",
+        "decode_tokens_per_s", "total_ms",
         "ttft_speedup", "accuracy", "correct", "questions",
     ]
 
@@ -303,7 +320,8 @@ struct BenchReport {
                 r.setting.method, r.setting.ratio.map { formatRatio($0) } ?? "", r.setting.keep.map(String.init) ?? "",
                 csvQuote(r.setting.label), String(r.visualTokens), String(r.setting.plannedTokens), String(r.promptTokens),
                 String(r.generatedTokens), String(r.ttftMs.samples.count), num(r.imageMs.median), num(r.visionMs.median),
-                num(r.prefillMs.median), num(r.ttftMs.median), num(r.ttftMs.stddev), num(r.decodeTokensPerS.median),
+                num(r.prefillMs.median), num(r.ttftMs.median), num(r.ttftMs.min), num(r.ttftMs.max), num(r.ttftMs.stddev),
+                num(r.decodeTokensPerS.median),
                 num(r.totalMs.median), speedup(r).map { String(format: "%.4f", $0) } ?? "",
                 r.accuracy.map { String(format: "%.4f", $0.fraction) } ?? "", r.accuracy.map { String($0.correct) } ?? "",
                 r.accuracy.map { String($0.total) } ?? "",
@@ -331,7 +349,7 @@ struct BenchReport {
                 "ratio": r.setting.ratio.map { $0 as Any } ?? NSNull(), "keep": r.setting.keep.map { $0 as Any } ?? NSNull(),
                 "metric": m.metric.rawValue, "weighting": m.options.weighting.rawValue, "prop_attn": m.proportionalAttention,
                 "visual_tokens": r.visualTokens, "planned_tokens": r.setting.plannedTokens,
-                "prompt_tokens": r.promptTokens, "generated_tokens": r.generatedTokens,
+                "prompt_tokens": r.promptTokens, "generated_tokens": r.generatedTokens, "run_order": r.runOrder,
                 "timings": [
                     "image_ms": stat(r.imageMs), "vision_ms": stat(r.visionMs), "prefill_ms": stat(r.prefillMs),
                     "ttft_ms": stat(r.ttftMs), "decode_tokens_per_s": stat(r.decodeTokensPerS), "total_ms": stat(r.totalMs),
@@ -365,6 +383,7 @@ struct BenchReport {
             "image_mode": imageMode,
             "repeat": repeats,
             "warmup": warmup,
+            "schedule": "interleaved",
             "max_tokens": maxTokens,
             "full_visual_tokens": fullTokens,
             "machine": Self.machine(),
@@ -373,9 +392,10 @@ struct BenchReport {
             "quantization": quantization,
             "sgemm_peak_gflops": sgemmPeakGFLOPs.map { rounded($0) as Any } ?? NSNull(),
             "pytorch": pytorch.map { $0.raw as Any } ?? NSNull(),
+            "plot": plotJSON(),
         ]
         if let questions {
-            object["questions"] = ["file": questions, "image_folder": imageFolder ?? "", "annotations": annotations ?? "",
+            object["questions"] = ["file": questions, "image_folder": imageFolder.map { $0 as Any } ?? NSNull(), "annotations": annotations ?? "",
                                    "count": questionCount, "answer_tokens": answerTokens] as [String: Any]
         } else {
             object["questions"] = NSNull()
@@ -399,49 +419,73 @@ struct BenchReport {
 
     // MARK: Plot
 
-    /// Time to first token against the ratio, one line per method (the baseline is every line's
-    /// ratio-1 point); with only token budgets, against the visual tokens instead. A second
-    /// panel shows accuracy when it was measured.
-    func panels() -> [PlotPanel] {
-        let ratioRows = rows.filter { !$0.setting.isBaseline && $0.setting.ratio != nil }
-        let byRatio = !ratioRows.isEmpty || rows.allSatisfy { $0.setting.keep == nil }
-        let chosen = byRatio ? ratioRows : rows.filter { $0.setting.keep != nil }
-        var methods: [String] = []
-        for r in chosen where !methods.contains(r.setting.method) { methods.append(r.setting.method) }
-        if methods.isEmpty, baseline != nil { methods = ["none"] }
+    /// Time to first token, one line per method, against the merge ratio when every merged
+    /// setting has one (the baseline is each line's ratio-1 point), otherwise against the visual
+    /// tokens (token budgets, pooling; a method's budget rows get their own line next to its
+    /// ratio rows). A second panel shows accuracy when it was measured.
+    func chart() -> Chart {
+        let merged = rows.filter { !$0.setting.isBaseline }
+        let byRatio = merged.allSatisfy { $0.setting.ratio != nil }
+        func seriesName(_ r: BenchmarkRow) -> String {
+            let method = r.setting.method
+            let alsoRatios = merged.contains { $0.setting.method == method && $0.setting.ratio != nil }
+            return r.setting.keep != nil && alsoRatios ? method + " keep" : method
+        }
+        var names: [String] = []
+        for r in merged where !names.contains(seriesName(r)) { names.append(seriesName(r)) }
+        if names.isEmpty, baseline != nil { names = ["none"] }
+        func x(_ r: BenchmarkRow) -> Double { byRatio ? (r.setting.ratio ?? 1) : Double(r.visualTokens) }
         func series(_ value: (BenchmarkRow) -> Double?) -> [PlotSeries] {
-            methods.map { method in
+            names.map { name in
                 var points: [(x: Double, y: Double)] = []
-                if let b = baseline, let y = value(b) { points.append((byRatio ? 1 : Double(b.visualTokens), y)) }
-                for r in chosen where r.setting.method == method {
-                    if let y = value(r) { points.append((byRatio ? r.setting.ratio! : Double(r.setting.keep!), y)) }
+                if let b = baseline, let y = value(b) { points.append((x(b), y)) }
+                for r in merged where seriesName(r) == name {
+                    if let y = value(r) { points.append((x(r), y)) }
                 }
-                return PlotSeries(name: method, points: points)
+                return PlotSeries(name: name, points: points)
             }
         }
-        let xLabel = byRatio ? "merge ratio ρ (1 = no merging)" : "visual tokens (--keep; the largest is the unmerged baseline)"
-        var panels = [PlotPanel(id: "ttft", title: "Time to first token (median of \(repeats))", xLabel: xLabel,
+        var panels = [PlotPanel(id: "ttft", title: "Time to first token (median of \(repeats))",
                                 yLabel: "time to first token (ms)", series: series { $0.ttftMs.median })]
         if hasAccuracy {
-            panels.append(PlotPanel(id: "accuracy", title: "Accuracy (\(questionCount) questions, exact match)", xLabel: xLabel,
+            panels.append(PlotPanel(id: "accuracy", title: "Accuracy (\(questionCount) questions, exact match)",
                                     yLabel: "accuracy (%)", series: series { $0.accuracy.map { $0.fraction * 100 } },
                                     yRange: 0...100, yUnit: "%"))
         }
-        return panels
-    }
-
-    func svg() -> String {
         // The model folder's last two path components ("llava-small/model", "…/llava-1.5-7b-hf").
         let name = URL(fileURLWithPath: model).pathComponents.suffix(2).joined(separator: "/")
-        let subtitle = "\(name) · \(fullTokens) visual tokens unmerged · \(Threads.count) threads · \(Threads.blasCoreName) · -n \(maxTokens)"
-        return SVGPlot.render(title: "LLaVA time to first token vs merge ratio", subtitle: subtitle, panels: panels())
+        // ASCII only: cairo's built-in fallback font (no fonts installed) has no other characters.
+        let subtitle = "\(name), \(fullTokens) visual tokens unmerged, \(Threads.count) threads, \(Threads.blasCoreName), -n \(maxTokens)"
+        return Chart(title: "LLaVA time to first token vs " + (byRatio ? "merge ratio" : "visual tokens"),
+                     subtitle: subtitle,
+                     xLabel: byRatio ? "merge ratio (1 = no merging)" : "visual tokens (\(fullTokens) = no merging)",
+                     panels: panels)
+    }
+
+    /// What the plot shows, for the JSON report.
+    func plotJSON() -> [String: Any] {
+        let c = chart()
+        return [
+            "title": c.title, "x_label": c.xLabel,
+            "panels": c.panels.map { p -> [String: Any] in
+                ["id": p.id, "title": p.title, "y_label": p.yLabel,
+                 "series": p.series.map { ["name": $0.name, "points": $0.points.map { [rounded($0.x), rounded($0.y)] }] }]
+            },
+        ]
     }
 
     // MARK: Files
 
+    /// Writes the CSV and the JSON (a failure is an error), then the plot (a failure is a warning).
     func write(prefix: String) throws {
         let dir = (prefix as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if !dir.isEmpty {
+            do {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            } catch {
+                throw CLIError("\(dir): cannot create the output folder: \(error.localizedDescription)")
+            }
+        }
         func save(_ text: String, _ ext: String) throws -> String {
             let path = prefix + "." + ext
             do {
@@ -452,13 +496,11 @@ struct BenchReport {
             return path
         }
         var written = [try save(csv(), "csv"), try save(json(), "json")]
-        let svgPath = try save(svg(), "svg")
-        written.append(svgPath)
-        let pngPath = prefix + ".png"
-        if let converter = try SVGConverter.convert(svg: svgPath, png: pngPath) {
-            written.append(pngPath + " (\(converter))")
-        } else {
-            print("note: no SVG converter on PATH (rsvg-convert, or ImageMagick convert/magick): \(pngPath) not written")
+        do {
+            try ChartDrawing.write(chart(), svg: prefix + ".svg", png: prefix + ".png")
+            written += [prefix + ".svg", prefix + ".png"]
+        } catch {
+            printWarning("\(error) (the CSV and JSON are written)")
         }
         print("wrote " + written.joined(separator: ", "))
     }

@@ -45,8 +45,8 @@ struct EvalRun: ParsableCommand {
     @Option(name: .long, help: "Question file: JSON lines with question_id, image, text, category (LLaVA's model_vqa_loader format).")
     var questions: String
 
-    @Option(name: .long, help: "Folder the questions' image paths are relative to.")
-    var imageFolder: String
+    @Option(name: .long, help: "Folder the questions' image paths are relative to (default: the question file's folder, then its images/).")
+    var imageFolder: String?
 
     @Option(name: .long, help: "Answer file to write (JSON lines, LLaVA's format); resumed when it exists.")
     var answers: String
@@ -151,7 +151,7 @@ struct EvalRun: ParsableCommand {
                 if let category = q.category { metadata["category"] = .string(category) }
                 var text = ""
                 do {
-                    let encoded = try pipeline.encode(imagePath: q.imagePath(folder: imageFolder), mode: imageOptions.imageMode,
+                    let encoded = try pipeline.encode(imagePath: ImageLocation.path(of: q.image, questionFile: questions, folder: imageFolder), mode: imageOptions.imageMode,
                                                       merge: mergeSettings, cache: cache)
                     if !encoded.hit { towerRuns += 1 }
                     let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)

@@ -1,7 +1,8 @@
+import CCairo
 import Foundation
 
-// Line charts as hand-written SVG (no plotting dependency), and the optional SVG → PNG step
-// through whichever converter is on PATH.
+// Line charts drawn in-process with cairo: one drawing routine, run once on an SVG surface and
+// once on an image surface written as PNG.
 
 /// One line of a chart.
 struct PlotSeries {
@@ -9,12 +10,11 @@ struct PlotSeries {
     var points: [(x: Double, y: Double)]
 }
 
-/// One chart panel: axes, ticks, one polyline per series, a legend.
+/// One chart panel: axes, ticks, one line per series, a legend.
 struct PlotPanel {
-    /// A short identifier written into the SVG (`data-panel`), e.g. "ttft".
+    /// A short identifier, e.g. "ttft".
     var id: String
     var title: String
-    var xLabel: String
     var yLabel: String
     var series: [PlotSeries]
     /// Fixed y range (otherwise 0 … a rounded-up maximum).
@@ -23,8 +23,17 @@ struct PlotPanel {
     var yUnit = ""
 }
 
-enum SVGPlot {
-    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+/// A title, a subtitle, then panels stacked vertically that share one x axis.
+struct Chart {
+    var title: String
+    var subtitle: String
+    var xLabel: String
+    var panels: [PlotPanel]
+}
+
+enum ChartDrawing {
+    /// Line colours, 0xRRGGBB.
+    static let colors: [UInt32] = [0x1f77b4, 0xd62728, 0x2ca02c, 0xff7f0e, 0x9467bd, 0x8c564b, 0xe377c2, 0x17becf]
     static let width = 760.0
     static let panelHeight = 330.0
     static let top = 64.0
@@ -33,98 +42,152 @@ enum SVGPlot {
     static let bottomAxis = 50.0
     static let gap = 34.0
 
-    /// The chart: a title, a subtitle, then the panels stacked vertically sharing the x range.
+    static func height(_ chart: Chart) -> Double {
+        let n = Double(chart.panels.count)
+        return top + n * (panelHeight + bottomAxis) + max(0, n - 1) * gap + 16
+    }
+
+    /// Writes `chart` to `svg` and to `png` (same drawing, same size).
+    static func write(_ chart: Chart, svg: String, png: String) throws {
+        let w = width, h = height(chart)
+        let vector = cairo_svg_surface_create(svg, w, h)
+        try check(cairo_surface_status(vector), svg)
+        draw(chart, on: vector)
+        cairo_surface_finish(vector)
+        let vectorStatus = cairo_surface_status(vector)
+        cairo_surface_destroy(vector)
+        try check(vectorStatus, svg)
+
+        let raster = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, Int32(w.rounded(.up)), Int32(h.rounded(.up)))
+        defer { cairo_surface_destroy(raster) }
+        try check(cairo_surface_status(raster), png)
+        draw(chart, on: raster)
+        cairo_surface_flush(raster)
+        try check(cairo_surface_write_to_png(raster, png), png)
+    }
+
+    static func check(_ status: cairo_status_t, _ path: String) throws {
+        guard status == CAIRO_STATUS_SUCCESS else {
+            throw CLIError("\(path): cannot write the plot: \(String(cString: cairo_status_to_string(status)))")
+        }
+    }
+
+    /// The drawing routine: white background, title, subtitle, then every panel.
     /// Series keep their colour across panels (by name).
-    static func render(title: String, subtitle: String, panels: [PlotPanel]) -> String {
-        let height = top + Double(panels.count) * (panelHeight + bottomAxis) + Double(max(0, panels.count - 1)) * gap + 16
-        let names = panels.flatMap { $0.series.map(\.name) }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        let color = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, colors[$0 % colors.count]) })
-        let xs = panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } }
-        let distinctX = Array(Set(xs)).sorted()
+    static func draw(_ chart: Chart, on surface: OpaquePointer?) {
+        let cr = cairo_create(surface)
+        defer { cairo_destroy(cr) }
+        cairo_set_source_rgb(cr, 1, 1, 1)
+        cairo_paint(cr)
+        text(cr, chart.title, x: width / 2, y: 26, size: 17, bold: true, align: .center)
+        text(cr, chart.subtitle, x: width / 2, y: 46, size: 12, align: .center, gray: 0.33)
+
+        var names: [String] = []
+        for p in chart.panels { for s in p.series where !names.contains(s.name) { names.append(s.name) } }
+        var color: [String: UInt32] = [:]
+        for (i, name) in names.enumerated() { color[name] = colors[i % colors.count] }
+        let distinctX = Array(Set(chart.panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } })).sorted()
         var xMin = distinctX.first ?? 0, xMax = distinctX.last ?? 1
         if xMin == xMax { xMin -= max(abs(xMin) * 0.05, 0.05); xMax += max(abs(xMax) * 0.05, 0.05) }
         let xTicks = distinctX.count >= 2 && distinctX.count <= 12 ? distinctX : niceTicks(xMin, xMax)
         let pad = (xMax - xMin) * 0.04
         let xDomain = (xMin - pad)...(xMax + pad)
-
-        var s = """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(fmt(width))" height="\(fmt(height))" viewBox="0 0 \(fmt(width)) \(fmt(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
-        <rect x="0" y="0" width="\(fmt(width))" height="\(fmt(height))" fill="#ffffff"/>
-        <text x="\(fmt(width / 2))" y="26" text-anchor="middle" font-size="17" font-weight="bold">\(escape(title))</text>
-        <text x="\(fmt(width / 2))" y="46" text-anchor="middle" font-size="12" fill="#555555">\(escape(subtitle))</text>
-
-        """
-        for (i, panel) in panels.enumerated() {
+        for (i, panel) in chart.panels.enumerated() {
             let y0 = top + Double(i) * (panelHeight + bottomAxis + gap)
-            s += renderPanel(panel, y0: y0, xDomain: xDomain, xTicks: xTicks, color: color)
+            drawPanel(cr, panel, y0: y0, xLabel: chart.xLabel, xDomain: xDomain, xTicks: xTicks, color: color)
         }
-        s += "</svg>\n"
-        return s
     }
 
-    static func renderPanel(_ p: PlotPanel, y0: Double, xDomain: ClosedRange<Double>, xTicks: [Double],
-                            color: [String: String]) -> String {
+    static func drawPanel(_ cr: OpaquePointer?, _ p: PlotPanel, y0: Double, xLabel: String, xDomain: ClosedRange<Double>,
+                          xTicks: [Double], color: [String: UInt32]) {
         let plotW = width - left - right
         let plotH = panelHeight - 30
         let px0 = left, py0 = y0 + 30, py1 = py0 + plotH
         let ys = p.series.flatMap { $0.points.map(\.y) }
-        let yDomain: ClosedRange<Double>
-        if let r = p.yRange {
-            yDomain = r
-        } else {
-            let top = niceCeiling(max(ys.max() ?? 1, 1e-9) * 1.08)
-            yDomain = 0...top
-        }
+        let yDomain = p.yRange ?? 0...niceCeiling(max(ys.max() ?? 1, 1e-9) * 1.08)
         let yTicks = niceTicks(yDomain.lowerBound, yDomain.upperBound)
         func sx(_ x: Double) -> Double { px0 + (x - xDomain.lowerBound) / (xDomain.upperBound - xDomain.lowerBound) * plotW }
         func sy(_ y: Double) -> Double { py1 - (y - yDomain.lowerBound) / (yDomain.upperBound - yDomain.lowerBound) * plotH }
 
-        var s = "<g class=\"panel\" data-panel=\"\(escape(p.id))\">\n"
-        s += "<text x=\"\(fmt(px0 + plotW / 2))\" y=\"\(fmt(y0 + 18))\" text-anchor=\"middle\" font-size=\"14\">\(escape(p.title))</text>\n"
-        // Grid and y ticks.
+        text(cr, p.title, x: px0 + plotW / 2, y: y0 + 18, size: 14, align: .center)
         let yDecimals = decimals(for: yTicks)
         for t in yTicks where yDomain.contains(t) {
-            let y = sy(t)
-            s += "<line x1=\"\(fmt(px0))\" y1=\"\(fmt(y))\" x2=\"\(fmt(px0 + plotW))\" y2=\"\(fmt(y))\" stroke=\"#e3e3e3\" stroke-width=\"1\"/>\n"
-            s += "<line x1=\"\(fmt(px0 - 5))\" y1=\"\(fmt(y))\" x2=\"\(fmt(px0))\" y2=\"\(fmt(y))\" stroke=\"#333333\" stroke-width=\"1\"/>\n"
-            s += "<text x=\"\(fmt(px0 - 8))\" y=\"\(fmt(y + 4))\" text-anchor=\"end\" font-size=\"11\">\(String(format: "%.\(yDecimals)f", t))\(escape(p.yUnit))</text>\n"
+            line(cr, px0, sy(t), px0 + plotW, sy(t), gray: 0.89, width: 1)
+            line(cr, px0 - 5, sy(t), px0, sy(t), gray: 0.2, width: 1)
+            text(cr, String(format: "%.\(yDecimals)f", t) + p.yUnit, x: px0 - 8, y: sy(t) + 4, size: 11, align: .right)
         }
-        // x ticks.
         let xDecimals = decimals(for: xTicks)
         for t in xTicks where xDomain.contains(t) {
-            let x = sx(t)
-            s += "<line x1=\"\(fmt(x))\" y1=\"\(fmt(py0))\" x2=\"\(fmt(x))\" y2=\"\(fmt(py1))\" stroke=\"#f0f0f0\" stroke-width=\"1\"/>\n"
-            s += "<line x1=\"\(fmt(x))\" y1=\"\(fmt(py1))\" x2=\"\(fmt(x))\" y2=\"\(fmt(py1 + 5))\" stroke=\"#333333\" stroke-width=\"1\"/>\n"
-            s += "<text x=\"\(fmt(x))\" y=\"\(fmt(py1 + 18))\" text-anchor=\"middle\" font-size=\"11\">\(String(format: "%.\(xDecimals)f", t))</text>\n"
+            line(cr, sx(t), py0, sx(t), py1, gray: 0.94, width: 1)
+            line(cr, sx(t), py1, sx(t), py1 + 5, gray: 0.2, width: 1)
+            text(cr, String(format: "%.\(xDecimals)f", t), x: sx(t), y: py1 + 18, size: 11, align: .center)
         }
-        // Axes and their labels.
-        s += "<line x1=\"\(fmt(px0))\" y1=\"\(fmt(py0))\" x2=\"\(fmt(px0))\" y2=\"\(fmt(py1))\" stroke=\"#333333\" stroke-width=\"1.2\"/>\n"
-        s += "<line x1=\"\(fmt(px0))\" y1=\"\(fmt(py1))\" x2=\"\(fmt(px0 + plotW))\" y2=\"\(fmt(py1))\" stroke=\"#333333\" stroke-width=\"1.2\"/>\n"
-        s += "<text x=\"\(fmt(px0 + plotW / 2))\" y=\"\(fmt(py1 + 38))\" text-anchor=\"middle\" font-size=\"12\">\(escape(p.xLabel))</text>\n"
-        let ly = py0 + plotH / 2
-        s += "<text x=\"\(fmt(20))\" y=\"\(fmt(ly))\" text-anchor=\"middle\" font-size=\"12\" transform=\"rotate(-90 20 \(fmt(ly)))\">\(escape(p.yLabel))</text>\n"
-        // Series: one polyline each, with point markers.
+        line(cr, px0, py0, px0, py1, gray: 0.2, width: 1.2)
+        line(cr, px0, py1, px0 + plotW, py1, gray: 0.2, width: 1.2)
+        text(cr, xLabel, x: px0 + plotW / 2, y: py1 + 38, size: 12, align: .center)
+        cairo_save(cr)
+        cairo_translate(cr, 20, py0 + plotH / 2)
+        cairo_rotate(cr, -Double.pi / 2)
+        text(cr, p.yLabel, x: 0, y: 0, size: 12, align: .center)
+        cairo_restore(cr)
+
         for series in p.series {
-            let c = color[series.name] ?? "#000000"
-            let pts = series.points.sorted { $0.x < $1.x }
-            let coords = pts.map { "\(fmt(sx($0.x))),\(fmt(sy($0.y)))" }.joined(separator: " ")
-            s += "<polyline class=\"series\" data-method=\"\(escape(series.name))\" points=\"\(coords)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
-            for pt in pts {
-                s += "<circle cx=\"\(fmt(sx(pt.x)))\" cy=\"\(fmt(sy(pt.y)))\" r=\"3.5\" fill=\"\(c)\"/>\n"
+            setColor(cr, color[series.name] ?? 0)
+            let points = series.points.sorted { $0.x < $1.x }
+            for (i, pt) in points.enumerated() {
+                if i == 0 { cairo_move_to(cr, sx(pt.x), sy(pt.y)) } else { cairo_line_to(cr, sx(pt.x), sy(pt.y)) }
             }
+            cairo_set_line_width(cr, 2)
+            cairo_stroke(cr)
+            for pt in points { dot(cr, sx(pt.x), sy(pt.y)) }
         }
-        // Legend.
         let lx = px0 + plotW + 18
         for (i, series) in p.series.enumerated() {
             let y = py0 + 10 + Double(i) * 20
-            let c = color[series.name] ?? "#000000"
-            s += "<line x1=\"\(fmt(lx))\" y1=\"\(fmt(y))\" x2=\"\(fmt(lx + 24))\" y2=\"\(fmt(y))\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
-            s += "<circle cx=\"\(fmt(lx + 12))\" cy=\"\(fmt(y))\" r=\"3.5\" fill=\"\(c)\"/>\n"
-            s += "<text x=\"\(fmt(lx + 32))\" y=\"\(fmt(y + 4))\" font-size=\"12\">\(escape(series.name))</text>\n"
+            setColor(cr, color[series.name] ?? 0)
+            cairo_move_to(cr, lx, y)
+            cairo_line_to(cr, lx + 24, y)
+            cairo_set_line_width(cr, 2)
+            cairo_stroke(cr)
+            dot(cr, lx + 12, y)
+            text(cr, series.name, x: lx + 32, y: y + 4, size: 12)
         }
-        s += "</g>\n"
-        return s
+    }
+
+    static func setColor(_ cr: OpaquePointer?, _ rgb: UInt32) {
+        cairo_set_source_rgb(cr, Double(rgb >> 16 & 0xff) / 255, Double(rgb >> 8 & 0xff) / 255, Double(rgb & 0xff) / 255)
+    }
+
+    enum Align { case left, center, right }
+
+    /// Text with cairo's own font selection ("sans-serif" through fontconfig; cairo falls back to
+    /// its built-in font when no font is installed).
+    static func text(_ cr: OpaquePointer?, _ s: String, x: Double, y: Double, size: Double, bold: Bool = false,
+                     align: Align = .left, gray: Double = 0) {
+        cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL)
+        cairo_set_font_size(cr, size)
+        var extents = cairo_text_extents_t()
+        cairo_text_extents(cr, s, &extents)
+        let dx = align == .left ? 0 : align == .center ? extents.x_advance / 2 : extents.x_advance
+        cairo_set_source_rgb(cr, gray, gray, gray)
+        cairo_move_to(cr, x - dx, y)
+        cairo_show_text(cr, s)
+        cairo_new_path(cr)
+    }
+
+    static func line(_ cr: OpaquePointer?, _ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, gray: Double, width: Double) {
+        cairo_set_source_rgb(cr, gray, gray, gray)
+        cairo_set_line_width(cr, width)
+        cairo_move_to(cr, x0, y0)
+        cairo_line_to(cr, x1, y1)
+        cairo_stroke(cr)
+    }
+
+    /// A filled point marker in the current colour.
+    static func dot(_ cr: OpaquePointer?, _ x: Double, _ y: Double) {
+        cairo_new_sub_path(cr)
+        cairo_arc(cr, x, y, 3.5, 0, 2 * Double.pi)
+        cairo_fill(cr)
     }
 
     /// About five round tick values (1, 2 or 5 × 10^k apart) covering lo … hi.
@@ -159,51 +222,5 @@ enum SVGPlot {
             if Set(labels).count == ticks.count && zip(labels, ticks).allSatisfy({ abs(Double($0)! - $1) < 1e-9 }) { return d }
         }
         return 3
-    }
-
-    static func fmt(_ x: Double) -> String { String(format: "%.2f", x) }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
-}
-
-/// SVG → PNG through `rsvg-convert` or ImageMagick, whichever is on PATH first.
-enum SVGConverter {
-    /// The converters tried, in order, with their arguments for (svg, png).
-    static let candidates: [(name: String, arguments: (String, String) -> [String])] = [
-        ("rsvg-convert", { svg, png in ["-b", "white", "-o", png, svg] }),
-        ("magick", { svg, png in ["-background", "white", svg, png] }),
-        ("convert", { svg, png in ["-background", "white", svg, png] }),
-    ]
-
-    static func find(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") {
-            let candidate = (String(dir) as NSString).appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
-
-    /// Writes `png` from `svg`; returns the converter's name, or nil when none is installed.
-    static func convert(svg: String, png: String) throws -> String? {
-        guard let (name, arguments, executable) = candidates.lazy
-            .compactMap({ c in find(c.name).map { (c.name, c.arguments, $0) } }).first else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments(svg, png)
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let message = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, FileManager.default.fileExists(atPath: png) else {
-            let why = String(decoding: message, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "exit status \(process.terminationStatus)"
-            throw CLIError("\(name) could not convert \(svg) to PNG: \(why)")
-        }
-        return name
     }
 }

@@ -29,14 +29,22 @@ struct PyTorchReference {
         process.arguments = [python, script, "--model", model, "--image", image, "--question", question,
                              "--template", template, "--threads", String(threads), "--max-tokens", String(maxTokens),
                              "--repeat", String(repeats), "--prompt-tokens", "0", "--json", output]
+        // Progress goes to our stderr; Python's own messages are kept for the one-line reason.
+        let messages = Pipe()
         process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
+        process.standardError = messages
         do { try process.run() } catch {
             throw CLIError("cannot start \(python): \(error.localizedDescription)")
         }
+        let text = String(decoding: messages.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw CLIError("\(script) exited with status \(process.terminationStatus) (is torch installed? pip install 'torch==2.13.0+cpu' transformers safetensors sentencepiece pillow)")
+            let last = text.split(whereSeparator: \.isNewline).last.map(String.init) ?? ""
+            let install = "pip install 'torch==2.13.0+cpu' transformers safetensors sentencepiece pillow"
+            if last.contains("No module named") {
+                throw CLIError("\(python) cannot run \(script): \(last) (\(install))")
+            }
+            throw CLIError("\(script) exited with status \(process.terminationStatus)\(last.isEmpty ? "" : ": " + last) (is torch installed? \(install))")
         }
         guard let data = FileManager.default.contents(atPath: output),
               let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {

@@ -84,6 +84,12 @@ struct AskReport: Encodable {
 
 func rounded(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
 
+/// One line on stderr about an optional step that was skipped; the run goes on.
+func printWarning(_ message: String) {
+    let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    FileHandle.standardError.write(Data("llava: warning: \(line)\n".utf8))
+}
+
 /// llama.cpp-style timing block on stderr.
 func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSettings, fullTokens: Int) {
     let t = r.timings
