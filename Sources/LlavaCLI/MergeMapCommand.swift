@@ -1,4 +1,5 @@
 import ArgumentParser
+import CCairo
 import Foundation
 import Imaging
 import Kernels
@@ -19,6 +20,8 @@ struct MergeMap: ParsableCommand {
         Several methods (--merge pitome,tome or --side-by-side pitome,tome) are drawn next to \
         each other after the input image, with a caption under each panel. DCT mixes every \
         patch into every token, so it has no map.
+
+        --out names a .png or an .svg file (the SVG holds the same picture).
 
         Examples:
           llava merge-map --image a.jpg --merge pitome --ratio 0.9 --out map.png
@@ -52,7 +55,7 @@ struct MergeMap: ParsableCommand {
     var pitomeEveryLayer = false
     @Option(name: .long, help: "Seed of the random-drop baseline.")
     var mergeSeed: UInt64 = 0
-    @Option(name: .long, help: "Output PNG.")
+    @Option(name: .long, help: "Output picture: a .png or .svg file.")
     var out: String
     @Option(name: .long, help: "Integer enlargement of the tower-resolution image (default: about 672 pixels for one map, 448 per panel side by side).")
     var scale: Int?
@@ -68,6 +71,9 @@ struct MergeMap: ParsableCommand {
         if let ratio, !(ratio > 0 && ratio <= 1) { throw ValidationError("--ratio must satisfy 0 < ratio <= 1 (got \(ratio))") }
         if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
         if let scale, scale < 1 || scale > 64 { throw ValidationError("--scale must be between 1 and 64") }
+        if OutputFormat(path: out) == nil {
+            throw ValidationError("--out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
+        }
         let needAmount = methods.contains { $0 != .none && $0 != .pool2x2 }
         if needAmount && ratio == nil && keep == nil { throw ValidationError("--merge \(methods.map(\.rawValue).joined(separator: ",")) needs --ratio R or --keep K") }
     }
@@ -122,8 +128,54 @@ struct MergeMap: ParsableCommand {
             let input = MergeMapDrawing.enlarge(prepared, scale: scale)
             picture = MergeMapDrawing.sideBySide([(input, "input \(prepared.width)x\(prepared.height)")] + panels)
         }
-        try writePNG(picture, to: out)
+        switch OutputFormat(path: out)! {
+        case .png: try writePNG(picture, to: out)
+        case .svg: try writeSVG(picture, to: out)
+        }
         print("wrote \(out) (\(picture.width)x\(picture.height))")
+    }
+}
+
+enum OutputFormat {
+    case png, svg
+
+    /// The format a file name's extension names, or nil.
+    init?(path: String) {
+        switch (path as NSString).pathExtension.lowercased() {
+        case "png": self = .png
+        case "svg": self = .svg
+        default: return nil
+        }
+    }
+}
+
+/// Writes `image` as an SVG file (the pixels, drawn by cairo, sharp when enlarged).
+func writeSVG(_ image: RGBImage, to path: String) throws {
+    let pixels = cairo_image_surface_create(CAIRO_FORMAT_RGB24, Int32(image.width), Int32(image.height))
+    defer { cairo_surface_destroy(pixels) }
+    cairo_surface_flush(pixels)
+    if let data = cairo_image_surface_get_data(pixels) {
+        let stride = Int(cairo_image_surface_get_stride(pixels))
+        for y in 0..<image.height {
+            let row = UnsafeMutableRawPointer(data + y * stride).assumingMemoryBound(to: UInt32.self)
+            for x in 0..<image.width {
+                let c = image[x, y]
+                row[x] = UInt32(c.red) << 16 | UInt32(c.green) << 8 | UInt32(c.blue)
+            }
+        }
+    }
+    cairo_surface_mark_dirty(pixels)
+    let svg = cairo_svg_surface_create(path, Double(image.width), Double(image.height))
+    defer { cairo_surface_destroy(svg) }
+    let cr = cairo_create(svg)
+    cairo_set_source_surface(cr, pixels, 0, 0)
+    cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST)
+    cairo_paint(cr)
+    cairo_destroy(cr)
+    cairo_surface_finish(svg)
+    let status = cairo_surface_status(svg)
+    guard status == CAIRO_STATUS_SUCCESS else {
+        throw CLIError("\(path): cannot write: \(String(cString: cairo_status_to_string(status)))")
     }
 }
 

@@ -1,5 +1,6 @@
 import FixtureLocations
 import Foundation
+import Imaging
 import XCTest
 
 /// Runs the built `llava` executable.
@@ -37,12 +38,16 @@ enum CLI {
         }
     }
 
-    static func run(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120) throws -> Result {
+    /// Runs `llava` with `arguments`; `environment` adds to (or replaces in) the test's own.
+    static func run(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120,
+                    environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["LLAVA_HOME"] = packageRoot.path
+        env["PATH"] = failingTools + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        env.merge(environment) { _, new in new }
         process.environment = env
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -70,10 +75,42 @@ enum CLI {
                       stderr: String(decoding: errData.data, as: UTF8.self))
     }
 
+    /// Image converters a machine may happen to have: every run puts failing ones first on PATH,
+    /// so that nothing the tests check can come from a program the set-up does not install.
+    static let failingToolNames = ["convert", "rsvg-convert", "magick"]
+
+    /// A folder of failing `convert`, `rsvg-convert` and `magick`, made once per test process.
+    static let failingTools: String = {
+        let dir = NSTemporaryDirectory() + "llava-cli-failing-tools-\(ProcessInfo.processInfo.processIdentifier)"
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for name in failingToolNames {
+            let path = dir + "/" + name
+            try! "#!/bin/sh\necho \"\(name) must not be run by llava\" >&2\nexit 1\n".write(toFile: path, atomically: true, encoding: .utf8)
+            try! FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        }
+        return dir
+    }()
+
     /// A scratch copy of a fixture model folder that a test may damage.
     static func copyOfModel(_ name: String) throws -> String {
         let dir = NSTemporaryDirectory() + "llava-cli-\(UUID().uuidString)"
         try FileManager.default.copyItem(atPath: fixtures + "/" + name, toPath: dir)
         return dir
     }
+}
+
+/// Decodes the PNG at `path` and checks that it has the expected size and is not blank (a
+/// picture has many distinct colours; a failed drawing has one or two).
+@discardableResult
+func assertPicture(_ path: String, width: Int? = nil, height: Int? = nil, minimumColours: Int = 8,
+                   file: StaticString = #filePath, line: UInt = #line) throws -> RGBImage {
+    let image = try RGBImage(contentsOfFile: path)
+    if let width { XCTAssertEqual(image.width, width, "width of \(path)", file: file, line: line) }
+    if let height { XCTAssertEqual(image.height, height, "height of \(path)", file: file, line: line) }
+    var colours = Set<RGB>()
+    for y in stride(from: 0, to: image.height, by: 1) {
+        for x in 0..<image.width { colours.insert(image[x, y]) }
+    }
+    XCTAssertGreaterThanOrEqual(colours.count, minimumColours, "\(path) looks blank", file: file, line: line)
+    return image
 }

@@ -130,4 +130,39 @@ final class MergeMapTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("dct") && r.stderr.contains("every patch"), r.stderr)
     }
+
+    func testSVGOutputHoldsThePicture() throws {
+        let out = try output().replacingOccurrences(of: ".png", with: ".svg")
+        let r = try CLI.run(["merge-map", "--model", Self.model, "--image", Self.image, "--merge", "tome", "--keep", "10",
+                             "--scale", "2", "--out", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("wrote \(out) (224x224)"), r.stdout)
+        let svg = try SVGRoot(path: out)
+        XCTAssertEqual(svg.viewBox, [0, 0, 224, 224])
+        // The picture is embedded as PNG data: decode it and compare with the PNG output.
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        let marker = "data:image/png;base64,"
+        let start = try XCTUnwrap(text.range(of: marker)).upperBound
+        let end = try XCTUnwrap(text[start...].firstIndex(of: "\""))
+        let data = try XCTUnwrap(Data(base64Encoded: String(text[start..<end]), options: .ignoreUnknownCharacters))
+        let embedded = (out as NSString).deletingLastPathComponent + "/embedded.png"
+        try data.write(to: URL(fileURLWithPath: embedded))
+        let picture = try assertPicture(embedded, width: 224, height: 224)
+        let png = (out as NSString).deletingLastPathComponent + "/same.png"
+        let again = try CLI.run(["merge-map", "--model", Self.model, "--image", Self.image, "--merge", "tome", "--keep", "10",
+                                 "--scale", "2", "--out", png])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(picture, try RGBImage(contentsOfFile: png))
+    }
+
+    func testAnOutputNameWithoutPNGOrSVGIsAnErrorBeforeAnyWork() throws {
+        let out = try output().replacingOccurrences(of: ".png", with: ".jpg")
+        // The model does not exist: the name is checked first.
+        let r = try CLI.run(["merge-map", "--model", "/nonexistent/model", "--image", Self.image, "--merge", "tome",
+                             "--keep", "10", "--out", out])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderrLines.first, "Error: --out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
+        XCTAssertFalse(r.stderr.contains("/nonexistent/model"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
 }
