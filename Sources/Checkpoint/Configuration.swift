@@ -58,6 +58,17 @@ public struct LlamaConfiguration: Sendable, Equatable {
     public init() {}
 }
 
+/// Which tokens of the selected vision layer reach the projector (`vision_feature_select_strategy`).
+public enum FeatureSelectStrategy: String, Sendable {
+    /// The patch tokens: the CLS token is dropped.
+    case `default`
+    /// Every token, CLS included.
+    case full
+
+    /// Leading tokens (the CLS token) that do not reach the projector.
+    public var droppedTokens: Int { self == .default ? 1 : 0 }
+}
+
 /// The whole LlavaConfig.
 public struct LlavaConfiguration: Sendable, Equatable {
     public var vision = CLIPVisionConfiguration.llavaDefault
@@ -66,7 +77,7 @@ public struct LlavaConfiguration: Sendable, Equatable {
     public var projectorHiddenAct = "gelu"
     /// Hidden-state indices whose features feed the projector (negative counts from the end).
     public var visionFeatureLayers = [-2]
-    public var visionFeatureSelectStrategy = "default"
+    public var visionFeatureSelectStrategy = FeatureSelectStrategy.default
     public var multimodalProjectorBias = true
 
     public init() {}
@@ -109,7 +120,12 @@ public struct LlavaConfiguration: Sendable, Equatable {
         imageTokenIndex = try json.int("image_token_index") ?? json.int("image_token_id") ?? imageTokenIndex
         projectorHiddenAct = try json.string("projector_hidden_act") ?? projectorHiddenAct
         if let layers = try json.intOrIntList("vision_feature_layer") { visionFeatureLayers = layers }
-        visionFeatureSelectStrategy = try json.string("vision_feature_select_strategy") ?? visionFeatureSelectStrategy
+        if let strategy = try json.string("vision_feature_select_strategy") {
+            guard let known = FeatureSelectStrategy(rawValue: strategy) else {
+                throw ConfigIssue("vision_feature_select_strategy must be \"default\" or \"full\", found \"\(strategy)\"")
+            }
+            visionFeatureSelectStrategy = known
+        }
         multimodalProjectorBias = try json.bool("multimodal_projector_bias") ?? multimodalProjectorBias
         if try json.bool("tie_word_embeddings") == true { text.tieWordEmbeddings = true }
         // Old files keep the (padded) vocabulary size at the top level as well.
@@ -143,7 +159,6 @@ public struct LlavaConfiguration: Sendable, Equatable {
         try require(["quick_gelu", "gelu", "gelu_python"].contains(v.hiddenAct), "vision_config.hidden_act \"\(v.hiddenAct)\" is not supported")
         try require(["silu", "swish"].contains(t.hiddenAct), "text_config.hidden_act \"\(t.hiddenAct)\" is not supported")
         try require(["gelu", "gelu_python", "quick_gelu", "silu"].contains(projectorHiddenAct), "projector_hidden_act \"\(projectorHiddenAct)\" is not supported")
-        try require(["default", "full"].contains(visionFeatureSelectStrategy), "vision_feature_select_strategy must be \"default\" or \"full\", found \"\(visionFeatureSelectStrategy)\"")
         try require(!visionFeatureLayers.isEmpty, "vision_feature_layer is empty")
         for layer in visionFeatureLayers {
             let index = resolvedFeatureIndex(layer)

@@ -31,51 +31,68 @@ public struct BenchmarkPlan: Sendable {
     public var notes: [String]
 
     /// - Parameters:
-    ///   - variant: metric, weighting and proportional attention applied to every merged setting
-    ///     (its method, ratio and budget are ignored).
+    ///   - variant: metric, weighting, proportional attention, every-layer PiToMe and seed applied
+    ///     to every merged setting (its method, ratio and budget are ignored).
     public init(methods: [MergeMethod], ratios: [Double], keeps: [Int], config: LlavaConfiguration,
                 variant: VisionMergeSettings = .none) throws {
         var settings: [BenchmarkSetting] = []
         var notes: [String] = []
-        func add(_ method: MergeMethod, ratio: Double?, keep: Int?) throws {
-            var s = variant
-            s.options = MergeOptions(method: method, ratio: ratio, keep: keep, weighting: variant.options.weighting,
-                                     pitomeEveryLayer: variant.options.pitomeEveryLayer && method == .pitome,
-                                     alpha: variant.options.alpha, marginBase: variant.options.marginBase,
-                                     seed: variant.options.seed)
-            if method == .none { s = .none }
-            let planned = try config.plannedVisualTokens(s)
-            let setting = BenchmarkSetting(method: method.rawValue, ratio: method == .none ? 1 : ratio, keep: keep,
+        let patches = config.vision.numPatches
+        for r in Self.requests(methods: methods, ratios: ratios, keeps: keeps) {
+            let s = Self.settings(r.method, ratio: r.ratio, keep: r.keep, variant: variant)
+            let planned: Int
+            do {
+                if let keep = r.keep, keep > patches {
+                    notes.append("\(r.method.rawValue) keep=\(keep) skipped: the tower gives only \(patches) visual tokens")
+                    continue
+                }
+                planned = try config.plannedVisualTokens(s)
+            } catch let error as MergeError where r.keep != nil {
+                notes.append("\(r.method.rawValue) keep=\(r.keep!) skipped: \(error.description)")
+                continue
+            }
+            let setting = BenchmarkSetting(method: r.method.rawValue, ratio: r.method == .none ? 1 : r.ratio, keep: r.keep,
                                            merge: s, plannedTokens: planned)
             if !settings.contains(setting) { settings.append(setting) }
         }
-        let merged = methods.filter { $0 != .none }
-        if ratios.contains(1) || methods.contains(.none) { try add(.none, ratio: nil, keep: nil) }
-        let patches = config.vision.numPatches
-        for method in merged {
-            if method == .pool2x2 {
-                // Pooling has one fixed 4x reduction: one row, whatever the ratios.
-                if !ratios.isEmpty { try add(.pool2x2, ratio: nil, keep: nil) }
-            } else {
-                for ratio in ratios where ratio != 1 {
-                    guard ratio > 0 && ratio < 1 else { throw MergeError.invalidRatio(ratio) }
-                    try add(method, ratio: ratio, keep: nil)
-                }
-            }
-            for keep in keeps {
-                if keep > patches {
-                    notes.append("\(method.rawValue) keep=\(keep) skipped: the tower gives only \(patches) visual tokens")
-                    continue
-                }
-                do {
-                    try add(method, ratio: nil, keep: keep)
-                } catch let error as MergeError {
-                    notes.append("\(method.rawValue) keep=\(keep) skipped: \(error.description)")
-                }
-            }
-        }
         self.settings = settings
         self.notes = notes
+    }
+
+    /// Checks every setting the plan would make (the rules of `VisionMergeSettings.validate`),
+    /// before any tower is known.
+    public static func validate(methods: [MergeMethod], ratios: [Double], keeps: [Int], variant: VisionMergeSettings) throws {
+        for r in requests(methods: methods, ratios: ratios, keeps: keeps) {
+            try settings(r.method, ratio: r.ratio, keep: r.keep, variant: variant).validate()
+        }
+    }
+
+    /// The (method, ratio, budget) rows asked for, in order: the baseline when a ratio is 1 (or
+    /// method none is listed), then per merged method its ratios below 1 and its budgets.
+    /// Pooling has one fixed 4x reduction: one row, whatever the ratios.
+    static func requests(methods: [MergeMethod], ratios: [Double], keeps: [Int]) -> [(method: MergeMethod, ratio: Double?, keep: Int?)] {
+        var out: [(method: MergeMethod, ratio: Double?, keep: Int?)] = []
+        if ratios.contains(1) || methods.contains(.none) { out.append((.none, nil, nil)) }
+        for method in methods where method != .none {
+            if method == .pool2x2 {
+                if !ratios.isEmpty { out.append((.pool2x2, nil, nil)) }
+            } else {
+                for ratio in ratios where ratio != 1 { out.append((method, ratio, nil)) }
+            }
+            for keep in keeps { out.append((method, nil, keep)) }
+        }
+        return out
+    }
+
+    /// `variant` with `method` at `ratio` or `keep` (the baseline for method none).
+    static func settings(_ method: MergeMethod, ratio: Double?, keep: Int?, variant: VisionMergeSettings) -> VisionMergeSettings {
+        guard method != .none else { return .none }
+        var s = variant
+        s.options.method = method
+        s.options.ratio = ratio
+        s.options.keep = keep
+        s.options.pitomeEveryLayer = variant.options.pitomeEveryLayer && method == .pitome
+        return s
     }
 }
 

@@ -7,8 +7,8 @@ import TokenMerging
 /// Encoded images (projector output) kept in memory, least recently used evicted first, under
 /// a byte budget.
 ///
-/// An entry is keyed by the SHA-256 of the image file's bytes, the preprocessing mode and every
-/// merge setting, so two paths with the same content share an entry and a setting change
+/// An entry is keyed by the SHA-256 of the image file's bytes, the preprocessing mode and the
+/// merge settings, so two paths with the same content share an entry and a setting change
 /// never reuses embeddings made under another. The cached matrices are never written to after
 /// insertion; a hit hands out the same matrix. Safe to use from several threads.
 public final class ImageCache: @unchecked Sendable {
@@ -16,18 +16,12 @@ public final class ImageCache: @unchecked Sendable {
         /// SHA-256 of the file's bytes, lowercase hex.
         public let digest: String
         public let mode: ImageMode
-        /// Every field of the merge settings (method, ratio, keep, weighting, metric, …).
-        public let merge: String
+        public let merge: VisionMergeSettings
 
-        public init(digest: String, mode: ImageMode, merge settings: VisionMergeSettings) {
+        public init(digest: String, mode: ImageMode, merge: VisionMergeSettings) {
             self.digest = digest
             self.mode = mode
-            let o = settings.options
-            merge = [
-                o.method.rawValue, o.ratio.map { "\($0)" } ?? "-", o.keep.map { "\($0)" } ?? "-", o.weighting.rawValue,
-                "\(o.pitomeEveryLayer)", "\(o.alpha)", "\(o.marginBase)", "\(o.seed)", "\(o.trackSources)",
-                settings.metric.rawValue, "\(settings.proportionalAttention)",
-            ].joined(separator: "|")
+            self.merge = merge
         }
     }
 

@@ -111,7 +111,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
 
     /// Number of image tokens the tower gives without merging.
     public var fullImageTokens: Int {
-        config.vision.numPatches + (config.visionFeatureSelectStrategy == "full" ? 1 : 0)
+        config.vision.numPatches + 1 - config.visionFeatureSelectStrategy.droppedTokens
     }
 
     public var configPath: String { (directory as NSString).appendingPathComponent("config.json") }
@@ -124,7 +124,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         let indices = config.visionFeatureLayers.map { config.resolvedFeatureIndex($0) }
         let states = visionTower(pixels: pixels, hiddenStates: indices, merger: merger)
         let selected = indices.map { states[$0]! }
-        let skip = config.visionFeatureSelectStrategy == "default" ? 1 : 0
+        let skip = config.visionFeatureSelectStrategy.droppedTokens
         let rows = selected[0].rows - skip
         let c = config.vision.hiddenSize
         let out = Matrix(rows: rows, cols: c * selected.count)

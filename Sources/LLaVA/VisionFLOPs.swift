@@ -18,7 +18,7 @@ extension LlavaConfiguration {
             let mlpTokens = settings.metric == .keys && settings.isActive ? counts[i + 1] : t
             flops += 2 * t * 4 * c * c + 4 * t * t * c + 2 * mlpTokens * 2 * c * inner
         }
-        let visual = counts.last! - (visionFeatureSelectStrategy == "default" ? 1 : 0)
+        let visual = counts.last! - Double(visionFeatureSelectStrategy.droppedTokens)
         let projectorIn = c * Double(visionFeatureLayers.count), h = Double(text.hiddenSize)
         flops += 2 * visual * (projectorIn * h + h * h)
         return flops

@@ -11,8 +11,15 @@ public enum MergeMetric: String, Sendable, CaseIterable, Codable {
     case keys
 }
 
-/// Everything that decides how the vision tower reduces its tokens.
-public struct VisionMergeSettings: Sendable, Equatable {
+/// Everything that decides how the vision tower reduces its tokens: the one value that the
+/// command-line flags make, `validate()` checks, and the label, the image-cache key, the
+/// answer-file metadata and the JSON reports are derived from.
+///
+/// Its JSON form is one flat object: method, ratio, keep (null when not set), metric,
+/// weighting, prop_attn, pitome_every_layer, seed; alpha and margin_base only when they differ
+/// from their defaults. `trackSources` is not part of it (it records where tokens came from
+/// and does not change them), but it is part of the value's identity (hash and equality).
+public struct VisionMergeSettings: Sendable, Hashable, Codable {
     public var options: MergeOptions
     public var metric: MergeMetric
     /// Add log(token size) to the attention logits of later layers.
@@ -28,8 +35,16 @@ public struct VisionMergeSettings: Sendable, Equatable {
 
     public var isActive: Bool { options.method != .none }
 
-    /// A short label such as "pitome ρ=0.9" or "tome keep=64".
+    /// Throws the first rule the settings break (`MergeOptions.validate`); the limits of a
+    /// particular tower are checked when its schedule is made.
+    public func validate() throws {
+        try options.validate()
+    }
+
+    /// A short label such as "pitome ratio=0.9" or "tome keep=64 metric=keys": the method and
+    /// amount, then every setting that differs from its default.
     public var label: String {
+        let defaults = MergeOptions()
         var s = options.method.rawValue
         if let r = options.ratio { s += " ratio=\(r)" }
         if let k = options.keep { s += " keep=\(k)" }
@@ -37,7 +52,47 @@ public struct VisionMergeSettings: Sendable, Equatable {
         if options.weighting == .size { s += " weighting=size" }
         if proportionalAttention { s += " prop-attn" }
         if options.pitomeEveryLayer { s += " every-layer" }
+        if options.seed != defaults.seed { s += " seed=\(options.seed)" }
+        if options.alpha != defaults.alpha { s += " alpha=\(options.alpha)" }
+        if options.marginBase != defaults.marginBase { s += " margin-base=\(options.marginBase)" }
         return s
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case method, ratio, keep, metric, weighting, propAttn = "prop_attn", pitomeEveryLayer = "pitome_every_layer", seed
+        case alpha, marginBase = "margin_base"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        let o = options, defaults = MergeOptions()
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(o.method, forKey: .method)
+        try c.encode(o.ratio, forKey: .ratio)
+        try c.encode(o.keep, forKey: .keep)
+        try c.encode(metric, forKey: .metric)
+        try c.encode(o.weighting, forKey: .weighting)
+        try c.encode(proportionalAttention, forKey: .propAttn)
+        try c.encode(o.pitomeEveryLayer, forKey: .pitomeEveryLayer)
+        // As a signed 64-bit number, the way every JSON reader can hold it.
+        try c.encode(Int64(bitPattern: o.seed), forKey: .seed)
+        if o.alpha != defaults.alpha { try c.encode(o.alpha, forKey: .alpha) }
+        if o.marginBase != defaults.marginBase { try c.encode(o.marginBase, forKey: .marginBase) }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = MergeOptions()
+        options = MergeOptions(
+            method: try c.decode(MergeMethod.self, forKey: .method),
+            ratio: try c.decodeIfPresent(Double.self, forKey: .ratio),
+            keep: try c.decodeIfPresent(Int.self, forKey: .keep),
+            weighting: try c.decodeIfPresent(MergeWeighting.self, forKey: .weighting) ?? defaults.weighting,
+            pitomeEveryLayer: try c.decodeIfPresent(Bool.self, forKey: .pitomeEveryLayer) ?? defaults.pitomeEveryLayer,
+            alpha: try c.decodeIfPresent(Float.self, forKey: .alpha) ?? defaults.alpha,
+            marginBase: try c.decodeIfPresent(Double.self, forKey: .marginBase) ?? defaults.marginBase,
+            seed: UInt64(bitPattern: try c.decodeIfPresent(Int64.self, forKey: .seed) ?? 0))
+        metric = try c.decodeIfPresent(MergeMetric.self, forKey: .metric) ?? .hidden
+        proportionalAttention = try c.decodeIfPresent(Bool.self, forKey: .propAttn) ?? false
     }
 }
 
@@ -66,7 +121,7 @@ extension LlavaConfiguration {
     /// schedule the tower's merger runs (merges after each of the `visionLayersToRun` layers;
     /// margins and stage switches use the full tower depth).
     public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
-        try plannedTokenCounts(settings).last! - (visionFeatureSelectStrategy == "default" ? 1 : 0)
+        try plannedTokenCounts(settings).last! - visionFeatureSelectStrategy.droppedTokens
     }
 
     /// Tokens (CLS included) entering the first layer and after each merge layer.

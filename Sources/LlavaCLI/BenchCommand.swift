@@ -107,10 +107,11 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if merge.values.isEmpty { throw ValidationError("--merge needs at least one method") }
-        for r in ratios.values where !(r > 0 && r <= 1) {
-            throw ValidationError("--ratios must satisfy 0 < ratio <= 1 (got \(r))")
+        do {
+            try BenchmarkPlan.validate(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [], variant: variant)
+        } catch {
+            throw ValidationError("--merge/--ratios/--keep: \(error)")
         }
-        for k in keep?.values ?? [] where k < 1 { throw ValidationError("--keep must be at least 1 (got \(k))") }
         if repeats < 1 { throw ValidationError("--repeat must be at least 1") }
         if warmup < 0 { throw ValidationError("--warmup must be at least 0") }
         if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
@@ -124,6 +125,15 @@ struct Bench: ParsableCommand {
         }
         if image == nil && questions == nil { throw ValidationError("--image is required (or --questions)") }
         if comparePytorch && image == nil { throw ValidationError("--compare-pytorch needs --image") }
+    }
+
+    /// Metric, weighting and proportional attention of every merged setting.
+    var variant: VisionMergeSettings {
+        var v = VisionMergeSettings.none
+        v.metric = mergeMetric
+        v.options.weighting = mergeWeighting
+        v.proportionalAttention = propAttn
+        return v
     }
 
     func run() throws {
@@ -158,10 +168,6 @@ struct Bench: ParsableCommand {
             }
         }
         let imagePath = image ?? questionList[0].imagePath
-        var variant = VisionMergeSettings.none
-        variant.metric = mergeMetric
-        variant.options.weighting = mergeWeighting
-        variant.proportionalAttention = propAttn
         let plan = try BenchmarkPlan(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [],
                                      config: pipeline.model.config, variant: variant)
         guard !plan.settings.isEmpty else { throw CLIError("nothing to benchmark: every setting was skipped") }
@@ -342,12 +348,11 @@ struct BenchReport {
             ["median": rounded(s.median), "mean": rounded(s.mean), "stddev": rounded(s.stddev),
              "min": rounded(s.min), "max": rounded(s.max), "samples": s.samples.map(rounded)]
         }
-        let rowObjects: [[String: Any]] = rows.map { r in
-            let m = r.setting.merge
+        let rowObjects: [[String: Any]] = try rows.map { r in
             var o: [String: Any] = [
                 "method": r.setting.method, "label": r.setting.label,
                 "ratio": r.setting.ratio.map { $0 as Any } ?? NSNull(), "keep": r.setting.keep.map { $0 as Any } ?? NSNull(),
-                "metric": m.metric.rawValue, "weighting": m.options.weighting.rawValue, "prop_attn": m.proportionalAttention,
+                "merge": try jsonObject(r.setting.merge),
                 "visual_tokens": r.visualTokens, "planned_tokens": r.setting.plannedTokens,
                 "prompt_tokens": r.promptTokens, "generated_tokens": r.generatedTokens, "run_order": r.runOrder,
                 "timings": [

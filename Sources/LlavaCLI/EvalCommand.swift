@@ -113,7 +113,7 @@ struct EvalRun: ParsableCommand {
         let seed = generation.seed ?? 0
         let options = GenerationOptions(maxTokens: generation.maxTokens, temperature: generation.temperature,
                                         topP: generation.topP, seed: seed)
-        let settings = evalSettings(template: template.name, seed: seed)
+        let settings = try evalSettings(template: template.name, seed: seed)
         let runSettings = RunSettings(evalSettingsFields.map { field in
             (field, field == "model_id" ? .string(modelID) : settings[String(field.dropFirst("metadata.".count))]!)
         })
@@ -246,20 +246,12 @@ struct EvalRun: ParsableCommand {
     }
 
     /// The settings part of every answer line's metadata.
-    func evalSettings(template: String, seed: UInt64) -> JSONObject {
-        let s = merge.settings
-        let o = s.options
-        let mergeObject: JSONObject = [
-            "method": .string(o.method.rawValue), "ratio": o.ratio.map { .double($0) } ?? .null,
-            "keep": o.keep.map { .int(Int64($0)) } ?? .null, "metric": .string(s.metric.rawValue),
-            "weighting": .string(o.weighting.rawValue), "prop_attn": .bool(s.proportionalAttention),
-            "pitome_every_layer": .bool(o.pitomeEveryLayer), "seed": .int(Int64(truncatingIfNeeded: o.seed)),
-        ]
-        return [
+    func evalSettings(template: String, seed: UInt64) throws -> JSONObject {
+        [
             "template": .string(template), "image_mode": .string(imageOptions.imageMode.rawValue),
             "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
             "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: seed)),
-            "merge": .object(mergeObject),
+            "merge": try JSONValue(mergeSettings: merge.settings),
         ]
     }
 }

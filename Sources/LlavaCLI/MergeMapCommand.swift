@@ -67,15 +67,14 @@ struct MergeMap: ParsableCommand {
     func validate() throws {
         if merge != nil && sideBySide != nil { throw ValidationError("give --merge or --side-by-side, not both") }
         if methods.isEmpty { throw ValidationError("--merge METHOD (or --side-by-side A,B) is required") }
-        if ratio != nil && keep != nil { throw ValidationError("give either --ratio or --keep, not both") }
-        if let ratio, !(ratio > 0 && ratio <= 1) { throw ValidationError("--ratio must satisfy 0 < ratio <= 1 (got \(ratio))") }
-        if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
         if let scale, scale < 1 || scale > 64 { throw ValidationError("--scale must be between 1 and 64") }
         if OutputFormat(path: out) == nil {
             throw ValidationError("--out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
         }
-        let needAmount = methods.contains { $0 != .none && $0 != .pool2x2 }
-        if needAmount && ratio == nil && keep == nil { throw ValidationError("--merge \(methods.map(\.rawValue).joined(separator: ",")) needs --ratio R or --keep K") }
+        if methods.contains(.dct) {
+            throw ValidationError("dct has no merge map: it is a low-pass transform along the token axis, so every output token mixes every patch (pick pitome, tome, tofu, diffrate, random, pool or none)")
+        }
+        for method in methods { try validateMergeSettings(settings(method)) }
     }
 
     func settings(_ method: MergeMethod) -> VisionMergeSettings {
@@ -94,9 +93,6 @@ struct MergeMap: ParsableCommand {
     }
 
     func draw() throws {
-        if methods.contains(.dct) {
-            throw CLIError("dct has no merge map: it is a low-pass transform along the token axis, so every output token mixes every patch (pick pitome, tome, tofu, diffrate, random, pool or none)")
-        }
         let directory = try model.resolve()
         let pipeline = try model.loadPipeline(directory)
         let llava = pipeline.model
@@ -107,12 +103,11 @@ struct MergeMap: ParsableCommand {
         let grid = llava.config.vision.imageSize / llava.config.vision.patchSize
         // Default: about 672 pixels for one map, about 448 per panel side by side.
         let scale = self.scale ?? max(1, (methods.count == 1 ? 672 : 448) / prepared.width)
-        let skip = llava.config.visionFeatureSelectStrategy == "default" ? 1 : 0
+        let skip = llava.config.visionFeatureSelectStrategy.droppedTokens
 
         var panels: [(image: RGBImage, caption: String)] = []
         for method in methods {
             let s = settings(method)
-            _ = try llava.plannedVisualTokens(s)
             let (embeddings, sources) = try llava.encodeImage(pixels: pixels, merge: s)
             guard let sources else { throw CLIError("\(method.rawValue): the merger kept no source map") }
             let map = MergeMapDrawing(image: prepared, grid: grid, sources: Array(sources.dropFirst(skip)))

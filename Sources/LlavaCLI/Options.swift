@@ -84,16 +84,7 @@ struct MergeFlags: ParsableArguments {
     var mergeSeed: UInt64 = 0
 
     func validate() throws {
-        if ratio != nil && keep != nil { throw ValidationError("give either --ratio or --keep, not both") }
-        if let ratio, !(ratio > 0 && ratio <= 1) { throw ValidationError("--ratio must satisfy 0 < ratio <= 1 (got \(ratio))") }
-        if let keep, keep < 1 { throw ValidationError("--keep must be at least 1 (got \(keep))") }
-        if merge == .none && (ratio != nil || keep != nil) {
-            throw ValidationError("--ratio/--keep need a merge method (--merge pitome, tome, …)")
-        }
-        if merge != .none && merge != .pool2x2 && ratio == nil && keep == nil {
-            throw ValidationError("--merge \(merge.rawValue) needs --ratio R or --keep K")
-        }
-        if pitomeEveryLayer && merge != .pitome { throw ValidationError("--pitome-every-layer only applies to --merge pitome") }
+        try validateMergeSettings(settings)
     }
 
     var settings: VisionMergeSettings {

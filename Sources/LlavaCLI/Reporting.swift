@@ -1,6 +1,8 @@
+import ArgumentParser
 import Foundation
 import Kernels
 import LLaVA
+import VQAEval
 
 /// The --json output of `llava ask`.
 struct AskReport: Encodable {
@@ -20,16 +22,6 @@ struct AskReport: Encodable {
         case text, promptIds = "prompt_ids", generatedIds = "generated_ids", visualTokens = "visual_tokens"
         case stopReason = "stop_reason", timings, model, image, template, merge, seed, temperature, threads
         case quantization, peakRSSMiB = "peak_rss_mib", blasCore = "blas_core", kernels
-    }
-
-    struct MergeJSON: Encodable {
-        let method: String
-        let ratio: Double?
-        let keep: Int?
-        let metric: String
-        let weighting: String
-        let propAttn: Bool
-        enum CodingKeys: String, CodingKey { case method, ratio, keep, metric, weighting, propAttn = "prop_attn" }
     }
 
     struct TimingsJSON: Encodable {
@@ -63,9 +55,7 @@ struct AskReport: Encodable {
         try c.encode(model, forKey: .model)
         try c.encode(image, forKey: .image)
         try c.encode(template, forKey: .template)
-        let o = merge.options
-        try c.encode(MergeJSON(method: o.method.rawValue, ratio: o.ratio, keep: o.keep, metric: merge.metric.rawValue,
-                               weighting: o.weighting.rawValue, propAttn: merge.proportionalAttention), forKey: .merge)
+        try c.encode(merge, forKey: .merge)
         try c.encode(seed, forKey: .seed)
         try c.encode(temperature, forKey: .temperature)
         try c.encode(threads, forKey: .threads)
@@ -83,6 +73,33 @@ struct AskReport: Encodable {
 }
 
 func rounded(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
+
+/// Checks merge settings made from flags: a broken rule is a usage error.
+func validateMergeSettings(_ settings: VisionMergeSettings) throws {
+    do {
+        try settings.validate()
+    } catch {
+        throw ValidationError("merge settings: \(error)")
+    }
+}
+
+/// The merge settings as a JSON object for `JSONSerialization` reports.
+func jsonObject(_ settings: VisionMergeSettings) throws -> [String: Any] {
+    try JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as! [String: Any]
+}
+
+extension JSONValue {
+    /// The merge settings as answer-file metadata: their JSON form, with the ratio always a
+    /// number with a fraction (as answer files have always recorded it, so that a file written
+    /// by an earlier version is resumed rather than taken for other settings).
+    init(mergeSettings settings: VisionMergeSettings) throws {
+        guard case .object(var object) = try JSONValue.parse(String(decoding: JSONEncoder().encode(settings), as: UTF8.self)) else {
+            throw CLIError("the merge settings did not encode as a JSON object")
+        }
+        if case .int(let ratio)? = object["ratio"] { object["ratio"] = .double(Double(ratio)) }
+        self = .object(object)
+    }
+}
 
 /// One line on stderr about an optional step that was skipped; the run goes on.
 func printWarning(_ message: String) {

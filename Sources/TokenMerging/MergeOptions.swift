@@ -1,5 +1,5 @@
 /// Which token-reduction method runs inside the vision tower.
-public enum MergeMethod: String, CaseIterable, Sendable {
+public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     /// No reduction: every layer returns its tokens unchanged.
     case none
     /// PiToMe as wired for LLaVA: a ToMe stage while 2·i ≤ L, the energy stage after
@@ -20,7 +20,7 @@ public enum MergeMethod: String, CaseIterable, Sendable {
 }
 
 /// How merged token features are combined.
-public enum MergeWeighting: String, CaseIterable, Sendable {
+public enum MergeWeighting: String, CaseIterable, Sendable, Codable {
     /// (dst + Σ src) / (1 + n): the official LLaVA wiring of PiToMe and ToMe.
     case mean
     /// Σ x·s / Σ s with the token sizes: official ToMe and the PiToMe ViT paths.
@@ -29,7 +29,8 @@ public enum MergeWeighting: String, CaseIterable, Sendable {
 
 /// Configuration of the token merger. Exactly one of `ratio` and `keep` is set for every
 /// method except `none` (neither) and `pool2x2` (at most `keep`, which must equal the pooled count).
-public struct MergeOptions: Equatable, Sendable {
+/// `validate()` holds the rules; a schedule checks them again with the tower's geometry.
+public struct MergeOptions: Hashable, Sendable {
     public var method: MergeMethod
     /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers).
     public var ratio: Double?
@@ -70,6 +71,26 @@ public struct MergeOptions: Equatable, Sendable {
         self.seed = seed
         self.trackSources = trackSources
     }
+
+    /// Throws the first rule these options break, as far as it can be told without a tower
+    /// (a budget larger than the tower's tokens, an odd pooling grid, … are the schedule's).
+    public func validate() throws {
+        guard alpha.isFinite && alpha >= 0 else { throw MergeError.invalidAlpha(alpha) }
+        guard marginBase.isFinite else { throw MergeError.invalidMarginBase(marginBase) }
+        if ratio != nil && keep != nil { throw MergeError.ratioAndKeep }
+        if let ratio, !(ratio > 0 && ratio <= 1) { throw MergeError.invalidRatio(ratio) }
+        if let keep, keep < 1 { throw MergeError.invalidBudget(keep) }
+        if pitomeEveryLayer && method != .pitome { throw MergeError.everyLayerWithoutPiToMe(method) }
+        if trackSources && method == .dct { throw MergeError.sourcesUnavailable(method) }
+        switch method {
+        case .none:
+            if ratio != nil || keep != nil { throw MergeError.amountWithoutMethod }
+        case .pool2x2:
+            if ratio != nil { throw MergeError.poolRatio }
+        default:
+            if ratio == nil && keep == nil { throw MergeError.missingAmount(method) }
+        }
+    }
 }
 
 /// A token-merging configuration that cannot run.
@@ -78,6 +99,7 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
     case ratioAndKeep
     case invalidRatio(Double)
     case invalidKeep(keep: Int, patchTokens: Int)
+    case invalidBudget(Int)
     case missingAmount(MergeMethod)
     case amountWithoutMethod
     case everyLayerWithoutPiToMe(MergeMethod)
@@ -100,6 +122,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
             return "merge ratio \(r) is out of range: it must satisfy 0 < ratio <= 1"
         case .invalidKeep(let k, let p):
             return "keep \(k) is out of range: it must be between 1 and the \(p) patch tokens"
+        case .invalidBudget(let k):
+            return "keep \(k) is out of range: a token budget must be at least 1"
         case .missingAmount(let m):
             return "method \(m.rawValue) needs a merge ratio or a token budget (keep)"
         case .amountWithoutMethod:

@@ -64,25 +64,12 @@ public struct MergeSchedule: Equatable, Sendable {
         }
         let method = options.method
         let patches = initialTokens - 1
-        guard options.alpha.isFinite && options.alpha >= 0 else { throw MergeError.invalidAlpha(options.alpha) }
-        guard options.marginBase.isFinite else { throw MergeError.invalidMarginBase(options.marginBase) }
-        if options.ratio != nil && options.keep != nil { throw MergeError.ratioAndKeep }
-        if let ratio = options.ratio, !(ratio > 0 && ratio <= 1) { throw MergeError.invalidRatio(ratio) }
-        if let keep = options.keep, !(keep >= 1 && keep <= patches) {
-            throw MergeError.invalidKeep(keep: keep, patchTokens: patches)
-        }
-        if options.pitomeEveryLayer && method != .pitome { throw MergeError.everyLayerWithoutPiToMe(method) }
-        if options.trackSources && method == .dct { throw MergeError.sourcesUnavailable(method) }
-        switch method {
-        case .none:
-            if options.ratio != nil || options.keep != nil { throw MergeError.amountWithoutMethod }
-        case .pool2x2:
-            if options.ratio != nil { throw MergeError.poolRatio }
+        try options.validate()
+        if let keep = options.keep, keep > patches { throw MergeError.invalidKeep(keep: keep, patchTokens: patches) }
+        if method == .pool2x2 {
             guard let side = GridPooling.side(patchTokens: patches) else { throw MergeError.poolGrid(patchTokens: patches) }
             if let keep = options.keep, keep != side * side / 4 { throw MergeError.poolKeep(keep: keep, pooled: side * side / 4) }
             if mergeLayers == 0 { throw MergeError.poolWithoutLayers }
-        default:
-            if options.ratio == nil && options.keep == nil { throw MergeError.missingAmount(method) }
         }
 
         let stages = (0..<mergeLayers).map {

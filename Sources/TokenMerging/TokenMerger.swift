@@ -5,7 +5,7 @@ import Kernels
 ///
 /// The tower calls `merge(layer:tokens:metric:clsAttention:)` once after every layer that feeds the
 /// selected feature layer (layers 0..<mergeLayers, in order), and feeds the returned tokens to the
-/// next layer. Before a new image, call `reset()`.
+/// next layer. A merger serves one image: make a new one for the next.
 ///
 /// What the tower chooses (the merger only needs the matrices):
 /// - the metric: the layer output itself (official LLaVA wiring: pass `tokens` as `metric`, merge
@@ -25,8 +25,6 @@ public final class TokenMerger {
     private var nextLayer = 0
     private var sizeMatrix: Matrix
     private var sourceMatrix: Matrix?
-    /// DCT low-pass matrices by layer; they depend only on the schedule, so they outlive `reset()`.
-    private var lowPassByLayer: [Int: Matrix] = [:]
 
     public init(options: MergeOptions, towerDepth: Int, mergeLayers: Int, initialTokens: Int) throws {
         self.options = options
@@ -35,8 +33,14 @@ public final class TokenMerger {
         self.initialTokens = initialTokens
         schedule = try MergeSchedule(options: options, towerDepth: towerDepth, mergeLayers: mergeLayers,
                                      initialTokens: initialTokens)
-        sizeMatrix = Matrix(rows: 0, cols: 1)
-        reset()
+        sizeMatrix = Matrix(rows: initialTokens, cols: 1)
+        sizeMatrix.fill(1)
+        if options.trackSources {
+            let patches = initialTokens - 1
+            let m = Matrix(rows: initialTokens, cols: patches)
+            for p in 0..<patches { m[p + 1, p] = 1 }
+            sourceMatrix = m
+        }
     }
 
     /// Tokens (CLS included) entering layer 0 and after each merge layer; `mergeLayers + 1` entries.
@@ -68,24 +72,11 @@ public final class TokenMerger {
     /// With `trackSources`: the 0/1 source map [current tokens, original patch tokens].
     public var sourceMap: Matrix? { sourceMatrix?.copy() }
 
-    /// Back to the state before layer 0 (sizes 1, identity sources), for a new image.
-    public func reset() {
-        nextLayer = 0
-        sizeMatrix = Matrix(rows: initialTokens, cols: 1)
-        sizeMatrix.fill(1)
-        if options.trackSources {
-            let patches = initialTokens - 1
-            let m = Matrix(rows: initialTokens, cols: patches)
-            for p in 0..<patches { m[p + 1, p] = 1 }
-            sourceMatrix = m
-        }
-    }
-
     /// Merges the tokens after layer `i` and returns them; returns `tokens` itself when this layer
     /// merges nothing. `metric` (same rows as `tokens`, any width; may be `tokens`) decides what
     /// merges. `clsAttention` is required when `needsCLSAttention`, ignored otherwise.
     public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
-        precondition(i == nextLayer, "token merger expected layer \(nextLayer), got \(i) (call reset() before a new image)")
+        precondition(i == nextLayer, "token merger expected layer \(nextLayer), got \(i) (a merger serves one image)")
         precondition(i < mergeLayers, "layer \(i) is past the \(mergeLayers) merge layers")
         let expected = schedule.tokenCounts[i]
         precondition(tokens.rows == expected, "layer \(i) should receive \(expected) tokens, got \(tokens.rows)")
@@ -95,8 +86,7 @@ public final class TokenMerger {
         if step.remove == 0 { return tokens }
 
         if step.stage == .dct {
-            let lowPass = lowPassByLayer[i] ?? DCT.lowPassMatrix(patchTokens: expected - 1, keep: expected - 1 - step.remove)
-            lowPassByLayer[i] = lowPass
+            let lowPass = DCT.lowPassMatrix(patchTokens: expected - 1, keep: expected - 1 - step.remove)
             let out = DCT.compress(tokens, lowPass: lowPass)
             // Every output patch token mixes all patches: spread their total size evenly.
             let patchSize = (1..<expected).reduce(Float(0)) { $0 + sizeMatrix[$1, 0] } / Float(out.rows - 1)

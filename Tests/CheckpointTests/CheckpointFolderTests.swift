@@ -38,7 +38,7 @@ final class CheckpointFolderTests: XCTestCase {
         XCTAssertEqual(c.text.maxPositionEmbeddings, 2048)
         XCTAssertEqual(c.visionFeatureLayers, [-2])
         XCTAssertEqual(c.visionLayersToRun, 1)
-        XCTAssertEqual(c.visionFeatureSelectStrategy, "default")
+        XCTAssertEqual(c.visionFeatureSelectStrategy, .default)
         XCTAssertEqual(c.projectorHiddenAct, "gelu")
         XCTAssertTrue(c.multimodalProjectorBias)
     }

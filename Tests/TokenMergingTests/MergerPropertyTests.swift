@@ -246,22 +246,22 @@ final class MergerPropertyTests: XCTestCase {
         XCTAssertEqual(fortyOne.last, 42)
     }
 
-    func testResetStartsANewImage() throws {
+    func testANewMergerStartsFromOneTokenPerPatch() throws {
         var random = TestRandom(seed: 9)
-        let merger = try TokenMerger(options: MergeOptions(method: .pitome, ratio: 0.8, weighting: .size, trackSources: true),
-                                     towerDepth: 6, mergeLayers: 5, initialTokens: 65)
+        let options = MergeOptions(method: .pitome, ratio: 0.8, weighting: .size, trackSources: true)
         let image = random.matrix(rows: 65, cols: 8)
-        func run() -> Matrix {
+        func run(_ merger: TokenMerger) -> Matrix {
             var tokens = image
             for layer in 0..<5 { tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: nil) }
             return tokens
         }
-        let first = run()
-        XCTAssertNotEqual(merger.sizes, [Float](repeating: 1, count: merger.sizes.count))
-        merger.reset()
-        XCTAssertEqual(merger.sizes, [Float](repeating: 1, count: 65))
-        XCTAssertEqual(merger.logSizes, [Float](repeating: 0, count: 65))
-        XCTAssertEqual(try XCTUnwrap(merger.sources).count, 65)
-        XCTAssertEqual(run().toArray(), first.toArray())
+        let first = try TokenMerger(options: options, towerDepth: 6, mergeLayers: 5, initialTokens: 65)
+        XCTAssertEqual(first.sizes, [Float](repeating: 1, count: 65))
+        XCTAssertEqual(first.logSizes, [Float](repeating: 0, count: 65))
+        XCTAssertEqual(try XCTUnwrap(first.sources), [[]] + (0..<64).map { [$0] })
+        let merged = run(first)
+        XCTAssertNotEqual(first.sizes, [Float](repeating: 1, count: first.sizes.count))
+        let second = try TokenMerger(options: options, towerDepth: 6, mergeLayers: 5, initialTokens: 65)
+        XCTAssertEqual(run(second).toArray(), merged.toArray())
     }
 }

@@ -17,7 +17,7 @@ final class ValidationTests: XCTestCase {
             (MergeOptions(method: .pitome, ratio: -0.5), 577, 24, 23, .invalidRatio(-0.5)),
             (MergeOptions(method: .tome, ratio: 1.01), 577, 24, 23, .invalidRatio(1.01)),
             (MergeOptions(method: .tome, ratio: 0.9, keep: 50), 577, 24, 23, .ratioAndKeep),
-            (MergeOptions(method: .tome, keep: 0), 577, 24, 23, .invalidKeep(keep: 0, patchTokens: 576)),
+            (MergeOptions(method: .tome, keep: 0), 577, 24, 23, .invalidBudget(0)),
             (MergeOptions(method: .tome, keep: 577), 577, 24, 23, .invalidKeep(keep: 577, patchTokens: 576)),
             (MergeOptions(method: .pitome), 577, 24, 23, .missingAmount(.pitome)),
             (MergeOptions(method: .none, ratio: 0.9), 577, 24, 23, .amountWithoutMethod),
