@@ -93,7 +93,9 @@ extension JSONValue {
     /// number with a fraction (as answer files have always recorded it, so that a file written
     /// by an earlier version is resumed rather than taken for other settings).
     init(mergeSettings settings: VisionMergeSettings) throws {
-        guard case .object(var object) = try JSONValue.parse(String(decoding: JSONEncoder().encode(settings), as: UTF8.self)) else {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        guard case .object(var object) = try JSONValue.parse(String(decoding: try encoder.encode(settings), as: UTF8.self)) else {
             throw CLIError("the merge settings did not encode as a JSON object")
         }
         if case .int(let ratio)? = object["ratio"] { object["ratio"] = .double(Double(ratio)) }
