@@ -89,8 +89,11 @@ enum ChartDrawing {
         let distinctX = Array(Set(chart.panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } })).sorted()
         var xMin = distinctX.first ?? 0, xMax = distinctX.last ?? 1
         if xMin == xMax { xMin -= max(abs(xMin) * 0.05, 0.05); xMax += max(abs(xMax) * 0.05, 0.05) }
-        let xTicks = distinctX.count >= 2 && distinctX.count <= 12 ? distinctX : niceTicks(xMin, xMax)
         let pad = (xMax - xMin) * 0.04
+        // Ticks at the measured x values while their labels have room (about 30 px apart).
+        let closest = zip(distinctX, distinctX.dropFirst()).map { $1 - $0 }.min() ?? 0
+        let roomy = closest / (xMax - xMin + 2 * pad) * (width - left - right) >= 30
+        let xTicks = distinctX.count >= 2 && distinctX.count <= 12 && roomy ? distinctX : niceTicks(xMin, xMax)
         let xDomain = (xMin - pad)...(xMax + pad)
         for (i, panel) in chart.panels.enumerated() {
             let y0 = top + Double(i) * (panelHeight + bottomAxis + gap)
