@@ -101,16 +101,6 @@ public final class ImageCache: @unchecked Sendable {
         stats.entries = entries.count
     }
 
-    public func removeAll() {
-        lock.lock()
-        defer { lock.unlock() }
-        entries = [:]
-        newest = nil
-        oldest = nil
-        stats.bytes = 0
-        stats.entries = 0
-    }
-
     // The recency list threads through the entries by key (previous = newer, next = older).
 
     private func unlink(_ key: Key) {

@@ -69,9 +69,6 @@ public final class TokenMerger {
         return (0..<m.rows).map { r in (0..<m.cols).filter { m[r, $0] > 0.5 } }
     }
 
-    /// With `trackSources`: the 0/1 source map [current tokens, original patch tokens].
-    public var sourceMap: Matrix? { sourceMatrix?.copy() }
-
     /// Merges the tokens after layer `i` and returns them; returns `tokens` itself when this layer
     /// merges nothing. `metric` (same rows as `tokens`, any width; may be `tokens`) decides what
     /// merges. `clsAttention` is required when `needsCLSAttention`, ignored otherwise.
