@@ -21,6 +21,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
+        .systemLibrary(name: "CEditLine", path: "Sources/CEditLine"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(
             name: "CSentencePiece",
@@ -44,7 +45,7 @@ let package = Package(
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
         .executableTarget(
             name: "LlavaCLI",
-            dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LLaVA", "VQAEval", "CEditLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

@@ -110,9 +110,8 @@ struct EvalRun: ParsableCommand {
         let modelID = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
         let template = try ConversationTemplate.load(generation.template)
         let mergeSettings = merge.settings
-        let seed = generation.seed ?? 0
-        let options = GenerationOptions(maxTokens: generation.maxTokens, temperature: generation.temperature,
-                                        topP: generation.topP, seed: seed)
+        let options = generation.options(seed: generation.seed ?? 0)
+        let seed = options.seed
         let settings = evalSettings(template: template.name, seed: seed)
         let runSettings = RunSettings(evalSettingsFields.map { field in
             (field, field == "model_id" ? .string(modelID) : settings[String(field.dropFirst("metadata.".count))]!)
