@@ -22,7 +22,8 @@ struct Eval: ParsableCommand {
 /// files are merged, only when these agree.
 let evalSettingsFields = [
     "model_id", "metadata.template", "metadata.image_mode", "metadata.max_tokens", "metadata.temperature",
-    "metadata.top_p", "metadata.seed", "metadata.merge",
+    "metadata.top_p", "metadata.seed", "metadata.merge", "metadata.top_k", "metadata.min_p", "metadata.repeat_penalty",
+    "metadata.repeat_last_n", "metadata.ignore_eos", "metadata.ctx_size",
 ]
 
 struct EvalRun: ParsableCommand {
@@ -35,18 +36,31 @@ struct EvalRun: ParsableCommand {
         appended in input order; an incomplete last line left by a killed run is cut off first. The \
         settings recorded in the file (model, merge, template, image mode, decoding) must match.
 
-        A question whose image cannot be read gets an answer line with an empty text and \
-        metadata.error; the run goes on and exits with status 1 at the end. Decoding is greedy unless \
-        --temperature is given; the sampling seed defaults to 0 here, so a resumed run samples as an \
-        uninterrupted one.
+        When every question has been tried, the file is put back in input order (atomically) if \
+        a resume appended answers after later ones. Ctrl-C stops at once, saying how many answers \
+        are saved; the same command resumes.
+
+        A question whose image cannot be used (missing, unreadable, over a limit, or outside \
+        --image-folder) is unanswered: its answer line has an empty text and metadata.error, it is \
+        counted and listed in the summary, and a resume does not try it again unless \
+        --retry-failed is given; the run goes on and exits with status 1 at the end. Decoding is \
+        greedy unless --temperature is given; the sampling seed defaults to 0 here (-s sets it), so \
+        a resumed run samples as an uninterrupted one.
+
+        Examples:
+          llava eval --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers answers.jsonl --annotations Prompts/shapes/answers.jsonl --quiet
+          llava eval run --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers shard2.jsonl --shard 2/4 --merge pitome --ratio 0.9 --quiet
         """
     )
 
     @Option(name: .long, help: "Question file: JSON lines with question_id, image, text, category (LLaVA's model_vqa_loader format).")
     var questions: String
 
-    @Option(name: .long, help: "Folder the questions' image paths are relative to.")
+    @Option(name: .long, help: "Folder the questions' image paths are relative to; they must stay inside it.")
     var imageFolder: String
+
+    @Flag(name: .long, help: "Allow image paths that leave --image-folder (absolute paths, .. or symbolic links out of it).")
+    var allowOutsideImages = false
 
     @Option(name: .long, help: "Answer file to write (JSON lines, LLaVA's format); resumed when it exists.")
     var answers: String
@@ -74,18 +88,18 @@ struct EvalRun: ParsableCommand {
     @Flag(name: .long, help: "Answer again the questions whose earlier answer line records an error.")
     var retryFailed = false
 
-    @Option(name: .long, help: "Memory for encoded images, in MiB (0: no cache).")
+    @Option(name: .long, parsing: .unconditional, help: "Memory for encoded images, in MiB (0: no cache).")
     var imageCacheMb: Double = 512
 
-    @Option(name: .long, help: "Without a terminal, print a progress line every P percent.")
+    @Option(name: .long, parsing: .unconditional, help: "Without a terminal, print a progress line every P percent.")
     var progressEvery: Double = 10
 
     func validate() throws {
         if let shard {
             do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
         }
-        if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw ValidationError("--image-cache-mb must be >= 0") }
-        if !(progressEvery > 0 && progressEvery <= 100) { throw ValidationError("--progress-every must satisfy 0 < P <= 100") }
+        if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw invalid("--image-cache-mb", "in [0, 1e9)", imageCacheMb) }
+        if !(progressEvery > 0 && progressEvery <= 100) { throw invalid("--progress-every", "in (0, 100]", progressEvery) }
     }
 
     func run() throws {
@@ -141,8 +155,10 @@ struct EvalRun: ParsableCommand {
         var towerRuns = 0, failedNow = 0
         let progress = ProgressDisplay(total: mine.count, done: answered.count, enabled: !quiet, step: progressEvery)
 
+        let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory)
+            _ = try pipeline.model.contextSize(options)
             _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
             progress.start()
             for q in pending {
@@ -150,7 +166,7 @@ struct EvalRun: ParsableCommand {
                 if let category = q.category { metadata["category"] = .string(category) }
                 var text = ""
                 do {
-                    let encoded = try pipeline.encode(imagePath: q.imagePath(folder: imageFolder), mode: imageOptions.imageMode,
+                    let encoded = try pipeline.encode(imagePath: imageLocation(q), mode: imageOptions.imageMode,
                                                       merge: mergeSettings, cache: cache)
                     if !encoded.hit { towerRuns += 1 }
                     let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
@@ -178,27 +194,31 @@ struct EvalRun: ParsableCommand {
                     "question_id": q.id.json, "prompt": .string(q.text), "text": .string(text),
                     "answer_id": .string(AnswerID.make()), "model_id": .string(modelID), "metadata": .object(metadata),
                 ]
+                let record: AnswerRecord
                 do {
-                    try writer.append(line)
+                    record = try interrupt.saving { try writer.append(line) }
                 } catch {
                     progress.finish()
                     throw CLIError("\(error); the answers written so far are kept, run the same command again to resume")
                 }
-                if let reference = keys?.reference(for: q.id) {
-                    running.scores.add(category: q.category, prediction: text, reference: reference)
-                }
+                if let keys { running.add(record, annotations: keys, category: q.category) }
                 progress.advance(accuracy: keys == nil || running.scores.overall.count == 0 ? nil : running.scores.overall.vqaAccuracy,
                                  cacheHits: cache.statistics.hits, failed: failedNow)
             }
             progress.finish()
         }
+        if try writer.putInOrder(mine.map(\.id)), !quiet {
+            printErr("llava: \(answers): put the answers back in input order")
+        }
         writer.closeFile()
+        interrupt.stop()
 
         // Everything below reads the file back: the scores and counts are those of what is on disk.
         let contents = try AnswerFileContents.read(answers)
         let ids = Set(mine.map(\.id))
         let records = contents.records.filter { ids.contains($0.id) }
-        let failed = records.filter { $0.error != nil }.count
+        let failedIDs = records.filter { $0.error != nil }.map(\.id)
+        let failed = failedIDs.count
         let seconds = Date().timeIntervalSince(started)
         let newCount = pending.count
         let stats = cache.statistics
@@ -226,6 +246,7 @@ struct EvalRun: ParsableCommand {
             "answered_this_run": .int(Int64(newCount)), "resumed": .int(Int64(answered.count)),
             "malformed_lines": .int(Int64(file.issues.count)),
         ])
+        summaryObject["unanswered"] = .array(failedIDs.map(\.json))
         summaryObject["run"] = .object([
             "seconds": .double(rounded(seconds)),
             "questions_per_s": .double(rounded(newCount > 0 ? Double(newCount) / max(progress.elapsed, 1e-9) : 0)),
@@ -240,8 +261,29 @@ struct EvalRun: ParsableCommand {
         try writeSummary(summaryObject, to: summary ?? defaultSummaryPath(answers))
 
         if failed > 0 {
+            let shown = failedIDs.prefix(10).map(\.description).joined(separator: ", ") + (failed > 10 ? ", …" : "")
+            printErr("llava: eval: unanswered (metadata.error): \(shown)")
             throw CLIError("\(failed) of \(mine.count) question\(mine.count == 1 ? "" : "s") failed (metadata.error in \(answers)); run again with --retry-failed to answer them again")
         }
+    }
+
+    /// A question's image file: inside --image-folder, lexically and with symbolic links
+    /// resolved, unless --allow-outside-images.
+    func imageLocation(_ q: Question) throws -> String {
+        let path = q.imagePath(folder: imageFolder)
+        if allowOutsideImages { return path }
+        let outside = "image \(q.image) is outside --image-folder \(imageFolder) (--allow-outside-images allows it)"
+        if q.image.hasPrefix("/") { throw CLIError(outside) }
+        var depth = 0
+        for part in q.image.split(separator: "/") where part != "." {
+            depth += part == ".." ? -1 : 1
+            if depth < 0 { throw CLIError(outside) }
+        }
+        guard let resolved = realPath(path) else { return path } // missing: the decoder says so
+        guard let root = realPath(imageFolder), resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+            throw CLIError(outside + "; it resolves to \(resolved)")
+        }
+        return path
     }
 
     /// The settings part of every answer line's metadata.
@@ -258,6 +300,10 @@ struct EvalRun: ParsableCommand {
             "template": .string(template), "image_mode": .string(imageOptions.imageMode.rawValue),
             "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
             "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: seed)),
+            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
+            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
+            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
+            "ctx_size": .int(Int64(generation.ctxSize)),
             "merge": .object(mergeObject),
         ]
     }
@@ -438,7 +484,10 @@ final class ProgressDisplay {
         return s
     }
 
+    /// Draws `text` over the current line, cut to the terminal's width (a line that wrapped
+    /// would leave one screen line per update).
     func draw(_ text: String) {
+        let text = String(text.prefix(max(1, terminalColumns(STDERR_FILENO) - 1)))
         lastLine = text
         drawn = true
         FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
@@ -458,5 +507,66 @@ final class ProgressDisplay {
             FileHandle.standardError.write(Data("\n".utf8))
             drawn = false
         }
+    }
+}
+
+/// The width of the terminal on `fd` (TIOCGWINSZ), else $COLUMNS, else 80.
+func terminalColumns(_ fd: Int32) -> Int {
+    var size = winsize()
+    if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+    if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap({ Int($0) }), columns > 0 { return columns }
+    return 80
+}
+
+/// `path` with symbolic links, `.` and `..` resolved, or nil when it does not exist.
+func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// Ctrl-C during a run: says how many answers are saved and that the same command resumes,
+/// then exits with status 130. An answer being written when the signal comes is finished
+/// first (`saving` holds the lock the handler takes), so every saved answer is whole.
+final class InterruptReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private var saved: Int
+    private let answers: String
+    private let progress: ProgressDisplay
+    private var source: DispatchSourceSignal?
+
+    init(answers: String, saved: Int, progress: ProgressDisplay) {
+        self.answers = answers
+        self.saved = saved
+        self.progress = progress
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [self] in
+            lock.lock() // never released: the process ends here
+            self.progress.finish()
+            let n = self.saved
+            printErr("llava: interrupted: \(n) answer\(n == 1 ? "" : "s") saved in \(self.answers); run the same command again to resume")
+            _exit(130)
+        }
+        source.resume()
+        self.source = source
+    }
+
+    /// Runs `write` (one answer line) so that an interrupt waits for it, and counts it.
+    func saving<T>(_ write: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = try write()
+        saved += 1
+        return result
+    }
+
+    /// Back to the default Ctrl-C (the file is complete).
+    func stop() {
+        lock.lock()
+        defer { lock.unlock() }
+        source?.cancel()
+        source = nil
+        signal(SIGINT, SIG_DFL)
     }
 }
