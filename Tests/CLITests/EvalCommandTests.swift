@@ -278,6 +278,64 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertTrue(try objects(answers).allSatisfy { metadata($0)["error"] == nil })
     }
 
+    func testImagesMustStayInsideTheImageFolder() throws {
+        let outsideFile = dir + "/outside.png"
+        try FileManager.default.copyItem(atPath: images + "/square-42.png", toPath: outsideFile)
+        try FileManager.default.createSymbolicLink(atPath: images + "/link.png", withDestinationPath: outsideFile)
+        try FileManager.default.createDirectory(atPath: images + "/sub", withIntermediateDirectories: true)
+        let names = ["../outside.png", outsideFile, "link.png", "sub/../square-56.png", "sub/../../outside.png"]
+        let questions = try writeQuestions(names.count) { names[$0 - 1] }
+        let answers = dir + "/out.jsonl"
+        let r = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = try objects(answers).map { metadata($0)["error"] as? String }
+        for k in [0, 1, 2, 4] {
+            XCTAssertTrue(errors[k]?.contains("image \(names[k]) is outside --image-folder \(images) (--allow-outside-images allows it)") ?? false,
+                          "\(names[k]): \(errors[k] ?? "answered")")
+        }
+        XCTAssertTrue(errors[2]?.contains("resolves to \(outsideFile)") ?? false, errors[2] ?? "")
+        XCTAssertNil(errors[3], "a path that stays inside the folder is fine")
+
+        let allowed = dir + "/allowed.jsonl"
+        let a = try CLI.run(evalArguments(questions: questions, answers: allowed, ["--quiet", "--allow-outside-images"]))
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertTrue(try objects(allowed).allSatisfy { metadata($0)["error"] == nil })
+    }
+
+    func testUnansweredQuestionsAreCountedListedAndNotRetriedOnResume() throws {
+        let questions = try writeQuestions(5) { $0 == 2 || $0 == 4 ? "missing-\($0).png" : nil }
+        let answers = dir + "/out.jsonl"
+        let r = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderrLines.contains("llava: eval: unanswered (metadata.error): 2, 4"), r.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out.summary.json"))) as! [String: Any]
+        XCTAssertEqual(summary["unanswered"] as? [Int], [2, 4])
+        XCTAssertEqual((summary["counts"] as! [String: Any])["failed"] as? Int, 2)
+        for o in try objects(answers) where ["2", "4"].contains("\(o["question_id"]!)") {
+            XCTAssertEqual(o["text"] as? String, "")
+            XCTAssertNotNil(metadata(o)["error"])
+        }
+        // The image appears, but a resume leaves the failures alone (no stall on a bad file).
+        try FileManager.default.copyItem(atPath: images + "/square-42.png", toPath: images + "/missing-2.png")
+        let before = try Data(contentsOf: URL(fileURLWithPath: answers))
+        let again = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: answers)), before)
+        let retried = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet", "--retry-failed"]))
+        XCTAssertTrue(retried.stderrLines.contains("llava: eval: unanswered (metadata.error): 4"), retried.stderr)
+    }
+
+    func testAnswerKeyGivenAsAnswersIsNamed() throws {
+        let questions = try writeQuestions(2)
+        let key = dir + "/key.jsonl"
+        try "{\"question_id\": 1, \"answer\": \"yes\"}\n{\"question_id\": 2, \"answer\": \"no\"}\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: key))
+        let r = try CLI.run(evalArguments(questions: questions, answers: key))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderrLines, ["llava: error: \(key):1: not an answer file of llava eval (no \"text\" and \"metadata\"); it looks like reference answers: give it as --annotations"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: key)), before)
+    }
+
     // MARK: - Shards
 
     func testShardsMergedEqualAnUnshardedRun() throws {
