@@ -45,7 +45,7 @@ struct Bench: ParsableCommand {
         ImageMagick is on PATH.
 
         Example:
-          llava bench --image a.jpg --ratios 1,0.95,0.9,0.85 --keep 256,64 --out bench/a
+          llava bench --image Prompts/shapes/images/shapes_0000.png --ratios 1,0.95,0.9 --keep 32,16 --out bench/shapes
         """
     )
 

@@ -336,6 +336,23 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: key)), before)
     }
 
+    func testProgressLineFitsANarrowTerminal() throws {
+        let questions = try writeQuestions(30)
+        let answers = dir + "/out.jsonl"
+        let key = dir + "/key.jsonl"
+        let keyLines = (1...30).map { i in #"{"question_id": \#(i % 3 == 0 ? "\"q\(i)\"" : "\(i)"), "answer": "yes"}"# }
+        try (keyLines.joined(separator: "\n") + "\n").write(toFile: key, atomically: true, encoding: .utf8)
+        let terminal = try Terminal(evalArguments(questions: questions, answers: answers, ["--annotations", key]), columns: 40)
+        XCTAssertEqual(terminal.finish(), 0, terminal.output)
+        // Every redraw of the progress line starts with a carriage return and fits in 40 columns.
+        let draws = terminal.output.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\r")
+            .map { $0.replacingOccurrences(of: "\u{1B}[K", with: "").components(separatedBy: "\n")[0] }
+            .filter { $0.hasPrefix("eval ") }
+        XCTAssertGreaterThan(draws.count, 1, terminal.output.debugDescription)
+        for draw in draws { XCTAssertLessThan(draw.count, 40, draw.debugDescription) }
+        XCTAssertTrue(draws.contains { $0.count == 39 }, "long lines are cut, not dropped: \(draws)")
+    }
+
     // MARK: - Shards
 
     func testShardsMergedEqualAnUnshardedRun() throws {
