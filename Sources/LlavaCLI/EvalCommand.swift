@@ -411,6 +411,11 @@ func defaultSummaryPath(_ answers: String) -> String {
 /// Writes a summary JSON file (pretty-printed, replaced atomically).
 func writeSummary(_ object: JSONObject, to path: String) throws {
     let data = Data((JSONValue.object(object).prettyDescription + "\n").utf8)
+    var info = stat()
+    if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+        // An atomic write renames over the path: a device or a pipe would be replaced.
+        throw CLIError("\(path): cannot write the summary: not a regular file")
+    }
     do {
         try data.write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {

@@ -190,6 +190,10 @@ public final class AnswerWriter {
         self.fd = fd
         size = 0
         do {
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                throw EvalFileError.unwritable(path: path, reason: "not a regular file")
+            }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 if errno == EWOULDBLOCK { throw EvalFileError.locked(path: path) }
                 throw EvalFileError.unwritable(path: path, reason: "cannot lock: " + FileBytes.errnoText())
@@ -392,6 +396,11 @@ enum Durable {
     /// beside it, fsynced, renamed over `path`, directory fsynced. With `keepOpen`, returns the
     /// new file's descriptor, locked exclusively before the rename.
     static func replace(path: String, lines: [[UInt8]], keepOpen: Bool) throws -> Int32 {
+        var info = stat()
+        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+            // Renaming over a device, a pipe or a link would replace it, not write to it.
+            throw EvalFileError.unwritable(path: path, reason: "not a regular file")
+        }
         let temp = path + ".tmp-\(getpid())"
         let fd = open(temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw EvalFileError.unwritable(path: temp, reason: FileBytes.errnoText()) }

@@ -353,6 +353,23 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertTrue(draws.contains { $0.count == 39 }, "long lines are cut, not dropped: \(draws)")
     }
 
+    func testOutputsThatAreNotRegularFilesAreRefusedNotReplaced() throws {
+        let questions = try writeQuestions(2)
+        let fifo = dir + "/special"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let answers = dir + "/out.jsonl"
+        let summary = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet", "--summary", fifo]))
+        XCTAssertEqual(summary.stderrLines, ["llava: error: \(fifo): cannot write the summary: not a regular file"])
+        XCTAssertEqual(summary.status, 1)
+        let answerFile = try CLI.run(evalArguments(questions: questions, answers: fifo, ["--quiet"]))
+        XCTAssertEqual(answerFile.stderrLines, ["llava: error: \(fifo): cannot write: not a regular file"])
+        let merged = try CLI.run(["eval", "merge", "--answers", fifo, answers])
+        XCTAssertEqual(merged.stderrLines, ["llava: error: \(fifo): cannot write: not a regular file"])
+        var info = stat()
+        XCTAssertEqual(lstat(fifo, &info), 0)
+        XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO, "the pipe is still a pipe")
+    }
+
     // MARK: - Shards
 
     func testShardsMergedEqualAnUnshardedRun() throws {
