@@ -93,6 +93,14 @@ final class FlagTests: XCTestCase {
         XCTAssertTrue(help.stdout.contains("--temperature, --temp"), help.stdout)
     }
 
+    func testSeedDefaultIsStatedTheSameWayEverywhere() throws {
+        let help = try CLI.run(["eval", "run", "--help"]).stdout.replacingOccurrences(of: "\n", with: " ")
+            .replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
+        XCTAssertTrue(help.contains("the sampling seed defaults to 0 here (-s sets it)"), help)
+        XCTAssertTrue(help.contains("Random seed for sampling (default: random for ask and chat, 0 for eval)"), help)
+        XCTAssertFalse(help.contains("(default: random)"), help)
+    }
+
     func testNegativeAndNonFiniteValuesAreOneLineErrors() throws {
         assertOneLine(try ask(["--temperature", "-1", "Hi"]), "--temperature must be a finite number >= 0, got -1")
         assertOneLine(try ask(["--temp", "inf", "Hi"]), "--temperature must be a finite number >= 0, got inf")
