@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// What the argument parser leaves to us: an option given twice, the nearest real flag for an
-/// unknown one, and one-line messages.
+/// unknown one, and one-line messages. A command's options are read from its help text, so
+/// they are exactly the ones the parser accepts.
 enum ArgumentCheck {
     /// The command the arguments select (the deepest subcommand named), and `eval`'s default.
     static func command(for arguments: [String]) -> ParsableCommand.Type {
@@ -37,9 +38,6 @@ enum ArgumentCheck {
                 let name = word.hasSuffix(",") ? word.dropLast() : word[...]
                 guard name.hasPrefix("-") else { break }
                 spellings.append(String(name))
-                if !word.hasSuffix(",") {
-                    continue
-                }
             }
             for spelling in spellings { names[spelling] = OptionName(first: spellings[0], takesValue: takesValue) }
         }
@@ -48,7 +46,7 @@ enum ArgumentCheck {
 
     /// Throws when an option is unknown (naming the nearest real one), or given more than once
     /// (a later value would silently replace the first).
-    static func rejectRepeatedOptions(_ arguments: [String]) throws {
+    static func rejectUnknownAndRepeatedOptions(_ arguments: [String]) throws {
         if arguments.contains(where: { $0.hasPrefix("--experimental") || $0.hasPrefix("--generate-completion") }) { return }
         let command = command(for: arguments)
         let names = optionNames(of: command)

@@ -28,7 +28,7 @@ struct Llava: ParsableCommand {
         BLASEnvironment.prepare()
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
-            try ArgumentCheck.rejectRepeatedOptions(arguments)
+            try ArgumentCheck.rejectUnknownAndRepeatedOptions(arguments)
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
