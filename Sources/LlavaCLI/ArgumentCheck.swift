@@ -18,6 +18,8 @@ enum ArgumentCheck {
     /// An option of a command as its help lists it: every spelling, and whether a value follows.
     struct OptionName {
         var first: String
+        /// The `--` spelling, when the option has one.
+        var long: String?
         var takesValue: Bool
     }
 
@@ -39,9 +41,42 @@ enum ArgumentCheck {
                 guard name.hasPrefix("-") else { break }
                 spellings.append(String(name))
             }
-            for spelling in spellings { names[spelling] = OptionName(first: spellings[0], takesValue: takesValue) }
+            let long = spellings.first { $0.hasPrefix("--") }
+            for spelling in spellings { names[spelling] = OptionName(first: spellings[0], long: long, takesValue: takesValue) }
         }
         return names
+    }
+
+    /// The arguments with every negative number that follows an option taking a value joined
+    /// to it (`--ratio -1` → `--ratio=-1`, `-t -1` → `--threads=-1`), so that the parser reads
+    /// it as the value, not as a flag, and the command's own check reports the bad value.
+    static func joiningNegativeValues(_ arguments: [String]) -> [String] {
+        let names = optionNames(of: command(for: arguments))
+        var out: [String] = []
+        var k = 0
+        while k < arguments.count {
+            let argument = arguments[k]
+            k += 1
+            if argument == "--" {
+                out += arguments[(k - 1)...]
+                break
+            }
+            if let option = names[argument], option.takesValue, let long = option.long, k < arguments.count,
+               isNegativeNumber(arguments[k]) {
+                out.append(long + "=" + arguments[k])
+                k += 1
+            } else {
+                out.append(argument)
+            }
+        }
+        return out
+    }
+
+    /// "-1", "-0.5", ".5"-style and "-inf"/"-nan" values, and comma lists starting with one.
+    static func isNegativeNumber(_ text: String) -> Bool {
+        guard text.hasPrefix("-"), text.count > 1 else { return false }
+        let first = text.split(separator: ",", omittingEmptySubsequences: false)[0]
+        return Double(first) != nil
     }
 
     /// Throws when an option is unknown (naming the nearest real one), or given more than once

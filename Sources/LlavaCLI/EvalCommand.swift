@@ -88,10 +88,10 @@ struct EvalRun: ParsableCommand {
     @Flag(name: .long, help: "Answer again the questions whose earlier answer line records an error.")
     var retryFailed = false
 
-    @Option(name: .long, parsing: .unconditional, help: "Memory for encoded images, in MiB (0: no cache).")
+    @Option(name: .long, help: "Memory for encoded images, in MiB (0: no cache).")
     var imageCacheMb: Double = 512
 
-    @Option(name: .long, parsing: .unconditional, help: "Without a terminal, print a progress line every P percent.")
+    @Option(name: .long, help: "Without a terminal, print a progress line every P percent.")
     var progressEvery: Double = 10
 
     func validate() throws {

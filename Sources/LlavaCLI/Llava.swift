@@ -26,7 +26,7 @@ struct Llava: ParsableCommand {
     /// stderr and exit status 1.
     static func main() {
         BLASEnvironment.prepare()
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = ArgumentCheck.joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))
         do {
             try ArgumentCheck.rejectUnknownAndRepeatedOptions(arguments)
             var command = try parseAsRoot(arguments)

@@ -9,7 +9,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customShort("m"), .long], help: "Checkpoint folder (Hugging Face layout). Default: the shipped Models/shapes-llava.")
     var model: String?
 
-    @Option(name: [.customShort("t"), .long], parsing: .unconditional, help: "Threads for every stage (matrix products, attention, norms).")
+    @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
     var threads: Int?
 
     @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic) or q8 (int8 with one scale per row and block of columns, made at load time; about half the memory of F16; int8 products on AVX-512 VNNI).")
@@ -63,10 +63,10 @@ struct MergeFlags: ParsableArguments {
     @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool.")
     var merge: MergeMethod = .none
 
-    @Option(name: .long, parsing: .unconditional, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
+    @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
     var ratio: Double?
 
-    @Option(name: .long, parsing: .unconditional, help: "Token budget: exactly K visual tokens reach the language model (instead of --ratio).")
+    @Option(name: .long, help: "Token budget: exactly K visual tokens reach the language model (instead of --ratio).")
     var keep: Int?
 
     @Option(name: .long, help: "How merged tokens combine: mean (official LLaVA wiring) or size (size-weighted).")
@@ -81,7 +81,7 @@ struct MergeFlags: ParsableArguments {
     @Flag(name: .long, help: "PiToMe energy stage at every layer (instead of ToMe in the first half).")
     var pitomeEveryLayer = false
 
-    @Option(name: .long, parsing: .unconditional, help: "Seed of the random-drop baseline.")
+    @Option(name: .long, help: "Seed of the random-drop baseline.")
     var mergeSeed: UInt64 = 0
 
     func validate() throws {
@@ -111,31 +111,31 @@ extension MergeMetric: ExpressibleByArgument {}
 
 /// Decoding settings (llama.cpp's names where it has them).
 struct GenerationFlags: ParsableArguments {
-    @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Maximum number of new tokens.")
+    @Option(name: [.customShort("n"), .long], help: "Maximum number of new tokens.")
     var maxTokens = 256
 
-    @Option(name: [.long, .customLong("temp")], parsing: .unconditional, help: "Sampling temperature; 0 is greedy.")
+    @Option(name: [.long, .customLong("temp")], help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0
 
-    @Option(name: .long, parsing: .unconditional, help: "Keep only the K most likely tokens (0: all).")
+    @Option(name: .long, help: "Keep only the K most likely tokens (0: all).")
     var topK = 0
 
-    @Option(name: .long, parsing: .unconditional, help: "Nucleus sampling: keep the smallest set of tokens whose probability reaches P.")
+    @Option(name: .long, help: "Nucleus sampling: keep the smallest set of tokens whose probability reaches P.")
     var topP: Float = 1
 
-    @Option(name: .long, parsing: .unconditional, help: "Drop tokens less likely than P times the most likely one (0: off).")
+    @Option(name: .long, help: "Drop tokens less likely than P times the most likely one (0: off).")
     var minP: Float = 0
 
-    @Option(name: .long, parsing: .unconditional, help: "Divide positive logits (multiply negative ones) of tokens among the last --repeat-last-n tokens of the conversation by F (1: off).")
+    @Option(name: .long, help: "Divide positive logits (multiply negative ones) of tokens among the last --repeat-last-n tokens of the conversation by F (1: off).")
     var repeatPenalty: Float = 1
 
-    @Option(name: .long, parsing: .unconditional, help: "Window of the repeat penalty: the last N tokens (prompt text and answer; image positions do not count).")
+    @Option(name: .long, help: "Window of the repeat penalty: the last N tokens (prompt text and answer; image positions do not count).")
     var repeatLastN = 64
 
-    @Option(name: [.customShort("s"), .long], parsing: .unconditional, help: "Random seed for sampling (default: random for ask and chat, 0 for eval).")
+    @Option(name: [.customShort("s"), .long], help: "Random seed for sampling (default: random for ask and chat, 0 for eval).")
     var seed: UInt64?
 
-    @Option(name: [.customShort("c"), .long], parsing: .unconditional, help: "Context size in tokens (0: the model's; more than the model's is an error).")
+    @Option(name: [.customShort("c"), .long], help: "Context size in tokens (0: the model's; more than the model's is an error).")
     var ctxSize = 0
 
     @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")

@@ -117,6 +117,16 @@ final class FlagTests: XCTestCase {
         XCTAssertEqual(ratio.status, 1)
         XCTAssertEqual(ratio.stderrLines.count, 1, ratio.stderr)
         XCTAssertTrue(ratio.stderr.hasPrefix("llava: error: --ratio must"), ratio.stderr)
+        // Every command's numeric options read negative values as values (the wording of each
+        // command's own check aside).
+        for (arguments, flag) in [(["bench", "--repeat", "-1"], "--repeat"), (["bench", "--ratios", "-1,0.5"], "--ratios"),
+                                  (["merge-map", "--image", image, "--merge", "tome", "--out", "m.png", "--keep", "-2"], "--keep"),
+                                  (["ask", "--image", image, "--merge", "tome", "--keep", "-2", "Hi"], "--keep")] {
+            let r = try CLI.run(arguments)
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("llava: error: \(flag) must"), r.stderr)
+        }
         let cache = try CLI.run(["eval", "--questions", "q", "--image-folder", "i", "--answers", "a", "--image-cache-mb", "-5"])
         assertOneLine(cache, "--image-cache-mb must be in [0, 1e9), got -5")
     }
