@@ -60,7 +60,7 @@ struct Ask: ParsableCommand {
             _ = try pipeline.model.contextSize(options)
             let settings = merge.settings
             _ = try pipeline.model.plannedVisualTokens(settings) // validates the merge settings for this tower
-            let stdout = StandardOutput()
+            let stdout = StandardStream.output
             let result = try pipeline.ask(
                 imagePath: image, question: question, template: template, mode: imageOptions.imageMode,
                 merge: settings, options: options,

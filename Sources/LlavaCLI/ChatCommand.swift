@@ -46,7 +46,7 @@ struct Chat: ParsableCommand {
             return session
         }
         printErr("llava chat: /image PATH, /clear, /quit (or end of input); context \(session.context) tokens")
-        repl(session)
+        try reportingErrors { try repl(session) }
     }
 
     func load(_ path: String, into session: ChatSession) throws {
@@ -55,9 +55,11 @@ struct Chat: ParsableCommand {
                         path, info.imageMs, info.visionMs, info.visualTokens, info.prefixTokens, info.prefixMs))
     }
 
-    func repl(_ session: ChatSession) {
+    /// Reads and answers lines until the end of input or /quit. Throws only when the answers
+    /// cannot be written.
+    func repl(_ session: ChatSession) throws {
         let input = LineReader()
-        let stdout = FileHandle.standardOutput
+        let stdout = StandardStream.output
         while true {
             guard let raw = input.next(prompt: "> ") else { break }
             let line = raw.trimmingCharacters(in: .whitespaces)
@@ -88,8 +90,8 @@ struct Chat: ParsableCommand {
                 continue
             }
             do {
-                let turn = try session.ask(line) { stdout.write(Data($0.utf8)) }
-                stdout.write(Data("\n".utf8))
+                let turn = try session.ask(line) { stdout.write($0) }
+                stdout.write("\n")
                 let decoded = max(0, turn.generation.generatedIds.count - 1)
                 printErr(String(format: "llava: prompt %d tokens in %.2f ms, first token %.2f ms, %d more in %.2f ms (%.2f tokens/s), context %d/%d",
                                 turn.promptTokens, turn.generation.prefillMs, turn.generation.firstTokenMs, decoded, turn.generation.decodeMs,
@@ -100,6 +102,7 @@ struct Chat: ParsableCommand {
             } catch {
                 report(error)
             }
+            try stdout.check()
         }
     }
 

@@ -231,7 +231,8 @@ struct EvalRun: ParsableCommand {
         if let keys {
             let r = ScoreReport(records: records, annotations: keys, categoryOf: { categoryOf[$0] ?? nil })
             report = r
-            print(r.scores.table(), terminator: "")
+            StandardStream.output.write(r.scores.table())
+            try StandardStream.output.check()
             if r.unannotated > 0 { printErr("llava: eval: \(r.unannotated) answers have no reference in \(keys.path) (not scored)") }
         }
 
@@ -388,7 +389,8 @@ struct EvalScore: ParsableCommand {
             if report.scores.overall.count == 0 && !contents.records.isEmpty {
                 throw CLIError("no answer in \(answers) has a reference in \(annotations) (do the question_ids match?)")
             }
-            print(report.scores.table(), terminator: "")
+            StandardStream.output.write(report.scores.table())
+            try StandardStream.output.check()
             if report.unannotated > 0 { printErr("llava: eval score: \(report.unannotated) answers have no reference in \(annotations) (not scored)") }
             var object: JSONObject = [
                 "answers": .string(answers), "annotations": .string(annotations),
@@ -495,13 +497,13 @@ final class ProgressDisplay {
         let text = String(text.prefix(max(1, terminalColumns(STDERR_FILENO) - 1)))
         lastLine = text
         drawn = true
-        FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+        StandardStream.error.write("\r" + text + "\u{1B}[K")
     }
 
     /// Prints a line of its own without breaking the display.
     func message(_ text: String) {
         if enabled && terminal && drawn {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + "\n\r" + lastLine + "\u{1B}[K").utf8))
+            StandardStream.error.write("\r\u{1B}[K" + text + "\n\r" + lastLine + "\u{1B}[K")
         } else {
             printErr(text)
         }
@@ -509,7 +511,7 @@ final class ProgressDisplay {
 
     func finish() {
         if enabled && terminal && drawn {
-            FileHandle.standardError.write(Data("\n".utf8))
+            StandardStream.error.write("\n")
             drawn = false
         }
     }

@@ -12,7 +12,7 @@ final class LineReader {
     func next(prompt: String) -> String? {
         guard interactive else { return readLine(strippingNewline: true) }
         guard let raw = readline(prompt) else {
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            StandardStream.output.write("\n")
             return nil
         }
         defer { free(raw) }

@@ -203,7 +203,7 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 /// Prints `error` as one line on stderr and exits with status 1.
 func fail(_ error: Error) -> ExitCode {
     let message = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-    FileHandle.standardError.write(Data("llava: error: \(message)\n".utf8))
+    StandardStream.error.write("llava: error: \(message)\n")
     return ExitCode(1)
 }
 
@@ -214,30 +214,40 @@ final class ProgressLine {
 
     func update(_ text: String) {
         guard isTerminal else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+        StandardStream.error.write("\r\u{1B}[K\(text)")
         shown = true
     }
 
     func finish(_ text: String) {
-        FileHandle.standardError.write(Data(((shown ? "\r\u{1B}[K" : "") + text + "\n").utf8))
+        StandardStream.error.write((shown ? "\r\u{1B}[K" : "") + text + "\n")
     }
 }
 
 func printErr(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    StandardStream.error.write(text + "\n")
 }
 
-/// Writes to stdout without buffering and remembers the first failure (a full disk, a closed
-/// pipe), which `check` turns into an error: output that could not be written is never a
-/// success.
-final class StandardOutput {
+/// stdout or stderr, written without buffering. A failed write (a full disk, a closed pipe) is
+/// remembered, never a crash; `check` turns it into an error, so output that could not be
+/// written is never a success. (Failures on stderr have nowhere to be reported.)
+final class StandardStream: @unchecked Sendable {
+    static let output = StandardStream(STDOUT_FILENO, name: "stdout")
+    static let error = StandardStream(STDERR_FILENO, name: "stderr")
+
+    let fd: Int32
+    let name: String
     private(set) var failure: String?
+
+    init(_ fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
 
     func write(_ text: String) {
         guard failure == nil else { return }
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Foundation.write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 failure = String(cString: strerror(errno))
@@ -248,6 +258,6 @@ final class StandardOutput {
     }
 
     func check() throws {
-        if let failure { throw CLIError("cannot write to stdout: \(failure)") }
+        if let failure { throw CLIError("cannot write to \(name): \(failure)") }
     }
 }

@@ -135,18 +135,34 @@ final class FlagTests: XCTestCase {
         assertOneLine(try CLI.run(["ask", "--model", "", "--image", image, "Hi"]),
                       "--model is empty: give a checkpoint folder (or leave --model out for the shipped model)")
         guard FileManager.default.isWritableFile(atPath: "/dev/full") else { return }
-        for extra in [[], ["--json"]] {
+        let shapes = CLI.packageRoot.path + "/Prompts/shapes"
+        let answers = NSTemporaryDirectory() + "llava-full-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: answers) }
+        let runs: [([String], String?)] = [
+            (["ask", "--model", model, "--image", image, "-n", "3", "Hi"], nil),
+            (["ask", "--model", model, "--image", image, "-n", "3", "--json", "Hi"], nil),
+            (["chat", "--image", shapes + "/images/shapes_0000.png", "-n", "3"], "What color is the cross?\n"),
+            (["eval", "--questions", shapes + "/questions.jsonl", "--image-folder", shapes + "/images", "--answers", answers,
+              "--annotations", shapes + "/answers.jsonl", "--quiet"], nil),
+        ]
+        for (arguments, input) in runs {
             let process = Process()
             process.executableURL = CLI.executable
-            process.arguments = ["ask", "--model", model, "--image", image, "-n", "3", "Hi"] + extra
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(["LLAVA_HOME": CLI.packageRoot.path]) { $1 }
             process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/full"))
+            let stdin = Pipe()
+            process.standardInput = stdin
             let err = Pipe()
             process.standardError = err
             try process.run()
+            if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+            try stdin.fileHandleForWriting.close()
             let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            XCTAssertEqual(process.terminationStatus, 1, message)
-            XCTAssertEqual(message, "llava: error: cannot write to stdout: No space left on device\n")
+            XCTAssertEqual(process.terminationStatus, 1, "\(arguments[0]): \(message)")
+            XCTAssertEqual(message.split(separator: "\n").last, "llava: error: cannot write to stdout: No space left on device",
+                           "\(arguments[0]): \(message)")
         }
     }
 
