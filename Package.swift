@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
         .systemLibrary(name: "CCairo", path: "Sources/CCairo"),
+        .systemLibrary(name: "CEditLine", path: "Sources/CEditLine"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(
             name: "CSentencePiece",
@@ -47,7 +48,8 @@ let package = Package(
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
         .executableTarget(
             name: "LlavaCLI",
-            dependencies: ["LLaVA", "VQAEval", "CCairo", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LLaVA", "VQAEval", "CCairo", "CEditLine",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

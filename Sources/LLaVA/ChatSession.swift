@@ -76,7 +76,8 @@ public final class ChatSession {
     let endOfAnswerIds: [Int]
 
     var model: LlavaForConditionalGeneration { pipeline.model }
-    public var context: Int { model.config.text.maxPositionEmbeddings }
+    /// Positions the conversation may use (`options.contextSize`, or the model's context).
+    public let context: Int
 
     public init(pipeline: LlavaPipeline, template: ConversationTemplate, imageMode: ImageMode = .crop,
                 merge: VisionMergeSettings = .none, options: GenerationOptions = GenerationOptions()) throws {
@@ -85,6 +86,7 @@ public final class ChatSession {
         self.imageMode = imageMode
         self.merge = merge
         self.options = options
+        context = try pipeline.model.contextSize(options)
         let parts = template.firstTurn.components(separatedBy: ConversationTemplate.imagePlaceholder)
         guard parts.count == 2, !parts[0].contains("{question}"), !template.system.contains("{question}"),
               !template.system.contains(ConversationTemplate.imagePlaceholder) else {
@@ -100,8 +102,7 @@ public final class ChatSession {
         }
         endOfAnswerIds = closing
         let model = pipeline.model
-        cache = model.languageModel.makeCache(capacity: min(model.config.text.maxPositionEmbeddings,
-                                                            model.fullImageTokens + 512))
+        cache = model.languageModel.makeCache(capacity: min(context, model.fullImageTokens + 512))
     }
 
     /// Decodes, preprocesses and encodes an image file, then starts a new conversation about it.
@@ -160,9 +161,13 @@ public final class ChatSession {
         guard needed <= context else { throw ChatError.contextFull(needed: needed, context: context) }
         var turnOptions = options
         turnOptions.seed = options.seed &+ UInt64(turns)
-        let g = try model.generate(ids: pending, imageEmbeddings: nil, cache: cache, options: turnOptions, onText: onText)
+        let g = try model.generate(ids: pending, imageEmbeddings: nil, cache: cache, earlierIds: Array(history[..<cache.length]),
+                                   options: turnOptions, onText: onText)
         let answer = g.stopReason == .eos ? Array(g.generatedIds.dropLast()) : g.generatedIds
         history += turn + answer + endOfAnswerIds
+        // An answer cut by the context leaves no room for what closes it: the conversation is
+        // full (the next question is refused) and counts no more positions than the context.
+        if history.count > context { history = Array(history.prefix(context)) }
         turns += 1
         return ChatTurn(generation: g, promptTokens: pending.count, contextUsed: history.count, context: context)
     }

@@ -9,6 +9,7 @@ public enum LlavaError: Error, CustomStringConvertible {
     case pixelShape(expected: Int, found: Int)
     case mergeWithSeveralFeatureLayers([Int])
     case tokenOutOfRange(id: Int, vocab: Int)
+    case contextTooLarge(requested: Int, context: Int, configPath: String)
 
     public var description: String {
         switch self {
@@ -22,24 +23,44 @@ public enum LlavaError: Error, CustomStringConvertible {
             "token id \(id) is outside the model's vocabulary of \(vocab)"
         case .mergeWithSeveralFeatureLayers(let layers):
             "token merging needs a single vision feature layer, the config selects \(layers)"
+        case .contextTooLarge(let requested, let context, let configPath):
+            "a context of \(requested) tokens was asked for but the model's context is \(context) (max_position_embeddings in \(configPath))"
         }
     }
 }
 
 public struct GenerationOptions: Sendable {
     public var maxTokens = 256
-    public var temperature: Float = 0
-    public var topP: Float = 1
+    public var sampling = SamplingSettings()
     public var seed: UInt64 = 0
     /// Stop when an end-of-sequence token is produced (it is kept in `generatedIds`).
     public var stopAtEOS = true
+    /// Positions the conversation may use (nil: the model's whole context). Larger than the
+    /// model's context is an error.
+    public var contextSize: Int?
+
+    public var temperature: Float {
+        get { sampling.temperature }
+        set { sampling.temperature = newValue }
+    }
+
+    public var topP: Float {
+        get { sampling.topP }
+        set { sampling.topP = newValue }
+    }
 
     public init(maxTokens: Int = 256, temperature: Float = 0, topP: Float = 1, seed: UInt64 = 0, stopAtEOS: Bool = true) {
+        self.init(maxTokens: maxTokens, sampling: SamplingSettings(temperature: temperature, topP: topP), seed: seed,
+                  stopAtEOS: stopAtEOS)
+    }
+
+    public init(maxTokens: Int = 256, sampling: SamplingSettings, seed: UInt64 = 0, stopAtEOS: Bool = true,
+                contextSize: Int? = nil) {
         self.maxTokens = maxTokens
-        self.temperature = temperature
-        self.topP = topP
+        self.sampling = sampling
         self.seed = seed
         self.stopAtEOS = stopAtEOS
+        self.contextSize = contextSize
     }
 }
 
@@ -177,12 +198,24 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         languageModel.makeCache(capacity: min(config.text.maxPositionEmbeddings, promptTokens + maxTokens + 1))
     }
 
+    /// The positions a generation may use: `options.contextSize`, or the model's whole context.
+    /// Throws `contextTooLarge` when more than the model's context is asked for.
+    public func contextSize(_ options: GenerationOptions) throws -> Int {
+        let model = config.text.maxPositionEmbeddings
+        guard let asked = options.contextSize else { return model }
+        guard asked <= model else { throw LlavaError.contextTooLarge(requested: asked, context: model, configPath: configPath) }
+        return asked
+    }
+
     /// Prefills `ids` (appending to `cache`) in one batched pass and generates an answer.
-    /// `onText` receives the answer text as it is produced.
-    public func generate(ids: [Int], imageEmbeddings: Matrix?, cache: KVCache? = nil,
+    /// `onText` receives the answer text as it is produced; the pieces joined are exactly
+    /// `Generation.text` (see `AnswerStream`). `earlierIds` are the tokens already in `cache`,
+    /// for the repeat penalty's window (the prompt text and the answer count, image positions
+    /// do not).
+    public func generate(ids: [Int], imageEmbeddings: Matrix?, cache: KVCache? = nil, earlierIds: [Int] = [],
                          options: GenerationOptions = GenerationOptions(),
                          onText: ((String) -> Void)? = nil) throws -> Generation {
-        let context = config.text.maxPositionEmbeddings
+        let context = try contextSize(options)
         let cache = cache ?? makeCache(promptTokens: ids.count, maxTokens: options.maxTokens)
         guard cache.length + ids.count <= context else {
             throw PromptError.tooLong(tokens: cache.length + ids.count, context: context, configPath: configPath)
@@ -192,14 +225,16 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         var logits = languageModel.forward(embeddings, cache: cache)
         let prefillMs = elapsedMs(since: start)
         let firstLogits = logits
-        var sampler = Sampler(temperature: options.temperature, topP: options.topP, seed: options.seed)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var sampler = Sampler(settings: options.sampling, seed: options.seed)
+        sampler.accept((earlierIds + ids).filter { $0 != config.imageTokenIndex }.suffix(options.sampling.repeatLastN))
+        var stream = AnswerStream(tokenizer: tokenizer)
         var generated: [Int] = []
         var stop = StopReason.maxTokens
         var firstTokenMs = 0.0
         var decodeStart = DispatchTime.now()
         while generated.count < options.maxTokens {
             let next = sampler.sample(logits)
+            sampler.accept(next)
             generated.append(next)
             if generated.count == 1 {
                 firstTokenMs = elapsedMs(since: start)
@@ -209,7 +244,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
                 stop = .eos
                 break
             }
-            let piece = decoder.append(next)
+            let piece = stream.append(next)
             if !piece.isEmpty { onText?(piece) }
             if generated.count == options.maxTokens { break }
             if cache.length >= context {
@@ -219,9 +254,9 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
             logits = languageModel.forward(languageModel.embed([next]), cache: cache)
         }
         let decodeMs = generated.count > 1 ? elapsedMs(since: decodeStart) : 0
-        let answerIds = stop == .eos ? Array(generated.dropLast()) : generated
-        let text = tokenizer.decode(answerIds).trimmingCharacters(in: .whitespacesAndNewlines)
-        return Generation(text: text, generatedIds: generated, stopReason: stop, firstLogits: firstLogits,
+        let tail = stream.finish()
+        if !tail.isEmpty { onText?(tail) }
+        return Generation(text: stream.text, generatedIds: generated, stopReason: stop, firstLogits: firstLogits,
                           prefillMs: prefillMs, firstTokenMs: firstTokenMs, decodeMs: decodeMs)
     }
 }

@@ -8,7 +8,15 @@ struct Ask: ParsableCommand {
         abstract: "Answer a question about an image.",
         discussion: """
         The answer streams to stdout; a timing summary goes to stderr. With --json, stdout gets \
-        a single JSON object instead (text, prompt_ids, generated_ids, visual_tokens, timings, …).
+        a single JSON object instead (text, prompt_ids, generated_ids, visual_tokens, timings, …), \
+        whose text is byte for byte what streaming prints. The question is the argument or \
+        -p/--prompt; a question of - is read from stdin.
+
+        Examples:
+          llava ask --image Prompts/shapes/images/shapes_0000.png "What color is the cross?"
+          llava ask -m Models/shapes-llava --image Prompts/shapes/images/shapes_0001.png --temp 0.7 --top-k 40 --min-p 0.05 -s 1 -p "Describe the image."
+          echo "How many red shapes are there?" | llava ask --image Prompts/shapes/images/shapes_0000.png --json -
+          llava ask -m ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 "Describe the image."
         """
     )
 
@@ -20,33 +28,54 @@ struct Ask: ParsableCommand {
     @OptionGroup var generation: GenerationFlags
     @Flag(name: .long, help: "Print one JSON object with the answer, ids and timings instead of streaming text.")
     var json = false
-    @Argument(help: "The question.")
-    var question: String
+    @Option(name: [.customShort("p"), .long], help: "The question (instead of the argument).")
+    var prompt: String?
+    @Argument(help: "The question (- reads it from stdin).")
+    var question: String?
+
+    func validate() throws {
+        if prompt != nil && question != nil { throw ValidationError("give the question once: as the argument or with -p/--prompt, not both") }
+        if prompt == nil && question == nil { throw ValidationError("no question: give it as the argument or with -p/--prompt") }
+    }
+
+    /// The question as given, or read from stdin for "-".
+    func resolvedQuestion() throws -> String {
+        let given = prompt ?? question ?? ""
+        guard given == "-" else { return given }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.isEmpty { throw CLIError("the question read from stdin is empty") }
+        return text
+    }
 
     func run() throws {
         try reportingErrors {
+            let question = try resolvedQuestion()
             let directory = try model.resolve()
             let loadStart = Date()
             let pipeline = try model.loadPipeline(directory)
             let loadMs = Date().timeIntervalSince(loadStart) * 1000
             let template = try ConversationTemplate.load(generation.template)
             let options = generation.options
+            _ = try pipeline.model.contextSize(options)
             let settings = merge.settings
             _ = try pipeline.model.plannedVisualTokens(settings) // validates the merge settings for this tower
-            let stdout = FileHandle.standardOutput
+            let stdout = StandardStream.output
             let result = try pipeline.ask(
                 imagePath: image, question: question, template: template, mode: imageOptions.imageMode,
                 merge: settings, options: options,
-                onText: json ? nil : { stdout.write(Data($0.utf8)) })
+                onText: json ? nil : { stdout.write($0) })
             if json {
                 let report = AskReport(result: result, model: directory, image: image, template: template.name,
                                        merge: settings, seed: options.seed, temperature: options.temperature,
                                        loadMs: loadMs, threads: Threads.count,
                                        quantization: pipeline.model.quantizationLabel,
                                        peakRSSMiB: ProcessMemory.peakResidentMiB)
-                print(try report.jsonLine())
+                stdout.write(try report.jsonLine() + "\n")
+                try stdout.check()
             } else {
-                print("")
+                stdout.write("\n")
+                try stdout.check()
                 printTimingSummary(result, loadMs: loadMs, settings: settings, fullTokens: pipeline.model.fullImageTokens)
             }
         }

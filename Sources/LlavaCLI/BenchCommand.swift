@@ -52,7 +52,7 @@ struct Bench: ParsableCommand {
         comparison that cannot be made is a warning, not a failure.
 
         Example:
-          llava bench --image a.jpg --ratios 1,0.95,0.9,0.85 --keep 256,64 --out bench/a
+          llava bench --image Prompts/shapes/images/shapes_0000.png --ratios 1,0.95,0.9 --keep 32,16 --out bench/shapes
         """
     )
 
@@ -110,7 +110,7 @@ struct Bench: ParsableCommand {
         do {
             try BenchmarkPlan.validate(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [], variant: variant)
         } catch {
-            throw ValidationError("--merge/--ratios/--keep: \(error)")
+            throw mergeFlagError(error, ratioFlag: "--ratios")
         }
         if repeats < 1 { throw ValidationError("--repeat must be at least 1") }
         if warmup < 0 { throw ValidationError("--warmup must be at least 0") }

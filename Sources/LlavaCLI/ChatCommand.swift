@@ -8,16 +8,20 @@ struct Chat: ParsableCommand {
         abstract: "Talk about an image, llama.cpp style: the image is encoded once, every turn reuses the KV cache.",
         discussion: """
         Type a question and press Enter; the answer streams to stdout and a one-line timing \
-        goes to stderr. Commands:
-          /image PATH   load another image (encoded once; the conversation starts over)
+        goes to stderr. On a terminal the line can be edited (arrows, Ctrl-A, Ctrl-E, Ctrl-W, …) \
+        and Up/Down walk through this session's questions; Ctrl-D on an empty line leaves. \
+        Piped input is read line by line. Commands:
+          /image PATH   load another image (encoded once; the conversation starts over);
+                        a file that cannot be used is reported and the current image stays
           /clear        keep the image, forget the turns (the cache is cut back)
           /quit, /exit  leave (end of input does the same)
 
         The first question goes into the template's first_turn, later ones into its next_turn; \
         with end_of_answer "</s>" (llava-v1) the EOS token closes every answer.
 
-        Example:
-          llava chat --image photo.jpg --template llava-v1 --merge pitome --ratio 0.9
+        Examples:
+          llava chat --image Prompts/shapes/images/shapes_0000.png
+          llava chat --image Prompts/shapes/images/shapes_0002.png --template llava-v1 --merge pitome --ratio 0.9 -c 256
         """
     )
 
@@ -27,8 +31,6 @@ struct Chat: ParsableCommand {
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var merge: MergeFlags
     @OptionGroup var generation: GenerationFlags
-    @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")
-    var ignoreEos = false
 
     func run() throws {
         let session = try reportingErrors {
@@ -37,15 +39,14 @@ struct Chat: ParsableCommand {
             let template = try ConversationTemplate.load(generation.template)
             let settings = merge.settings
             _ = try pipeline.model.plannedVisualTokens(settings)
-            var options = generation.options
-            options.stopAtEOS = !ignoreEos
+            let options = generation.options
             let session = try ChatSession(pipeline: pipeline, template: template, imageMode: imageOptions.imageMode,
                                           merge: settings, options: options)
             if let image { try load(image, into: session) }
             return session
         }
         printErr("llava chat: /image PATH, /clear, /quit (or end of input); context \(session.context) tokens")
-        repl(session)
+        try reportingErrors { try repl(session) }
     }
 
     func load(_ path: String, into session: ChatSession) throws {
@@ -54,12 +55,13 @@ struct Chat: ParsableCommand {
                         path, info.imageMs, info.visionMs, info.visualTokens, info.prefixTokens, info.prefixMs))
     }
 
-    func repl(_ session: ChatSession) {
-        let interactive = isatty(STDIN_FILENO) != 0
-        let stdout = FileHandle.standardOutput
+    /// Reads and answers lines until the end of input or /quit. Throws only when the answers
+    /// cannot be written.
+    func repl(_ session: ChatSession) throws {
+        let input = LineReader()
+        let stdout = StandardStream.output
         while true {
-            if interactive { stdout.write(Data("> ".utf8)) }
-            guard let raw = readLine(strippingNewline: true) else { break }
+            guard let raw = input.next(prompt: "> ") else { break }
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             if line.hasPrefix("/") {
@@ -75,7 +77,12 @@ struct Chat: ParsableCommand {
                     if argument.isEmpty {
                         printErr("llava: usage: /image PATH")
                     } else {
-                        do { try load(argument, into: session) } catch { report(error) }
+                        do {
+                            try load(argument, into: session)
+                        } catch {
+                            let current = session.imagePath.map { "still talking about \($0)" } ?? "no image loaded"
+                            printErr("llava: error: \(String(describing: error)) (\(current))")
+                        }
                     }
                 default:
                     printErr("llava: unknown command \(parts[0]) (commands: /image PATH, /clear, /quit, /exit)")
@@ -83,8 +90,8 @@ struct Chat: ParsableCommand {
                 continue
             }
             do {
-                let turn = try session.ask(line) { stdout.write(Data($0.utf8)) }
-                stdout.write(Data("\n".utf8))
+                let turn = try session.ask(line) { stdout.write($0) }
+                stdout.write("\n")
                 let decoded = max(0, turn.generation.generatedIds.count - 1)
                 printErr(String(format: "llava: prompt %d tokens in %.2f ms, first token %.2f ms, %d more in %.2f ms (%.2f tokens/s), context %d/%d",
                                 turn.promptTokens, turn.generation.prefillMs, turn.generation.firstTokenMs, decoded, turn.generation.decodeMs,
@@ -95,6 +102,7 @@ struct Chat: ParsableCommand {
             } catch {
                 report(error)
             }
+            try stdout.check()
         }
     }
 

@@ -20,9 +20,16 @@ struct Eval: ParsableCommand {
 
 /// The answer-line fields that record how an answer was produced. A file is resumed, and shard
 /// files are merged, only when these agree.
+/// The sampler settings that answer files written before they were recorded were made with.
+let samplerDefaults: [String: JSONValue] = [
+    "metadata.top_k": .int(0), "metadata.min_p": .double(0), "metadata.repeat_penalty": .double(1),
+    "metadata.repeat_last_n": .int(64), "metadata.ignore_eos": .bool(false), "metadata.ctx_size": .int(0),
+]
+
 let evalSettingsFields = [
     "model_id", "metadata.template", "metadata.image_mode", "metadata.max_tokens", "metadata.temperature",
-    "metadata.top_p", "metadata.seed", "metadata.merge",
+    "metadata.top_p", "metadata.seed", "metadata.merge", "metadata.top_k", "metadata.min_p", "metadata.repeat_penalty",
+    "metadata.repeat_last_n", "metadata.ignore_eos", "metadata.ctx_size",
 ]
 
 struct EvalRun: ParsableCommand {
@@ -35,18 +42,31 @@ struct EvalRun: ParsableCommand {
         appended in input order; an incomplete last line left by a killed run is cut off first. The \
         settings recorded in the file (model, merge, template, image mode, decoding) must match.
 
-        A question whose image cannot be read gets an answer line with an empty text and \
-        metadata.error; the run goes on and exits with status 1 at the end. Decoding is greedy unless \
-        --temperature is given; the sampling seed defaults to 0 here, so a resumed run samples as an \
-        uninterrupted one.
+        When every question has been tried, the file is put back in input order (atomically) if \
+        a resume appended answers after later ones. Ctrl-C stops at once, saying how many answers \
+        are saved; the same command resumes.
+
+        A question whose image cannot be used (missing, unreadable, over a limit, or outside \
+        --image-folder) is unanswered: its answer line has an empty text and metadata.error, it is \
+        counted and listed in the summary, and a resume does not try it again unless \
+        --retry-failed is given; the run goes on and exits with status 1 at the end. Decoding is \
+        greedy unless --temperature is given; the sampling seed defaults to 0 here (-s sets it), so \
+        a resumed run samples as an uninterrupted one.
+
+        Examples:
+          llava eval --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers answers.jsonl --annotations Prompts/shapes/answers.jsonl --quiet
+          llava eval run --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers shard2.jsonl --shard 2/4 --merge pitome --ratio 0.9 --quiet
         """
     )
 
     @Option(name: .long, help: "Question file: JSON lines with question_id, image, text, category (LLaVA's model_vqa_loader format).")
     var questions: String
 
-    @Option(name: .long, help: "Folder the questions' image paths are relative to (default: the question file's folder, then its images/).")
+    @Option(name: .long, help: "Folder the questions' image paths are relative to (default: the question file's folder, then its images/); they must stay inside it.")
     var imageFolder: String?
+
+    @Flag(name: .long, help: "Allow image paths that leave --image-folder (absolute paths, .. or symbolic links out of it).")
+    var allowOutsideImages = false
 
     @Option(name: .long, help: "Answer file to write (JSON lines, LLaVA's format); resumed when it exists.")
     var answers: String
@@ -84,8 +104,8 @@ struct EvalRun: ParsableCommand {
         if let shard {
             do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
         }
-        if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw ValidationError("--image-cache-mb must be >= 0") }
-        if !(progressEvery > 0 && progressEvery <= 100) { throw ValidationError("--progress-every must satisfy 0 < P <= 100") }
+        if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw invalid("--image-cache-mb", "in [0, 1e9)", imageCacheMb) }
+        if !(progressEvery > 0 && progressEvery <= 100) { throw invalid("--progress-every", "in (0, 100]", progressEvery) }
     }
 
     func run() throws {
@@ -110,13 +130,12 @@ struct EvalRun: ParsableCommand {
         let modelID = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
         let template = try ConversationTemplate.load(generation.template)
         let mergeSettings = merge.settings
-        let seed = generation.seed ?? 0
-        let options = GenerationOptions(maxTokens: generation.maxTokens, temperature: generation.temperature,
-                                        topP: generation.topP, seed: seed)
+        let options = generation.options(seed: generation.seed ?? 0)
+        let seed = options.seed
         let settings = try evalSettings(template: template.name, seed: seed)
         let runSettings = RunSettings(evalSettingsFields.map { field in
             (field, field == "model_id" ? .string(modelID) : settings[String(field.dropFirst("metadata.".count))]!)
-        })
+        }, absentMeans: samplerDefaults)
 
         let writer = try AnswerWriter(path: answers, settings: runSettings, questionIDs: Set(mine.map(\.id)),
                                       retryFailed: retryFailed)
@@ -142,8 +161,10 @@ struct EvalRun: ParsableCommand {
         var towerRuns = 0, failedNow = 0
         let progress = ProgressDisplay(total: mine.count, done: answered.count, enabled: !quiet, step: progressEvery)
 
+        let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory)
+            _ = try pipeline.model.contextSize(options)
             _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
             progress.start()
             for q in pending {
@@ -151,7 +172,7 @@ struct EvalRun: ParsableCommand {
                 if let category = q.category { metadata["category"] = .string(category) }
                 var text = ""
                 do {
-                    let encoded = try pipeline.encode(imagePath: ImageLocation.path(of: q.image, questionFile: questions, folder: imageFolder), mode: imageOptions.imageMode,
+                    let encoded = try pipeline.encode(imagePath: imageLocation(q), mode: imageOptions.imageMode,
                                                       merge: mergeSettings, cache: cache)
                     if !encoded.hit { towerRuns += 1 }
                     let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
@@ -179,27 +200,31 @@ struct EvalRun: ParsableCommand {
                     "question_id": q.id.json, "prompt": .string(q.text), "text": .string(text),
                     "answer_id": .string(AnswerID.make()), "model_id": .string(modelID), "metadata": .object(metadata),
                 ]
+                let record: AnswerRecord
                 do {
-                    try writer.append(line)
+                    record = try interrupt.saving { try writer.append(line) }
                 } catch {
                     progress.finish()
                     throw CLIError("\(error); the answers written so far are kept, run the same command again to resume")
                 }
-                if let reference = keys?.reference(for: q.id) {
-                    running.scores.add(category: q.category, prediction: text, reference: reference)
-                }
+                if let keys { running.add(record, annotations: keys, category: q.category) }
                 progress.advance(accuracy: keys == nil || running.scores.overall.count == 0 ? nil : running.scores.overall.vqaAccuracy,
                                  cacheHits: cache.statistics.hits, failed: failedNow)
             }
             progress.finish()
         }
+        if try writer.putInOrder(mine.map(\.id)), !quiet {
+            printErr("llava: \(answers): put the answers back in input order")
+        }
         writer.closeFile()
+        interrupt.stop()
 
         // Everything below reads the file back: the scores and counts are those of what is on disk.
         let contents = try AnswerFileContents.read(answers)
         let ids = Set(mine.map(\.id))
         let records = contents.records.filter { ids.contains($0.id) }
-        let failed = records.filter { $0.error != nil }.count
+        let failedIDs = records.filter { $0.error != nil }.map(\.id)
+        let failed = failedIDs.count
         let seconds = Date().timeIntervalSince(started)
         let newCount = pending.count
         let stats = cache.statistics
@@ -212,7 +237,8 @@ struct EvalRun: ParsableCommand {
         if let keys {
             let r = ScoreReport(records: records, annotations: keys, categoryOf: { categoryOf[$0] ?? nil })
             report = r
-            print(r.scores.table(), terminator: "")
+            StandardStream.output.write(r.scores.table())
+            try StandardStream.output.check()
             if r.unannotated > 0 { printErr("llava: eval: \(r.unannotated) answers have no reference in \(keys.path) (not scored)") }
         }
 
@@ -227,6 +253,7 @@ struct EvalRun: ParsableCommand {
             "answered_this_run": .int(Int64(newCount)), "resumed": .int(Int64(answered.count)),
             "malformed_lines": .int(Int64(file.issues.count)),
         ])
+        summaryObject["unanswered"] = .array(failedIDs.map(\.json))
         summaryObject["run"] = .object([
             "seconds": .double(rounded(seconds)),
             "questions_per_s": .double(rounded(newCount > 0 ? Double(newCount) / max(progress.elapsed, 1e-9) : 0)),
@@ -241,8 +268,30 @@ struct EvalRun: ParsableCommand {
         try writeSummary(summaryObject, to: summary ?? defaultSummaryPath(answers))
 
         if failed > 0 {
+            let shown = failedIDs.prefix(10).map(\.description).joined(separator: ", ") + (failed > 10 ? ", …" : "")
+            printErr("llava: eval: unanswered (metadata.error): \(shown)")
             throw CLIError("\(failed) of \(mine.count) question\(mine.count == 1 ? "" : "s") failed (metadata.error in \(answers)); run again with --retry-failed to answer them again")
         }
+    }
+
+    /// A question's image file: inside --image-folder, lexically and with symbolic links
+    /// resolved, unless --allow-outside-images.
+    func imageLocation(_ q: Question) throws -> String {
+        let path = ImageLocation.path(of: q.image, questionFile: questions, folder: imageFolder)
+        if allowOutsideImages { return path }
+        let root = imageFolder ?? ImageLocation.folder(of: questions)
+        let outside = "image \(q.image) is outside \(imageFolder == nil ? "the question file's folder" : "--image-folder") \(root) (--allow-outside-images allows it)"
+        if q.image.hasPrefix("/") { throw CLIError(outside) }
+        var depth = 0
+        for part in q.image.split(separator: "/") where part != "." {
+            depth += part == ".." ? -1 : 1
+            if depth < 0 { throw CLIError(outside) }
+        }
+        guard let resolved = realPath(path) else { return path } // missing: the decoder says so
+        guard let root = realPath(root), resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
+            throw CLIError(outside + "; it resolves to \(resolved)")
+        }
+        return path
     }
 
     /// The settings part of every answer line's metadata.
@@ -251,6 +300,10 @@ struct EvalRun: ParsableCommand {
             "template": .string(template), "image_mode": .string(imageOptions.imageMode.rawValue),
             "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
             "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: seed)),
+            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
+            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
+            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
+            "ctx_size": .int(Int64(generation.ctxSize)),
             "merge": try JSONValue(mergeSettings: merge.settings),
         ]
     }
@@ -335,7 +388,8 @@ struct EvalScore: ParsableCommand {
             if report.scores.overall.count == 0 && !contents.records.isEmpty {
                 throw CLIError("no answer in \(answers) has a reference in \(annotations) (do the question_ids match?)")
             }
-            print(report.scores.table(), terminator: "")
+            StandardStream.output.write(report.scores.table())
+            try StandardStream.output.check()
             if report.unannotated > 0 { printErr("llava: eval score: \(report.unannotated) answers have no reference in \(annotations) (not scored)") }
             var object: JSONObject = [
                 "answers": .string(answers), "annotations": .string(annotations),
@@ -358,6 +412,11 @@ func defaultSummaryPath(_ answers: String) -> String {
 /// Writes a summary JSON file (pretty-printed, replaced atomically).
 func writeSummary(_ object: JSONObject, to path: String) throws {
     let data = Data((JSONValue.object(object).prettyDescription + "\n").utf8)
+    var info = stat()
+    if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+        // An atomic write renames over the path: a device or a pipe would be replaced.
+        throw CLIError("\(path): cannot write the summary: not a regular file")
+    }
     do {
         try data.write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {
@@ -431,16 +490,19 @@ final class ProgressDisplay {
         return s
     }
 
+    /// Draws `text` over the current line, cut to the terminal's width (a line that wrapped
+    /// would leave one screen line per update).
     func draw(_ text: String) {
+        let text = String(text.prefix(max(1, terminalColumns(STDERR_FILENO) - 1)))
         lastLine = text
         drawn = true
-        FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+        StandardStream.error.write("\r" + text + "\u{1B}[K")
     }
 
     /// Prints a line of its own without breaking the display.
     func message(_ text: String) {
         if enabled && terminal && drawn {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + "\n\r" + lastLine + "\u{1B}[K").utf8))
+            StandardStream.error.write("\r\u{1B}[K" + text + "\n\r" + lastLine + "\u{1B}[K")
         } else {
             printErr(text)
         }
@@ -448,8 +510,69 @@ final class ProgressDisplay {
 
     func finish() {
         if enabled && terminal && drawn {
-            FileHandle.standardError.write(Data("\n".utf8))
+            StandardStream.error.write("\n")
             drawn = false
         }
+    }
+}
+
+/// The width of the terminal on `fd` (TIOCGWINSZ), else $COLUMNS, else 80.
+func terminalColumns(_ fd: Int32) -> Int {
+    var size = winsize()
+    if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+    if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap({ Int($0) }), columns > 0 { return columns }
+    return 80
+}
+
+/// `path` with symbolic links, `.` and `..` resolved, or nil when it does not exist.
+func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// Ctrl-C during a run: says how many answers are saved and that the same command resumes,
+/// then exits with status 130. An answer being written when the signal comes is finished
+/// first (`saving` holds the lock the handler takes), so every saved answer is whole.
+final class InterruptReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private var saved: Int
+    private let answers: String
+    private let progress: ProgressDisplay
+    private var source: DispatchSourceSignal?
+
+    init(answers: String, saved: Int, progress: ProgressDisplay) {
+        self.answers = answers
+        self.saved = saved
+        self.progress = progress
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [self] in
+            lock.lock() // never released: the process ends here
+            self.progress.finish()
+            let n = self.saved
+            printErr("llava: interrupted: \(n) answer\(n == 1 ? "" : "s") saved in \(self.answers); run the same command again to resume")
+            _exit(130)
+        }
+        source.resume()
+        self.source = source
+    }
+
+    /// Runs `write` (one answer line) so that an interrupt waits for it, and counts it.
+    func saving<T>(_ write: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = try write()
+        saved += 1
+        return result
+    }
+
+    /// Back to the default Ctrl-C (the file is complete).
+    func stop() {
+        lock.lock()
+        defer { lock.unlock() }
+        source?.cancel()
+        source = nil
+        signal(SIGINT, SIG_DFL)
     }
 }

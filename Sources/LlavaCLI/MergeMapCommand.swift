@@ -24,8 +24,8 @@ struct MergeMap: ParsableCommand {
         --out names a .png or an .svg file (the SVG holds the same picture).
 
         Examples:
-          llava merge-map --image a.jpg --merge pitome --ratio 0.9 --out map.png
-          llava merge-map --image a.jpg --side-by-side pitome,tome --keep 64 --out f.png
+          llava merge-map --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 --out map.png
+          llava merge-map --image Prompts/shapes/images/shapes_0000.png --side-by-side pitome,tome --keep 16 --out f.png
         """
     )
 

@@ -6,7 +6,7 @@ import TokenMerging
 
 /// --model and --threads, shared by every command.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Checkpoint folder (Hugging Face layout). Default: the shipped Models/shapes-llava.")
+    @Option(name: [.customShort("m"), .long], help: "Checkpoint folder (Hugging Face layout). Default: the shipped Models/shapes-llava.")
     var model: String?
 
     @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
@@ -19,7 +19,8 @@ struct ModelOptions: ParsableArguments {
     var quantizeVision: WeightQuantization = .none
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let model, model.isEmpty { throw ValidationError("--model is empty: give a checkpoint folder (or leave --model out for the shipped model)") }
+        if let threads, threads < 1 { throw invalid("--threads", "at least 1", threads) }
     }
 
     /// Applies --threads and resolves the model folder.
@@ -99,33 +100,77 @@ extension MergeMethod: ExpressibleByArgument {}
 extension MergeWeighting: ExpressibleByArgument {}
 extension MergeMetric: ExpressibleByArgument {}
 
-/// Decoding settings.
+/// Decoding settings (llama.cpp's names where it has them).
 struct GenerationFlags: ParsableArguments {
     @Option(name: [.customShort("n"), .long], help: "Maximum number of new tokens.")
     var maxTokens = 256
 
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    @Option(name: [.long, .customLong("temp")], help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0
+
+    @Option(name: .long, help: "Keep only the K most likely tokens (0: all).")
+    var topK = 0
 
     @Option(name: .long, help: "Nucleus sampling: keep the smallest set of tokens whose probability reaches P.")
     var topP: Float = 1
 
-    @Option(name: [.customShort("s"), .long], help: "Random seed for sampling (default: random).")
+    @Option(name: .long, help: "Drop tokens less likely than P times the most likely one (0: off).")
+    var minP: Float = 0
+
+    @Option(name: .long, help: "Divide positive logits (multiply negative ones) of tokens among the last --repeat-last-n tokens of the conversation by F (1: off).")
+    var repeatPenalty: Float = 1
+
+    @Option(name: .long, help: "Window of the repeat penalty: the last N tokens (prompt text and answer; image positions do not count).")
+    var repeatLastN = 64
+
+    @Option(name: [.customShort("s"), .long], help: "Random seed for sampling (default: random for ask and chat, 0 for eval).")
     var seed: UInt64?
+
+    @Option(name: [.customShort("c"), .long], help: "Context size in tokens (0: the model's; more than the model's is an error).")
+    var ctxSize = 0
+
+    @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")
+    var ignoreEos = false
 
     @Option(name: .long, help: "Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path.")
     var template = "llava-hf"
 
     func validate() throws {
-        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
-        if !(temperature >= 0) { throw ValidationError("--temperature must be >= 0") }
-        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must satisfy 0 < P <= 1") }
+        if maxTokens < 1 { throw invalid("--max-tokens", "at least 1", maxTokens) }
+        if !(temperature >= 0 && temperature.isFinite) { throw invalid("--temperature", "a finite number >= 0", temperature) }
+        if topK < 0 { throw invalid("--top-k", ">= 0", topK) }
+        if !(topP > 0 && topP <= 1) { throw invalid("--top-p", "in (0, 1]", topP) }
+        if !(minP >= 0 && minP <= 1) { throw invalid("--min-p", "in [0, 1]", minP) }
+        if !(repeatPenalty > 0 && repeatPenalty.isFinite) { throw invalid("--repeat-penalty", "a finite number > 0", repeatPenalty) }
+        if repeatLastN < 0 { throw invalid("--repeat-last-n", ">= 0", repeatLastN) }
+        if ctxSize < 0 { throw invalid("--ctx-size", ">= 0", ctxSize) }
     }
 
-    var options: GenerationOptions {
-        GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: topP,
-                          seed: seed ?? UInt64.random(in: 0...UInt64(UInt32.max)))
+    var sampling: SamplingSettings {
+        SamplingSettings(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                         repeatPenalty: repeatPenalty, repeatLastN: repeatLastN)
     }
+
+    /// The options of one run; `seed` nil picks a random seed.
+    func options(seed: UInt64? = nil) -> GenerationOptions {
+        GenerationOptions(maxTokens: maxTokens, sampling: sampling,
+                          seed: seed ?? self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max)),
+                          stopAtEOS: !ignoreEos, contextSize: ctxSize == 0 ? nil : ctxSize)
+    }
+
+    var options: GenerationOptions { options() }
+}
+
+/// A flag value outside its range: "--ratio must be in (0, 1], got -1".
+func invalid(_ flag: String, _ rule: String, _ value: some CustomStringConvertible) -> ValidationError {
+    ValidationError("\(flag) must be \(rule), got \(shown(value))")
+}
+
+/// A number as typed: -1 rather than -1.0.
+func shown(_ value: some CustomStringConvertible) -> String {
+    let text = value.description
+    if text.hasSuffix(".0"), Double(text) != nil { return String(text.dropLast(2)) }
+    return text
 }
 
 /// A failure worth one line on stderr.
@@ -149,7 +194,7 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 /// Prints `error` as one line on stderr and exits with status 1.
 func fail(_ error: Error) -> ExitCode {
     let message = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
-    FileHandle.standardError.write(Data("llava: error: \(message)\n".utf8))
+    StandardStream.error.write("llava: error: \(message)\n")
     return ExitCode(1)
 }
 
@@ -160,15 +205,50 @@ final class ProgressLine {
 
     func update(_ text: String) {
         guard isTerminal else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+        StandardStream.error.write("\r\u{1B}[K\(text)")
         shown = true
     }
 
     func finish(_ text: String) {
-        FileHandle.standardError.write(Data(((shown ? "\r\u{1B}[K" : "") + text + "\n").utf8))
+        StandardStream.error.write((shown ? "\r\u{1B}[K" : "") + text + "\n")
     }
 }
 
 func printErr(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    StandardStream.error.write(text + "\n")
+}
+
+/// stdout or stderr, written without buffering. A failed write (a full disk, a closed pipe) is
+/// remembered, never a crash; `check` turns it into an error, so output that could not be
+/// written is never a success. (Failures on stderr have nowhere to be reported.)
+final class StandardStream: @unchecked Sendable {
+    static let output = StandardStream(STDOUT_FILENO, name: "stdout")
+    static let error = StandardStream(STDERR_FILENO, name: "stderr")
+
+    let fd: Int32
+    let name: String
+    private(set) var failure: String?
+
+    init(_ fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    func write(_ text: String) {
+        guard failure == nil else { return }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = String(cString: strerror(errno))
+                return
+            }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+
+    func check() throws {
+        if let failure { throw CLIError("cannot write to \(name): \(failure)") }
+    }
 }

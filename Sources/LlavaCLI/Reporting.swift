@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import LLaVA
+import TokenMerging
 import VQAEval
 
 /// The --json output of `llava ask`.
@@ -79,7 +80,20 @@ func validateMergeSettings(_ settings: VisionMergeSettings) throws {
     do {
         try settings.validate()
     } catch {
-        throw ValidationError("merge settings: \(error)")
+        throw mergeFlagError(error)
+    }
+}
+
+/// A merge-settings error in the words of the flags that set them.
+func mergeFlagError(_ error: Error, ratioFlag: String = "--ratio", keepFlag: String = "--keep") -> ValidationError {
+    switch error as? MergeError {
+    case .invalidRatio(let ratio)?: return invalid(ratioFlag, "in (0, 1]", ratio)
+    case .invalidBudget(let keep)?: return invalid(keepFlag, "at least 1", keep)
+    case .ratioAndKeep?: return ValidationError("give either \(ratioFlag) or \(keepFlag), not both")
+    case .missingAmount(let method)?: return ValidationError("--merge \(method.rawValue) needs \(ratioFlag) or \(keepFlag)")
+    case .amountWithoutMethod?: return ValidationError("\(ratioFlag)/\(keepFlag) need a merge method (--merge pitome, tome, ...)")
+    case .everyLayerWithoutPiToMe?: return ValidationError("--pitome-every-layer only applies to --merge pitome")
+    default: return ValidationError("merge settings: \(error)")
     }
 }
 

@@ -108,18 +108,49 @@ public struct AnswerFileContents: Sendable {
     }
 }
 
+/// Answer-file problems beyond single lines.
+public enum AnswerFileError: Error, CustomStringConvertible, Equatable {
+    /// A line without the fields every answer line of `llava eval` has (`text`, `metadata`).
+    case notAnAnswerFile(path: String, line: Int, looksLikeKey: Bool)
+    /// The same file named twice among the shards to merge.
+    case givenTwice(path: String, again: String)
+
+    public var description: String {
+        switch self {
+        case .notAnAnswerFile(let path, let line, let looksLikeKey):
+            "\(path):\(line): not an answer file of llava eval (no \"text\" and \"metadata\")"
+                + (looksLikeKey ? "; it looks like reference answers: give it as --annotations" : "")
+        case .givenTwice(let path, let again):
+            path == again ? "\(path) is given twice" : "\(path) is given twice (again as \(again))"
+        }
+    }
+
+    /// Throws `notAnAnswerFile` unless `record` has the fields `llava eval` writes.
+    static func checkProduced(_ record: AnswerRecord, path: String) throws {
+        let object = record.object
+        guard object["text"]?.stringValue == nil || object["metadata"]?.objectValue == nil else { return }
+        let keyLike = object["answer"] != nil || object["answers"] != nil || object["label"] != nil
+        throw notAnAnswerFile(path: path, line: record.line, looksLikeKey: keyLike)
+    }
+}
+
 /// The settings an answer file was produced with, as dotted paths into each line
 /// (`model_id`, `metadata.merge`, …) and the values this run would write there.
 public struct RunSettings: Sendable {
     public var fields: [(path: String, value: JSONValue)]
+    /// What a field that a line lacks stands for (settings added after the line was written).
+    public var absentMeans: [String: JSONValue]
 
-    public init(_ fields: [(path: String, value: JSONValue)]) { self.fields = fields }
+    public init(_ fields: [(path: String, value: JSONValue)], absentMeans: [String: JSONValue] = [:]) {
+        self.fields = fields
+        self.absentMeans = absentMeans
+    }
 
     /// Throws `settingsMismatch` naming the first field where `record` differs.
     public func check(_ record: AnswerRecord, path: String) throws {
         let object = record.object
         for (field, value) in fields {
-            let recorded = AnswerRecord.value(at: field, in: object)
+            let recorded = AnswerRecord.value(at: field, in: object) ?? absentMeans[field]
             if recorded != value {
                 throw EvalFileError.settingsMismatch(path: path, line: record.line, field: field,
                                                      recorded: recorded?.description ?? "(absent)", current: value.description)
@@ -145,6 +176,8 @@ public final class AnswerWriter {
     public let removedFailed: Int
     private var fd: Int32
     private var size: Int
+    /// Lines in the file (for the line numbers of appended records).
+    private var lineCount = 0
 
     /// Opens (creating when absent) `path` for appending. Throws `settingsMismatch` when a line
     /// was produced with other settings, `foreignAnswers` when a line answers a question that
@@ -162,12 +195,17 @@ public final class AnswerWriter {
         self.fd = fd
         size = 0
         do {
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                throw EvalFileError.unwritable(path: path, reason: "not a regular file")
+            }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 if errno == EWOULDBLOCK { throw EvalFileError.locked(path: path) }
                 throw EvalFileError.unwritable(path: path, reason: "cannot lock: " + FileBytes.errnoText())
             }
             let contents = try AnswerFileContents(path: path, bytes: Durable.readAll(fd: fd, path: path))
             for record in contents.records {
+                try AnswerFileError.checkProduced(record, path: path)
                 guard questionIDs.contains(record.id) else {
                     throw EvalFileError.foreignAnswers(path: path, line: record.line, id: record.id.description)
                 }
@@ -193,6 +231,7 @@ public final class AnswerWriter {
                 repairedBytes = contents.tornBytes
             }
             existing = kept
+            lineCount = removed > 0 ? kept.count : kept.last?.line ?? 0
             removedFailed = removed
             let flags = fcntl(self.fd, F_GETFL)
             _ = fcntl(self.fd, F_SETFL, flags | O_APPEND)
@@ -204,9 +243,10 @@ public final class AnswerWriter {
 
     deinit { if fd >= 0 { close(fd) } }
 
-    /// Appends one answer line (one `write` of the whole line, then `fsync`). On a failed
-    /// write the file is cut back to its previous end.
-    public func append(_ answer: JSONObject) throws {
+    /// Appends one answer line (one `write` of the whole line, then `fsync`) and returns it as
+    /// a record. On a failed write the file is cut back to its previous end.
+    @discardableResult
+    public func append(_ answer: JSONObject) throws -> AnswerRecord {
         var text = ""
         JSONValue.object(answer).write(to: &text)
         text += "\n"
@@ -219,6 +259,29 @@ public final class AnswerWriter {
             throw error
         }
         size += bytes.count
+        lineCount += 1
+        return try AnswerRecord(line: lineCount, bytes: Array(bytes.dropLast()))
+    }
+
+    /// Rewrites the file with its lines in the order of `order` (ids not in it go last, as
+    /// they were), atomically, when they are not in that order already. A resume appends the
+    /// questions it answers after those already in the file; this puts the file back in input
+    /// order. Returns whether the file was rewritten.
+    @discardableResult
+    public func putInOrder(_ order: [QuestionID]) throws -> Bool {
+        let contents = try AnswerFileContents(path: path, bytes: Durable.readAll(fd: fd, path: path))
+        var rank: [QuestionID: Int] = [:]
+        for (k, id) in order.enumerated() where rank[id] == nil { rank[id] = k }
+        let ranked = contents.records.enumerated().map { (rank: rank[$0.element.id] ?? order.count + $0.offset, record: $0.element) }
+        let sorted = ranked.sorted { $0.rank < $1.rank }
+        guard sorted.map(\.record.line) != contents.records.map(\.line) else { return false }
+        let newFD = try Durable.replace(path: path, lines: sorted.map(\.record.bytes), keepOpen: true)
+        close(fd)
+        fd = newFD
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_APPEND)
+        size = sorted.reduce(0) { $0 + $1.record.bytes.count + 1 }
+        lineCount = sorted.count
+        return true
     }
 
     /// Releases the file and its lock.
@@ -240,8 +303,15 @@ public enum AnswerMerger {
         var lines: [[UInt8]] = []
         var seen: [QuestionID: String] = [:]
         var reference: (values: [JSONValue?], path: String, line: Int)?
+        var files: [(dev: UInt64, ino: UInt64, path: String)] = []
         for shard in shards {
             var info = stat()
+            if stat(shard, &info) == 0 {
+                if let earlier = files.first(where: { $0.dev == UInt64(info.st_dev) && $0.ino == UInt64(info.st_ino) }) {
+                    throw AnswerFileError.givenTwice(path: earlier.path, again: shard)
+                }
+                files.append((UInt64(info.st_dev), UInt64(info.st_ino), shard))
+            }
             if outputExists, stat(shard, &info) == 0, info.st_dev == outputInfo.st_dev, info.st_ino == outputInfo.st_ino {
                 throw EvalFileError.sameInputAndOutput(path: output)
             }
@@ -331,6 +401,11 @@ enum Durable {
     /// beside it, fsynced, renamed over `path`, directory fsynced. With `keepOpen`, returns the
     /// new file's descriptor, locked exclusively before the rename.
     static func replace(path: String, lines: [[UInt8]], keepOpen: Bool) throws -> Int32 {
+        var info = stat()
+        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+            // Renaming over a device, a pipe or a link would replace it, not write to it.
+            throw EvalFileError.unwritable(path: path, reason: "not a regular file")
+        }
         let temp = path + ".tmp-\(getpid())"
         let fd = open(temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw EvalFileError.unwritable(path: temp, reason: FileBytes.errnoText()) }

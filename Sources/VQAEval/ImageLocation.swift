@@ -14,6 +14,12 @@ public enum ImageLocation {
         return candidates.first { FileManager.default.fileExists(atPath: $0) } ?? candidates[0]
     }
 
+    /// The folder a question file is in ("." for a bare file name).
+    public static func folder(of questionFile: String) -> String {
+        let beside = (questionFile as NSString).deletingLastPathComponent
+        return beside.isEmpty ? "." : beside
+    }
+
     static func join(_ folder: String, _ name: String) -> String {
         if folder.isEmpty { return name }
         return folder.hasSuffix("/") ? folder + name : folder + "/" + name

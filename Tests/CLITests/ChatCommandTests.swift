@@ -65,3 +65,57 @@ final class ChatCommandTests: XCTestCase {
         XCTAssertEqual(r.stderrLines, ["llava: error: /no/such/image.png: no such file"])
     }
 }
+
+/// `llava chat` on a terminal: libedit line editing and history, Ctrl-D, bad /image files,
+/// and the context figure.
+final class ChatTerminalTests: XCTestCase {
+    let image = CLI.packageRoot.path + "/Prompts/shapes/images/shapes_0000.png"
+
+    func testHistoryAndCtrlDOnATerminal() throws {
+        let terminal = try Terminal(["chat", "--image", image, "-n", "4"])
+        terminal.waitFor("> ")
+        terminal.type("What color is the cross?\r")
+        terminal.waitFor("> ", count: 2)
+        // Up arrow brings the question back; Enter asks it again.
+        terminal.type("\u{1B}[A\r")
+        terminal.waitFor("> ", count: 3)
+        // Ctrl-A then typing inserts at the start of the line: the edited line is what is run.
+        terminal.type("bogus\u{01}/\r")
+        terminal.waitFor("unknown command /bogus")
+        terminal.waitFor("> ", count: 4)
+        terminal.type("\u{04}")
+        XCTAssertEqual(terminal.finish(), 0, terminal.output)
+        let output = terminal.output
+        XCTAssertTrue(output.contains("What color is the cross?\r\nred\r\n"), output.debugDescription)
+        XCTAssertEqual(output.components(separatedBy: "> What color is the cross?\r\n").count - 1, 2, output.debugDescription)
+        XCTAssertEqual(output.components(separatedBy: "llava: prompt ").count - 1, 2, output.debugDescription)
+        // Ctrl-D leaves the prompt line: the output ends on a new line after the last prompt
+        // (the terminal may echo the key as ^D).
+        let tail = (output.components(separatedBy: "> ").last ?? "").replacingOccurrences(of: "^D", with: "")
+            .replacingOccurrences(of: "\r", with: "")
+        XCTAssertEqual(tail, "\n")
+    }
+
+    func testBadImageNamesTheImageStillInUse() throws {
+        let r = try CLI.run(["chat", "--image", image, "-n", "4"],
+                            stdin: "/image /no/such.png\nWhat color is the cross?\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderrLines.contains("llava: error: /no/such.png: no such file (still talking about \(image))"), r.stderr)
+        XCTAssertEqual(r.stdout, "red\n")
+        let none = try CLI.run(["chat", "-n", "4"], stdin: "/image /no/such.png\n")
+        XCTAssertTrue(none.stderrLines.contains("llava: error: /no/such.png: no such file (no image loaded)"), none.stderr)
+    }
+
+    func testContextNeverAbove100Percent() throws {
+        // A 256-position context and answers that run to its end.
+        let r = try CLI.run(["chat", "--model", CLI.fixtures + "/mha-f32-legacy", "--image", CLI.fixtures + "/images/square-56.png",
+                             "-n", "400", "--ignore-eos"], stdin: "Describe it.\nMore?\n/clear\nMore?\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let contexts = r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.compactMap { $0.components(separatedBy: "context ").last }
+        XCTAssertEqual(contexts, ["256/256", "256/256"], r.stderr)
+        // -c caps the conversation below the model's context.
+        let capped = try CLI.run(["chat", "--model", CLI.fixtures + "/mha-f32-legacy", "--image", CLI.fixtures + "/images/square-56.png",
+                                  "-n", "400", "--ignore-eos", "-c", "100"], stdin: "Describe it.\n")
+        XCTAssertTrue(capped.stderrLines.contains { $0.hasSuffix("context 100/100") }, capped.stderr)
+    }
+}

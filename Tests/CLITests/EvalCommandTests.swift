@@ -88,28 +88,31 @@ final class EvalCommandTests: XCTestCase {
 
     // MARK: - Durability and resume
 
-    func testResumeAfterSIGKILLMidRunLosesNothingAndDuplicatesNothing() throws {
-        // Question 20's image is a named pipe nobody writes to: reading it blocks, so the run can
-        // never finish before the kill, whenever the kill lands.
-        let questions = try writeQuestions(24) { $0 == 20 ? "pipe.png" : nil }
-        XCTAssertEqual(mkfifo(images + "/pipe.png", 0o644), 0)
-        let answers = dir + "/out.jsonl"
-
+    /// Starts `llava eval` and stops it (SIGSTOP) once `lines` answers are on disk, so that a
+    /// signal sent next lands in the middle of the run whatever the machine's speed.
+    func startAndPause(_ arguments: [String], answers: String, lines wanted: Int, stderr: Pipe? = nil) throws -> Process {
         let process = Process()
         process.executableURL = CLI.executable
-        process.arguments = evalArguments(questions: questions, answers: answers)
+        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["LLAVA_HOME": CLI.packageRoot.path]) { $1 }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr ?? FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(120)
-        var written = 0
-        while Date() < deadline {
-            written = (try? lines(answers).count) ?? 0
-            if written >= 2 { break }
-            usleep(2_000)
+        while Date() < deadline && process.isRunning {
+            if ((try? lines(answers).count) ?? 0) >= wanted { break }
+            usleep(1_000)
         }
-        XCTAssertTrue(process.isRunning, "the run must still be going when it is killed")
+        kill(process.processIdentifier, SIGSTOP)
+        XCTAssertTrue(process.isRunning, "the run must still be going when it is stopped")
+        return process
+    }
+
+    func testResumeAfterSIGKILLMidRunLosesNothingAndDuplicatesNothing() throws {
+        let count = 300
+        let questions = try writeQuestions(count)
+        let answers = dir + "/out.jsonl"
+        let process = try startAndPause(evalArguments(questions: questions, answers: answers), answers: answers, lines: 2)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationReason, .uncaughtSignal)
@@ -117,7 +120,7 @@ final class EvalCommandTests: XCTestCase {
 
         let survived = try lines(answers)
         XCTAssertGreaterThanOrEqual(survived.count, 2)
-        XCTAssertLessThan(survived.count, 20)
+        XCTAssertLessThan(survived.count, count)
         // Every line a killed run leaves is complete.
         for line in survived { XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), line) }
         // A write torn by a crash (power loss, full disk) leaves a fragment without a newline.
@@ -127,21 +130,18 @@ final class EvalCommandTests: XCTestCase {
         handle.write(Data(#"{"question_id": \#(next), "prompt": "What is in pic"#.utf8))
         try handle.close()
 
-        // The image exists now; resume.
-        try FileManager.default.removeItem(atPath: images + "/pipe.png")
-        try FileManager.default.copyItem(atPath: images + "/square-56.png", toPath: images + "/pipe.png")
         let resumed = try CLI.run(evalArguments(questions: questions, answers: answers))
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("cut off an incomplete last line"), resumed.stderr)
-        XCTAssertTrue(resumed.stderr.contains("24 questions, \(survived.count) already answered"), resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("\(count) questions, \(survived.count) already answered"), resumed.stderr)
 
         // An uninterrupted run with the same settings (greedy) gives the same file.
         let reference = dir + "/reference.jsonl"
         let straight = try CLI.run(evalArguments(questions: questions, answers: reference))
         XCTAssertEqual(straight.status, 0, straight.stderr)
         let all = try ids(reference)
-        XCTAssertEqual(all.count, 24)
-        XCTAssertEqual(Set(all).count, 24)
+        XCTAssertEqual(all.count, count)
+        XCTAssertEqual(Set(all).count, count)
         XCTAssertEqual(try ids(answers), all, "no answer lost or repeated, input order kept")
         XCTAssertEqual(try comparable(answers), try comparable(reference))
         XCTAssertEqual(Array(try lines(answers).prefix(survived.count)), survived, "lines written before the kill are kept as they were")
@@ -150,8 +150,47 @@ final class EvalCommandTests: XCTestCase {
         let before = try Data(contentsOf: URL(fileURLWithPath: answers))
         let again = try CLI.run(evalArguments(questions: questions, answers: answers))
         XCTAssertEqual(again.status, 0, again.stderr)
-        XCTAssertTrue(again.stderr.contains("24 already answered in \(answers), 0 to go"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("\(count) already answered in \(answers), 0 to go"), again.stderr)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: answers)), before)
+    }
+
+    func testCtrlCSaysHowManyAnswersAreSavedAndTheSameCommandResumes() throws {
+        let count = 300
+        let questions = try writeQuestions(count)
+        let answers = dir + "/out.jsonl"
+        let arguments = evalArguments(questions: questions, answers: answers, ["--quiet"])
+        let stderr = Pipe()
+        let process = try startAndPause(arguments, answers: answers, lines: 2, stderr: stderr)
+        kill(process.processIdentifier, SIGINT)
+        kill(process.processIdentifier, SIGCONT)
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130, message)
+        let saved = try lines(answers)
+        XCTAssertLessThan(saved.count, count)
+        for line in saved { XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(line.utf8)), line) }
+        XCTAssertEqual(message.split(separator: "\n").map(String.init),
+                       ["llava: interrupted: \(saved.count) answers saved in \(answers); run the same command again to resume"])
+        let resumed = try CLI.run(arguments)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try ids(answers).count, count)
+        XCTAssertEqual(Set(try ids(answers)).count, count)
+        XCTAssertEqual(Array(try lines(answers).prefix(saved.count)), saved)
+    }
+
+    func testResumeOfNonContiguousAnswersKeepsInputOrder() throws {
+        let questions = try writeQuestions(40)
+        let answers = dir + "/out.jsonl"
+        let reference = dir + "/reference.jsonl"
+        XCTAssertEqual(try CLI.run(evalArguments(questions: questions, answers: reference, ["--quiet"])).status, 0)
+        // Questions 1-10 and 31-40 answered, 11-30 not.
+        let all = try lines(reference)
+        try ((all[0..<10] + all[30..<40]).joined(separator: "\n") + "\n").write(toFile: answers, atomically: true, encoding: .utf8)
+        let r = try CLI.run(evalArguments(questions: questions, answers: answers))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("40 questions, 20 already answered"), r.stderr)
+        XCTAssertEqual(try ids(answers), try ids(reference))
+        XCTAssertEqual(try comparable(answers), try comparable(reference))
     }
 
     func testResumeRefusesAnswersMadeWithOtherSettings() throws {
@@ -161,7 +200,9 @@ final class EvalCommandTests: XCTestCase {
         let before = try Data(contentsOf: URL(fileURLWithPath: answers))
         for (flags, field) in [(["-n", "5"], "metadata.max_tokens"), (["--merge", "tome", "--keep", "4"], "metadata.merge"),
                                (["--template", "llava-v1"], "metadata.template"), (["--image-mode", "pad"], "metadata.image_mode")] {
-            let r = try CLI.run(evalArguments(questions: questions, answers: answers) + flags)
+            var arguments = evalArguments(questions: questions, answers: answers)
+            if flags[0] == "-n" { arguments[arguments.firstIndex(of: "-n")! + 1] = flags[1] } else { arguments += flags }
+            let r = try CLI.run(arguments)
             XCTAssertEqual(r.status, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains("was produced with other settings: line 1 has \(field) = "), r.stderr)
             XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: error:") }.count, 1, r.stderr)
@@ -232,8 +273,101 @@ final class EvalCommandTests: XCTestCase {
         try FileManager.default.copyItem(atPath: images + "/square-56.png", toPath: images + "/broken.png")
         let retried = try CLI.run(evalArguments(questions: questions, answers: answers, ["--retry-failed"]))
         XCTAssertEqual(retried.status, 0, retried.stderr)
-        XCTAssertEqual(try ids(answers), ["1", "q3", "4", "q6", "2", "5"], "answers given again are appended in input order")
+        XCTAssertEqual(try ids(answers), ["1", "2", "q3", "4", "5", "q6"], "answers given again end up in input order")
+        XCTAssertTrue(retried.stderr.contains("put the answers back in input order"), retried.stderr)
         XCTAssertTrue(try objects(answers).allSatisfy { metadata($0)["error"] == nil })
+    }
+
+    func testImagesMustStayInsideTheImageFolder() throws {
+        let outsideFile = dir + "/outside.png"
+        try FileManager.default.copyItem(atPath: images + "/square-42.png", toPath: outsideFile)
+        try FileManager.default.createSymbolicLink(atPath: images + "/link.png", withDestinationPath: outsideFile)
+        try FileManager.default.createDirectory(atPath: images + "/sub", withIntermediateDirectories: true)
+        let names = ["../outside.png", outsideFile, "link.png", "sub/../square-56.png", "sub/../../outside.png"]
+        let questions = try writeQuestions(names.count) { names[$0 - 1] }
+        let answers = dir + "/out.jsonl"
+        let r = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let errors = try objects(answers).map { metadata($0)["error"] as? String }
+        for k in [0, 1, 2, 4] {
+            XCTAssertTrue(errors[k]?.contains("image \(names[k]) is outside --image-folder \(images) (--allow-outside-images allows it)") ?? false,
+                          "\(names[k]): \(errors[k] ?? "answered")")
+        }
+        XCTAssertTrue(errors[2]?.contains("resolves to \(outsideFile)") ?? false, errors[2] ?? "")
+        XCTAssertNil(errors[3], "a path that stays inside the folder is fine")
+
+        let allowed = dir + "/allowed.jsonl"
+        let a = try CLI.run(evalArguments(questions: questions, answers: allowed, ["--quiet", "--allow-outside-images"]))
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertTrue(try objects(allowed).allSatisfy { metadata($0)["error"] == nil })
+    }
+
+    func testUnansweredQuestionsAreCountedListedAndNotRetriedOnResume() throws {
+        let questions = try writeQuestions(5) { $0 == 2 || $0 == 4 ? "missing-\($0).png" : nil }
+        let answers = dir + "/out.jsonl"
+        let r = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderrLines.contains("llava: eval: unanswered (metadata.error): 2, 4"), r.stderr)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out.summary.json"))) as! [String: Any]
+        XCTAssertEqual(summary["unanswered"] as? [Int], [2, 4])
+        XCTAssertEqual((summary["counts"] as! [String: Any])["failed"] as? Int, 2)
+        for o in try objects(answers) where ["2", "4"].contains("\(o["question_id"]!)") {
+            XCTAssertEqual(o["text"] as? String, "")
+            XCTAssertNotNil(metadata(o)["error"])
+        }
+        // The image appears, but a resume leaves the failures alone (no stall on a bad file).
+        try FileManager.default.copyItem(atPath: images + "/square-42.png", toPath: images + "/missing-2.png")
+        let before = try Data(contentsOf: URL(fileURLWithPath: answers))
+        let again = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet"]))
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: answers)), before)
+        let retried = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet", "--retry-failed"]))
+        XCTAssertTrue(retried.stderrLines.contains("llava: eval: unanswered (metadata.error): 4"), retried.stderr)
+    }
+
+    func testAnswerKeyGivenAsAnswersIsNamed() throws {
+        let questions = try writeQuestions(2)
+        let key = dir + "/key.jsonl"
+        try "{\"question_id\": 1, \"answer\": \"yes\"}\n{\"question_id\": 2, \"answer\": \"no\"}\n".write(toFile: key, atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: key))
+        let r = try CLI.run(evalArguments(questions: questions, answers: key))
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderrLines, ["llava: error: \(key):1: not an answer file of llava eval (no \"text\" and \"metadata\"); it looks like reference answers: give it as --annotations"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: key)), before)
+    }
+
+    func testProgressLineFitsANarrowTerminal() throws {
+        let questions = try writeQuestions(30)
+        let answers = dir + "/out.jsonl"
+        let key = dir + "/key.jsonl"
+        let keyLines = (1...30).map { i in #"{"question_id": \#(i % 3 == 0 ? "\"q\(i)\"" : "\(i)"), "answer": "yes"}"# }
+        try (keyLines.joined(separator: "\n") + "\n").write(toFile: key, atomically: true, encoding: .utf8)
+        let terminal = try Terminal(evalArguments(questions: questions, answers: answers, ["--annotations", key]), columns: 40)
+        XCTAssertEqual(terminal.finish(), 0, terminal.output)
+        // Every redraw of the progress line starts with a carriage return and fits in 40 columns.
+        let draws = terminal.output.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\r")
+            .map { $0.replacingOccurrences(of: "\u{1B}[K", with: "").components(separatedBy: "\n")[0] }
+            .filter { $0.hasPrefix("eval ") }
+        XCTAssertGreaterThan(draws.count, 1, terminal.output.debugDescription)
+        for draw in draws { XCTAssertLessThan(draw.count, 40, draw.debugDescription) }
+        XCTAssertTrue(draws.contains { $0.count == 39 }, "long lines are cut, not dropped: \(draws)")
+    }
+
+    func testOutputsThatAreNotRegularFilesAreRefusedNotReplaced() throws {
+        let questions = try writeQuestions(2)
+        let fifo = dir + "/special"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let answers = dir + "/out.jsonl"
+        let summary = try CLI.run(evalArguments(questions: questions, answers: answers, ["--quiet", "--summary", fifo]))
+        XCTAssertEqual(summary.stderrLines, ["llava: error: \(fifo): cannot write the summary: not a regular file"])
+        XCTAssertEqual(summary.status, 1)
+        let answerFile = try CLI.run(evalArguments(questions: questions, answers: fifo, ["--quiet"]))
+        XCTAssertEqual(answerFile.stderrLines, ["llava: error: \(fifo): cannot write: not a regular file"])
+        let merged = try CLI.run(["eval", "merge", "--answers", fifo, answers])
+        XCTAssertEqual(merged.stderrLines, ["llava: error: \(fifo): cannot write: not a regular file"])
+        var info = stat()
+        XCTAssertEqual(lstat(fifo, &info), 0)
+        XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO, "the pipe is still a pipe")
     }
 
     // MARK: - Shards
@@ -266,9 +400,19 @@ final class EvalCommandTests: XCTestCase {
 
         // A question_id in two shards is refused, and nothing is written.
         try FileManager.default.removeItem(atPath: merged)
+        let copy = dir + "/copy-of-shard1.jsonl"
+        try FileManager.default.copyItem(atPath: shards[0], toPath: copy)
+        let overlap = try CLI.run(["eval", "merge", "--answers", merged, shards[0], shards[1], copy])
+        XCTAssertEqual(overlap.status, 1)
+        XCTAssertEqual(overlap.stderrLines, ["llava: error: question_id 1 is answered twice: \(shards[0]):1 and \(copy):1"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: merged))
+
+        // The same file given twice is named as such (under the same or another spelling).
         let twice = try CLI.run(["eval", "merge", "--answers", merged, shards[0], shards[1], shards[0]])
         XCTAssertEqual(twice.status, 1)
-        XCTAssertTrue(twice.stderr.hasPrefix("llava: error: question_id 1 is answered twice: \(shards[0]):1 and \(shards[0]):1"), twice.stderr)
+        XCTAssertEqual(twice.stderrLines, ["llava: error: \(shards[0]) is given twice"])
+        let spelled = try CLI.run(["eval", "merge", "--answers", merged, shards[0], dir + "/./shard1.jsonl"])
+        XCTAssertEqual(spelled.stderrLines, ["llava: error: \(shards[0]) is given twice (again as \(dir)/./shard1.jsonl)"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: merged))
     }
 

@@ -161,7 +161,7 @@ final class MergeMapTests: XCTestCase {
         let r = try CLI.run(["merge-map", "--model", "/nonexistent/model", "--image", Self.image, "--merge", "tome",
                              "--keep", "10", "--out", out])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertEqual(r.stderrLines.first, "Error: --out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
+        XCTAssertEqual(r.stderrLines.first, "llava: error: --out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
         XCTAssertFalse(r.stderr.contains("/nonexistent/model"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }

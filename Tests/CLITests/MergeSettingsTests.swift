@@ -87,13 +87,13 @@ final class MergeSettingsTests: XCTestCase {
     func testEveryCommandRejectsTheSameBadSettingsTheSameWay() throws {
         let image = CLI.fixtures + "/images/square-42.png"
         let cases: [([String], String)] = [
-            (["ask", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratio", "1.5", "Q?"], "merge ratio 1.5 is out of range"),
-            (["merge-map", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratio", "1.5", "--out", "/tmp/x.png"], "merge ratio 1.5 is out of range"),
-            (["bench", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratios", "1,1.5"], "merge ratio 1.5 is out of range"),
-            (["ask", "--model", "/nonexistent", "--image", image, "--merge", "tome", "--keep", "0", "Q?"], "keep 0 is out of range"),
-            (["bench", "--model", "/nonexistent", "--image", image, "--merge", "tome", "--keep", "0"], "keep 0 is out of range"),
+            (["ask", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratio", "1.5", "Q?"], "--ratio must be in (0, 1], got 1.5"),
+            (["merge-map", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratio", "1.5", "--out", "/tmp/x.png"], "--ratio must be in (0, 1], got 1.5"),
+            (["bench", "--model", "/nonexistent", "--image", image, "--merge", "pitome", "--ratios", "1,1.5"], "--ratios must be in (0, 1], got 1.5"),
+            (["ask", "--model", "/nonexistent", "--image", image, "--merge", "tome", "--keep", "0", "Q?"], "--keep must be at least 1, got 0"),
+            (["bench", "--model", "/nonexistent", "--image", image, "--merge", "tome", "--keep", "0"], "--keep must be at least 1, got 0"),
             (["ask", "--model", "/nonexistent", "--image", image, "--merge", "tome", "--pitome-every-layer", "--ratio", "0.9", "Q?"],
-             "PiToMe at every layer only applies to method pitome"),
+             "--pitome-every-layer only applies to --merge pitome"),
         ]
         for (arguments, message) in cases {
             let r = try CLI.run(arguments)

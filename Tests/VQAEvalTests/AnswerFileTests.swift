@@ -182,7 +182,11 @@ final class AnswerFileTests: XCTestCase {
         // Empty shards are fine.
         let empty = dir + "/empty.jsonl"
         try Data().write(to: URL(fileURLWithPath: empty))
-        XCTAssertEqual(try AnswerMerger.merge(shards: [empty, a, empty], into: out, settingsFields: ["model_id"]), 3)
+        XCTAssertEqual(try AnswerMerger.merge(shards: [empty, a], into: out, settingsFields: ["model_id"]), 3)
+        // The same file twice is named as such, even when empty.
+        XCTAssertThrowsError(try AnswerMerger.merge(shards: [empty, a, empty], into: out, settingsFields: [])) { error in
+            XCTAssertEqual(error as? AnswerFileError, .givenTwice(path: empty, again: empty))
+        }
     }
 
     func testAnswerIDsLookLikeShortUUIDs() {

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+
+/// What the argument parser leaves to us: an option given twice, the nearest real flag for an
+/// unknown one, and one-line messages. A command's options are read from its help text, so
+/// they are exactly the ones the parser accepts.
+enum ArgumentCheck {
+    /// The command the arguments select (the deepest subcommand named), and `eval`'s default.
+    static func command(for arguments: [String]) -> ParsableCommand.Type {
+        var current: ParsableCommand.Type = Llava.self
+        for argument in arguments where !argument.hasPrefix("-") {
+            guard let next = current.configuration.subcommands.first(where: { $0._commandName == argument }) else { break }
+            current = next
+        }
+        return current.configuration.defaultSubcommand ?? current
+    }
+
+    /// An option of a command as its help lists it: every spelling, and whether a value follows.
+    struct OptionName {
+        var first: String
+        /// The `--` spelling, when the option has one.
+        var long: String?
+        var takesValue: Bool
+    }
+
+    /// Every option spelling of `command` ("-m", "--model"), with the first spelling of its
+    /// help line standing for the option.
+    static func optionNames(of command: ParsableCommand.Type) -> [String: OptionName] {
+        let help = Llava.helpMessage(for: command, columns: 10_000)
+        var names: [String: OptionName] = [:]
+        var inOptions = false
+        for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasSuffix("OPTIONS:") || line.hasSuffix("ARGUMENTS:") { inOptions = line.hasSuffix("OPTIONS:"); continue }
+            let trimmed = line.drop(while: { $0 == " " })
+            guard inOptions, trimmed.hasPrefix("-"), line.hasPrefix("  ") else { continue }
+            var spellings: [String] = []
+            var takesValue = false
+            for word in trimmed.split(separator: " ") {
+                if word.hasPrefix("<") { takesValue = true }
+                let name = word.hasSuffix(",") ? word.dropLast() : word[...]
+                guard name.hasPrefix("-") else { break }
+                spellings.append(String(name))
+            }
+            let long = spellings.first { $0.hasPrefix("--") }
+            for spelling in spellings { names[spelling] = OptionName(first: spellings[0], long: long, takesValue: takesValue) }
+        }
+        return names
+    }
+
+    /// The arguments with every negative number that follows an option taking a value joined
+    /// to it (`--ratio -1` → `--ratio=-1`, `-t -1` → `--threads=-1`), so that the parser reads
+    /// it as the value, not as a flag, and the command's own check reports the bad value.
+    static func joiningNegativeValues(_ arguments: [String]) -> [String] {
+        let names = optionNames(of: command(for: arguments))
+        var out: [String] = []
+        var k = 0
+        while k < arguments.count {
+            let argument = arguments[k]
+            k += 1
+            if argument == "--" {
+                out += arguments[(k - 1)...]
+                break
+            }
+            if let option = names[argument], option.takesValue, let long = option.long, k < arguments.count,
+               isNegativeNumber(arguments[k]) {
+                out.append(long + "=" + arguments[k])
+                k += 1
+            } else {
+                out.append(argument)
+            }
+        }
+        return out
+    }
+
+    /// "-1", "-0.5", ".5"-style and "-inf"/"-nan" values, and comma lists starting with one.
+    static func isNegativeNumber(_ text: String) -> Bool {
+        guard text.hasPrefix("-"), text.count > 1 else { return false }
+        let first = text.split(separator: ",", omittingEmptySubsequences: false)[0]
+        return Double(first) != nil
+    }
+
+    /// Throws when an option is unknown (naming the nearest real one), or given more than once
+    /// (a later value would silently replace the first).
+    static func rejectUnknownAndRepeatedOptions(_ arguments: [String]) throws {
+        if arguments.contains(where: { $0.hasPrefix("--experimental") || $0.hasPrefix("--generate-completion") }) { return }
+        let command = command(for: arguments)
+        let names = optionNames(of: command)
+        var seen: [String: String] = [:]
+        var k = 0
+        while k < arguments.count {
+            let argument = arguments[k]
+            k += 1
+            if argument == "--" { break }
+            let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+            let spelling = parts.first ?? argument
+            guard let option = names[spelling] else {
+                if argument.hasPrefix("--") && argument.count > 2 && spelling != "--version" {
+                    throw ValidationError(unknownOption(spelling, command: command, names: names))
+                }
+                continue
+            }
+            if option.takesValue && parts.count == 1 { k += 1 }
+            if let first = seen[option.first] {
+                let same = first == spelling ? "\(spelling) is given twice" : "\(first) and \(spelling) are the same option"
+                throw ValidationError("\(same); give it once")
+            }
+            seen[option.first] = spelling
+        }
+    }
+
+    static func unknownOption(_ name: String, command: ParsableCommand.Type, names: [String: OptionName]) -> String {
+        let path = command == Llava.self ? "llava" : "llava " + commandPath(command)
+        if let nearest = nearest(to: name, among: Array(names.keys)) {
+            return "unknown option \(name) for \(path); did you mean \(nearest)?"
+        }
+        return "unknown option \(name) for \(path) (see \(path) --help)"
+    }
+
+    /// A parse or validation error as one line; an unknown option suggests the nearest real one.
+    static func message(for error: Error, arguments: [String]) -> String {
+        let text = Llava.message(for: error)
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        if let first = lines.first, first.hasPrefix("Unknown option '"),
+           let name = first.dropFirst("Unknown option '".count).split(separator: "'").first.map(String.init) {
+            let command = command(for: arguments)
+            return unknownOption(name, command: command, names: optionNames(of: command))
+        }
+        return lines.filter { !$0.isEmpty }.joined(separator: "; ")
+    }
+
+    /// "eval run" for EvalRun.
+    static func commandPath(_ command: ParsableCommand.Type) -> String {
+        func find(_ type: ParsableCommand.Type, _ path: [String]) -> [String]? {
+            if type == command { return path }
+            for sub in type.configuration.subcommands {
+                if let found = find(sub, path + [sub._commandName]) { return found }
+            }
+            return nil
+        }
+        return (find(Llava.self, []) ?? [command._commandName]).joined(separator: " ")
+    }
+
+    /// The closest long option by edit distance, when it is close enough to be a likely typo
+    /// or a name from another tool.
+    static func nearest(to name: String, among candidates: [String]) -> String? {
+        let typed = name.drop(while: { $0 == "-" })
+        var best: (name: String, distance: Int)?
+        for candidate in candidates.sorted() where candidate.hasPrefix("--") {
+            let d = editDistance(Array(typed), Array(candidate.dropFirst(2)))
+            if best == nil || d < best!.distance { best = (candidate, d) }
+        }
+        guard let best, best.distance <= max(2, typed.count / 3) else { return nil }
+        return best.name
+    }
+
+    /// Levenshtein distance: insertions, deletions and substitutions cost 1.
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty { return b.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let substitution = previous + (a[i - 1] == b[j - 1] ? 0 : 1)
+                previous = row[j]
+                row[j] = min(substitution, row[j] + 1, row[j - 1] + 1)
+            }
+        }
+        return row[b.count]
+    }
+}
