@@ -43,10 +43,12 @@ struct EvalRun: ParsableCommand {
     )
 
     @Option(name: .long, help: "Question file: JSON lines with question_id, image, text, category (LLaVA's model_vqa_loader format).")
-    var questions: String
+    var questions: String?
 
     @Option(name: .long, help: "Folder the questions' image paths are relative to.")
-    var imageFolder: String
+    var imageFolder: String?
+
+    @OptionGroup var benchmarkFlags: BenchmarkFlags
 
     @Option(name: .long, help: "Answer file to write (JSON lines, LLaVA's format); resumed when it exists.")
     var answers: String
@@ -95,6 +97,8 @@ struct EvalRun: ParsableCommand {
     }
 
     func execute() throws {
+        if benchmarkFlags.isSet { return try runBenchmark(benchmarkFlags) }
+        guard let questions, let imageFolder else { throw CLIError("give --questions and --image-folder, or --benchmark and --data") }
         let started = Date()
         let shard = try self.shard.map { try Shard(parsing: $0) }
         let file = try QuestionFile(path: questions)
@@ -311,8 +315,10 @@ struct EvalScore: ParsableCommand {
     @Option(name: .long, help: "Answer file (JSON lines, LLaVA's format).")
     var answers: String
 
-    @Option(name: .long, help: "Reference answers (JSON lines: question_id and answers, answer or label).")
-    var annotations: String
+    @Option(name: .long, help: "Reference answers (JSON lines: question_id and answers, answer or label; with --benchmark coco-caption, reference captions).")
+    var annotations: String?
+
+    @OptionGroup var benchmarkFlags: BenchmarkFlags
 
     @Option(name: .long, help: "Question file, for the categories (and to count unanswered questions).")
     var questions: String?
@@ -321,6 +327,8 @@ struct EvalScore: ParsableCommand {
     var summary: String?
 
     func run() throws {
+        if benchmarkFlags.isSet { return try scoreBenchmark(benchmarkFlags, answers: answers, annotations: annotations, summary: summary) }
+        guard let annotations else { throw fail(CLIError("give --annotations, or --benchmark and --data")) }
         try reportingErrors {
             let contents = try AnswerFileContents.read(answers)
             if contents.tornBytes > 0 {

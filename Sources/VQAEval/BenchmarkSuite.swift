@@ -7,7 +7,7 @@ public enum BenchmarkName: String, CaseIterable, Sendable {
     case cocoCaption = "coco-caption"
 
     /// An adapter reading the benchmark folder `folder`.
-    public func adapter(folder: String, options: BenchmarkOptions = BenchmarkOptions()) -> any BenchmarkAdapter {
+    public func adapter(folder: String, options: BenchmarkSuiteOptions = BenchmarkSuiteOptions()) -> any BenchmarkAdapter {
         switch self {
         case .vqav2: VQAv2Benchmark(folder: folder, split: options.vqav2Split)
         case .gqa: GQABenchmark(folder: folder)
@@ -24,7 +24,7 @@ public enum BenchmarkName: String, CaseIterable, Sendable {
 }
 
 /// Choices a benchmark takes beyond its folder.
-public struct BenchmarkOptions: Sendable {
+public struct BenchmarkSuiteOptions: Sendable {
     /// VQAv2: which question file `run` reads and `score` scores (`test-dev`: the upload file;
     /// `val`: accuracy against the val annotations).
     public var vqav2Split: VQAv2Benchmark.Split = .testDev
@@ -40,7 +40,7 @@ public enum BenchmarkImage: Sendable, Equatable {
 }
 
 /// One question as the model is asked it.
-public struct BenchmarkQuestion: Sendable {
+public struct BenchmarkItem: Sendable {
     public let id: QuestionID
     public let image: BenchmarkImage?
     /// The user text after the image, as LLaVA's question file (or prompt builder) has it.
@@ -107,7 +107,7 @@ public protocol BenchmarkAdapter: Sendable {
     /// The benchmark folder.
     var folder: String { get }
     /// The questions in the order LLaVA asks them.
-    func questions() throws -> [BenchmarkQuestion]
+    func questions() throws -> [BenchmarkItem]
     /// Scores a LLaVA answer file.
     func score(_ answers: AnswerSet) throws -> BenchmarkScore
 }
@@ -116,23 +116,23 @@ extension BenchmarkAdapter {
     func path(_ relative: String) -> String { folder.hasSuffix("/") ? folder + relative : folder + "/" + relative }
 
     /// The questions of a LLaVA question file inside the folder, images under `imageFolder`.
-    func llavaQuestions(_ file: String, imageFolder: String) throws -> [BenchmarkQuestion] {
+    func llavaQuestions(_ file: String, imageFolder: String) throws -> [BenchmarkItem] {
         let qf = try QuestionFile(path: path(file))
         if let issue = qf.issues.first { throw EvalFileError.malformed(issue) }
         return qf.questions.map {
-            BenchmarkQuestion(id: $0.id, image: .file($0.imagePath(folder: path(imageFolder))), text: $0.text, category: $0.category)
+            BenchmarkItem(id: $0.id, image: .file($0.imagePath(folder: path(imageFolder))), text: $0.text, category: $0.category)
         }
     }
 
     /// The same for question files whose ids repeat (MME asks two questions per image under the
     /// image's id; TextVQA's id is the image id): every line is a question.
-    func llavaQuestionLines(_ file: String, imageFolder: String) throws -> [BenchmarkQuestion] {
+    func llavaQuestionLines(_ file: String, imageFolder: String) throws -> [BenchmarkItem] {
         let full = path(file)
-        var out: [BenchmarkQuestion] = []
+        var out: [BenchmarkItem] = []
         for (number, bytes) in JSONLines.lines(try FileBytes.contents(full)) {
             do {
                 let q = try QuestionFile.question(bytes, line: number)
-                out.append(BenchmarkQuestion(id: q.id, image: .file(q.imagePath(folder: path(imageFolder))), text: q.text,
+                out.append(BenchmarkItem(id: q.id, image: .file(q.imagePath(folder: path(imageFolder))), text: q.text,
                                              category: q.category))
             } catch {
                 throw EvalFileError.malformed(LineIssue(path: full, line: number, reason: "\(error)"))

@@ -16,9 +16,9 @@ public struct CaptionBenchmark: BenchmarkAdapter {
         let sentences: [String]
     }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try ReleaseFile.decodeLines(Row.self, path(Self.rowsFile)).map { row in
-            BenchmarkQuestion(id: .string(row.filename), image: .file(path((row.filepath ?? "val2014") + "/" + row.filename)),
+            BenchmarkItem(id: .string(row.filename), image: .file(path((row.filepath ?? "val2014") + "/" + row.filename)),
                               text: Self.prompt)
         }
     }

@@ -17,7 +17,7 @@ public struct MMEBenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try llavaQuestionLines(Self.questionFile, imageFolder: Self.release)
     }
 

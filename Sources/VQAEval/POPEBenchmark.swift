@@ -13,7 +13,7 @@ public struct POPEBenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try llavaQuestions(Self.questionFile, imageFolder: Self.imageFolder)
     }
 

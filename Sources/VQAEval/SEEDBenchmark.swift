@@ -11,7 +11,7 @@ public struct SEEDBenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try llavaQuestions(Self.questionFile, imageFolder: ".")
     }
 

@@ -32,13 +32,13 @@ public struct ScienceQABenchmark: BenchmarkAdapter {
         let split: String?
     }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         let entries = try ReleaseFile.decode([Entry].self, path(Self.questionFile))
         return try entries.map { e in
             guard let first = e.conversations.first else { throw BenchmarkFileError(path(Self.questionFile), "problem \(e.id) has no question") }
             let qs = first.value.pythonReplacing("<image>", with: "").pythonStripped()
             let text = (e.image != nil ? "<image>\n" : "") + qs + "\n" + Self.suffix
-            return BenchmarkQuestion(id: .string(e.id), image: e.image.map { BenchmarkImage.file(path(Self.imageFolder + "/" + $0)) },
+            return BenchmarkItem(id: .string(e.id), image: e.image.map { BenchmarkImage.file(path(Self.imageFolder + "/" + $0)) },
                                      text: qs + "\n" + Self.suffix, recordedPrompt: text)
         }
     }

@@ -12,7 +12,7 @@ public struct TextVQABenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try llavaQuestionLines(Self.questionFile, imageFolder: Self.imageFolder)
     }
 

@@ -24,7 +24,7 @@ public struct VQAv2Benchmark: BenchmarkAdapter {
         self.split = split
     }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         switch split {
         case .testDev: try llavaQuestions(Self.testDevQuestions, imageFolder: "test2015")
         case .val: try llavaQuestions(Self.valQuestions, imageFolder: "val2014")

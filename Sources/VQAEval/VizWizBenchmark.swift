@@ -10,7 +10,7 @@ public struct VizWizBenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
-    public func questions() throws -> [BenchmarkQuestion] {
+    public func questions() throws -> [BenchmarkItem] {
         try llavaQuestions(Self.questionFile, imageFolder: Self.imageFolder)
     }
 

@@ -14,7 +14,7 @@ final class BenchmarkFixtureTests: XCTestCase {
     }
 
     func score(_ benchmark: BenchmarkName, folder name: String, answers: String,
-               options: BenchmarkOptions = BenchmarkOptions()) throws -> BenchmarkScore {
+               options: BenchmarkSuiteOptions = BenchmarkSuiteOptions()) throws -> BenchmarkScore {
         let adapter = benchmark.adapter(folder: folder(name), options: options)
         return try adapter.score(AnswerSet(path: folder(name) + "/" + answers))
     }
@@ -83,7 +83,7 @@ final class BenchmarkFixtureTests: XCTestCase {
 
     func testVQAv2ValAccuracyOnSubmittedAndRawAnswers() throws {
         let s = try score(.vqav2, folder: "vqav2", answers: "answers/llava_vqav2_mscoco_val2014/llava-v1.5-7b/merge.jsonl",
-                          options: BenchmarkOptions(vqav2Split: .val))
+                          options: BenchmarkSuiteOptions(vqav2Split: .val))
         assertReproduces(s, try expected("vqav2"))
     }
 
