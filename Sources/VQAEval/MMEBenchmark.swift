@@ -62,8 +62,21 @@ public struct MMEBenchmark: BenchmarkAdapter {
     public func score(_ answers: AnswerSet) throws -> BenchmarkScore {
         let gt = try groundTruth()
         let asked = try questions()
+        // The converter's order is the answer file's; when questions have no answer line, the
+        // question file's order is used instead, with those questions as failed (wrong) lines.
+        let answeredKeys = Set(answers.answers.map { BenchmarkAnswerFile.key($0.id, prompt: $0.prompt ?? "") })
+        let missing = asked.filter { !answeredKeys.contains(BenchmarkAnswerFile.key($0.id, prompt: $0.recordedPrompt)) }
+        var ordered = answers.answers
+        if !missing.isEmpty {
+            var byKey: [PyText: ModelAnswer] = [:]
+            for a in answers.answers { byKey[BenchmarkAnswerFile.key(a.id, prompt: a.prompt ?? "")] = a }
+            ordered = asked.enumerated().map { (k, q) in
+                byKey[BenchmarkAnswerFile.key(q.id, prompt: q.recordedPrompt)]
+                    ?? ModelAnswer(id: q.id, text: "", prompt: q.recordedPrompt, failed: true, line: -(k + 1))
+            }
+        }
         var rows: [String: [(gt: String, answer: ModelAnswer)]] = [:]
-        for a in answers.answers {
+        for a in ordered {
             let parts = a.id.key.pythonSplit("/")
             let category = parts[0]
             let file = parts.last!.pythonSplit(".")[0] + ".txt"
@@ -117,8 +130,6 @@ public struct MMEBenchmark: BenchmarkAdapter {
             ])
             if Self.perception.contains(category) { perception += score } else { cognition += score }
         }
-        let answeredKeys = Set(answers.answers.map { PyText($0.id.key) })
-        unanswered += asked.filter { !answeredKeys.contains(PyText($0.id.key)) }.map(\.id)
         return BenchmarkScore(
             benchmark: name, headline: ["Perception": .double(perception), "Cognition": .double(cognition)],
             metrics: ["per_subtask": .object(perSubtask), "Perception": .double(perception), "Cognition": .double(cognition)],

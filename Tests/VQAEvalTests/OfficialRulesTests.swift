@@ -133,4 +133,19 @@ final class OfficialRulesTests: XCTestCase {
         XCTAssertEqual(gs.unanswered.count, 2)
         XCTAssertEqual(gs.summary["unanswered_ids"]?.arrayValue?.count, 2)
     }
+
+    /// MME: a question without an answer line keeps its place (question-file order) and is wrong.
+    func testMMEMissingAnswerIsWrongAndPairsStayAligned() throws {
+        let mme = FixtureLocations.shared + "/eval/mme"
+        let text = String(decoding: try FileBytes.contents(mme + "/answers/llava-v1.5-7b.jsonl"), as: UTF8.self)
+        // Drop the second artwork question (10002, glassware: answered "No", right).
+        let kept = text.split(separator: "\n").filter { !$0.contains("glassware") }
+        let s = try MMEBenchmark(folder: mme).score(AnswerSet(path: "a.jsonl", contents: Array((kept.joined(separator: "\n") + "\n").utf8)))
+        XCTAssertEqual(s.unanswered, [.string("artwork/images/10002.jpg")])
+        let artwork = s.metrics["per_subtask"]!["artwork"]!
+        XCTAssertEqual(artwork["questions"]?.intValue, 4)
+        XCTAssertEqual(artwork["acc"]?.numberValue ?? 0, 75, accuracy: 1e-9)
+        XCTAssertEqual(artwork["acc_plus"]?.numberValue ?? 0, 50, accuracy: 1e-9)
+        XCTAssertEqual(artwork["other_num"]?.intValue, 1)
+    }
 }
