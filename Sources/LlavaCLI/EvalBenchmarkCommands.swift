@@ -94,6 +94,8 @@ extension EvalRun {
     /// `eval run --benchmark NAME --data DIR --answers OUT`: asks the benchmark's questions as
     /// LLaVA does, appends LLaVA-format answer lines durably (resumable), then scores the file.
     func runBenchmark(_ flags: BenchmarkFlags) throws {
+        if retryFailed { throw CLIError("--retry-failed does not apply to --benchmark runs; remove the failed lines from \(answers) and run again") }
+        if annotations != nil { throw CLIError("--annotations does not apply to --benchmark runs: the benchmark folder has the answers") }
         let adapter = try flags.adapter()
         let questions = try adapter.questions()
         let shard = try self.shard.map { try Shard(parsing: $0) }

@@ -124,3 +124,36 @@ final class EvalBenchmarkCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/m.sub.json"))
     }
 }
+
+extension EvalBenchmarkCommandTests {
+    /// A missing image fails that question only: its line records the error, the run goes on,
+    /// exits 1, and the summary counts it as unanswered.
+    func testAMissingImageIsRecordedAndCountedUnanswered() throws {
+        let copy = dir + "/vizwiz"
+        try FileManager.default.copyItem(atPath: root + "/vizwiz", toPath: copy)
+        try FileManager.default.removeItem(atPath: copy + "/test/VizWiz_test_00000003.jpg")
+        let answers = dir + "/a.jsonl", summary = dir + "/s.json"
+        let r = try CLI.run(["eval", "run", "--quiet", "--benchmark", "vizwiz", "--data", copy, "--answers", answers,
+                             "--summary", summary])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("VizWiz_test_00000003.jpg"), r.stderr)
+        let written = try lines(answers)
+        XCTAssertEqual(written.count, 16)
+        let failed = written.filter { ($0["metadata"] as? [String: Any])?["error"] != nil }
+        XCTAssertEqual(failed.map { $0["question_id"] as? Int }, [3])
+        let s = try json(summary)
+        XCTAssertEqual(s["unanswered"] as? Int, 1)
+        XCTAssertEqual(s["unanswered_ids"] as? [Int], [3])
+    }
+
+    func testBrokenReleaseFileIsNamedOnOneLine() throws {
+        let copy = dir + "/gqa"
+        try FileManager.default.copyItem(atPath: root + "/gqa", toPath: copy)
+        try "{\"1\": {\"question\": 3}}".write(toFile: copy + "/data/testdev_balanced_questions.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["eval", "score", "--benchmark", "gqa", "--data", copy, "--answers",
+                             copy + "/answers/llava_gqa_testdev_balanced/llava-v1.5-7b/merge.jsonl", "--summary", dir + "/s.json"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("llava: error: \(copy)/data/testdev_balanced_questions.json: not in the expected format"), r.stderr)
+    }
+}
