@@ -205,7 +205,18 @@ final class BenchmarkAsker {
 
     func answer(_ q: BenchmarkItem) throws -> Answer {
         let embeddings = try q.image.map(embeddings)
-        let ids = try pipeline.model.promptIds(template: template, question: q.text, imageTokens: embeddings?.rows ?? 0)
+        let ids: [Int]
+        if let embeddings {
+            ids = try pipeline.model.promptIds(template: template, question: q.text, imageTokens: embeddings.rows)
+        } else {
+            // A text-only question (ScienceQA without a picture): the turn without its image slot.
+            var textOnly = template
+            textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
+                .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
+            let m = pipeline.model
+            ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
+                                     imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
+        }
         let g = try pipeline.model.generate(ids: ids, imageEmbeddings: embeddings, options: options)
         return Answer(text: g.text, visualTokens: embeddings?.rows ?? 0, generatedTokens: g.generatedIds.count,
                       stopReason: g.stopReason.rawValue)

@@ -28,7 +28,9 @@ public struct AnswerSet: Sendable {
         self.path = path
         var answers: [ModelAnswer] = []
         var byID: [QuestionID: ModelAnswer] = [:]
-        for (number, bytes) in JSONLines.lines(contents) {
+        let lines = JSONLines.lines(contents)
+        let endsCleanly = contents.last.map { $0 == 0x0A } ?? true
+        for (k, (number, bytes)) in lines.enumerated() {
             do {
                 let o = try JSONLines.object(bytes)
                 guard let raw = o["question_id"] else { throw LineReason("no \"question_id\"") }
@@ -41,6 +43,8 @@ public struct AnswerSet: Sendable {
                 answers.append(answer)
                 byID[id] = answer
             } catch {
+                // An incomplete last line left by an interrupted run is not an answer.
+                if k == lines.count - 1 && !endsCleanly { break }
                 throw EvalFileError.malformed(LineIssue(path: path, line: number, reason: "\(error)"))
             }
         }

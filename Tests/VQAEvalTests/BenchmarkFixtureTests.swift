@@ -137,3 +137,40 @@ final class BenchmarkFixtureTests: XCTestCase {
         assertMatches(.object(s.metrics), e["metrics"], "annotations", ignoring: ["METEOR"])
     }
 }
+
+extension BenchmarkFixtureTests {
+    /// The questions each adapter asks are recorded with the prompt LLaVA's scripts wrote into the
+    /// fixture answer files (ScienceQA's and MMBench's are built from the release files).
+    func testPromptsAreLLaVAs() throws {
+        let cases: [(BenchmarkName, String, String)] = [
+            (.gqa, "gqa", "answers/llava_gqa_testdev_balanced/llava-v1.5-7b/merge.jsonl"),
+            (.pope, "pope", "answers/llava-v1.5-7b.jsonl"), (.mme, "mme", "answers/llava-v1.5-7b.jsonl"),
+            (.scienceqa, "scienceqa", "answers/llava-v1.5-7b.jsonl"), (.textvqa, "textvqa", "answers/llava-v1.5-7b.jsonl"),
+            (.vqav2, "vqav2", "answers/llava_vqav2_mscoco_test-dev2015/llava-v1.5-7b/merge.jsonl"),
+            (.vizwiz, "vizwiz", "answers/llava-v1.5-7b.jsonl"),
+            (.mmbench, "mmbench", "answers/mmbench_dev_20230712/llava-v1.5-7b.jsonl"),
+            (.seed, "seed", "answers/llava-v1.5-7b/merge.jsonl"), (.cocoCaption, "coco-caption", "answers/llava-v1.5-7b.jsonl"),
+        ]
+        for (name, dir, file) in cases {
+            let questions = try name.adapter(folder: folder(dir)).questions()
+            let answers = try AnswerSet(path: folder(dir) + "/" + file)
+            var asked = Set<PyText>()
+            for q in questions { asked.insert(BenchmarkAnswerFile.key(q.id, prompt: q.recordedPrompt)) }
+            for a in answers.answers {
+                XCTAssertTrue(asked.contains(BenchmarkAnswerFile.key(a.id, prompt: a.prompt ?? "")),
+                              "\(name.rawValue): \(a.id) \(a.prompt ?? "")")
+            }
+            XCTAssertGreaterThanOrEqual(questions.count, answers.answers.count, name.rawValue)
+        }
+    }
+
+    func testMMBenchImagesDecodeFromTheTable() throws {
+        let questions = try BenchmarkName.mmbench.adapter(folder: folder("mmbench")).questions()
+        XCTAssertEqual(questions.count, 32)
+        for q in questions {
+            guard case .encoded(let bytes)? = q.image else { return XCTFail("\(q.id): no image bytes") }
+            XCTAssertEqual(Array(bytes.prefix(3)), [0xFF, 0xD8, 0xFF], "\(q.id): not a JPEG")
+            XCTAssertTrue(q.text.hasSuffix("\nAnswer with the option's letter from the given choices directly."))
+        }
+    }
+}

@@ -149,3 +149,14 @@ final class OfficialRulesTests: XCTestCase {
         XCTAssertEqual(artwork["other_num"]?.intValue, 1)
     }
 }
+
+extension OfficialRulesTests {
+    func testAnIncompleteLastLineIsNotAnAnswer() throws {
+        let text = #"{"question_id": 1, "prompt": "p", "text": "Yes"}"# + "\n" + #"{"question_id": 2, "prom"#
+        let set = try AnswerSet(path: "a.jsonl", contents: Array(text.utf8))
+        XCTAssertEqual(set.answers.map(\.id), [.int(1)])
+        XCTAssertThrowsError(try AnswerSet(path: "a.jsonl", contents: Array((text + "\n").utf8))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("a.jsonl:2: "), "\(error)")
+        }
+    }
+}
