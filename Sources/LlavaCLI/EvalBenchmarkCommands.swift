@@ -101,59 +101,24 @@ extension EvalRun {
         let shard = try self.shard.map { try Shard(parsing: $0) }
         let mine = shard?.slice(questions) ?? questions
         let directory = try model.resolve()
-        let modelID = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
         let template = try ConversationTemplate.load(generation.template)
-        let seed = generation.seed ?? 0
-        let options = GenerationOptions(maxTokens: generation.maxTokens, temperature: generation.temperature,
-                                        topP: generation.topP, seed: seed)
-        let settings = evalSettings(template: template.name, seed: seed)
-        let runSettings = RunSettings(evalSettingsFields.map { field in
-            (field, field == "model_id" ? .string(modelID) : settings[String(field.dropFirst("metadata.".count))]!)
-        })
-        let file = try BenchmarkAnswerFile(path: answers, settings: runSettings)
-        if file.repairedBytes > 0 {
-            printErr("llava: \(answers): cut off an incomplete last line (\(file.repairedBytes) bytes) left by an interrupted run")
+        let recorded = BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
+                                         generation: generation, merge: merge.settings)
+        let cell = try BenchmarkCell(adapter: adapter, answers: answers, settings: recorded)
+        if cell.file.repairedBytes > 0 {
+            printErr("llava: \(answers): cut off an incomplete last line (\(cell.file.repairedBytes) bytes) left by an interrupted run")
         }
-        let pending = mine.filter { !file.answered.contains(BenchmarkAnswerFile.key($0.id, prompt: $0.recordedPrompt)) }
+        let pending = cell.pending(mine)
         if !quiet {
             printErr("llava: eval: \(adapter.name.rawValue): \(mine.count) questions, \(mine.count - pending.count) already answered in \(answers), \(pending.count) to go")
         }
         var failed = 0
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory)
-            let asker = BenchmarkAsker(pipeline: pipeline, mode: imageOptions.imageMode, merge: merge.settings,
-                                       template: template, options: options)
-            for (n, q) in pending.enumerated() {
-                var metadata = settings
-                if let category = q.category { metadata["category"] = .string(category) }
-                var text = ""
-                do {
-                    let g = try asker.answer(q)
-                    text = g.text.pythonStripped()
-                    metadata["visual_tokens"] = .int(Int64(g.visualTokens))
-                    metadata["generated_tokens"] = .int(Int64(g.generatedTokens))
-                    metadata["stop_reason"] = .string(g.stopReason)
-                } catch {
-                    failed += 1
-                    metadata["error"] = .string(String(describing: error))
-                    printErr("llava: question \(q.id): \(error)")
-                }
-                var line: JSONObject = ["question_id": q.id.json, "prompt": .string(q.recordedPrompt), "text": .string(text)]
-                for (key, value) in q.extra { line[key] = value }
-                line["answer_id"] = .string(AnswerID.make())
-                line["model_id"] = .string(modelID)
-                line["metadata"] = .object(metadata)
-                do {
-                    try file.append(line)
-                } catch {
-                    throw CLIError("\(error); the answers written so far are kept, run the same command again to resume")
-                }
-                if !quiet && ((n + 1) % 10 == 0 || n + 1 == pending.count) {
-                    printErr("llava: eval: \(n + 1)/\(pending.count) answered")
-                }
-            }
+            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
+            failed = try cell.answer(pending, asker: asker, quiet: quiet)
         }
-        file.closeFile()
+        cell.file.closeFile()
         if shard == nil {
             let score = try adapter.score(AnswerSet(path: answers))
             try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary)
@@ -164,61 +129,186 @@ extension EvalRun {
     }
 }
 
+/// How benchmark answers are produced, as recorded in every answer line (`model_id` and
+/// `metadata`): a resumed file must have been written with the same values.
+struct BenchmarkSettings {
+    let modelID: String
+    let template: ConversationTemplate
+    let imageMode: ImageMode
+    let options: GenerationOptions
+    let merge: VisionMergeSettings
+    let metadata: JSONObject
+
+    init(modelDirectory: String, template: ConversationTemplate, imageMode: ImageMode, generation: GenerationFlags,
+         merge: VisionMergeSettings) {
+        modelID = URL(fileURLWithPath: modelDirectory).standardizedFileURL.lastPathComponent
+        self.template = template
+        self.imageMode = imageMode
+        self.merge = merge
+        let seed = generation.seed ?? 0
+        options = GenerationOptions(maxTokens: generation.maxTokens, temperature: generation.temperature,
+                                    topP: generation.topP, seed: seed)
+        let o = merge.options
+        let mergeObject: JSONObject = [
+            "method": .string(o.method.rawValue), "ratio": o.ratio.map { .double($0) } ?? .null,
+            "keep": o.keep.map { .int(Int64($0)) } ?? .null, "metric": .string(merge.metric.rawValue),
+            "weighting": .string(o.weighting.rawValue), "prop_attn": .bool(merge.proportionalAttention),
+            "pitome_every_layer": .bool(o.pitomeEveryLayer), "seed": .int(Int64(truncatingIfNeeded: o.seed)),
+        ]
+        metadata = [
+            "template": .string(template.name), "image_mode": .string(imageMode.rawValue),
+            "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
+            "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: seed)),
+            "merge": .object(mergeObject),
+        ]
+    }
+
+    var runSettings: RunSettings {
+        RunSettings(evalSettingsFields.map { field in
+            (field, field == "model_id" ? .string(modelID) : metadata[String(field.dropFirst("metadata.".count))]!)
+        })
+    }
+}
+
+/// One benchmark answered under one setting: its answer file, resumed and appended durably.
+struct BenchmarkCell {
+    let adapter: any BenchmarkAdapter
+    let answers: String
+    let settings: BenchmarkSettings
+    let file: BenchmarkAnswerFile
+    /// The benchmark's name in messages.
+    let label: String
+
+    init(adapter: any BenchmarkAdapter, answers: String, settings: BenchmarkSettings, label: String? = nil) throws {
+        self.adapter = adapter
+        self.label = label ?? adapter.name.rawValue
+        self.answers = answers
+        self.settings = settings
+        file = try BenchmarkAnswerFile(path: answers, settings: settings.runSettings)
+    }
+
+    func pending(_ questions: [BenchmarkItem]) -> [BenchmarkItem] {
+        questions.filter { !file.answered.contains(BenchmarkAnswerFile.key($0.id, prompt: $0.recordedPrompt)) }
+    }
+
+    /// Asks `pending` in order, one durable line each; returns how many failed.
+    func answer(_ pending: [BenchmarkItem], asker: BenchmarkAsker, quiet: Bool) throws -> Int {
+        var failed = 0
+        for (n, q) in pending.enumerated() {
+            var metadata = settings.metadata
+            if let category = q.category { metadata["category"] = .string(category) }
+            var text = ""
+            do {
+                let a = try asker.answer(q)
+                text = a.text.pythonStripped()
+                metadata["visual_tokens"] = .int(Int64(a.visualTokens))
+                metadata["generated_tokens"] = .int(Int64(a.generatedTokens))
+                metadata["stop_reason"] = .string(a.stopReason)
+                metadata["image_cache_hit"] = .bool(a.cacheHit)
+                metadata["timings"] = .object([
+                    "image_ms": .double(rounded(a.imageMs)), "vision_ms": .double(rounded(a.visionMs)),
+                    "prefill_ms": .double(rounded(a.prefillMs)), "ttft_ms": .double(rounded(a.ttftMs)),
+                    "decode_ms": .double(rounded(a.decodeMs)),
+                ])
+            } catch {
+                failed += 1
+                metadata["error"] = .string(String(describing: error))
+                printErr("llava: \(label) question \(q.id): \(error)")
+            }
+            var line: JSONObject = ["question_id": q.id.json, "prompt": .string(q.recordedPrompt), "text": .string(text)]
+            for (key, value) in q.extra { line[key] = value }
+            line["answer_id"] = .string(AnswerID.make())
+            line["model_id"] = .string(settings.modelID)
+            line["metadata"] = .object(metadata)
+            do {
+                try file.append(line)
+            } catch {
+                throw CLIError("\(error); the answers written so far are kept, run the same command again to resume")
+            }
+            if !quiet && ((n + 1) % 50 == 0 || n + 1 == pending.count) {
+                printErr("llava: eval: \(label): \(n + 1)/\(pending.count) answered")
+            }
+        }
+        return failed
+    }
+}
+
 /// Puts one benchmark question to the model: the image (a file, or bytes decoded in memory)
-/// through the tower, then the question in the conversation template. The last image's
-/// embeddings are kept, since benchmarks often ask several questions about one image in a row.
+/// through the tower, then the question in the conversation template. Image embeddings are kept
+/// in a small cache (by file path or bytes), since benchmarks ask several questions per image.
 final class BenchmarkAsker {
     let pipeline: LlavaPipeline
-    let mode: ImageMode
-    let merge: VisionMergeSettings
-    let template: ConversationTemplate
-    let options: GenerationOptions
-    private var last: (image: BenchmarkImage, embeddings: Matrix)?
+    let settings: BenchmarkSettings
+    let cacheBytes: Int
+    private var cache: [BenchmarkImage: Matrix] = [:]
+    private var order: [BenchmarkImage] = []
+    private var cachedBytes = 0
 
     struct Answer {
         let text: String
         let visualTokens: Int
         let generatedTokens: Int
         let stopReason: String
+        let cacheHit: Bool
+        let imageMs: Double
+        let visionMs: Double
+        let prefillMs: Double
+        let ttftMs: Double
+        let decodeMs: Double
     }
 
-    init(pipeline: LlavaPipeline, mode: ImageMode, merge: VisionMergeSettings, template: ConversationTemplate,
-         options: GenerationOptions) {
+    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cacheBytes: Int) {
         self.pipeline = pipeline
-        self.mode = mode
-        self.merge = merge
-        self.template = template
-        self.options = options
+        self.settings = settings
+        self.cacheBytes = cacheBytes
     }
 
-    func embeddings(_ image: BenchmarkImage) throws -> Matrix {
-        if let last, last.image == image { return last.embeddings }
+    /// Embeddings of an image, with the time spent reading it and running the tower.
+    func embeddings(_ image: BenchmarkImage) throws -> (Matrix, hit: Bool, imageMs: Double, visionMs: Double) {
+        if let cached = cache[image] { return (cached, true, 0, 0) }
+        let t0 = Date()
         let decoded: RGBImage
         switch image {
         case .file(let path): decoded = try RGBImage(contentsOfFile: path)
         case .encoded(let bytes): decoded = try RGBImage(encoded: bytes)
         }
-        let (embeddings, _) = try pipeline.model.encodeImage(pixels: pipeline.pixels(decoded, mode: mode), merge: merge)
-        last = (image, embeddings)
-        return embeddings
+        let pixels = pipeline.pixels(decoded, mode: settings.imageMode)
+        let t1 = Date()
+        let (embeddings, _) = try pipeline.model.encodeImage(pixels: pixels, merge: settings.merge)
+        let t2 = Date()
+        let size = embeddings.rows * embeddings.cols * MemoryLayout<Float>.size
+        if size <= cacheBytes {
+            while cachedBytes + size > cacheBytes, let oldest = order.first {
+                order.removeFirst()
+                if let m = cache.removeValue(forKey: oldest) { cachedBytes -= m.rows * m.cols * MemoryLayout<Float>.size }
+            }
+            cache[image] = embeddings
+            order.append(image)
+            cachedBytes += size
+        }
+        return (embeddings, false, t1.timeIntervalSince(t0) * 1000, t2.timeIntervalSince(t1) * 1000)
     }
 
     func answer(_ q: BenchmarkItem) throws -> Answer {
-        let embeddings = try q.image.map(embeddings)
+        var image: (Matrix, hit: Bool, imageMs: Double, visionMs: Double)?
+        if let source = q.image { image = try embeddings(source) }
         let ids: [Int]
-        if let embeddings {
-            ids = try pipeline.model.promptIds(template: template, question: q.text, imageTokens: embeddings.rows)
+        let m = pipeline.model
+        if let image {
+            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.0.rows)
         } else {
             // A text-only question (ScienceQA without a picture): the turn without its image slot.
-            var textOnly = template
+            var textOnly = settings.template
             textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
                 .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
-            let m = pipeline.model
             ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
                                      imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
         }
-        let g = try pipeline.model.generate(ids: ids, imageEmbeddings: embeddings, options: options)
-        return Answer(text: g.text, visualTokens: embeddings?.rows ?? 0, generatedTokens: g.generatedIds.count,
-                      stopReason: g.stopReason.rawValue)
+        let g = try m.generate(ids: ids, imageEmbeddings: image?.0, options: settings.options)
+        let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
+        return Answer(text: g.text, visualTokens: image?.0.rows ?? 0, generatedTokens: g.generatedIds.count,
+                      stopReason: g.stopReason.rawValue, cacheHit: image?.hit ?? false, imageMs: imageMs,
+                      visionMs: visionMs, prefillMs: g.prefillMs, ttftMs: imageMs + visionMs + g.firstTokenMs,
+                      decodeMs: g.decodeMs)
     }
 }

@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
         (the run subcommand is the default); `llava eval merge` joins shard answer files; `llava eval \
         score` scores an answer file against reference answers.
         """,
-        subcommands: [EvalRun.self, EvalMerge.self, EvalScore.self],
+        subcommands: [EvalRun.self, EvalMerge.self, EvalScore.self, EvalSweep.self],
         defaultSubcommand: EvalRun.self
     )
 }

@@ -5,6 +5,8 @@ import Foundation
 public enum BenchmarkName: String, CaseIterable, Sendable {
     case vqav2, gqa, vizwiz, scienceqa, textvqa, pope, mme, mmbench, seed
     case cocoCaption = "coco-caption"
+    /// A plain LLaVA question file with its answer key (see `QuestionFileBenchmark`).
+    case questionFile = "question-file"
 
     /// An adapter reading the benchmark folder `folder`.
     public func adapter(folder: String, options: BenchmarkSuiteOptions = BenchmarkSuiteOptions()) -> any BenchmarkAdapter {
@@ -19,6 +21,35 @@ public enum BenchmarkName: String, CaseIterable, Sendable {
         case .mmbench: MMBenchBenchmark(folder: folder)
         case .seed: SEEDBenchmark(folder: folder)
         case .cocoCaption: CaptionBenchmark(folder: folder)
+        case .questionFile: QuestionFileBenchmark(folder: folder)
+        }
+    }
+
+    /// The headline number a results table shows for this benchmark (nil: none is computed
+    /// locally, as for VizWiz and VQAv2 test-dev).
+    public var primaryMetric: String? {
+        switch self {
+        case .vqav2: "val_accuracy"
+        case .gqa, .textvqa: "accuracy"
+        case .vizwiz: nil
+        case .scienceqa: "img_accuracy"
+        case .pope: "f1_mean_over_categories"
+        case .mme: "Perception"
+        case .mmbench: "circular_accuracy_vlmevalkit"
+        case .seed: "image_accuracy"
+        case .cocoCaption: "CIDEr"
+        case .questionFile: "vqa_accuracy"
+        }
+    }
+
+    /// Folder names tried under a data root: LLaVA's `playground/data/eval` names first.
+    public var folderNames: [String] {
+        switch self {
+        case .mme: ["MME", "mme"]
+        case .seed: ["seed_bench", "seed"]
+        case .cocoCaption: ["coco-caption", "coco_caption"]
+        case .questionFile: []
+        default: [rawValue]
         }
     }
 }
@@ -32,7 +63,7 @@ public struct BenchmarkSuiteOptions: Sendable {
 }
 
 /// Where a question's image comes from.
-public enum BenchmarkImage: Sendable, Equatable {
+public enum BenchmarkImage: Sendable, Hashable {
     /// A file on disk.
     case file(String)
     /// Encoded image bytes (MMBench's base64 column), decoded from memory.

@@ -133,18 +133,19 @@ public struct ScoreAccumulator: Sendable {
     /// Categories sorted by name.
     public var categories: [CategoryScore] { byName.keys.sorted().map { byName[$0]! } }
 
-    public mutating func add(category: String?, prediction: String, reference: Reference) {
+    /// A `failed` answer (none, or an error) is wrong and never a yes or a no.
+    public mutating func add(category: String?, prediction: String, reference: Reference, failed: Bool = false) {
         let name = category ?? ScoreAccumulator.uncategorized
         var c = byName[name] ?? CategoryScore(name: name)
         let normalized = AnswerNormalizer.normalize(prediction)
-        let exact = reference.majority.contains { $0.pyEquals(normalized) }
-        let vqa = VQAScoring.softAccuracy(normalizedPrediction: normalized, normalizedReferences: reference.normalized)
+        let exact = !failed && reference.majority.contains { $0.pyEquals(normalized) }
+        let vqa = failed ? 0 : VQAScoring.softAccuracy(normalizedPrediction: normalized, normalizedReferences: reference.normalized)
         for i in 0..<2 {
             var s = i == 0 ? c : overall
             s.count += 1
             if exact { s.exactMatches += 1 }
             s.vqaSum += vqa
-            if let label = reference.yesNoLabel { s.yesNo.add(predictedYes: POPE.saysYes(prediction), labelYes: label) }
+            if let label = reference.yesNoLabel, !failed { s.yesNo.add(predictedYes: POPE.saysYes(prediction), labelYes: label) }
             if i == 0 { c = s } else { overall = s }
         }
         byName[name] = c
