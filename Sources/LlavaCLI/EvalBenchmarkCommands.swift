@@ -51,13 +51,7 @@ enum BenchmarkReport {
         try writeSummary(object, to: summary ?? defaultSummaryPath(answers))
         if let path = flags.submission {
             let content = score.submission!
-            var text = ""
-            if score.benchmark == .seed, case .array(let rows) = content {
-                // SEED's upload file is JSON lines.
-                for row in rows { row.write(to: &text); text += "\n" }
-            } else {
-                content.write(to: &text)
-            }
+            let text = score.submissionText(content)
             do {
                 try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
             } catch {

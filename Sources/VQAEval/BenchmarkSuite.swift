@@ -118,6 +118,15 @@ public struct BenchmarkScore: Sendable {
         self.submission = submission
     }
 
+    /// The submission file's text, byte for byte as the official converter writes it
+    /// (`json.dump`; SEED: one `json.dumps` line per row).
+    public func submissionText(_ content: JSONValue) -> String {
+        if benchmark == .seed, case .array(let rows) = content {
+            return rows.map { PythonJSON.dumps($0) + "\n" }.joined()
+        }
+        return PythonJSON.dumps(content)
+    }
+
     /// The summary file: `benchmark`, `headline`, `metrics`, then the answer counts.
     public var summary: JSONValue {
         .object([

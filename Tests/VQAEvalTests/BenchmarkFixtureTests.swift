@@ -174,3 +174,28 @@ extension BenchmarkFixtureTests {
         }
     }
 }
+
+extension BenchmarkFixtureTests {
+    /// The upload files are byte for byte what the official converters wrote.
+    func testSubmissionFilesAreByteEqual() throws {
+        let cases: [(BenchmarkName, String, String, String)] = [
+            (.vqav2, "vqav2", "answers/llava_vqav2_mscoco_test-dev2015/llava-v1.5-7b/merge.jsonl",
+             "expected/answers_upload/llava_vqav2_mscoco_test-dev2015/llava-v1.5-7b.json"),
+            (.vizwiz, "vizwiz", "answers/llava-v1.5-7b.jsonl", "expected/answers_upload/llava-v1.5-7b.json"),
+            (.gqa, "gqa", "answers/llava_gqa_testdev_balanced/llava-v1.5-7b/merge.jsonl", "expected/data/testdev_balanced_predictions.json"),
+            (.seed, "seed", "answers/llava-v1.5-7b/merge.jsonl", "expected/answers_upload/llava-v1.5-7b.jsonl"),
+        ]
+        for (name, dir, answers, expected) in cases {
+            let s = try score(name, folder: dir, answers: answers)
+            let mine = Array(s.submissionText(try XCTUnwrap(s.submission)).utf8)
+            XCTAssertEqual(mine, try FileBytes.contents(folder(dir) + "/" + expected), name.rawValue)
+        }
+    }
+
+    func testPythonJSONEscapesLikeJSONDumps() {
+        XCTAssertEqual(PythonJSON.dumps(.object(["a": .string("é\u{1F600}\n\"x"), "b": .array([.int(1), .double(0.5), .double(1)])])),
+                       #"{"a": "\u00e9\ud83d\ude00\n\"x", "b": [1, 0.5, 1.0]}"#)
+        XCTAssertEqual(PythonJSON.dumps(.double(1e-05)), "1e-05")
+        XCTAssertEqual(PythonJSON.dumps(.double(1e16)), "1e+16")
+    }
+}
