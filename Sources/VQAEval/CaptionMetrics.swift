@@ -10,82 +10,16 @@ public enum CaptionMetrics {
                                            "-", "--", "...", ";"]
 
     /// PTBTokenizer with `-lowerCase`, then the punctuation tokens removed, joined by spaces.
-    /// Words keep inner hyphens, periods and apostrophes; clitics ('s, n't, 're, 've, 'll, 'd, 'm)
-    /// split off; runs of the same punctuation mark stay one token ("!!" survives the filter).
+    /// Tokenised on the original case, then lowercased: words keep inner hyphens, periods,
+    /// slashes and digit groups; clitics ('s, n't, 're, 've, 'll, 'd, 'm) split off; known
+    /// abbreviations and acronyms keep their period ("mr.", "u.s."); brackets become -lrb-,
+    /// -rrb-, … (lowercased, so the filter keeps them, as in pycocoevalcap); runs of ! and ?
+    /// are one token ("!!" survives the filter).
     public static func tokenize(_ caption: String) -> String {
-        let text = caption.pythonReplacing("\n", with: " ").pythonLowercased()
+        let text = caption.pythonReplacing("\n", with: " ")
         var tokens: [String] = []
-        for chunk in text.pythonSplit() { tokens += splitChunk(Array(chunk.unicodeScalars)) }
-        return tokens.filter { !punctuation.contains($0) }.joined(separator: " ")
-    }
-
-    static func isWordScalar(_ c: Unicode.Scalar) -> Bool {
-        c.properties.isAlphabetic || c.properties.numericType != nil || c == "_"
-    }
-
-    /// Splits one whitespace-free chunk into PTB tokens.
-    static func splitChunk(_ s: [Unicode.Scalar]) -> [String] {
-        var out: [String] = []
-        var k = 0
-        while k < s.count {
-            let c = s[k]
-            if isWordScalar(c) {
-                var j = k + 1
-                while j < s.count {
-                    if isWordScalar(s[j]) { j += 1; continue }
-                    // Inner hyphens, periods, commas between digits, ampersands and apostrophes join a word.
-                    if ["-", ".", "&", "/"].contains(s[j]) || (s[j] == "," && s[j - 1].properties.numericType != nil),
-                       j + 1 < s.count, isWordScalar(s[j + 1]) {
-                        j += 1
-                        continue
-                    }
-                    break
-                }
-                var word = Array(s[k..<j])
-                var rest: [Unicode.Scalar] = []
-                // n't and apostrophe clitics.
-                if j < s.count, s[j] == "'" {
-                    var e = j + 1
-                    while e < s.count, isWordScalar(s[e]) { e += 1 }
-                    let clitic = String(scalars: s[j..<e])
-                    if ["'s", "'re", "'ve", "'ll", "'d", "'m"].contains(clitic) {
-                        rest = Array(s[j..<e])
-                        j = e
-                    } else if e == j + 1 {
-                        // A trailing apostrophe is its own token.
-                    } else {
-                        word += s[j..<e]
-                        j = e
-                    }
-                }
-                if rest.isEmpty, word.count > 3, String(scalars: word.suffix(3)) == "n't" {
-                    out.append(String(scalars: word.dropLast(3)))
-                    out.append("n't")
-                } else if rest.isEmpty, word.count > 2, String(scalars: word.suffix(2)) == "nt",
-                          j < s.count, s[j] == "'", j + 1 < s.count, s[j + 1] == "t" {
-                    out.append(String(scalars: word))
-                } else {
-                    out.append(String(scalars: word))
-                }
-                if !rest.isEmpty { out.append(String(scalars: rest)) }
-                k = j
-            } else {
-                // A run of the same punctuation mark is one token ("...", "!!", "--").
-                var j = k + 1
-                while j < s.count, s[j] == c { j += 1 }
-                let token = String(scalars: s[k..<j])
-                switch token {
-                case "(": out.append("-LRB-")
-                case ")": out.append("-RRB-")
-                case "{": out.append("-LCB-")
-                case "}": out.append("-RCB-")
-                case "\"": out.append("''")
-                default: out.append(token)
-                }
-                k = j
-            }
-        }
-        return out
+        for chunk in text.pythonSplit() { tokens += PTBChunk(Array(chunk.unicodeScalars)).tokens() }
+        return PTBChunk.joinFractions(tokens).map { $0.pythonLowercased() }.filter { !punctuation.contains($0) }.joined(separator: " ")
     }
 
     /// n-gram counts (n = 1…4) of a whitespace-split sentence, keyed by the n-gram joined by U+0001.

@@ -100,7 +100,7 @@ final class OfficialRulesTests: XCTestCase {
     func testCaptionTokenizer() {
         XCTAssertEqual(CaptionMetrics.tokenize("A BOY WITH AN UMBRELLA TOUCHING A COW!!"), "a boy with an umbrella touching a cow !!")
         XCTAssertEqual(CaptionMetrics.tokenize("A woman with a chef's knife. "), "a woman with a chef 's knife")
-        XCTAssertEqual(CaptionMetrics.tokenize("cloud-wreathed mountains (far away)"), "cloud-wreathed mountains far away")
+        XCTAssertEqual(CaptionMetrics.tokenize("cloud-wreathed mountains (far away)"), "cloud-wreathed mountains -lrb- far away -rrb-")
         XCTAssertEqual(CaptionMetrics.tokenize("It doesn't fit, 1,000 times..."), "it does n't fit 1,000 times")
         XCTAssertEqual(CaptionMetrics.tokenize(""), "")
     }
@@ -157,6 +157,63 @@ extension OfficialRulesTests {
         XCTAssertEqual(set.answers.map(\.id), [.int(1)])
         XCTAssertThrowsError(try AnswerSet(path: "a.jsonl", contents: Array((text + "\n").utf8))) { error in
             XCTAssertTrue("\(error)".hasPrefix("a.jsonl:2: "), "\(error)")
+        }
+    }
+}
+
+extension OfficialRulesTests {
+    /// Captions tokenised as pycocoevalcap does: Stanford PTBTokenizer 3.4.1 with -lowerCase
+    /// (outputs recorded from the jar), then its punctuation filter.
+    func testCaptionTokenizerAgreesWithPTBTokenizer() {
+        let cases: [(String, String)] = [
+            ("\"Quoted\" words (in parens) & more!!", "quoted words -lrb- in parens -rrb- & more !!"),
+            ("12.5% of 3,000,000 people", "12.5 % of 3,000,000 people"),
+            ("A 50% off sale at the store's entrance!", "a 50 % off sale at the store 's entrance"),
+            ("A bowl w/ fruit and a plate", "a bowl w / fruit and a plate"),
+            ("A boy & girl play", "a boy & girl play"),
+            ("A brown and white dog's face", "a brown and white dog 's face"),
+            ("A giraffe #1 and giraffe #2 stand", "a giraffe # 1 and giraffe # 2 stand"),
+            ("A herd of cows grazing.The sky is blue.", "a herd of cows grazing.the sky is blue"),
+            ("A man wearing a t-shirt, jeans, etc.", "a man wearing a t-shirt jeans etc."),
+            ("A man's hat, on the U.S. flag.", "a man 's hat on the u.s. flag"),
+            ("A picture of a man ... holding a bat", "a picture of a man holding a bat"),
+            ("A sign reads \"STOP\" at 4th St.", "a sign reads stop at 4th st."),
+            ("A toddler's 'toy' is on the floor", "a toddler 's toy is on the floor"),
+            ("An older man is wearing a hat;a young girl is smiling", "an older man is wearing a hat a young girl is smiling"),
+            ("Dogs, cats, and birds: all here.", "dogs cats and birds all here"),
+            ("I'm here, you're there, they'll go, we'd stay.", "i 'm here you 're there they 'll go we 'd stay"),
+            ("It doesn't fit, 1,000 times...", "it does n't fit 1,000 times"),
+            ("Its 3 o'clock on the big clock", "its 3 o'clock on the big clock"),
+            ("Mr. Smith's dog; the end -- really.", "mr. smith 's dog the end really"),
+            ("No. 5 vs. vs Jan. Ave. Mt. Dr. Inc. ft. lbs. approx. etc", "no. 5 vs. vs jan. ave. mt. dr. inc. ft. lbs approx etc"),
+            ("Some people walk by... and then leave.", "some people walk by and then leave"),
+            ("The cat-dog can't see 3.5 km away?", "the cat-dog ca n't see 3.5 km away"),
+            ("The train (red) goes fast.", "the train -lrb- red -rrb- goes fast"),
+            ("There are 2 1/2 pizzas and $5 bills.", "there are 2 1/2 pizzas and $ 5 bills"),
+            ("Two dogs' bowls sit near the St. Louis arch.", "two dogs bowls sit near the st. louis arch"),
+            ("Two pictures:one of a cat and one of a dog", "two pictures one of a cat and one of a dog"),
+            ("U.K.", "u.k."),
+            ("What is this? A cat!", "what is this a cat"),
+            ("[boxed] {curly}", "-lsb- boxed -rsb- -lcb- curly -rcb-"),
+            ("a 10-year-old boy", "a 10-year-old boy"),
+            ("a cat sat on a mat . a dog too", "a cat sat on a mat a dog too"),
+            ("a cup of coffee @ the cafe", "a cup of coffee @ the cafe"),
+            ("a dog's.", "a dog 's"),
+            ("a woman with her hair in a pony-tail", "a woman with her hair in a pony-tail"),
+            ("a--b", "a b"),
+            ("cat/dog b&w AT&T 1/2 x-ray 3-D co-op", "cat/dog b & w at&t 1/2 x-ray 3-d co-op"),
+            ("don't'", "do n't"),
+            ("e-mail me at a@b.com at 5:30pm", "e-mail me at a@b.com at 5:30 pm"),
+            ("he said hello.", "he said hello"),
+            ("hello!!! what?? ok?!", "hello !!! what ?? ok ?!"),
+            ("it's 10:30 a.m. now", "it 's 10:30 a.m. now"),
+            ("it's a 'nice' day", "it 's a nice day"),
+            ("cannot gonna wanna won't ain't let's", "can not gon na wan na wo n't ai n't let 's"),
+            ("the 20's and '90s x.y hi-fi a.b.c", "the 20 's and '90s x.y hi-fi a.b.c"),
+            ("the 2nd. floor", "the 2nd floor"),
+        ]
+        for (input, expected) in cases {
+            XCTAssertEqual(CaptionMetrics.tokenize(input), expected, input)
         }
     }
 }
