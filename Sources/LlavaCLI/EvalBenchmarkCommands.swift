@@ -264,7 +264,9 @@ final class BenchmarkAsker {
         let decoded: RGBImage
         switch image {
         case .file(let path): decoded = try RGBImage(contentsOfFile: path)
-        case .encoded(let bytes): decoded = try RGBImage(encoded: bytes)
+        case .base64:
+            guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
+            decoded = try RGBImage(encoded: bytes)
         }
         let pixels = pipeline.pixels(decoded, mode: settings.imageMode)
         let t1 = Date()

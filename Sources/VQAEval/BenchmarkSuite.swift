@@ -66,8 +66,15 @@ public struct BenchmarkSuiteOptions: Sendable {
 public enum BenchmarkImage: Sendable, Hashable {
     /// A file on disk.
     case file(String)
-    /// Encoded image bytes (MMBench's base64 column), decoded from memory.
-    case encoded([UInt8])
+    /// An encoded image (JPEG, PNG, …) as base64 text, as MMBench's table holds it; decoded in
+    /// memory only when the question is asked.
+    case base64(String)
+
+    /// The encoded image bytes of a `.base64` image (nil for a file, or text that is not base64).
+    public var base64Bytes: [UInt8]? {
+        guard case .base64(let text) = self, let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else { return nil }
+        return [UInt8](data)
+    }
 }
 
 /// One question as the model is asked it.

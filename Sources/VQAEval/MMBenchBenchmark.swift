@@ -83,13 +83,10 @@ public struct MMBenchBenchmark: BenchmarkAdapter {
 
     public func questions() throws -> [BenchmarkItem] {
         try rows().map { row in
-            guard let image = Data(base64Encoded: row.imageBase64, options: .ignoreUnknownCharacters) else {
-                throw BenchmarkFileError(path(Self.table), "row \(row.index): the image column is not base64")
-            }
             let p = Self.prompt(row)
             let letters = Array(Self.optionLetters.prefix(row.options.count))
             return BenchmarkItem(
-                id: .int(row.index), image: .encoded([UInt8](image)), text: p + "\n" + Self.suffix, recordedPrompt: p,
+                id: .int(row.index), image: .base64(row.imageBase64), text: p + "\n" + Self.suffix, recordedPrompt: p,
                 extra: [("round_id", .int(0)), ("options", .array(row.options.map { .string($0) })),
                         ("option_char", .array(letters.map { .string($0) }))])
         }

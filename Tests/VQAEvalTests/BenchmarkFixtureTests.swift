@@ -168,7 +168,7 @@ extension BenchmarkFixtureTests {
         let questions = try BenchmarkName.mmbench.adapter(folder: folder("mmbench")).questions()
         XCTAssertEqual(questions.count, 32)
         for q in questions {
-            guard case .encoded(let bytes)? = q.image else { return XCTFail("\(q.id): no image bytes") }
+            guard let bytes = q.image?.base64Bytes else { return XCTFail("\(q.id): no image bytes") }
             XCTAssertEqual(Array(bytes.prefix(3)), [0xFF, 0xD8, 0xFF], "\(q.id): not a JPEG")
             XCTAssertTrue(q.text.hasSuffix("\nAnswer with the option's letter from the given choices directly."))
         }
