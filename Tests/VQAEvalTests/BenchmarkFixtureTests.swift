@@ -199,3 +199,32 @@ extension BenchmarkFixtureTests {
         XCTAssertEqual(PythonJSON.dumps(.double(1e16)), "1e+16")
     }
 }
+
+extension BenchmarkFixtureTests {
+    /// Per-answer readings recorded from the official functions.
+    func testPerItemReadingsMatchTheOfficialFunctions() throws {
+        for item in try expected("scienceqa")["per_item"]?.arrayValue ?? [] {
+            let text = item["pred"]!.stringValue!
+            XCTAssertEqual(ScienceQABenchmark.parse(text), item["parsed_ans"]!.stringValue!, text)
+        }
+        for item in try expected("mme")["per_item"]?.arrayValue ?? [] {
+            let text = item["model_text"]!.stringValue!
+            XCTAssertEqual(MMEBenchmark.parse((text + "\n").pythonLowercased()), item["parsed"]!.stringValue!, text)
+        }
+        for item in try expected("pope")["per_item"]?.arrayValue ?? [] {
+            let text = item["model_text"]!.stringValue!
+            XCTAssertEqual(POPEBenchmark.saysYes(text) ? "yes" : "no", item["parsed"]!.stringValue!, text)
+        }
+        let rows = try MMBenchBenchmark(folder: folder("mmbench")).rows()
+        for item in try expected("mmbench")["per_item"]?.arrayValue ?? [] {
+            let index = item["index"]!.intValue!
+            let row = try XCTUnwrap(rows.first { $0.index == index })
+            let text = item["model_text"]!.stringValue!
+            XCTAssertEqual(ChoiceReader.vlmEvalKit(text, row.choices), item["vlmevalkit_prefetch"]?.stringValue, text)
+        }
+        for item in try expected("textvqa")["per_item"]?.arrayValue ?? [] {
+            let text = item["model_text"]!.stringValue!
+            XCTAssertEqual(AnswerNormalizer.normalize(text), item["processed"]!.stringValue!, text)
+        }
+    }
+}
