@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations"]),
-        .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval"]),
+        .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval", "FixtureLocations"]),
     ],
     swiftLanguageModes: [.v5]
 )

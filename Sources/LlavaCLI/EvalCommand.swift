@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
         (the run subcommand is the default); `llava eval merge` joins shard answer files; `llava eval \
         score` scores an answer file against reference answers.
         """,
-        subcommands: [EvalRun.self, EvalMerge.self, EvalScore.self],
+        subcommands: [EvalRun.self, EvalMerge.self, EvalScore.self, EvalSweep.self],
         defaultSubcommand: EvalRun.self
     )
 }
@@ -60,13 +60,15 @@ struct EvalRun: ParsableCommand {
     )
 
     @Option(name: .long, help: "Question file: JSON lines with question_id, image, text, category (LLaVA's model_vqa_loader format).")
-    var questions: String
+    var questions: String?
 
     @Option(name: .long, help: "Folder the questions' image paths are relative to (default: the question file's folder, then its images/); they must stay inside it.")
     var imageFolder: String?
 
     @Flag(name: .long, help: "Allow image paths that leave --image-folder (absolute paths, .. or symbolic links out of it).")
     var allowOutsideImages = false
+
+    @OptionGroup var benchmarkFlags: BenchmarkFlags
 
     @Option(name: .long, help: "Answer file to write (JSON lines, LLaVA's format); resumed when it exists.")
     var answers: String
@@ -115,6 +117,8 @@ struct EvalRun: ParsableCommand {
     }
 
     func execute() throws {
+        if benchmarkFlags.isSet { return try runBenchmark(benchmarkFlags) }
+        guard let questions else { throw CLIError("give --questions (a question file), or --benchmark and --data") }
         let started = Date()
         let shard = try self.shard.map { try Shard(parsing: $0) }
         let file = try QuestionFile(path: questions)
@@ -127,17 +131,13 @@ struct EvalRun: ParsableCommand {
         let mine = shard?.slice(file.questions) ?? file.questions
         let keys = try annotations.map { try Annotations(path: $0) }
         let directory = try model.resolve()
-        let modelID = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
         let template = try ConversationTemplate.load(generation.template)
         let mergeSettings = merge.settings
-        let options = generation.options(seed: generation.seed ?? 0)
-        let seed = options.seed
-        let settings = try evalSettings(template: template.name, seed: seed)
-        let runSettings = RunSettings(evalSettingsFields.map { field in
-            (field, field == "model_id" ? .string(modelID) : settings[String(field.dropFirst("metadata.".count))]!)
-        }, absentMeans: samplerDefaults)
+        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
+                                             generation: generation, merge: mergeSettings)
+        let modelID = recorded.modelID, options = recorded.options, settings = recorded.metadata
 
-        let writer = try AnswerWriter(path: answers, settings: runSettings, questionIDs: Set(mine.map(\.id)),
+        let writer = try AnswerWriter(path: answers, settings: recorded.runSettings, questionIDs: Set(mine.map(\.id)),
                                       retryFailed: retryFailed)
         if writer.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(writer.repairedBytes) bytes) left by an interrupted run")
@@ -172,7 +172,7 @@ struct EvalRun: ParsableCommand {
                 if let category = q.category { metadata["category"] = .string(category) }
                 var text = ""
                 do {
-                    let encoded = try pipeline.encode(imagePath: imageLocation(q), mode: imageOptions.imageMode,
+                    let encoded = try pipeline.encode(imagePath: imageLocation(q, questionFile: questions), mode: imageOptions.imageMode,
                                                       merge: mergeSettings, cache: cache)
                     if !encoded.hit { towerRuns += 1 }
                     let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
@@ -276,10 +276,10 @@ struct EvalRun: ParsableCommand {
 
     /// A question's image file: inside --image-folder, lexically and with symbolic links
     /// resolved, unless --allow-outside-images.
-    func imageLocation(_ q: Question) throws -> String {
-        let path = ImageLocation.path(of: q.image, questionFile: questions, folder: imageFolder)
+    func imageLocation(_ q: Question, questionFile: String) throws -> String {
+        let path = ImageLocation.path(of: q.image, questionFile: questionFile, folder: imageFolder)
         if allowOutsideImages { return path }
-        let root = imageFolder ?? ImageLocation.folder(of: questions)
+        let root = imageFolder ?? ImageLocation.folder(of: questionFile)
         let outside = "image \(q.image) is outside \(imageFolder == nil ? "the question file's folder" : "--image-folder") \(root) (--allow-outside-images allows it)"
         if q.image.hasPrefix("/") { throw CLIError(outside) }
         var depth = 0
@@ -292,20 +292,6 @@ struct EvalRun: ParsableCommand {
             throw CLIError(outside + "; it resolves to \(resolved)")
         }
         return path
-    }
-
-    /// The settings part of every answer line's metadata.
-    func evalSettings(template: String, seed: UInt64) throws -> JSONObject {
-        [
-            "template": .string(template), "image_mode": .string(imageOptions.imageMode.rawValue),
-            "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
-            "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: seed)),
-            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
-            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
-            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
-            "ctx_size": .int(Int64(generation.ctxSize)),
-            "merge": try JSONValue(mergeSettings: merge.settings),
-        ]
     }
 }
 
@@ -356,8 +342,10 @@ struct EvalScore: ParsableCommand {
     @Option(name: .long, help: "Answer file (JSON lines, LLaVA's format).")
     var answers: String
 
-    @Option(name: .long, help: "Reference answers (JSON lines: question_id and answers, answer or label).")
-    var annotations: String
+    @Option(name: .long, help: "Reference answers (JSON lines: question_id and answers, answer or label; with --benchmark coco-caption, reference captions).")
+    var annotations: String?
+
+    @OptionGroup var benchmarkFlags: BenchmarkFlags
 
     @Option(name: .long, help: "Question file, for the categories (and to count unanswered questions).")
     var questions: String?
@@ -366,6 +354,8 @@ struct EvalScore: ParsableCommand {
     var summary: String?
 
     func run() throws {
+        if benchmarkFlags.isSet { return try scoreBenchmark(benchmarkFlags, answers: answers, annotations: annotations, summary: summary) }
+        guard let annotations else { throw fail(CLIError("give --annotations, or --benchmark and --data")) }
         try reportingErrors {
             let contents = try AnswerFileContents.read(answers)
             if contents.tornBytes > 0 {

@@ -30,7 +30,7 @@ public enum AnswerNormalizer {
 
     /// The full normalization.
     public static func normalize(_ answer: String) -> String {
-        var text = answer.lowercased()
+        var text = answer.pythonLowercased()
         text = text.replacingAll(",", with: "").replacingAll("?", with: "").replacingAll("'s", with: " 's")
         text = text.strippingWhitespace()
         text = text.replacingAll("\n", with: " ").replacingAll("\t", with: " ").strippingWhitespace()
@@ -38,9 +38,10 @@ public enum AnswerNormalizer {
         return processDigitsAndArticles(text)
     }
 
-    /// Step 2: the punctuation rule and the period rule.
-    public static func processPunctuation(_ input: String) -> String {
-        let hasDigitCommaDigit = containsDigitCommaDigit(input)
+    /// Step 2: the punctuation rule and the period rule. `commaRun` selects the EvalAI
+    /// pattern `(?<=\d),+(?=\d)`; without it the VQA evaluator's `(\d)(\,)(\d)` (one comma).
+    public static func processPunctuation(_ input: String, commaRun: Bool = true) -> String {
+        let hasDigitCommaDigit = containsDigitCommaDigit(input, run: commaRun)
         var out = input
         for p in punctuation {
             let nextToSpace = input.containsScalars(String(p) + " ") || input.containsScalars(" " + String(p))
@@ -52,21 +53,29 @@ public enum AnswerNormalizer {
     /// Step 3: number words, articles and contractions, on whitespace-separated words.
     public static func processDigitsAndArticles(_ input: String) -> String {
         var words: [String] = []
-        for raw in input.lowercased().splitOnWhitespace() {
-            let word = numberWords[raw] ?? raw
-            if !articles.contains(word) { words.append(word) }
+        for raw in input.pythonLowercased().splitOnWhitespace() {
+            let word = exactLookup(numberWords, raw) ?? raw
+            if !articles.contains(where: { $0.pyEquals(word) }) { words.append(word) }
         }
-        return words.map { contractions[$0] ?? $0 }.joined(separator: " ")
+        return words.map { exactLookup(contractions, $0) ?? $0 }.joined(separator: " ")
     }
 
-    /// `(?<=\d),+(?=\d)` somewhere in the text.
-    static func containsDigitCommaDigit(_ text: String) -> Bool {
+    /// A dictionary lookup that hits only when the key has the same code points (a `String`
+    /// key also matches canonically equivalent text).
+    static func exactLookup(_ table: [String: String], _ key: String) -> String? {
+        guard let index = table.index(forKey: key), table[index].key.pyEquals(key) else { return nil }
+        return table[index].value
+    }
+
+    /// `(?<=\d),+(?=\d)` (or, without `run`, `\d,\d`) somewhere in the text.
+    static func containsDigitCommaDigit(_ text: String, run: Bool = true) -> Bool {
         let scalars = Array(text.unicodeScalars)
         var k = 0
         while k < scalars.count {
             if scalars[k] == ",", k > 0, scalars[k - 1].isDecimalDigit {
                 var j = k
-                while j < scalars.count, scalars[j] == "," { j += 1 }
+                while run, j < scalars.count, scalars[j] == "," { j += 1 }
+                if !run { j += 1 }
                 if j < scalars.count, scalars[j].isDecimalDigit { return true }
                 k = j
             } else {

@@ -10,17 +10,17 @@ public struct Reference: Sendable, Equatable {
     public init(answers: [String]) {
         self.answers = answers
         normalized = answers.map(AnswerNormalizer.normalize)
-        var counts: [String: Int] = [:]
-        for a in normalized { counts[a, default: 0] += 1 }
+        var counts: [PyText: Int] = [:]
+        for a in normalized { counts[PyText(a), default: 0] += 1 }
         let top = counts.values.max() ?? 0
-        majority = Set(counts.filter { $0.value == top }.keys)
+        majority = Set(counts.filter { $0.value == top }.keys.map(\.string))
     }
 
     /// "yes" or "no" when the (majority) reference answer is one of them: the question then
     /// also counts in the yes/no (POPE) metrics.
     public var yesNoLabel: Bool? {
-        if majority == ["yes"] { return true }
-        if majority == ["no"] { return false }
+        if majority.count == 1, majority.first!.pyEquals("yes") { return true }
+        if majority.count == 1, majority.first!.pyEquals("no") { return false }
         return nil
     }
 }
@@ -41,32 +41,21 @@ public enum VQAScoring {
 
     static func softAccuracy(normalizedPrediction p: String, normalizedReferences refs: [String]) -> Double {
         if refs.isEmpty { return 0 }
-        if refs.count == 1 { return refs[0] == p ? 1 : 0 }
-        let matches = refs.filter { $0 == p }.count
-        var total = 0.0
-        for r in refs {
-            let others = matches - (r == p ? 1 : 0)
-            total += min(1, Double(others) / 3)
-        }
-        return total / Double(refs.count)
+        if refs.count == 1 { return refs[0].pyEquals(p) ? 1 : 0 }
+        return VQAAccuracy.leaveOneOut(prediction: p, humans: refs)
     }
 
     /// Normalized prediction equals the reference answer (for several, one of the most frequent).
     public static func exactMatch(prediction: String, reference: Reference) -> Bool {
-        reference.majority.contains(AnswerNormalizer.normalize(prediction))
+        let normalized = AnswerNormalizer.normalize(prediction)
+        return reference.majority.contains { $0.pyEquals(normalized) }
     }
 }
 
 /// POPE's reading of an answer (`eval_pope.py`): keep the text before the first ".", drop
 /// commas, split on spaces; "No", "not" or "no" among the words means no, anything else yes.
 public enum POPE {
-    public static func saysYes(_ answer: String) -> Bool {
-        var text = answer
-        if let dot = text.firstIndex(of: ".") { text = String(text[..<dot]) }
-        text = text.replacingAll(",", with: "")
-        let words = text.split(separator: " ", omittingEmptySubsequences: false)
-        return !words.contains { $0 == "No" || $0 == "not" || $0 == "no" }
-    }
+    public static func saysYes(_ answer: String) -> Bool { POPEBenchmark.saysYes(answer) }
 }
 
 /// Yes/no confusion counts, "yes" being the positive class.
@@ -144,18 +133,19 @@ public struct ScoreAccumulator: Sendable {
     /// Categories sorted by name.
     public var categories: [CategoryScore] { byName.keys.sorted().map { byName[$0]! } }
 
-    public mutating func add(category: String?, prediction: String, reference: Reference) {
+    /// A `failed` answer (none, or an error) is wrong and never a yes or a no.
+    public mutating func add(category: String?, prediction: String, reference: Reference, failed: Bool = false) {
         let name = category ?? ScoreAccumulator.uncategorized
         var c = byName[name] ?? CategoryScore(name: name)
         let normalized = AnswerNormalizer.normalize(prediction)
-        let exact = reference.majority.contains(normalized)
-        let vqa = VQAScoring.softAccuracy(normalizedPrediction: normalized, normalizedReferences: reference.normalized)
+        let exact = !failed && reference.majority.contains { $0.pyEquals(normalized) }
+        let vqa = failed ? 0 : VQAScoring.softAccuracy(normalizedPrediction: normalized, normalizedReferences: reference.normalized)
         for i in 0..<2 {
             var s = i == 0 ? c : overall
             s.count += 1
             if exact { s.exactMatches += 1 }
             s.vqaSum += vqa
-            if let label = reference.yesNoLabel { s.yesNo.add(predictedYes: POPE.saysYes(prediction), labelYes: label) }
+            if let label = reference.yesNoLabel, !failed { s.yesNo.add(predictedYes: POPE.saysYes(prediction), labelYes: label) }
             if i == 0 { c = s } else { overall = s }
         }
         byName[name] = c

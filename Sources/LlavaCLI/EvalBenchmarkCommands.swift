@@ -1,0 +1,306 @@
+import ArgumentParser
+import Foundation
+import Imaging
+import Kernels
+import LLaVA
+import VQAEval
+
+extension BenchmarkName: ExpressibleByArgument {}
+extension VQAv2Benchmark.Split: ExpressibleByArgument {}
+
+/// `--benchmark NAME --data DIR`: a benchmark read from its folder (LLaVA's
+/// `playground/data/eval/NAME` layout) instead of a plain question file.
+struct BenchmarkFlags: ParsableArguments {
+    @Option(name: .long, help: "Benchmark: \(BenchmarkName.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var benchmark: BenchmarkName?
+
+    @Option(name: .long, help: "The benchmark's folder, laid out as LLaVA's playground/data/eval/<folder>.")
+    var data: String?
+
+    @Option(name: .long, help: "VQAv2 questions: test-dev (writes the upload file) or val (accuracy against the val annotations).")
+    var split: VQAv2Benchmark.Split = .testDev
+
+    @Option(name: .long, help: "With --benchmark: write the file the official server takes (vqav2 test-dev, vizwiz; also gqa's converted predictions and seed's upload).")
+    var submission: String?
+
+    var isSet: Bool { benchmark != nil }
+
+    func adapter() throws -> any BenchmarkAdapter {
+        guard let benchmark else { throw CLIError("no --benchmark given") }
+        guard let data else { throw CLIError("--benchmark \(benchmark.rawValue) needs --data DIR (the benchmark's folder)") }
+        var info = stat()
+        guard stat(data, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { throw CLIError("\(data): no such folder") }
+        return benchmark.adapter(folder: data, options: BenchmarkSuiteOptions(vqav2Split: split))
+    }
+}
+
+/// Prints a benchmark's headline and writes its summary (and submission) files.
+enum BenchmarkReport {
+    static func finish(_ score: BenchmarkScore, answers: String, flags: BenchmarkFlags, summary: String?) throws {
+        if flags.submission != nil && score.submission == nil {
+            throw CLIError("--submission: \(score.benchmark.rawValue) has no submission file (vqav2 test-dev, vizwiz, gqa and seed have one)")
+        }
+        var lines: [[String]] = [["metric", "value"]]
+        for (k, v) in score.headline.pairs { lines.append([k, v.numberValue.map { formatFixed($0, decimals: 4) } ?? v.description]) }
+        lines.append(["questions", String(score.questions)])
+        lines.append(["unanswered", String(score.unanswered.count)])
+        print("\(score.benchmark.rawValue)\n" + alignedTable(lines), terminator: "")
+        guard case .object(var object) = score.summary else { return }
+        object["answers"] = .string(answers)
+        object["data"] = flags.data.map { .string($0) } ?? .null
+        try writeSummary(object, to: summary ?? defaultSummaryPath(answers))
+        if let path = flags.submission {
+            let content = score.submission!
+            let text = score.submissionText(content)
+            do {
+                try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            } catch {
+                throw CLIError("\(path): cannot write the submission: \(error.localizedDescription)")
+            }
+        }
+        if !score.unanswered.isEmpty {
+            printErr("llava: eval: \(score.unanswered.count) of \(score.questions) questions have no usable answer in \(answers) (scored as wrong)")
+        }
+    }
+}
+
+extension EvalScore {
+    /// `eval score --benchmark NAME --data DIR --answers A` (or `--annotations REFS` for captions).
+    func scoreBenchmark(_ flags: BenchmarkFlags, answers: String, annotations: String?, summary: String?) throws {
+        try reportingErrors {
+            let score: BenchmarkScore
+            if let annotations, flags.data == nil {
+                guard flags.benchmark == .cocoCaption else {
+                    throw CLIError("--annotations without --data is for coco-caption; \(flags.benchmark!.rawValue) is read from its folder (--data)")
+                }
+                let references = try CaptionBenchmark.references(annotations: annotations)
+                score = try CaptionBenchmark.score(AnswerSet(path: answers), references: references)
+            } else {
+                let adapter = try flags.adapter()
+                score = try adapter.score(AnswerSet(path: answers))
+            }
+            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary)
+        }
+    }
+}
+
+extension EvalRun {
+    /// `eval run --benchmark NAME --data DIR --answers OUT`: asks the benchmark's questions as
+    /// LLaVA does, appends LLaVA-format answer lines durably (resumable), then scores the file.
+    func runBenchmark(_ flags: BenchmarkFlags) throws {
+        if retryFailed { throw CLIError("--retry-failed does not apply to --benchmark runs; remove the failed lines from \(answers) and run again") }
+        if annotations != nil { throw CLIError("--annotations does not apply to --benchmark runs: the benchmark folder has the answers") }
+        let adapter = try flags.adapter()
+        let questions = try adapter.questions()
+        let shard = try self.shard.map { try Shard(parsing: $0) }
+        let mine = shard?.slice(questions) ?? questions
+        let directory = try model.resolve()
+        let template = try ConversationTemplate.load(generation.template)
+        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
+                                         generation: generation, merge: merge.settings)
+        let cell = try BenchmarkCell(adapter: adapter, answers: answers, settings: recorded)
+        if cell.file.repairedBytes > 0 {
+            printErr("llava: \(answers): cut off an incomplete last line (\(cell.file.repairedBytes) bytes) left by an interrupted run")
+        }
+        let pending = cell.pending(mine)
+        if !quiet {
+            printErr("llava: eval: \(adapter.name.rawValue): \(mine.count) questions, \(mine.count - pending.count) already answered in \(answers), \(pending.count) to go")
+        }
+        var failed = 0
+        if !pending.isEmpty {
+            let pipeline = try model.loadPipeline(directory)
+            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
+            failed = try cell.answer(pending, asker: asker, quiet: quiet)
+        }
+        cell.file.closeFile()
+        if shard == nil {
+            let score = try adapter.score(AnswerSet(path: answers))
+            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary)
+        }
+        if failed > 0 {
+            throw CLIError("\(failed) of \(mine.count) questions failed (metadata.error in \(answers)); they count as unanswered")
+        }
+    }
+}
+
+/// How answers are produced, as recorded in every answer line (`model_id` and `metadata`) by
+/// `eval run` and the benchmark runs alike: a resumed file must have been written with the same
+/// values.
+struct BenchmarkSettings {
+    let modelID: String
+    let template: ConversationTemplate
+    let imageMode: ImageMode
+    let options: GenerationOptions
+    let merge: VisionMergeSettings
+    let metadata: JSONObject
+
+    init(modelDirectory: String, template: ConversationTemplate, imageMode: ImageMode, generation: GenerationFlags,
+         merge: VisionMergeSettings) throws {
+        modelID = URL(fileURLWithPath: modelDirectory).standardizedFileURL.lastPathComponent
+        self.template = template
+        self.imageMode = imageMode
+        self.merge = merge
+        options = generation.options(seed: generation.seed ?? 0)
+        metadata = [
+            "template": .string(template.name), "image_mode": .string(imageMode.rawValue),
+            "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
+            "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: options.seed)),
+            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
+            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
+            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
+            "ctx_size": .int(Int64(generation.ctxSize)),
+            "merge": try JSONValue(mergeSettings: merge),
+        ]
+    }
+
+    var runSettings: RunSettings {
+        RunSettings(evalSettingsFields.map { field in
+            (field, field == "model_id" ? .string(modelID) : metadata[String(field.dropFirst("metadata.".count))]!)
+        }, absentMeans: samplerDefaults)
+    }
+}
+
+/// One benchmark answered under one setting: its answer file, resumed and appended durably.
+struct BenchmarkCell {
+    let adapter: any BenchmarkAdapter
+    let answers: String
+    let settings: BenchmarkSettings
+    let file: BenchmarkAnswerFile
+    /// The benchmark's name in messages.
+    let label: String
+
+    init(adapter: any BenchmarkAdapter, answers: String, settings: BenchmarkSettings, label: String? = nil) throws {
+        self.adapter = adapter
+        self.label = label ?? adapter.name.rawValue
+        self.answers = answers
+        self.settings = settings
+        file = try BenchmarkAnswerFile(path: answers, settings: settings.runSettings)
+    }
+
+    func pending(_ questions: [BenchmarkItem]) -> [BenchmarkItem] {
+        questions.filter { !file.answered.contains(BenchmarkAnswerFile.key($0.id, prompt: $0.recordedPrompt)) }
+    }
+
+    /// Asks `pending` in order, one durable line each; returns how many failed.
+    func answer(_ pending: [BenchmarkItem], asker: BenchmarkAsker, quiet: Bool) throws -> Int {
+        var failed = 0
+        for (n, q) in pending.enumerated() {
+            var metadata = settings.metadata
+            if let category = q.category { metadata["category"] = .string(category) }
+            var text = ""
+            do {
+                let a = try asker.answer(q)
+                text = a.text.pythonStripped()
+                metadata["visual_tokens"] = .int(Int64(a.visualTokens))
+                metadata["generated_tokens"] = .int(Int64(a.generatedTokens))
+                metadata["stop_reason"] = .string(a.stopReason)
+                metadata["image_cache_hit"] = .bool(a.cacheHit)
+                metadata["timings"] = .object([
+                    "image_ms": .double(rounded(a.imageMs)), "vision_ms": .double(rounded(a.visionMs)),
+                    "prefill_ms": .double(rounded(a.prefillMs)), "ttft_ms": .double(rounded(a.ttftMs)),
+                    "decode_ms": .double(rounded(a.decodeMs)),
+                ])
+            } catch {
+                failed += 1
+                metadata["error"] = .string(String(describing: error))
+                printErr("llava: \(label) question \(q.id): \(error)")
+            }
+            var line: JSONObject = ["question_id": q.id.json, "prompt": .string(q.recordedPrompt), "text": .string(text)]
+            for (key, value) in q.extra { line[key] = value }
+            line["answer_id"] = .string(AnswerID.make())
+            line["model_id"] = .string(settings.modelID)
+            line["metadata"] = .object(metadata)
+            do {
+                try file.append(line)
+            } catch {
+                throw CLIError("\(error); the answers written so far are kept, run the same command again to resume")
+            }
+            if !quiet && ((n + 1) % 50 == 0 || n + 1 == pending.count) {
+                printErr("llava: eval: \(label): \(n + 1)/\(pending.count) answered")
+            }
+        }
+        return failed
+    }
+}
+
+/// Puts one benchmark question to the model: the image (a file, or bytes decoded in memory)
+/// through the tower, then the question in the conversation template. Image embeddings are kept
+/// in a small cache (by file path or bytes), since benchmarks ask several questions per image.
+final class BenchmarkAsker {
+    let pipeline: LlavaPipeline
+    let settings: BenchmarkSettings
+    let cacheBytes: Int
+    private var cache: [BenchmarkImage: Matrix] = [:]
+    private var order: [BenchmarkImage] = []
+    private var cachedBytes = 0
+
+    struct Answer {
+        let text: String
+        let visualTokens: Int
+        let generatedTokens: Int
+        let stopReason: String
+        let cacheHit: Bool
+        let imageMs: Double
+        let visionMs: Double
+        let prefillMs: Double
+        let ttftMs: Double
+        let decodeMs: Double
+    }
+
+    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cacheBytes: Int) {
+        self.pipeline = pipeline
+        self.settings = settings
+        self.cacheBytes = cacheBytes
+    }
+
+    /// Embeddings of an image, with the time spent reading it and running the tower.
+    func embeddings(_ image: BenchmarkImage) throws -> (Matrix, hit: Bool, imageMs: Double, visionMs: Double) {
+        if let cached = cache[image] { return (cached, true, 0, 0) }
+        let t0 = Date()
+        let decoded: RGBImage
+        switch image {
+        case .file(let path): decoded = try RGBImage(contentsOfFile: path)
+        case .base64:
+            guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
+            decoded = try RGBImage(encoded: bytes)
+        }
+        let pixels = pipeline.pixels(decoded, mode: settings.imageMode)
+        let t1 = Date()
+        let (embeddings, _) = try pipeline.model.encodeImage(pixels: pixels, merge: settings.merge)
+        let t2 = Date()
+        let size = embeddings.rows * embeddings.cols * MemoryLayout<Float>.size
+        if size <= cacheBytes {
+            while cachedBytes + size > cacheBytes, let oldest = order.first {
+                order.removeFirst()
+                if let m = cache.removeValue(forKey: oldest) { cachedBytes -= m.rows * m.cols * MemoryLayout<Float>.size }
+            }
+            cache[image] = embeddings
+            order.append(image)
+            cachedBytes += size
+        }
+        return (embeddings, false, t1.timeIntervalSince(t0) * 1000, t2.timeIntervalSince(t1) * 1000)
+    }
+
+    func answer(_ q: BenchmarkItem) throws -> Answer {
+        var image: (Matrix, hit: Bool, imageMs: Double, visionMs: Double)?
+        if let source = q.image { image = try embeddings(source) }
+        let ids: [Int]
+        let m = pipeline.model
+        if let image {
+            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.0.rows)
+        } else {
+            // A text-only question (ScienceQA without a picture): the turn without its image slot.
+            var textOnly = settings.template
+            textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
+                .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
+            ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
+                                     imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
+        }
+        let g = try m.generate(ids: ids, imageEmbeddings: image?.0, options: settings.options)
+        let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
+        return Answer(text: g.text, visualTokens: image?.0.rows ?? 0, generatedTokens: g.generatedIds.count,
+                      stopReason: g.stopReason.rawValue, cacheHit: image?.hit ?? false, imageMs: imageMs,
+                      visionMs: visionMs, prefillMs: g.prefillMs, ttftMs: imageMs + visionMs + g.firstTokenMs,
+                      decodeMs: g.decodeMs)
+    }
+}

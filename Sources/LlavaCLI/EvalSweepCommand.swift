@@ -1,0 +1,269 @@
+import ArgumentParser
+import Foundation
+import LLaVA
+import TokenMerging
+import VQAEval
+
+/// `llava eval sweep`: every benchmark under every merge setting, then the paper's table.
+struct EvalSweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Answer and score every benchmark under every merge setting; write the results table and plot.",
+        discussion: """
+        Settings are --merge methods × --ratios (1 is the shared unmerged baseline) and × --keep budgets. \
+        Each benchmark × setting is a cell with its own answer file, OUT/cells/<setting>/<benchmark>.jsonl, \
+        appended durably: running the same command again resumes every cell where it stopped. Image \
+        embeddings are cached per setting. After every cell OUT/table.md, table.csv, table.json and plot.svg \
+        are written again: one row per setting (visual tokens, mean time to first token), one column per \
+        benchmark's headline metric.
+        """
+    )
+
+    @Option(name: .long, help: "Benchmarks, comma-separated: NAME (its folder under --data-root) or NAME=DIR. A name that is not a benchmark, with =DIR, is a plain question-file folder (questions.jsonl, images/, answers.jsonl), e.g. shapes=Prompts/shapes.")
+    var benchmarks: String
+
+    @Option(name: .long, help: "Folder holding the benchmark folders (LLaVA's playground/data/eval).")
+    var dataRoot: String?
+
+    @Option(name: .customLong("merge"), help: "Merge methods, comma-separated.")
+    var methods = CommaList<MergeMethod>([.pitome], text: "pitome")
+
+    @Option(name: .long, help: "Ratios, comma-separated; 1 is the unmerged baseline.")
+    var ratios: CommaList<Double>?
+
+    @Option(name: .long, help: "Token budgets, comma-separated.")
+    var keep: CommaList<Int>?
+
+    @Option(name: .long, help: "Output folder.")
+    var out: String
+
+    @Option(name: .long, help: "VQAv2 questions: val (scored locally) or test-dev (upload file only).")
+    var split: VQAv2Benchmark.Split = .val
+
+    @Option(name: .long, help: "Memory for cached image embeddings per setting, in MiB.")
+    var imageCacheMb: Double = 512
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var generation: GenerationFlags
+
+    @Flag(name: .long, help: "No progress messages on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if methods.values.isEmpty { throw ValidationError("--merge needs at least one method") }
+        if ratios == nil && keep == nil { throw ValidationError("give --ratios and/or --keep") }
+        for r in ratios?.values ?? [] where !(r > 0 && r <= 1) { throw ValidationError("--ratios must satisfy 0 < ratio <= 1 (got \(r))") }
+        for k in keep?.values ?? [] where k < 1 { throw ValidationError("--keep must be at least 1 (got \(k))") }
+        if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw ValidationError("--image-cache-mb must be >= 0") }
+    }
+
+    /// One benchmark of the sweep: its column label and adapter.
+    struct Entry {
+        let label: String
+        let adapter: any BenchmarkAdapter
+    }
+
+    func entries() throws -> [Entry] {
+        var out: [Entry] = []
+        for item in benchmarks.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            let label = parts[0]
+            let name = BenchmarkName(rawValue: label)
+            var folder = parts.count == 2 ? parts[1] : nil
+            if folder == nil {
+                guard let name, let root = dataRoot else {
+                    throw CLIError("--benchmarks: \(label) needs =DIR" + (name == nil ? " (it is not one of \(BenchmarkName.allCases.map(\.rawValue).joined(separator: ", ")))" : " or --data-root"))
+                }
+                folder = name.folderNames.map { root + "/" + $0 }.first { FileManager.default.fileExists(atPath: $0) }
+                guard folder != nil else {
+                    throw CLIError("\(root): no folder for \(label) (looked for \(name.folderNames.joined(separator: ", ")))")
+                }
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder!, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CLIError("\(folder!): no such folder (benchmark \(label))")
+            }
+            if out.contains(where: { $0.label == label }) { throw CLIError("--benchmarks: \(label) is given twice") }
+            let adapter = (name ?? .questionFile).adapter(folder: folder!, options: BenchmarkSuiteOptions(vqav2Split: split))
+            out.append(Entry(label: label, adapter: adapter))
+        }
+        if out.isEmpty { throw CLIError("--benchmarks names no benchmark") }
+        return out
+    }
+
+    func run() throws {
+        try reportingErrors { try sweep() }
+    }
+
+    func sweep() throws {
+        let entries = try entries()
+        let questions = try entries.map { try $0.adapter.questions() }
+        let directory = try model.resolve()
+        let template = try ConversationTemplate.load(generation.template)
+        let pipeline = try model.loadPipeline(directory)
+        let plan = try BenchmarkPlan(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [],
+                                     config: pipeline.model.config)
+        for note in plan.notes { printErr("llava: eval sweep: \(note)") }
+        guard !plan.settings.isEmpty else { throw CLIError("nothing to run: every setting was skipped") }
+        try FileManager.default.createDirectory(atPath: out + "/cells", withIntermediateDirectories: true)
+        var failed = 0
+        var table = SweepTable(benchmarks: entries.map { ($0.label, $0.adapter.name) })
+        for setting in plan.settings {
+            let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
+                                             generation: generation, merge: setting.merge)
+            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
+            let folder = out + "/cells/" + SweepTable.folderName(setting)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            var row = SweepTable.Row(setting: setting)
+            for (entry, asked) in zip(entries, questions) {
+                let answers = folder + "/" + entry.label + ".jsonl"
+                let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
+                let pending = cell.pending(asked)
+                if !quiet {
+                    printErr("llava: eval sweep: \(setting.label), \(entry.label): \(asked.count - pending.count) of \(asked.count) answered, \(pending.count) to go")
+                }
+                failed += try cell.answer(pending, asker: asker, quiet: quiet)
+                cell.file.closeFile()
+                let score = try entry.adapter.score(AnswerSet(path: answers))
+                guard case .object(var summary) = score.summary else { continue }
+                summary["benchmark"] = .string(entry.label)
+                summary["setting"] = .string(setting.label)
+                try writeSummary(summary, to: folder + "/" + entry.label + ".summary.json")
+                row.scores[entry.label] = score
+                row.ttft += try SweepTable.ttfts(answers)
+                table.put(row)
+                try table.write(to: out, model: directory)
+            }
+        }
+        print(table.markdown(), terminator: "")
+        if failed > 0 { throw CLIError("\(failed) questions failed (metadata.error in the cell answer files); they count as unanswered") }
+    }
+}
+
+/// The sweep's results: one row per setting, one column per benchmark.
+struct SweepTable {
+    struct Row {
+        let setting: BenchmarkSetting
+        var scores: [String: BenchmarkScore] = [:]
+        /// Time to first token of every answer line of the setting's cells, in ms.
+        var ttft: [Double] = []
+
+        var meanTTFT: Double? { ttft.isEmpty ? nil : ttft.reduce(0, +) / Double(ttft.count) }
+    }
+
+    let benchmarks: [(label: String, name: BenchmarkName)]
+    var rows: [Row] = []
+
+    init(benchmarks: [(String, BenchmarkName)]) { self.benchmarks = benchmarks.map { (label: $0.0, name: $0.1) } }
+
+    mutating func put(_ row: Row) {
+        if let i = rows.firstIndex(where: { $0.setting == row.setting }) { rows[i] = row } else { rows.append(row) }
+    }
+
+    /// A folder name for a setting: "none", "pitome-ratio0.9", "tome-keep64".
+    static func folderName(_ s: BenchmarkSetting) -> String {
+        s.label.replacingOccurrences(of: " ratio=", with: "-ratio").replacingOccurrences(of: " keep=", with: "-keep")
+            .replacingOccurrences(of: " ", with: "-").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// The `metadata.timings.ttft_ms` of every line of an answer file that has one.
+    static func ttfts(_ path: String) throws -> [Double] {
+        try JSONLines.lines(FileBytes.contents(path)).compactMap { line in
+            (try? JSONLines.object(line.bytes))?["metadata"]?["timings"]?["ttft_ms"]?.numberValue
+        }
+    }
+
+    func value(_ row: Row, _ b: (label: String, name: BenchmarkName)) -> Double? {
+        guard let metric = b.name.primaryMetric else { return nil }
+        return row.scores[b.label]?.headline[metric]?.numberValue
+    }
+
+    var header: [String] {
+        ["method", "ratio", "keep", "visual tokens", "TTFT ms"] + benchmarks.map { b in
+            b.label + (b.name.primaryMetric.map { " " + $0 } ?? "")
+        }
+    }
+
+    func cells(_ row: Row) -> [String] {
+        let s = row.setting
+        return [s.method, s.ratio.map { String($0) } ?? "", s.keep.map { String($0) } ?? "", String(s.plannedTokens),
+                row.meanTTFT.map { formatFixed($0, decimals: 1) } ?? ""]
+            + benchmarks.map { b in value(row, b).map { formatFixed($0, decimals: b.name == .cocoCaption || b.name == .pope ? 4 : 2) } ?? "" }
+    }
+
+    func markdown() -> String {
+        var s = "| " + header.joined(separator: " | ") + " |\n"
+        s += "|" + header.map { _ in "---|" }.joined() + "\n"
+        for row in rows { s += "| " + cells(row).joined(separator: " | ") + " |\n" }
+        return s
+    }
+
+    func csv() -> String {
+        func quote(_ x: String) -> String { x.contains(",") || x.contains("\"") ? "\"" + x.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : x }
+        return ([header] + rows.map(cells)).map { $0.map(quote).joined(separator: ",") }.joined(separator: "\n") + "\n"
+    }
+
+    func json(model: String) -> JSONValue {
+        .object([
+            "model": .string(model),
+            "benchmarks": .array(benchmarks.map { b in
+                .object(["label": .string(b.label), "benchmark": .string(b.name.rawValue),
+                         "metric": b.name.primaryMetric.map { .string($0) } ?? .null])
+            }),
+            "rows": .array(rows.map { row in
+                let s = row.setting
+                return .object([
+                    "method": .string(s.method), "ratio": s.ratio.map { .double($0) } ?? .null,
+                    "keep": s.keep.map { .int(Int64($0)) } ?? .null, "visual_tokens": .int(Int64(s.plannedTokens)),
+                    "ttft_ms_mean": row.meanTTFT.map { .double(rounded($0)) } ?? .null,
+                    "scores": .object(JSONObject(benchmarks.map { b in (b.label, value(row, b).map { .double($0) } ?? .null) })),
+                    "headlines": .object(JSONObject(benchmarks.compactMap { b in row.scores[b.label].map { (b.label, .object($0.headline)) } })),
+                    "unanswered": .object(JSONObject(benchmarks.compactMap { b in row.scores[b.label].map { (b.label, .int(Int64($0.unanswered.count))) } })),
+                ])
+            }),
+        ])
+    }
+
+    /// One panel per benchmark with a metric: the metric against visual tokens, a line per
+    /// method (the unmerged baseline is every method's starting point).
+    func chart() -> Chart {
+        let baseline = rows.first { $0.setting.method == "none" }
+        let methods = rows.map(\.setting.method).filter { $0 != "none" }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        var panels: [PlotPanel] = []
+        for b in benchmarks where b.name.primaryMetric != nil {
+            var series: [PlotSeries] = []
+            for m in methods.isEmpty ? ["none"] : methods {
+                var points = rows.filter { $0.setting.method == m }.compactMap { r in value(r, b).map { (x: Double(r.setting.plannedTokens), y: $0) } }
+                if let baseline, m != "none", let y = value(baseline, b) { points.append((Double(baseline.setting.plannedTokens), y)) }
+                points.sort { $0.x < $1.x }
+                if !points.isEmpty { series.append(PlotSeries(name: m, points: points)) }
+            }
+            if !series.isEmpty {
+                panels.append(PlotPanel(id: b.label, title: b.label, yLabel: b.name.primaryMetric!, series: series))
+            }
+        }
+        return Chart(title: "Benchmarks against visual tokens", subtitle: "one line per merge method", xLabel: "visual tokens",
+                     panels: panels)
+    }
+
+    func write(to folder: String, model: String) throws {
+        let files = [("table.md", markdown()), ("table.csv", csv()), ("table.json", JSONValue.prettyJSON(json(model: model)))]
+        for (name, text) in files {
+            do {
+                try Data(text.utf8).write(to: URL(fileURLWithPath: folder + "/" + name), options: .atomic)
+            } catch {
+                throw CLIError("\(folder)/\(name): cannot write: \(error.localizedDescription)")
+            }
+        }
+        do {
+            try ChartDrawing.write(chart(), svg: folder + "/plot.svg", png: folder + "/plot.png")
+        } catch {
+            printWarning("\(error) (the tables are written)")
+        }
+    }
+}
+
+extension JSONValue {
+    static func prettyJSON(_ value: JSONValue) -> String { value.prettyDescription + "\n" }
+}
