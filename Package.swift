@@ -19,7 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(
@@ -41,7 +41,7 @@ let package = Package(
             name: "LLaVA",
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
         ),
-        .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
+        .executableTarget(name: "KernelBench", dependencies: ["Kernels"]),
         .executableTarget(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]

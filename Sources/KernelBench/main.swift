@@ -1,4 +1,3 @@
-import COpenBLAS
 import Foundation
 import Kernels
 
@@ -43,7 +42,8 @@ while let a = args.first {
 }
 Threads.set(threads)
 print("threads \(threads), OpenBLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)"
-      + (BLASEnvironment.originalCoreType.map { " (OPENBLAS_CORETYPE=\($0) was set and dropped)" } ?? ""))
+      + " (chosen by \(BLASEnvironment.choice.source))"
+      + (BLASEnvironment.overriddenCoreType.map { ", OPENBLAS_CORETYPE=\($0) in the environment not followed" } ?? ""))
 
 for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600, 2048, 2048)] {
     let x = randomMatrix(m, k)
@@ -51,7 +51,7 @@ for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600,
     let y = Matrix(rows: m, cols: n)
     let flops = 2.0 * Double(m * n * k)
     let tBlas = time(3) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.data, Int32(k), w.data, Int32(k), 0, y.data, Int32(n))
+        sgemm(.none, .transposed, m, n, k, 1, x.data, k, w.data, k, 0, y.data, n)
     }
     let wh = halfWeight(w)
     let tHalf = time(3) { linear(x, wh, into: y) }
@@ -79,7 +79,7 @@ for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
     let x = randomMatrix(1, k)
     let y = Matrix(rows: 1, cols: n)
     let tF32 = time(5) { linear(x, Weight(rows: n, cols: k, storage: .f32(UnsafePointer(w.data)), owner: w), into: y) }
-    let tBlas = time(5) { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.data, Int32(k), x.data, 1, 0, y.data, 1) }
+    let tBlas = time(5) { sgemv(n, k, w.data, k, x.data, y.data) }
     let tF16 = time(5) { linear(x, wh, into: y) }
     let wq = wh.quantizedQ8()
     let tQ8 = time(5) { linear(x, wq, into: y) }

@@ -1,13 +1,12 @@
 import CKernels
-import COpenBLAS
 import Foundation
 
 /// y = x · Wᵀ (+ bias): x [M, K], W [N, K] (PyTorch Linear layout), y [M, N].
 ///
 /// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
-/// - f32 weights: one `cblas_sgemm` straight on the (mapped) weight.
+/// - f32 weights: one `sgemm` straight on the (mapped) weight.
 /// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
-///   tile goes through `cblas_sgemm`, so no second Float32 copy of the checkpoint exists.
+///   tile goes through `sgemm`, so no second Float32 copy of the checkpoint exists.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
     precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
     precondition(y.cols == w.rows, "linear: output has \(y.cols) features, weight gives \(w.rows)")
@@ -23,8 +22,7 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
             k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)
         }
     } else if case .f32(let p) = w.storage {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    1, x.data, Int32(k), p, Int32(k), 0, y.data, Int32(n))
+        sgemm(.none, .transposed, m, n, k, 1, x.data, k, p, k, 0, y.data, n)
     } else {
         let tile = tileRows(n: n, k: k)
         let scratch = Scratch.shared.buffer(tile * k)
@@ -34,8 +32,7 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
             parallelFor(rowsHere, minPerThread: 8) { range in
                 w.widenRows(r0 + range.lowerBound, count: range.count, into: scratch + range.lowerBound * k)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rowsHere), Int32(k),
-                        1, x.data, Int32(k), scratch, Int32(k), 0, y.data + r0, Int32(n))
+            sgemm(.none, .transposed, m, rowsHere, k, 1, x.data, k, scratch, k, 0, y.data + r0, n)
             r0 += rowsHere
         }
     }
@@ -101,12 +98,6 @@ func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8
     }
 }
 
-/// CPU features the kernels choose by.
-public enum CPU {
-    /// AVX-512 with VNNI: int8 products run as integer dot products.
-    public static let hasVNNI = k_has_vnni() != 0
-}
-
 /// Adds `bias` to every row of `y`.
 public func addBias(_ y: Matrix, _ bias: [Float]) {
     precondition(bias.count == y.cols)
@@ -123,8 +114,7 @@ public func matmulTransposed(_ a: Matrix, _ b: Matrix, into c: Matrix) {
     precondition(a.cols == b.cols && c.cols == b.rows)
     c.rows = a.rows
     if a.rows == 0 || b.rows == 0 { return }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(a.rows), Int32(b.rows), Int32(a.cols),
-                1, a.data, Int32(a.cols), b.data, Int32(b.cols), 0, c.data, Int32(c.cols))
+    sgemm(.none, .transposed, a.rows, b.rows, a.cols, 1, a.data, a.cols, b.data, b.cols, 0, c.data, c.cols)
 }
 
 public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {

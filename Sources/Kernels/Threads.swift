@@ -12,14 +12,16 @@ public enum Threads {
     /// Sets the thread count for BLAS and for `parallelFor`.
     public static func set(_ n: Int) {
         _count = max(1, n)
-        openblas_set_num_threads(Int32(_count))
+        BLASEnvironment.prepare()
+        blas_set_num_threads(Int32(_count))
     }
 
     /// Runs `body` with BLAS limited to one thread, for code that calls BLAS from several of its
     /// own threads at once (nested thread pools are slower than either alone).
     public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
-        if _count > 1 { openblas_set_num_threads(1) }
-        defer { if _count > 1 { openblas_set_num_threads(Int32(_count)) } }
+        BLASEnvironment.prepare()
+        if _count > 1 { blas_set_num_threads(1) }
+        defer { if _count > 1 { blas_set_num_threads(Int32(_count)) } }
         return try body()
     }
 
@@ -28,10 +30,10 @@ public enum Threads {
     /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base").
     public static var kernelInstructionSet: String { String(cString: k_instruction_set()) }
 
-    /// The kernel family OpenBLAS picked when it loaded (e.g. "Cooperlake", "Haswell").
+    /// The kernel family OpenBLAS runs (e.g. "Cooperlake", "Haswell"; see `BLASEnvironment`).
     public static var blasCoreName: String {
-        guard let name = openblas_get_corename() else { return "unknown" }
-        return String(cString: name)
+        BLASEnvironment.prepare()
+        return String(cString: blas_corename())
     }
 }
 

@@ -54,6 +54,17 @@ void k_add(float *y, const float *x, size_t n);  // y += x
 void k_scale(float *y, float s, size_t n);       // y *= s
 void k_exp_shift(float *x, float shift, size_t n); // x = exp(x - shift)
 
+// CPU features (CPUID, counted only where the operating system saves their registers).
+enum {
+    K_CPU_SSE3 = 1 << 0, K_CPU_SSSE3 = 1 << 1, K_CPU_SSE4_2 = 1 << 2, K_CPU_AVX = 1 << 3, K_CPU_FMA = 1 << 4,
+    K_CPU_F16C = 1 << 5, K_CPU_AVX2 = 1 << 6, K_CPU_AVX512F = 1 << 7, K_CPU_AVX512DQ = 1 << 8,
+    K_CPU_AVX512CD = 1 << 9, K_CPU_AVX512BW = 1 << 10, K_CPU_AVX512VL = 1 << 11, K_CPU_AVX512_VNNI = 1 << 12,
+    K_CPU_AVX512_BF16 = 1 << 13, K_CPU_AMX_TILE = 1 << 14, K_CPU_AMX_INT8 = 1 << 15, K_CPU_AMX_BF16 = 1 << 16,
+};
+uint64_t k_cpu_features(void);
+// Asks Linux for the AMX tile state for this process; returns 1 when granted.
+int k_amx_request(void);
+
 /// The instruction set the kernels run with: "avx512", "avx2" or "base".
 const char *k_instruction_set(void);
 
