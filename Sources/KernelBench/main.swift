@@ -60,6 +60,21 @@ for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600,
     print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s   linear q8 %6.1f GOP/s",
                  m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9, flops / tQ8 / 1e9))
 }
+// The int8 product's kernels side by side (AMX only where the CPU has it and Linux grants it).
+for (m, n, k) in [(577, 4096, 1024), (600, 5632, 2048), (1, 5632, 2048)] {
+    let x = randomMatrix(m, k), wq = halfWeight(randomMatrix(n, k)).quantizedQ8()
+    let y = Matrix(rows: m, cols: n)
+    let flops = 2.0 * Double(m * n * k)
+    var line = String(format: "int8 %4dx%4dx%4d ", m, n, k)
+    for kernel in Int8Kernel.allCases {
+        guard kernel.isAvailable else { line += "  \(kernel.name) n/a"; continue }
+        Int8Kernel.forced = kernel
+        let t = time(3) { linear(x, wq, into: y) }
+        line += String(format: "  %@ %7.1f GOP/s", kernel.name, flops / t / 1e9)
+    }
+    Int8Kernel.forced = nil
+    print(line)
+}
 // Short prompts: F16 weights widened in registers against widening into scratch for sgemm.
 for (m, n, k) in [(80, 5632, 2048), (80, 2048, 5632), (24, 2048, 2048)] {
     let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))

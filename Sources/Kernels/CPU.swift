@@ -19,3 +19,33 @@ public enum CPU {
     /// AVX-512 with VNNI: int8 products run as integer dot products.
     public static let hasVNNI = k_has_vnni() != 0
 }
+
+/// The kernels of the int8 product (`--quantize q8`). All give identical results: the block sums
+/// are exact integers, turned into floats by the same operations in the same order.
+public enum Int8Kernel: Int32, CaseIterable, Sendable {
+    case avx2 = 0, vnni = 1, amx = 2
+
+    public var name: String {
+        switch self {
+        case .avx2: "avx2"
+        case .vnni: "avx512-vnni"
+        case .amx: "amx"
+        }
+    }
+
+    /// Whether this CPU runs the kernel (AMX: once Linux granted the tile state to the process).
+    public var isAvailable: Bool { k_q8_kernels() & (1 << rawValue) != 0 }
+
+    /// When set (and available), every int8 product uses this kernel (for measurements).
+    public nonisolated(unsafe) static var forced: Int8Kernel?
+
+    /// The kernel for a product with `rows` activation rows: AMX from 16 rows (its tiles are 16
+    /// rows tall), else VNNI, else AVX2; nil on CPUs with none of them.
+    public static func best(rows: Int) -> Int8Kernel? {
+        if let forced, forced.isAvailable { return forced }
+        if rows >= 16, Int8Kernel.amx.isAvailable { return .amx }
+        if Int8Kernel.vnni.isAvailable { return .vnni }
+        if Int8Kernel.avx2.isAvailable { return .avx2 }
+        return nil
+    }
+}

@@ -13,8 +13,8 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     y.rows = x.rows
     let m = x.rows, n = w.rows, k = w.cols
     if m == 0 { return }
-    if case .q8(let p) = w.storage, CPU.hasVNNI {
-        int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
+    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: m) {
+        int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols, kernel: kernel)
     } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
@@ -53,8 +53,8 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
 /// y[i] = W[i, :] · x for every row of W.
 public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let k = w.cols
-    if case .q8(let p) = w.storage, CPU.hasVNNI {
-        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
+    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: 1) {
+        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows, kernel: kernel)
         return
     }
     parallelFor(w.rows, minPerThread: 64) { range in
@@ -75,9 +75,9 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
 }
 
 /// y = x · Wᵀ with int8 weights: the rows of x are quantized per block to u8 and the product
-/// runs in VNNI integer dot products, split over threads by groups of output columns.
+/// runs in integer dot products (`kernel`), split over threads by groups of output columns.
 func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8,
-                 into y: UnsafeMutablePointer<Float>, ldy: Int) {
+                 into y: UnsafeMutablePointer<Float>, ldy: Int, kernel: Int8Kernel) {
     let k = p.cols
     let blocks = k / p.block
     let q = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
@@ -94,7 +94,7 @@ func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8
     let units = (p.rowGroups + 2) / 3
     parallelFor(units) { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
-        k_gemm_q8p(q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
+        k_gemm_q8p(kernel.rawValue, q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
     }
 }
 

@@ -30,9 +30,16 @@ void k_q8p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t block, si
                 int8_t *values, float *scales, int32_t *sums);
 void k_q8p_unpack_rows(const int8_t *values, const float *scales, size_t k, size_t block, size_t r0, size_t count, float *dst);
 void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q, float *scales);
-// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_has_vnni().
-void k_gemm_q8p(const uint8_t *a, const float *sa, size_t m, size_t k, size_t block, const int8_t *values,
-                const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
+// The int8 product's kernels, all giving identical results. AMX counts only once Linux granted the
+// process the tile state (requested on the first call).
+enum { K_Q8_AVX2 = 0, K_Q8_VNNI = 1, K_Q8_AMX = 2 };
+// Bit (1 << kernel) set for each kernel this CPU runs.
+int k_q8_kernels(void);
+// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n), with `kernel`
+// (which must be in k_q8_kernels()).
+void k_gemm_q8p(int kernel, const uint8_t *a, const float *sa, size_t m, size_t k, size_t block,
+                const int8_t *values, const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1,
+                float *c, size_t ldc);
 
 // y[i, j] = x[i, :] · W[j, :] for rows i < m and weight rows j in [n0, n1), W in F16 (bf16 = 0)
 // or BF16 (bf16 = 1) read in place and widened in registers. For short prompts.
