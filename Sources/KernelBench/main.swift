@@ -103,6 +103,18 @@ for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
                  n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
 }
 
+// Decoding a 7B-shaped model: matrix-vector products on the MLP's matrices, int8 against 4-bit.
+for (n, k) in [(11008, 4096), (4096, 11008)] {
+    let wh = halfWeight(randomMatrix(n, k))
+    let x = randomMatrix(1, k)
+    let y = Matrix(rows: 1, cols: n)
+    let q8 = wh.quantizedQ8(), q4 = wh.quantizedQ4()
+    let t8 = time(10) { linear(x, q8, into: y) }
+    let t4 = time(10) { linear(x, q4, into: y) }
+    print(String(format: "gemv 7B %5dx%5d  q8 %5.1f GB/s (%5.2f ms)  q4 %5.1f GB/s (%5.2f ms)  q4 is %.2fx faster",
+                 n, k, Double(q8.byteCount) / t8 / 1e9, t8 * 1e3, Double(q4.byteCount) / t4 / 1e9, t4 * 1e3, t8 / t4))
+}
+
 // Attention as the CLIP-L tower runs it (577 tokens, 16 heads of 64) and as the decoder's prefill
 // runs it (600 causal tokens, 32 heads of 64, 4 KV heads).
 for (t, heads, kvHeads, causal) in [(577, 16, 16, false), (600, 32, 4, true)] {

@@ -15,6 +15,8 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     if m == 0 { return }
     if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: m) {
         int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols, kernel: kernel)
+    } else if case .q4(let p) = w.storage, CPU.hasVNNI {
+        q4Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
@@ -57,13 +59,17 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows, kernel: kernel)
         return
     }
+    if case .q4(let p) = w.storage, CPU.hasVNNI {
+        q4Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
+        return
+    }
     parallelFor(w.rows, minPerThread: 64) { range in
         let r0 = range.lowerBound, r1 = range.upperBound
         switch w.storage {
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
         case .f16(let p): k_gemv_f16(p, k, x, y, k, r0, r1)
         case .bf16(let p): k_gemv_bf16(p, k, x, y, k, r0, r1)
-        case .q8:
+        case .q8, .q4:
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k)
             defer { tmp.deallocate() }
             for r in r0..<r1 {
@@ -95,6 +101,31 @@ func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8
     parallelFor(units) { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
         k_gemm_q8p(kernel.rawValue, q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
+    }
+}
+
+/// y = x · Wᵀ with 4-bit weights: the rows of x are quantized per block of 32 to s8 and the
+/// product runs in VNNI integer dot products, split over threads by groups of output columns.
+func q4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ4,
+               into y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let k = p.cols
+    let blocks = k / 32
+    let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
+    let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
+    let sums = UnsafeMutablePointer<Int32>.allocate(capacity: m * blocks)
+    defer {
+        q.deallocate()
+        scales.deallocate()
+        sums.deallocate()
+    }
+    parallelFor(m, minPerThread: 8) { range in
+        k_quantize_rows_s8(x + range.lowerBound * ldx, range.count, k, ldx, q + range.lowerBound * k,
+                           scales + range.lowerBound * blocks, sums + range.lowerBound * blocks)
+    }
+    let units = (p.rowGroups + 2) / 3
+    parallelFor(units) { range in
+        let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
+        k_gemm_q4p(q, scales, sums, m, k, p.values, p.scales, p.rows, nb0, nb1, y, ldy)
     }
 }
 

@@ -25,6 +25,8 @@ public struct Weight: @unchecked Sendable {
         /// Symmetric int8 with one Float32 scale per row and block of columns, in the layout of
         /// the VNNI int8 matrix product (see `PackedQ8`).
         case q8(PackedQ8)
+        /// 4-bit values in blocks of 32 columns with an F16 scale (see `PackedQ4`).
+        case q4(PackedQ4)
     }
 
     public let rows: Int
@@ -53,6 +55,7 @@ public struct Weight: @unchecked Sendable {
         case .f16: "f16"
         case .bf16: "bf16"
         case .q8: "q8"
+        case .q4: "q4"
         }
     }
 
@@ -71,6 +74,7 @@ public struct Weight: @unchecked Sendable {
         case .f32: rows * cols * 4
         case .f16, .bf16: rows * cols * 2
         case .q8(let p): p.byteCount
+        case .q4(let p): p.byteCount
         }
     }
 
@@ -84,6 +88,8 @@ public struct Weight: @unchecked Sendable {
         case .bf16(let p): k_bf16_to_f32(p + offset, dst, total)
         case .q8(let p):
             k_q8p_unpack_rows(p.values, p.scales, cols, p.block, r0, n, dst)
+        case .q4(let p):
+            k_q4p_unpack_rows(p.values, p.scales, cols, r0, n, dst)
         }
     }
 
@@ -94,7 +100,7 @@ public struct Weight: @unchecked Sendable {
     /// quantized or when the row length is not a multiple of 32.
     public func quantizedQ8() -> Weight {
         if case .q8 = storage { return self }
-        guard canQuantizeQ8 else { return self }
+        guard canQuantizeQ8, !isQuantized else { return self }
         let packed = PackedQ8(rows: rows, cols: cols)
         let chunk = 64
         parallelFor((rows + chunk - 1) / chunk) { range in
@@ -108,6 +114,32 @@ public struct Weight: @unchecked Sendable {
             }
         }
         return Weight(rows: rows, cols: cols, storage: .q8(packed), owner: packed)
+    }
+
+    /// Whether the weight is already int8 or 4-bit.
+    public var isQuantized: Bool {
+        switch storage {
+        case .q8, .q4: true
+        default: false
+        }
+    }
+
+    /// A 4-bit copy (`PackedQ4`). Returns self when already quantized or when the row length is
+    /// not a multiple of 32.
+    public func quantizedQ4() -> Weight {
+        guard canQuantizeQ8, !isQuantized else { return self }
+        let packed = PackedQ4(rows: rows, cols: cols)
+        let chunk = 64
+        parallelFor((rows + chunk - 1) / chunk) { range in
+            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
+            defer { tmp.deallocate() }
+            for c in range {
+                let r0 = c * chunk, n = min(chunk, rows - r0)
+                widenRows(r0, count: n, into: tmp)
+                k_q4p_pack(tmp, cols, rows, cols, r0, r0 + n, packed.values, packed.scales)
+            }
+        }
+        return Weight(rows: rows, cols: cols, storage: .q4(packed), owner: packed)
     }
 
     /// One row widened to a new array.
@@ -149,7 +181,7 @@ public final class PackedQ8: @unchecked Sendable {
 
     /// Zero-filled memory on a 64-byte boundary: every vector load of the product reads one cache
     /// line (a plain allocation of this size starts 16 bytes past one, and each load would read two).
-    private static func zeroed<T>(_ count: Int, of type: T.Type) -> UnsafeMutablePointer<T> {
+    static func zeroed<T>(_ count: Int, of type: T.Type) -> UnsafeMutablePointer<T> {
         let bytes = max(count, 1) * MemoryLayout<T>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
@@ -166,4 +198,32 @@ public final class PackedQ8: @unchecked Sendable {
     var rowGroups: Int { (rows + 15) / 16 }
 
     public var byteCount: Int { k_q8p_values_size(rows, cols) + k_q8p_scales_count(rows, cols, block) * 8 }
+}
+
+/// A 4-bit weight in the layout of the VNNI q4 product (`gemm_q4.c`): for each group of 16 rows
+/// and block of 32 columns, 256 bytes of nibbles (value + 8) and 16 F16 scales. 4.5 bits per
+/// weight.
+public final class PackedQ4: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    let values: UnsafeMutablePointer<UInt8>
+    let scales: UnsafeMutablePointer<UInt16>
+
+    init(rows: Int, cols: Int) {
+        precondition(cols % 32 == 0 && cols > 0)
+        self.rows = rows
+        self.cols = cols
+        values = PackedQ8.zeroed(k_q4p_values_size(rows, cols), of: UInt8.self)
+        scales = PackedQ8.zeroed(k_q4p_scales_count(rows, cols), of: UInt16.self)
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(values).deallocate()
+        UnsafeMutableRawPointer(scales).deallocate()
+    }
+
+    /// Row groups of 16.
+    var rowGroups: Int { (rows + 15) / 16 }
+
+    public var byteCount: Int { k_q4p_values_size(rows, cols) + k_q4p_scales_count(rows, cols) * 2 }
 }

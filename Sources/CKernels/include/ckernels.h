@@ -41,6 +41,19 @@ void k_gemm_q8p(int kernel, const uint8_t *a, const float *sa, size_t m, size_t 
                 const int8_t *values, const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1,
                 float *c, size_t ldc);
 
+// 4-bit weights ("packed q4", layout in gemm_q4.c): blocks of 32 columns with an F16 scale.
+size_t k_q4p_values_size(size_t n, size_t k);
+size_t k_q4p_scales_count(size_t n, size_t k);
+// Packs rows [r0, r1) of W; `w` points at row r0.
+void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
+                uint16_t *scales);
+void k_q4p_unpack_rows(const uint8_t *values, const uint16_t *scales, size_t k, size_t r0, size_t count, float *dst);
+// Activations for the q4 product: per row and block of 32, s8 values, their scale and 8 × their sum.
+void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales, int32_t *sums);
+// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_has_vnni().
+void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k, const uint8_t *values,
+                const uint16_t *scales, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
+
 // y[i, j] = x[i, :] · W[j, :] for rows i < m and weight rows j in [n0, n1), W in F16 (bf16 = 0)
 // or BF16 (bf16 = 1) read in place and widened in registers. For short prompts.
 void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
