@@ -167,17 +167,51 @@ public final class PackedQ8: @unchecked Sendable {
     let values: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Int32>
+    /// The memory the arrays live in when they are not owned (a mapped quantized checkpoint).
+    private let mapping: AnyObject?
 
     init(rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
-        block = [128, 64, 32].first { cols % $0 == 0 }!
+        block = Self.block(cols: cols)
         let count = k_q8p_values_size(rows, cols)
         values = Self.zeroed(count, of: Int8.self)
         let n = k_q8p_scales_count(rows, cols, block)
         scales = Self.zeroed(n, of: Float.self)
         sums = Self.zeroed(n, of: Int32.self)
+        mapping = nil
     }
+
+    /// A view of arrays already in this layout (`valuesCount`, `scalesCount` long), kept alive by
+    /// `mapping`; they are only read.
+    public init(rows: Int, cols: Int, values: UnsafeRawPointer, scales: UnsafeRawPointer, sums: UnsafeRawPointer,
+                mapping: AnyObject) {
+        self.rows = rows
+        self.cols = cols
+        block = Self.block(cols: cols)
+        self.values = UnsafeMutablePointer(mutating: values.assumingMemoryBound(to: Int8.self))
+        self.scales = UnsafeMutablePointer(mutating: scales.assumingMemoryBound(to: Float.self))
+        self.sums = UnsafeMutablePointer(mutating: sums.assumingMemoryBound(to: Int32.self))
+        self.mapping = mapping
+    }
+
+    /// The block length for rows of `cols` values: the largest of 128, 64, 32 dividing it.
+    public static func block(cols: Int) -> Int { [128, 64, 32].first { cols % $0 == 0 } ?? 32 }
+
+    /// Bytes of `values` and elements of `scales` (and of `sums`) for a matrix shape.
+    public static func sizes(rows: Int, cols: Int) -> (values: Int, scales: Int) {
+        (k_q8p_values_size(rows, cols), k_q8p_scales_count(rows, cols, block(cols: cols)))
+    }
+
+    /// Whether the arrays are a view of a mapped file rather than owned memory.
+    public var isMapped: Bool { mapping != nil }
+
+    /// Bytes of `values`, and elements of `scales` and of `sums`.
+    public var valuesCount: Int { k_q8p_values_size(rows, cols) }
+    public var scalesCount: Int { k_q8p_scales_count(rows, cols, block) }
+    public var valueBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: values, count: valuesCount) }
+    public var scaleBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: scales, count: scalesCount * 4) }
+    public var sumBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: sums, count: scalesCount * 4) }
 
     /// Zero-filled memory on a 64-byte boundary: every vector load of the product reads one cache
     /// line (a plain allocation of this size starts 16 bytes past one, and each load would read two).
@@ -189,6 +223,7 @@ public final class PackedQ8: @unchecked Sendable {
     }
 
     deinit {
+        guard mapping == nil else { return }
         UnsafeMutableRawPointer(values).deallocate()
         UnsafeMutableRawPointer(scales).deallocate()
         UnsafeMutableRawPointer(sums).deallocate()
@@ -208,6 +243,8 @@ public final class PackedQ4: @unchecked Sendable {
     public let cols: Int
     let values: UnsafeMutablePointer<UInt8>
     let scales: UnsafeMutablePointer<UInt16>
+    /// The memory the arrays live in when they are not owned (a mapped quantized checkpoint).
+    private let mapping: AnyObject?
 
     init(rows: Int, cols: Int) {
         precondition(cols % 32 == 0 && cols > 0)
@@ -215,12 +252,38 @@ public final class PackedQ4: @unchecked Sendable {
         self.cols = cols
         values = PackedQ8.zeroed(k_q4p_values_size(rows, cols), of: UInt8.self)
         scales = PackedQ8.zeroed(k_q4p_scales_count(rows, cols), of: UInt16.self)
+        mapping = nil
+    }
+
+    /// A view of arrays already in this layout, kept alive by `mapping`; they are only read.
+    public init(rows: Int, cols: Int, values: UnsafeRawPointer, scales: UnsafeRawPointer, mapping: AnyObject) {
+        precondition(cols % 32 == 0 && cols > 0)
+        self.rows = rows
+        self.cols = cols
+        self.values = UnsafeMutablePointer(mutating: values.assumingMemoryBound(to: UInt8.self))
+        self.scales = UnsafeMutablePointer(mutating: scales.assumingMemoryBound(to: UInt16.self))
+        self.mapping = mapping
     }
 
     deinit {
+        guard mapping == nil else { return }
         UnsafeMutableRawPointer(values).deallocate()
         UnsafeMutableRawPointer(scales).deallocate()
     }
+
+    /// Bytes of `values` and elements (F16) of `scales` for a matrix shape.
+    public static func sizes(rows: Int, cols: Int) -> (values: Int, scales: Int) {
+        (k_q4p_values_size(rows, cols), k_q4p_scales_count(rows, cols))
+    }
+
+    /// Whether the arrays are a view of a mapped file rather than owned memory.
+    public var isMapped: Bool { mapping != nil }
+
+    /// Bytes of `values`, and elements (F16) of `scales`.
+    public var valuesCount: Int { k_q4p_values_size(rows, cols) }
+    public var scalesCount: Int { k_q4p_scales_count(rows, cols) }
+    public var valueBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: values, count: valuesCount) }
+    public var scaleBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: scales, count: scalesCount * 2) }
 
     /// Row groups of 16.
     var rowGroups: Int { (rows + 15) / 16 }

@@ -14,7 +14,7 @@ struct Llava: ParsableCommand {
           llava ask --image Prompts/shapes/images/0000.png "What color is the star?"
           llava ask --model ~/llava-1.5-7b-hf --image photo.jpg --merge pitome --ratio 0.9 "Describe the image."
         """,
-        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self]
+        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self, Quantize.self]
     )
 
     /// Fixes the BLAS environment (see `BLASEnvironment`), then parses and runs the command.

@@ -68,6 +68,49 @@ final class QuantizedModelTests: XCTestCase {
         print("q4 on the shipped model: first token equal \(sameFirst)/\(lines.count), answers equal \(sameAnswer)/\(lines.count)")
     }
 
+    /// `QuantizedCheckpoint.write` then loading the folder gives the model quantized at load time,
+    /// bit for bit: the same first-step logits and answer, for q8 with the vision tower in q8 and
+    /// for q4; the matrices are views of the mapped file, and asking for another format fails.
+    func testQuantizedFolderRoundTrips() throws {
+        let dir = Fixtures.shared + "/llava-small"
+        let template = try ConversationTemplate.load("llava-hf")
+        for (language, vision) in [(WeightQuantization.q8, WeightQuantization.q8), (.q4, .none)] {
+            let out = NSTemporaryDirectory() + "/quantized-\(language.rawValue)-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            try QuantizedCheckpoint.write(from: dir + "/model", to: out, language: language, vision: vision)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/tokenizer.model"))
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/preprocessor_config.json"))
+            let atLoad = try LlavaPipeline(directory: dir + "/model", quantization: language, visionQuantization: vision)
+            let stored = try LlavaPipeline(directory: out)
+            XCTAssertEqual(stored.model.quantization, language)
+            XCTAssertEqual(stored.model.visionQuantization, vision)
+            let mlp = stored.model.languageModel.layers[0].mlp.upProj
+            switch mlp.storage {
+            case .q8(let p): XCTAssertTrue(language == .q8 && p.isMapped)
+            case .q4(let p): XCTAssertTrue(language == .q4 && p.isMapped)
+            default: XCTFail("the stored matrix should load quantized")
+            }
+            for q in ["What color is the square?", "How many shapes are there?"] {
+                let options = GenerationOptions(maxTokens: 6)
+                let a = try atLoad.ask(imagePath: dir + "/shapes.png", question: q, template: template, options: options)
+                let b = try stored.ask(imagePath: dir + "/shapes.png", question: q, template: template, options: options)
+                XCTAssertEqual(a.generatedIds, b.generatedIds, q)
+                let image = try atLoad.encode(imagePath: dir + "/shapes.png").embeddings
+                let image2 = try stored.encode(imagePath: dir + "/shapes.png").embeddings
+                XCTAssertEqual(image.toArray(), image2.toArray())
+                let once = GenerationOptions(maxTokens: 1, stopAtEOS: false)
+                XCTAssertEqual(try atLoad.model.generate(ids: a.promptIds, imageEmbeddings: image, options: once).firstLogits,
+                               try stored.model.generate(ids: a.promptIds, imageEmbeddings: image2, options: once).firstLogits)
+            }
+            XCTAssertThrowsError(try LlavaPipeline(directory: out, quantization: language == .q8 ? .q4 : .q8)) { error in
+                XCTAssertTrue("\(error)".contains("stored quantized"), "\(error)")
+            }
+            XCTAssertThrowsError(try QuantizedCheckpoint.write(from: dir + "/model", to: out, language: language, vision: vision)) { error in
+                XCTAssertTrue("\(error)".contains("not empty"), "\(error)")
+            }
+        }
+    }
+
     /// The int8 vision tower and projector against the exact ones (shared llava-small: 12 CLIP
     /// layers): every image embedding keeps a cosine similarity ≥ 0.99 with the exact one, with
     /// and without merging, and merging gives the same token count.
