@@ -41,7 +41,7 @@ let package = Package(
             name: "LLaVA",
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging"]
         ),
-        .executableTarget(name: "KernelBench", dependencies: ["Kernels"]),
+        .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),
         .executableTarget(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "VQAEval", .product(name: "ArgumentParser", package: "swift-argument-parser")]

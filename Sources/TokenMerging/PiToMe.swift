@@ -113,6 +113,24 @@ public enum PiToMe {
         return Dictionary(uniqueKeysWithValues: zip(tokens, values))
     }
 
+    /// For each row in `a`, the position in `b` of its most similar row (the first on ties),
+    /// rows of `a` split over threads.
+    static func mostSimilar(of a: [Int], among b: [Int], similarity w: Matrix) -> [Int] {
+        var dst = [Int](repeating: 0, count: a.count)
+        dst.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            parallelFor(a.count, minPerThread: 16) { range in
+                var scores = [Float](repeating: 0, count: b.count)
+                for t in range {
+                    let row = w.row(a[t])
+                    for j in 0..<b.count { scores[j] = row[b[j]] }
+                    o[t] = scores.withUnsafeBufferPointer { firstArgmax($0.baseAddress!, b.count).index }
+                }
+            }
+        }
+        return dst
+    }
+
     /// The merge plan removing `r` patch tokens (clamped to T' / 2) by the PiToMe energy rule.
     public static func plan(metric: Matrix, remove r: Int, margin: Double, alpha: Float = 1) -> MergePlan {
         let n = metric.rows
@@ -126,13 +144,7 @@ public enum PiToMe {
         let a = stride(from: 0, to: 2 * r, by: 2).map { order[$0] }
         let b = stride(from: 1, to: 2 * r, by: 2).map { order[$0] }
         var bGroups = b.map { [$0 + 1] }
-        var scores = [Float](repeating: 0, count: r)
-        for src in a {
-            let row = w.row(src)
-            for j in 0..<r { scores[j] = row[b[j]] }
-            let dst = scores.withUnsafeBufferPointer { firstArgmax($0.baseAddress!, r).index }
-            bGroups[dst].append(src + 1)
-        }
+        for (src, dst) in zip(a, mostSimilar(of: a, among: b, similarity: w)) { bGroups[dst].append(src + 1) }
         let protected = order[(2 * r)...].map { [$0 + 1] }
         return MergePlan(inputRows: n, groups: [[0]] + protected + bGroups)
     }
