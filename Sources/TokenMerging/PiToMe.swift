@@ -98,11 +98,15 @@ public enum PiToMe {
             values.withUnsafeMutableBufferPointer { valueBuffer in
                 let out = valueBuffer.baseAddress!
                 parallelFor(tokens.count) { range in
+                    let dots = UnsafeMutablePointer<Double>.allocate(capacity: p)
+                    defer { dots.deallocate() }
                     for t in range {
                         let i = tokens[t]
+                        // The same sums as doubleDot(row i, row j), four rows at a time.
+                        doubleDots(patches.row(i), rows: patches.data, ld: c, count: p, length: c, into: dots)
                         var sum = 0.0
                         for j in 0..<p {
-                            let z = doubleDot(patches.row(i), patches.row(j), c) / (n[i] * n[j]) - margin
+                            let z = dots[j] / (n[i] * n[j]) - margin
                             sum += z > 0 ? z : alpha * expm1(z)
                         }
                         out[t] = sum / Double(p)

@@ -59,6 +59,11 @@ void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m
 void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
                  float *y, size_t ldy, int bf16);
 
+// out[j] = Σ_k a[k] · rows[j·ld + k] for j < count, in Double with four running sums (sum l
+// takes k ≡ l mod 4, leftovers go to sum 0, result (s0 + s1) + (s2 + s3)): bit for bit the
+// plain loop's result.
+void k_dots_double(const float *a, const float *rows, size_t ld, size_t count, size_t n, double *out);
+
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
 void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps);
