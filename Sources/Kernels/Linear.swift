@@ -74,7 +74,7 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
             defer { tmp.deallocate() }
             for r in r0..<r1 {
                 w.widenRows(r, count: 1, into: tmp)
-                y[r] = zip(UnsafeBufferPointer(start: tmp, count: k), UnsafeBufferPointer(start: x, count: k)).reduce(0) { $0 + $1.0 * $1.1 }
+                k_gemv_f32(tmp, k, x, y + r, k, 0, 1)
             }
         }
     }
