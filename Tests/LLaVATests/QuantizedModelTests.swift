@@ -1,5 +1,6 @@
 import Foundation
 import TokenMerging
+import Checkpoint
 import FixtureLocations
 import XCTest
 
@@ -108,6 +109,41 @@ final class QuantizedModelTests: XCTestCase {
             XCTAssertThrowsError(try QuantizedCheckpoint.write(from: dir + "/model", to: out, language: language, vision: vision)) { error in
                 XCTAssertTrue("\(error)".contains("not empty"), "\(error)")
             }
+        }
+    }
+
+    /// A quantized folder whose packed arrays do not match their matrix gives a one-line error
+    /// naming the file and the tensor.
+    func testDamagedQuantizedFolderIsRejectedWithOneLine() throws {
+        let dir = Fixtures.shared + "/llava-small/model"
+        let good = NSTemporaryDirectory() + "/quantized-good-\(UUID().uuidString)"
+        let bad = NSTemporaryDirectory() + "/quantized-bad-\(UUID().uuidString)"
+        defer {
+            try? FileManager.default.removeItem(atPath: good)
+            try? FileManager.default.removeItem(atPath: bad)
+        }
+        try QuantizedCheckpoint.write(from: dir, to: good, language: .q8, vision: .none)
+        let file = try SafeTensorsFile(path: good + "/model.safetensors")
+        let victim = "language_model.model.layers.0.mlp.up_proj.weight.q8_scales"
+        var sources: [SafeTensorsWriter.Source] = []
+        for info in file.tensors.values.sorted(by: { $0.begin < $1.begin }) {
+            var bytes = file.bytes(of: info)
+            var shape = info.shape
+            if info.name == victim {
+                bytes = UnsafeRawBufferPointer(rebasing: bytes.dropLast(64))
+                shape[0] -= 1
+            }
+            sources.append(.init(name: info.name, dtype: info.dtype, shape: shape, bytes: bytes))
+        }
+        try FileManager.default.createDirectory(atPath: bad, withIntermediateDirectories: true)
+        try SafeTensorsWriter.write(sources, metadata: file.metadata, to: bad + "/model.safetensors")
+        for name in ["config.json", "tokenizer.model"] {
+            try FileManager.default.copyItem(atPath: good + "/" + name, toPath: bad + "/" + name)
+        }
+        XCTAssertThrowsError(try LlavaPipeline(directory: bad)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(bad + "/model.safetensors") && text.contains(victim), text)
+            XCTAssertFalse(text.contains("\n"))
         }
     }
 
