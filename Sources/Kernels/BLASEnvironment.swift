@@ -62,7 +62,8 @@ public enum BLASEnvironment {
         var error = [CChar](repeating: 0, count: 512)
         if blas_open(library, choice.coreType, &error, error.count) != 0 {
             let reason = String(cString: error)
-            FileHandle.standardError.write(Data("error: cannot load OpenBLAS (\(library)): \(reason)\n".utf8))
+            let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "llava").lastPathComponent
+            FileHandle.standardError.write(Data("\(program): error: cannot load OpenBLAS (\(library)): \(reason) (Scripts/setup installs it)\n".utf8))
             exit(1)
         }
         return choice
