@@ -19,6 +19,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -285,6 +286,50 @@ int k_has_vnni(void) {
 #endif
 }
 
+#if defined(__x86_64__)
+// The tile shapes gemm_amx uses (palette 1: 8 tiles of 16 rows × 64 bytes, tdpbusd with K up to
+// 64 bytes), as CPUID leaves 0x1D and 0x1E describe them.
+static int amx_palette_fits(void) {
+    if (__get_cpuid_max(0, 0) < 0x1e) return 0;
+    unsigned a, b, c, d;
+    __cpuid_count(0x1d, 0, a, b, c, d);
+    if (a < 1) return 0;
+    __cpuid_count(0x1d, 1, a, b, c, d);
+    const unsigned bytesPerRow = b & 0xffff, names = b >> 16, maxRows = c & 0xffff;
+    __cpuid_count(0x1e, 0, a, b, c, d);
+    const unsigned maxK = b & 0xff, maxN = (b >> 8) & 0xffff;
+    return bytesPerRow >= 64 && names >= 8 && maxRows >= 16 && maxK >= 16 && maxN >= 64;
+}
+
+// Runs the AMX and VNNI kernels on small random products (every block size, partial tiles)
+// and accepts AMX only if the outputs are identical.
+static int amx_self_check(void) {
+    static const size_t shapes[][3] = {{37, 40, 128}, {20, 17, 96}};
+    int ok = 1;
+    for (int t = 0; t < 2 && ok; t++) {
+        const size_t m = shapes[t][0], n = shapes[t][1], k = shapes[t][2];
+        const size_t block = k % 128 == 0 ? 128 : k % 64 == 0 ? 64 : 32, groups = (n + 15) / 16;
+        float *w = malloc(n * k * sizeof(float)), *x = malloc(m * k * sizeof(float));
+        float *y0 = malloc(m * n * sizeof(float)), *y1 = malloc(m * n * sizeof(float));
+        int8_t *values = calloc(k_q8p_values_size(n, k), 1);
+        float *scales = calloc(k_q8p_scales_count(n, k, block), sizeof(float));
+        int32_t *sums = calloc(k_q8p_scales_count(n, k, block), sizeof(int32_t));
+        uint8_t *q = malloc(m * k);
+        float *sx = malloc(m * (k / block) * sizeof(float));
+        uint32_t state = 12345;
+        for (size_t i = 0; i < n * k; i++) { state = state * 1664525u + 1013904223u; w[i] = (float)(int32_t)state / 2147483648.0f; }
+        for (size_t i = 0; i < m * k; i++) { state = state * 1664525u + 1013904223u; x[i] = (float)(int32_t)state / 2147483648.0f; }
+        k_q8p_pack(w, k, n, k, block, 0, n, values, scales, sums);
+        k_quantize_rows_u8(x, m, k, k, block, q, sx);
+        gemm_vnni(q, sx, m, k, block, values, scales, sums, n, 0, groups, y0, n);
+        gemm_amx(q, sx, m, k, block, values, scales, sums, n, 0, groups, y1, n);
+        ok = memcmp(y0, y1, m * n * sizeof(float)) == 0;
+        free(w); free(x); free(y0); free(y1); free(values); free(scales); free(sums); free(q); free(sx);
+    }
+    return ok;
+}
+#endif
+
 int k_q8_kernels(void) {
     static int kernels = -1;
     int found = __atomic_load_n(&kernels, __ATOMIC_ACQUIRE);
@@ -295,7 +340,8 @@ int k_q8_kernels(void) {
     if ((f & K_CPU_AVX2) && (f & K_CPU_FMA)) found |= 1 << K_Q8_AVX2;
     if (k_has_vnni()) found |= 1 << K_Q8_VNNI;
     const uint64_t avx512 = K_CPU_AVX512F | K_CPU_AVX512BW | K_CPU_AVX512VL | K_CPU_AVX512DQ;
-    if ((f & K_CPU_AMX_TILE) && (f & K_CPU_AMX_INT8) && (f & avx512) == avx512 && k_amx_request())
+    if ((f & K_CPU_AMX_TILE) && (f & K_CPU_AMX_INT8) && (f & avx512) == avx512 && (found & (1 << K_Q8_VNNI)) &&
+        amx_palette_fits() && k_amx_request() && amx_self_check())
         found |= 1 << K_Q8_AMX;
 #endif
     __atomic_store_n(&kernels, found, __ATOMIC_RELEASE);

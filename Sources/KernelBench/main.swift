@@ -119,8 +119,18 @@ if section("gemv") {
     }
 }
 
-// Decoding a 7B-shaped model: matrix-vector products on the MLP's matrices, int8 against 4-bit.
+// Decoding a 7B-shaped model: matrix-vector products on the MLP's matrices, int8 against 4-bit;
+// and a prompt-sized product.
 if section("q4") {
+    do {
+        let (m, n, k) = (600, 5632, 2048)
+        let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))
+        let y = Matrix(rows: m, cols: n)
+        let q8 = wh.quantizedQ8(), q4 = wh.quantizedQ4()
+        let flops = 2.0 * Double(m * n * k)
+        let t8 = time(3) { linear(x, q8, into: y) }, t4 = time(3) { linear(x, q4, into: y) }
+        print(String(format: "gemm %dx%dx%d  q8 %6.1f GOP/s  q4 %6.1f GOP/s", m, n, k, flops / t8 / 1e9, flops / t4 / 1e9))
+    }
     for (n, k) in [(11008, 4096), (4096, 11008)] {
         let wh = halfWeight(randomMatrix(n, k))
         let x = randomMatrix(1, k)
