@@ -1,8 +1,9 @@
 // 4-bit weights ("q4") and their products with AVX-512 VNNI.
 //
 // Quantization: each row is cut into blocks of 32 columns. A block's scale d is its value of
-// largest magnitude divided by −8, rounded to F16; its values are q = round(w / d) clamped to
-// [−8, 7] (so the extreme value maps to −8 exactly) and stored as the nibble u = q + 8.
+// largest magnitude (the positive one on a tie) divided by −8, rounded to F16; its values are
+// q = round(w / d) clamped to [−8, 7] (so the extreme value maps to −8 exactly) and stored as
+// the nibble u = q + 8.
 //
 // Layout ("packed q4"), for W [n, k] with k a multiple of 32:
 //   values: [ceil(n/16)][k/32][256] bytes — for each group of 16 output rows and each block, the
@@ -24,13 +25,13 @@
 #include <immintrin.h>
 #endif
 
-static float half_to_float(uint16_t h) {
+static inline __attribute__((always_inline)) float half_to_float(uint16_t h) {
     _Float16 f;
     memcpy(&f, &h, 2);
     return (float)f;
 }
 
-static uint16_t float_to_half(float x) {
+static inline __attribute__((always_inline)) uint16_t float_to_half(float x) {
     _Float16 f = (_Float16)x;
     uint16_t h;
     memcpy(&h, &f, 2);
@@ -44,8 +45,28 @@ size_t k_q4p_scales_count(size_t n, size_t k) { return ((n + 15) / 16) * 16 * (k
 static inline size_t nibble_byte(size_t index) { return index & 255; }
 static inline int nibble_high(size_t index) { return index >= 256; }
 
-void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
-                uint16_t *scales) {
+// Quantizes one block of 32 values (see the top of the file); returns the F16 scale.
+static inline __attribute__((always_inline)) uint16_t quantize_block4(const float *src, int8_t *q) {
+    float hi = src[0], lo = src[0];
+    for (size_t c = 1; c < 32; c++) {
+        hi = src[c] > hi ? src[c] : hi;
+        lo = src[c] < lo ? src[c] : lo;
+    }
+    const float extreme = hi >= -lo ? hi : lo; // the value of largest magnitude, positive on a tie
+    const uint16_t d16 = float_to_half(extreme / -8.0f);
+    const float d = half_to_float(d16), inv = d != 0.0f ? 1.0f / d : 0.0f;
+    for (size_t c = 0; c < 32; c++) {
+        const float v = __builtin_rintf(src[c] * inv);
+        q[c] = (int8_t)(v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v);
+    }
+    return d16;
+}
+
+// A row's nibbles never share a byte with another row's: byte g·64 + lane·4 + i of a block holds
+// column 4g + i (low half) and column 4(g + 4) + i (high half) of row `lane`, so each row writes
+// its 16 bytes per block directly.
+static inline __attribute__((always_inline)) void pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0,
+                                                       size_t r1, uint8_t *values, uint16_t *scales) {
     const size_t kb = k / 32;
     for (size_t r = r0; r < r1; r++) {
         const size_t nb = r / 16, lane = r % 16;
@@ -53,25 +74,11 @@ void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_
             uint8_t *block = values + (nb * kb + b) * 256;
             int8_t q[32] = {0};
             uint16_t d16 = 0;
-            if (r < n) {
-                const float *src = w + (r - r0) * ldw + b * 32;
-                float extreme = 0.0f;
-                for (size_t c = 0; c < 32; c++)
-                    if (fabsf(src[c]) > fabsf(extreme)) extreme = src[c];
-                d16 = float_to_half(extreme / -8.0f);
-                const float d = half_to_float(d16), inv = d != 0.0f ? 1.0f / d : 0.0f;
-                for (size_t c = 0; c < 32; c++) {
-                    float v = rintf(src[c] * inv);
-                    q[c] = (int8_t)(v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v);
-                }
-            }
+            if (r < n) d16 = quantize_block4(w + (r - r0) * ldw + b * 32, q);
             scales[(nb * kb + b) * 16 + lane] = d16;
-            for (size_t c = 0; c < 32; c++) {
-                const size_t index = (c / 4) * 64 + lane * 4 + c % 4;
-                const uint8_t u = (uint8_t)(q[c] + 8);
-                uint8_t *byte = block + nibble_byte(index);
-                *byte = nibble_high(index) ? (uint8_t)((*byte & 0x0f) | (u << 4)) : (uint8_t)((*byte & 0xf0) | u);
-            }
+            for (size_t g = 0; g < 4; g++)
+                for (size_t i = 0; i < 4; i++)
+                    block[g * 64 + lane * 4 + i] = (uint8_t)((q[g * 4 + i] + 8) | ((q[(g + 4) * 4 + i] + 8) << 4));
         }
     }
 }
@@ -93,7 +100,8 @@ void k_q4p_unpack_rows(const uint8_t *values, const uint16_t *scales, size_t k, 
     }
 }
 
-void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales, int32_t *sums) {
+static inline __attribute__((always_inline)) void quantize_rows(const float *x, size_t m, size_t k, size_t ldx,
+                                                                int8_t *q, float *scales, int32_t *sums) {
     const size_t kb = k / 32;
     for (size_t i = 0; i < m; i++) {
         for (size_t b = 0; b < kb; b++) {
@@ -111,6 +119,45 @@ void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *
             sums[i * kb + b] = 8 * sum;
         }
     }
+}
+
+// The two functions above compiled for AVX2 + F16C + FMA (hardware half conversions and rounding)
+// and for baseline x86-64, chosen by CPU feature.
+#if defined(__x86_64__)
+#define HASWELL __attribute__((target("avx2,fma,f16c")))
+static HASWELL void pack_haswell(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
+                                 uint16_t *scales) {
+    pack(w, ldw, n, k, r0, r1, values, scales);
+}
+static HASWELL void quantize_rows_haswell(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales,
+                                          int32_t *sums) {
+    quantize_rows(x, m, k, ldx, q, scales, sums);
+}
+static int has_haswell(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#endif
+
+void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
+                uint16_t *scales) {
+#if defined(__x86_64__)
+    if (has_haswell()) {
+        pack_haswell(w, ldw, n, k, r0, r1, values, scales);
+        return;
+    }
+#endif
+    pack(w, ldw, n, k, r0, r1, values, scales);
+}
+
+void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales, int32_t *sums) {
+#if defined(__x86_64__)
+    if (has_haswell()) {
+        quantize_rows_haswell(x, m, k, ldx, q, scales, sums);
+        return;
+    }
+#endif
+    quantize_rows(x, m, k, ldx, q, scales, sums);
 }
 
 #if defined(__x86_64__)
