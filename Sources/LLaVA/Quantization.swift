@@ -120,15 +120,15 @@ public enum QuantizedCheckpoint {
         if fm.fileExists(atPath: target), !(try fm.contentsOfDirectory(atPath: target)).isEmpty {
             throw QuantizationError.outputNotEmpty(output)
         }
+        if storedQuantization(of: try CheckpointFolder(directory: directory)) != nil {
+            throw QuantizationError.alreadyQuantized(directory)
+        }
         var quantized: [(String, Weight)] = []
         LinearLoader.recorder = { quantized.append(($0, $1)) }
         defer { LinearLoader.recorder = nil }
         let model = try LlavaForConditionalGeneration(directory: directory, quantization: language,
                                                       visionQuantization: vision, progress: progress)
         LinearLoader.recorder = nil
-        if QuantizedCheckpoint.storedQuantization(of: model.checkpoint) != nil {
-            throw QuantizationError.alreadyQuantized(model.checkpoint.fileName(of: ""))
-        }
         try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
         let sources = try tensorSources(model.checkpoint, quantized: quantized)
         let metadata = ["format": "pt", quantizationKey: language.rawValue, visionQuantizationKey: vision.rawValue]

@@ -109,6 +109,9 @@ final class QuantizedModelTests: XCTestCase {
             XCTAssertThrowsError(try QuantizedCheckpoint.write(from: dir + "/model", to: out, language: language, vision: vision)) { error in
                 XCTAssertTrue("\(error)".contains("not empty"), "\(error)")
             }
+            XCTAssertThrowsError(try QuantizedCheckpoint.write(from: out, to: out + "-again", language: language, vision: vision)) { error in
+                XCTAssertTrue("\(error)".contains("already a quantized folder"), "\(error)")
+            }
         }
     }
 
