@@ -152,7 +152,7 @@ public enum QuantizedCheckpoint {
     static func tensorSources(_ checkpoint: CheckpointFolder, quantized: [(String, Weight)]) throws -> [SafeTensorsWriter.Source] {
         var large: [SafeTensorsWriter.Source] = [], small: [SafeTensorsWriter.Source] = []
         var shapes: [Int64] = []
-        for (name, w) in quantized { shapes += [Int64(w.rows), Int64(w.cols)] }
+        for (_, w) in quantized { shapes += [Int64(w.rows), Int64(w.cols)] }
         let shapeBytes = shapes.withUnsafeBytes { Array($0) }
         let shapeStore = UnsafeMutableRawBufferPointer.allocate(byteCount: max(shapeBytes.count, 1), alignment: 8)
         shapeStore.copyBytes(from: shapeBytes)
