@@ -130,9 +130,13 @@ public enum QuantizedCheckpoint {
                                                       visionQuantization: vision, progress: progress)
         LinearLoader.recorder = nil
         try fm.createDirectory(atPath: target, withIntermediateDirectories: true)
-        let sources = try tensorSources(model.checkpoint, quantized: quantized)
         let metadata = ["format": "pt", quantizationKey: language.rawValue, visionQuantizationKey: vision.rawValue]
-        try SafeTensorsWriter.write(sources, metadata: metadata, to: target + "/model.safetensors")
+        // Each quantized matrix's [rows, cols]: the bytes of its `.shape` tensor.
+        let shapes = quantized.flatMap { [Int64($0.1.rows).littleEndian, Int64($0.1.cols).littleEndian] }
+        try shapes.withUnsafeBytes { shapeBytes in
+            let sources = try tensorSources(model.checkpoint, quantized: quantized, shapes: shapeBytes)
+            try SafeTensorsWriter.write(sources, metadata: metadata, to: target + "/model.safetensors")
+        }
         for name in try fm.contentsOfDirectory(atPath: source).sorted() {
             let path = source + "/" + name
             var isDirectory: ObjCBool = false
@@ -149,13 +153,9 @@ public enum QuantizedCheckpoint {
 
     /// The quantized arrays first (64-byte multiples, so each stays aligned), then the other
     /// tensors as stored, widest element first.
-    static func tensorSources(_ checkpoint: CheckpointFolder, quantized: [(String, Weight)]) throws -> [SafeTensorsWriter.Source] {
+    static func tensorSources(_ checkpoint: CheckpointFolder, quantized: [(String, Weight)],
+                              shapes: UnsafeRawBufferPointer) throws -> [SafeTensorsWriter.Source] {
         var large: [SafeTensorsWriter.Source] = [], small: [SafeTensorsWriter.Source] = []
-        var shapes: [Int64] = []
-        for (_, w) in quantized { shapes += [Int64(w.rows), Int64(w.cols)] }
-        let shapeBytes = shapes.withUnsafeBytes { Array($0) }
-        let shapeStore = UnsafeMutableRawBufferPointer.allocate(byteCount: max(shapeBytes.count, 1), alignment: 8)
-        shapeStore.copyBytes(from: shapeBytes)
         for (i, (name, w)) in quantized.enumerated() {
             let groups = (w.rows + 15) / 16
             switch w.storage {
@@ -170,7 +170,7 @@ public enum QuantizedCheckpoint {
                 continue
             }
             small.append(.init(name: name + ".shape", dtype: "I64", shape: [2],
-                               bytes: UnsafeRawBufferPointer(rebasing: shapeStore[(i * 16)..<(i * 16 + 16)])))
+                               bytes: UnsafeRawBufferPointer(rebasing: shapes[(i * 16)..<(i * 16 + 16)])))
         }
         let replaced = Set(quantized.map(\.0))
         var rest: [SafeTensorsWriter.Source] = []
