@@ -20,7 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
         .systemLibrary(name: "CCairo", path: "Sources/CCairo"),
         .systemLibrary(name: "CEditLine", path: "Sources/CEditLine"),
@@ -45,7 +45,7 @@ let package = Package(
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
-        .executableTarget(name: "KernelBench", dependencies: ["Kernels", "COpenBLAS"]),
+        .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),
         .executableTarget(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "VQAEval", "CCairo", "CEditLine",

@@ -47,3 +47,63 @@ public struct SafeTensorsWriter {
         try data().write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }
+
+extension SafeTensorsWriter {
+    /// A tensor whose bytes stay valid in memory (mapped or owned) while the file is written.
+    public struct Source {
+        public var name: String
+        public var dtype: String
+        public var shape: [Int]
+        public var bytes: UnsafeRawBufferPointer
+
+        public init(name: String, dtype: String, shape: [Int], bytes: UnsafeRawBufferPointer) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
+    /// Writes tensors straight from memory in the given order, never holding the whole file: the
+    /// header is padded with spaces so the data starts on a 64-byte boundary (a tensor whose
+    /// offset is a multiple of 64 is then 64-byte aligned in a mapping). Written to a temporary
+    /// file beside `path`, then renamed.
+    public static func write(_ sources: [Source], metadata: [String: String], to path: String) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for s in sources {
+            header[s.name] = ["dtype": s.dtype, "shape": s.shape, "data_offsets": [offset, offset + s.bytes.count]]
+            offset += s.bytes.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 64 != 0 { json.append(0x20) }
+        let temporary = path + ".partial"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+            throw CheckpointError.unreadable(temporary, "cannot create the file")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+            defer { try? handle.close() }
+            var prefix = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
+            try handle.write(contentsOf: prefix + json)
+            for s in sources where s.bytes.count > 0 {
+                // In pieces of 64 MB so a mapped source is not all resident at once.
+                var start = 0
+                while start < s.bytes.count {
+                    let count = min(1 << 26, s.bytes.count - start)
+                    let piece = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: s.bytes.baseAddress! + start),
+                                     count: count, deallocator: .none)
+                    try handle.write(contentsOf: piece)
+                    start += count
+                }
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CheckpointError.unreadable(path, "cannot write: \(error.localizedDescription)")
+        }
+        _ = try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+    }
+}

@@ -1,9 +1,9 @@
-import COpenBLAS
 import Foundation
 import Kernels
+import TokenMerging
 
 // Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
-// sgemm peak. Usage: kernel-bench [--threads N] [--quick]
+// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,q4,attention,merge]
 
 func time(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
@@ -36,70 +36,158 @@ func halfWeight(_ m: Matrix) -> Weight {
 
 BLASEnvironment.prepare()
 var threads = ProcessInfo.processInfo.activeProcessorCount
+var only: Set<String> = []
 var args = CommandLine.arguments.dropFirst()
 while let a = args.first {
     args = args.dropFirst()
     if a == "--threads", let v = args.first, let n = Int(v) { threads = n; args = args.dropFirst() }
+    if a == "--only", let v = args.first { only = Set(v.split(separator: ",").map(String.init)); args = args.dropFirst() }
 }
+/// Whether a section runs (all of them without --only).
+func section(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
 Threads.set(threads)
 print("threads \(threads), OpenBLAS core \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)"
-      + (BLASEnvironment.originalCoreType.map { " (OPENBLAS_CORETYPE=\($0) was set and dropped)" } ?? ""))
+      + " (chosen by \(BLASEnvironment.choice.source))"
+      + (BLASEnvironment.overriddenCoreType.map { ", OPENBLAS_CORETYPE=\($0) in the environment not followed" } ?? ""))
 
-for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600, 2048, 2048)] {
-    let x = randomMatrix(m, k)
-    let w = randomMatrix(n, k)
-    let y = Matrix(rows: m, cols: n)
-    let flops = 2.0 * Double(m * n * k)
-    let tBlas = time(3) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x.data, Int32(k), w.data, Int32(k), 0, y.data, Int32(n))
+if section("gemm") {
+    for (m, n, k) in [(577, 4096, 1024), (577, 1024, 4096), (600, 5632, 2048), (600, 2048, 2048)] {
+        let x = randomMatrix(m, k)
+        let w = randomMatrix(n, k)
+        let y = Matrix(rows: m, cols: n)
+        let flops = 2.0 * Double(m * n * k)
+        let tBlas = time(3) {
+            sgemm(.none, .transposed, m, n, k, 1, x.data, k, w.data, k, 0, y.data, n)
+        }
+        let wh = halfWeight(w)
+        let tHalf = time(3) { linear(x, wh, into: y) }
+        let wq = wh.quantizedQ8()
+        let tQ8 = time(3) { linear(x, wq, into: y) }
+        print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s   linear q8 %6.1f GOP/s",
+                     m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9, flops / tQ8 / 1e9))
     }
-    let wh = halfWeight(w)
-    let tHalf = time(3) { linear(x, wh, into: y) }
-    let wq = wh.quantizedQ8()
-    let tQ8 = time(3) { linear(x, wq, into: y) }
-    print(String(format: "gemm %4dx%4dx%4d  sgemm f32 %6.1f GFLOP/s   linear f16 %6.1f GFLOP/s   linear q8 %6.1f GOP/s",
-                 m, n, k, flops / tBlas / 1e9, flops / tHalf / 1e9, flops / tQ8 / 1e9))
 }
+
+// The int8 product's kernels side by side (AMX only where the CPU has it and Linux grants it).
+if section("int8") {
+    for (m, n, k) in [(577, 4096, 1024), (600, 5632, 2048), (1, 5632, 2048)] {
+        let x = randomMatrix(m, k), wq = halfWeight(randomMatrix(n, k)).quantizedQ8()
+        let y = Matrix(rows: m, cols: n)
+        let flops = 2.0 * Double(m * n * k)
+        var line = String(format: "int8 %4dx%4dx%4d ", m, n, k)
+        for kernel in Int8Kernel.allCases {
+            guard kernel.isAvailable else { line += "  \(kernel.name) n/a"; continue }
+            Int8Kernel.forced = kernel
+            let t = time(3) { linear(x, wq, into: y) }
+            line += String(format: "  %@ %7.1f GOP/s", kernel.name, flops / t / 1e9)
+        }
+        Int8Kernel.forced = nil
+        print(line)
+    }
+}
+
 // Short prompts: F16 weights widened in registers against widening into scratch for sgemm.
-for (m, n, k) in [(80, 5632, 2048), (80, 2048, 5632), (24, 2048, 2048)] {
-    let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))
-    let y = Matrix(rows: m, cols: n)
-    let flops = 2.0 * Double(m * n * k)
-    let tDirect = time(3) { linear(x, wh, into: y) }
-    let saved = smallProductRows
-    smallProductRows = 0
-    let tTiles = time(3) { linear(x, wh, into: y) }
-    smallProductRows = saved
-    print(String(format: "short %3dx%4dx%4d  f16 in registers %6.1f GFLOP/s (%6.2f ms)   f16 tiles + sgemm %6.1f GFLOP/s (%6.2f ms)",
-                 m, n, k, flops / tDirect / 1e9, tDirect * 1e3, flops / tTiles / 1e9, tTiles * 1e3))
+if section("short") {
+    for (m, n, k) in [(80, 5632, 2048), (80, 2048, 5632), (24, 2048, 2048)] {
+        let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))
+        let y = Matrix(rows: m, cols: n)
+        let flops = 2.0 * Double(m * n * k)
+        let tDirect = time(3) { linear(x, wh, into: y) }
+        let saved = smallProductRows
+        smallProductRows = 0
+        let tTiles = time(3) { linear(x, wh, into: y) }
+        smallProductRows = saved
+        print(String(format: "short %3dx%4dx%4d  f16 in registers %6.1f GFLOP/s (%6.2f ms)   f16 tiles + sgemm %6.1f GFLOP/s (%6.2f ms)",
+                     m, n, k, flops / tDirect / 1e9, tDirect * 1e3, flops / tTiles / 1e9, tTiles * 1e3))
+    }
 }
-for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
-    let w = randomMatrix(n, k)
-    let wh = halfWeight(w)
-    let x = randomMatrix(1, k)
-    let y = Matrix(rows: 1, cols: n)
-    let tF32 = time(5) { linear(x, Weight(rows: n, cols: k, storage: .f32(UnsafePointer(w.data)), owner: w), into: y) }
-    let tBlas = time(5) { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.data, Int32(k), x.data, 1, 0, y.data, 1) }
-    let tF16 = time(5) { linear(x, wh, into: y) }
-    let wq = wh.quantizedQ8()
-    let tQ8 = time(5) { linear(x, wq, into: y) }
-    let b32 = Double(n * k * 4), b16 = Double(n * k * 2), b8 = Double(wq.byteCount)
-    print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 %5.1f GB/s (%5.2f ms)  q8 %5.1f GB/s (%5.2f ms)",
-                 n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
+
+if section("gemv") {
+    for (n, k) in [(5632, 2048), (2048, 5632), (32064, 2048)] {
+        let w = randomMatrix(n, k)
+        let wh = halfWeight(w)
+        let x = randomMatrix(1, k)
+        let y = Matrix(rows: 1, cols: n)
+        let tF32 = time(5) { linear(x, Weight(rows: n, cols: k, storage: .f32(UnsafePointer(w.data)), owner: w), into: y) }
+        let tBlas = time(5) { sgemv(n, k, w.data, k, x.data, y.data) }
+        let tF16 = time(5) { linear(x, wh, into: y) }
+        let wq = wh.quantizedQ8()
+        let tQ8 = time(5) { linear(x, wq, into: y) }
+        let b32 = Double(n * k * 4), b16 = Double(n * k * 2), b8 = Double(wq.byteCount)
+        print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 %5.1f GB/s (%5.2f ms)  q8 %5.1f GB/s (%5.2f ms)",
+                     n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
+    }
+}
+
+// Decoding a 7B-shaped model: matrix-vector products on the MLP's matrices, int8 against 4-bit;
+// and a prompt-sized product.
+if section("q4") {
+    do {
+        let (m, n, k) = (600, 5632, 2048)
+        let x = randomMatrix(m, k), wh = halfWeight(randomMatrix(n, k))
+        let y = Matrix(rows: m, cols: n)
+        let q8 = wh.quantizedQ8(), q4 = wh.quantizedQ4()
+        let flops = 2.0 * Double(m * n * k)
+        let t8 = time(3) { linear(x, q8, into: y) }, t4 = time(3) { linear(x, q4, into: y) }
+        print(String(format: "gemm %dx%dx%d  q8 %6.1f GOP/s  q4 %6.1f GOP/s", m, n, k, flops / t8 / 1e9, flops / t4 / 1e9))
+    }
+    for (n, k) in [(11008, 4096), (4096, 11008)] {
+        let wh = halfWeight(randomMatrix(n, k))
+        let x = randomMatrix(1, k)
+        let y = Matrix(rows: 1, cols: n)
+        let q8 = wh.quantizedQ8(), q4 = wh.quantizedQ4()
+        let t8 = time(10) { linear(x, q8, into: y) }
+        let t4 = time(10) { linear(x, q4, into: y) }
+        print(String(format: "gemv 7B %5dx%5d  q8 %5.1f GB/s (%5.2f ms)  q4 %5.1f GB/s (%5.2f ms)  q4 is %.2fx faster",
+                     n, k, Double(q8.byteCount) / t8 / 1e9, t8 * 1e3, Double(q4.byteCount) / t4 / 1e9, t4 * 1e3, t8 / t4))
+    }
 }
 
 // Attention as the CLIP-L tower runs it (577 tokens, 16 heads of 64) and as the decoder's prefill
 // runs it (600 causal tokens, 32 heads of 64, 4 KV heads).
-for (t, heads, kvHeads, causal) in [(577, 16, 16, false), (600, 32, 4, true)] {
-    let d = 64
-    let q = randomMatrix(t, heads * d), k = randomMatrix(t, kvHeads * d), v = randomMatrix(t, kvHeads * d)
-    let out = Matrix(rows: t, cols: heads * d)
-    let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: d)
-    let seconds = time(3) {
-        attention(q: q.data, ldq: q.cols, k: k.data, ldk: k.cols, v: v.data, ldv: v.cols, out: out.data, ldo: out.cols,
-                  queries: t, keys: t, shape: shape, causalOffset: causal ? 0 : nil)
+if section("attention") {
+    for (t, heads, kvHeads, causal) in [(577, 16, 16, false), (600, 32, 4, true)] {
+        let d = 64
+        let q = randomMatrix(t, heads * d), k = randomMatrix(t, kvHeads * d), v = randomMatrix(t, kvHeads * d)
+        let out = Matrix(rows: t, cols: heads * d)
+        let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: d)
+        let seconds = time(3) {
+            attention(q: q.data, ldq: q.cols, k: k.data, ldk: k.cols, v: v.data, ldv: v.cols, out: out.data, ldo: out.cols,
+                      queries: t, keys: t, shape: shape, causalOffset: causal ? 0 : nil)
+        }
+        let flops = 4.0 * Double(t * t * heads * d) / (causal ? 2 : 1)
+        print(String(format: "attention %d tokens, %d heads (%d kv)%@: %6.2f ms, %6.1f GFLOP/s", t, heads, kvHeads,
+                     causal ? ", causal" : "", seconds * 1e3, flops / seconds / 1e9))
     }
-    let flops = 4.0 * Double(t * t * heads * d) / (causal ? 2 : 1)
-    print(String(format: "attention %d tokens, %d heads (%d kv)%@: %6.2f ms, %6.1f GFLOP/s", t, heads, kvHeads,
-                 causal ? ", causal" : "", seconds * 1e3, flops / seconds / 1e9))
+}
+
+// One merge step of the LLaVA CLIP tower (577 tokens of 1024, PiToMe and ToMe at ρ = 0.9), by
+// part, on 1 thread and on all of them, side by side.
+if section("merge") {
+    let tokens = randomMatrix(577, 1024)
+    let p = tokens.rows - 1
+    let remove = PiToMe.removal(patchTokens: p, ratio: 0.9)
+    let patches = Matrix(rows: p, cols: tokens.cols)
+    patches.data.update(from: tokens.row(1), count: p * tokens.cols)
+    let plan = PiToMe.plan(metric: tokens, remove: remove, margin: 0.9)
+    var columns: [[Double]] = []
+    for n in [1, threads] {
+        Threads.set(n)
+        let w = matmulTransposed(patches, patches)
+        columns.append([
+            time(5) { _ = matmulTransposed(patches, patches) },
+            time(5) { _ = PiToMe.energy(similarity: w, margin: 0.9, alpha: 1) },
+            time(5) { _ = PiToMe.energyOrder(patches: patches, similarity: w, margin: 0.9, alpha: 1) },
+            time(5) { _ = apply(plan, to: tokens, .mean) },
+            time(5) { _ = PiToMe.plan(metric: tokens, remove: remove, margin: 0.9) },
+            time(5) { _ = ToMe.plan(metric: tokens, remove: ToMe.removal(tokens: 577, ratio: 0.9)) },
+        ])
+    }
+    Threads.set(threads)
+    let names = ["similarity (sgemm)", "energy", "energy order", "apply (mean)", "PiToMe plan, all", "ToMe plan, all"]
+    print("merge step, 577 tokens x 1024: ms on 1 thread | \(threads) threads | speed-up")
+    for (i, name) in names.enumerated() {
+        print(String(format: "  %-20@ %8.3f | %8.3f | %5.2fx", name, columns[0][i] * 1e3, columns[1][i] * 1e3,
+                     columns[0][i] / columns[1][i]))
+    }
 }

@@ -1,5 +1,4 @@
 import CKernels
-import COpenBLAS
 import Foundation
 
 /// Scaled dot-product attention over the heads of projected queries, keys and values.
@@ -59,8 +58,8 @@ public func attention(
                     let rows = min(block, m - i0)
                     let width = causalOffset.map { min(n, $0 + i0 + rows) } ?? n
                     // scores = scale · Q_h · K_gᵀ over the visible keys
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
-                                shape.scale, q + i0 * ldq + h * d, Int32(ldq), k + g * d, Int32(ldk), 0, scores, Int32(width))
+                    sgemm(.none, .transposed, rows, width, d,
+                          shape.scale, q + i0 * ldq + h * d, ldq, k + g * d, ldk, 0, scores, width)
                     for r in 0..<rows {
                         let row = scores + r * width
                         if let keyBias { k_add(row, keyBias, width) }
@@ -73,8 +72,8 @@ public func attention(
                         (clsRows + h * n + width).update(repeating: 0, count: n - width)
                     }
                     // out_h = P · V_g
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
-                                1, scores, Int32(width), v + g * d, Int32(ldv), 0, out + i0 * ldo + h * d, Int32(ldo))
+                    sgemm(.none, .none, rows, d, width,
+                          1, scores, width, v + g * d, ldv, 0, out + i0 * ldo + h * d, ldo)
                     i0 += rows
                 }
             }

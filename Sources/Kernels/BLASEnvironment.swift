@@ -1,40 +1,90 @@
+import COpenBLAS
+import CKernels
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// OpenBLAS reads `OPENBLAS_CORETYPE` once, when the library loads (before `main`). Some
-/// machines set it to an older core (e.g. Haswell, AVX2 kernels) although the CPU has AVX-512,
-/// which costs about a third of the matrix-product speed. Executables call `prepare()` first
-/// thing: if the variable is set, the process re-executes itself once without it, so OpenBLAS
-/// picks the core from the CPU. `LLAVA_BLAS_CORETYPE=NAME` asks for a specific core instead
-/// (it becomes OPENBLAS_CORETYPE for the re-executed process); `LLAVA_BLAS_CORETYPE=keep`
-/// leaves the environment as it is.
+/// Chooses OpenBLAS's kernel family from the CPU's features and loads the library.
+///
+/// OpenBLAS reads `OPENBLAS_CORETYPE` once, while it loads, and its own table of CPU models can
+/// fall back to old kernels on processors it does not know (SSE3 kernels on a new Xeon are 6x
+/// slower). So the executable does not link OpenBLAS: before the first product, the engine picks
+/// the family from CPUID — AVX-512 with BF16 → Cooperlake, AVX-512 → SkylakeX, AVX2 + FMA →
+/// Haswell, AVX → Sandybridge, SSE4.2 → Nehalem, SSSE3 → Core2, otherwise Prescott — and loads
+/// `libopenblas.so.0` with that `OPENBLAS_CORETYPE`.
+///
+/// The rule for a forced choice: `LLAVA_BLAS_CORETYPE=NAME` is used as given. An
+/// `OPENBLAS_CORETYPE` inherited from the environment is not followed (machines set it for other
+/// programs, and it can only force a weaker family than the CPU's); it is left untouched for child
+/// processes, and `overriddenCoreType` reports it.
 public enum BLASEnvironment {
-    static let marker = "LLAVA_BLAS_REEXEC"
+    public static let library = "libopenblas.so.0"
 
-    public static func prepare() {
-        let env = ProcessInfo.processInfo.environment
-        guard env[marker] == nil else { return }
-        let wanted = env["LLAVA_BLAS_CORETYPE"]
-        if wanted == "keep" { return }
-        let current = env["OPENBLAS_CORETYPE"]
-        guard current != nil || wanted != nil, current != wanted else { return }
-        var newEnv = env
-        newEnv["OPENBLAS_CORETYPE"] = wanted
-        newEnv[marker] = current ?? ""
-        let arguments = CommandLine.arguments
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        var envp: [UnsafeMutablePointer<CChar>?] = newEnv.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        execve("/proc/self/exe", &argv, &envp)
-        // execve only returns on failure: go on with the environment as it is.
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
+    /// The kernel family for a CPU with these features (names as in /proc/cpuinfo's flags).
+    public static func coreType(forCPUFlags flags: Set<String>) -> String {
+        let avx512 = ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"].allSatisfy(flags.contains)
+        if avx512 { return flags.contains("avx512_bf16") ? "Cooperlake" : "SkylakeX" }
+        if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
+        if flags.contains("avx") { return "Sandybridge" }
+        if flags.contains("sse4_2") { return "Nehalem" }
+        if flags.contains("ssse3") { return "Core2" }
+        return "Prescott"
     }
 
-    /// The OPENBLAS_CORETYPE this process started with before `prepare()` re-executed it.
-    public static var originalCoreType: String? {
-        guard let v = ProcessInfo.processInfo.environment[marker], !v.isEmpty else { return nil }
+    /// What was asked for and why.
+    public struct Choice: Sendable, Equatable {
+        public let coreType: String
+        /// "cpu" (chosen from the CPU's features) or "LLAVA_BLAS_CORETYPE".
+        public let source: String
+    }
+
+    /// The choice under an environment and a CPU (pure: the rule above).
+    public static func choose(environment: [String: String], cpuFlags: Set<String>) -> Choice {
+        if let forced = environment["LLAVA_BLAS_CORETYPE"], !forced.isEmpty {
+            return Choice(coreType: forced, source: "LLAVA_BLAS_CORETYPE")
+        }
+        return Choice(coreType: coreType(forCPUFlags: cpuFlags), source: "cpu")
+    }
+
+    /// The choice this process made (loads OpenBLAS if it is not loaded yet).
+    public static var choice: Choice { loaded }
+
+    /// The `OPENBLAS_CORETYPE` of the environment when it differs from the family used.
+    public static var overriddenCoreType: String? {
+        guard let v = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], v != loaded.coreType else { return nil }
         return v
     }
+
+    /// Loads OpenBLAS now; executables call this first so a missing library is reported at once.
+    public static func prepare() { _ = loaded }
+
+    /// Loaded once, on first use; a missing library ends the process with a one-line error.
+    static let loaded: Choice = {
+        let choice = choose(environment: ProcessInfo.processInfo.environment, cpuFlags: CPU.flags)
+        var error = [CChar](repeating: 0, count: 512)
+        if blas_open(library, choice.coreType, &error, error.count) != 0 {
+            let reason = String(cString: error)
+            let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "llava").lastPathComponent
+            FileHandle.standardError.write(Data("\(program): error: cannot load OpenBLAS (\(library)): \(reason) (Scripts/setup installs it)\n".utf8))
+            exit(1)
+        }
+        return choice
+    }()
+}
+
+/// Which operand of `sgemm` is transposed.
+public enum Transpose { case none, transposed }
+
+/// C = alpha · op(A) · op(B) + beta · C, row-major (OpenBLAS sgemm).
+public func sgemm(_ ta: Transpose, _ tb: Transpose, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                  _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    BLASEnvironment.prepare()
+    blas_sgemm(ta == .transposed ? 1 : 0, tb == .transposed ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+               a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// y = A · x for a row-major A [m, n] (OpenBLAS sgemv).
+public func sgemv(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ x: UnsafePointer<Float>,
+                  _ y: UnsafeMutablePointer<Float>) {
+    BLASEnvironment.prepare()
+    blas_sgemv(Int32(m), Int32(n), 1, a, Int32(lda), x, 0, y)
 }

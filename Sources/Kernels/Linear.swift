@@ -1,21 +1,22 @@
 import CKernels
-import COpenBLAS
 import Foundation
 
 /// y = x · Wᵀ (+ bias): x [M, K], W [N, K] (PyTorch Linear layout), y [M, N].
 ///
 /// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
-/// - f32 weights: one `cblas_sgemm` straight on the (mapped) weight.
+/// - f32 weights: one `sgemm` straight on the (mapped) weight.
 /// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
-///   tile goes through `cblas_sgemm`, so no second Float32 copy of the checkpoint exists.
+///   tile goes through `sgemm`, so no second Float32 copy of the checkpoint exists.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
     precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
     precondition(y.cols == w.rows, "linear: output has \(y.cols) features, weight gives \(w.rows)")
     y.rows = x.rows
     let m = x.rows, n = w.rows, k = w.cols
     if m == 0 { return }
-    if case .q8(let p) = w.storage, CPU.hasVNNI {
-        int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
+    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: m) {
+        int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols, kernel: kernel)
+    } else if case .q4(let p) = w.storage, CPU.hasVNNI {
+        q4Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
@@ -23,8 +24,7 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
             k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)
         }
     } else if case .f32(let p) = w.storage {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
-                    1, x.data, Int32(k), p, Int32(k), 0, y.data, Int32(n))
+        sgemm(.none, .transposed, m, n, k, 1, x.data, k, p, k, 0, y.data, n)
     } else {
         let tile = tileRows(n: n, k: k)
         let scratch = Scratch.shared.buffer(tile * k)
@@ -34,8 +34,7 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
             parallelFor(rowsHere, minPerThread: 8) { range in
                 w.widenRows(r0 + range.lowerBound, count: range.count, into: scratch + range.lowerBound * k)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rowsHere), Int32(k),
-                        1, x.data, Int32(k), scratch, Int32(k), 0, y.data + r0, Int32(n))
+            sgemm(.none, .transposed, m, rowsHere, k, 1, x.data, k, scratch, k, 0, y.data + r0, n)
             r0 += rowsHere
         }
     }
@@ -56,8 +55,12 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
 /// y[i] = W[i, :] · x for every row of W.
 public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     let k = w.cols
-    if case .q8(let p) = w.storage, CPU.hasVNNI {
-        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
+    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: 1) {
+        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows, kernel: kernel)
+        return
+    }
+    if case .q4(let p) = w.storage, CPU.hasVNNI {
+        q4Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
         return
     }
     parallelFor(w.rows, minPerThread: 64) { range in
@@ -66,21 +69,21 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
         case .f16(let p): k_gemv_f16(p, k, x, y, k, r0, r1)
         case .bf16(let p): k_gemv_bf16(p, k, x, y, k, r0, r1)
-        case .q8:
+        case .q8, .q4:
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: k)
             defer { tmp.deallocate() }
             for r in r0..<r1 {
                 w.widenRows(r, count: 1, into: tmp)
-                y[r] = zip(UnsafeBufferPointer(start: tmp, count: k), UnsafeBufferPointer(start: x, count: k)).reduce(0) { $0 + $1.0 * $1.1 }
+                k_gemv_f32(tmp, k, x, y + r, k, 0, 1)
             }
         }
     }
 }
 
 /// y = x · Wᵀ with int8 weights: the rows of x are quantized per block to u8 and the product
-/// runs in VNNI integer dot products, split over threads by groups of output columns.
+/// runs in integer dot products (`kernel`), split over threads by groups of output columns.
 func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8,
-                 into y: UnsafeMutablePointer<Float>, ldy: Int) {
+                 into y: UnsafeMutablePointer<Float>, ldy: Int, kernel: Int8Kernel) {
     let k = p.cols
     let blocks = k / p.block
     let q = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
@@ -97,14 +100,33 @@ func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8
     let units = (p.rowGroups + 2) / 3
     parallelFor(units) { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
-        k_gemm_q8p(q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
+        k_gemm_q8p(kernel.rawValue, q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
     }
 }
 
-/// CPU features the kernels choose by.
-public enum CPU {
-    /// AVX-512 with VNNI: int8 products run as integer dot products.
-    public static let hasVNNI = k_has_vnni() != 0
+/// y = x · Wᵀ with 4-bit weights: the rows of x are quantized per block of 32 to s8 and the
+/// product runs in VNNI integer dot products, split over threads by groups of output columns.
+func q4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ4,
+               into y: UnsafeMutablePointer<Float>, ldy: Int) {
+    let k = p.cols
+    let blocks = k / 32
+    let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
+    let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
+    let sums = UnsafeMutablePointer<Int32>.allocate(capacity: m * blocks)
+    defer {
+        q.deallocate()
+        scales.deallocate()
+        sums.deallocate()
+    }
+    parallelFor(m, minPerThread: 8) { range in
+        k_quantize_rows_s8(x + range.lowerBound * ldx, range.count, k, ldx, q + range.lowerBound * k,
+                           scales + range.lowerBound * blocks, sums + range.lowerBound * blocks)
+    }
+    let units = (p.rowGroups + 2) / 3
+    parallelFor(units) { range in
+        let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
+        k_gemm_q4p(q, scales, sums, m, k, p.values, p.scales, p.rows, nb0, nb1, y, ldy)
+    }
 }
 
 /// Adds `bias` to every row of `y`.
@@ -123,8 +145,7 @@ public func matmulTransposed(_ a: Matrix, _ b: Matrix, into c: Matrix) {
     precondition(a.cols == b.cols && c.cols == b.rows)
     c.rows = a.rows
     if a.rows == 0 || b.rows == 0 { return }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(a.rows), Int32(b.rows), Int32(a.cols),
-                1, a.data, Int32(a.cols), b.data, Int32(b.cols), 0, c.data, Int32(c.cols))
+    sgemm(.none, .transposed, a.rows, b.rows, a.cols, 1, a.data, a.cols, b.data, b.cols, 0, c.data, c.cols)
 }
 
 public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {

@@ -60,7 +60,11 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
     /// A new matrix holding the listed rows, in the listed order.
     public func gatherRows(_ indices: [Int]) -> Matrix {
         let m = Matrix(rows: indices.count, cols: cols)
-        for (i, r) in indices.enumerated() { m.row(i).update(from: row(r), count: cols) }
+        indices.withUnsafeBufferPointer { rows in
+            parallelFor(rows.count, minPerThread: 64) { range in
+                for i in range { m.row(i).update(from: row(rows[i]), count: cols) }
+            }
+        }
         return m
     }
 

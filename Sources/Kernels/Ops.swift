@@ -78,3 +78,11 @@ public func softmaxRows(_ x: Matrix) {
         for r in range { k_softmax(x.row(r), x.cols) }
     }
 }
+
+/// out[j] = a · rows[j] (each row `ld` apart, `length` values) for j < count, accumulated in
+/// Double with four running sums (sum l takes the products k ≡ l mod 4, leftovers go to sum 0,
+/// the result is (s0 + s1) + (s2 + s3)), several rows at a time.
+public func doubleDots(_ a: UnsafePointer<Float>, rows: UnsafePointer<Float>, ld: Int, count: Int, length: Int,
+                       into out: UnsafeMutablePointer<Double>) {
+    k_dots_double(a, rows, ld, count, length, out)
+}

@@ -1,8 +1,7 @@
-import COpenBLAS
 import Foundation
 
 /// OpenBLAS's Float32 matrix-product speed on this machine right now, in GFLOP/s: the best of a
-/// few `cblas_sgemm` calls of shape [m, k] · [n, k]ᵀ on the current thread count.
+/// few `sgemm` calls of shape [m, k] · [n, k]ᵀ on the current thread count.
 public func measureSGEMMPeak(m: Int = 577, n: Int = 4096, k: Int = 1024, repeats: Int = 5) -> Double {
     let a = Matrix(rows: m, cols: k), b = Matrix(rows: n, cols: k), c = Matrix(rows: m, cols: n)
     for i in 0..<a.count { a.data[i] = Float(i % 7) * 0.01 }
@@ -10,8 +9,7 @@ public func measureSGEMMPeak(m: Int = 577, n: Int = 4096, k: Int = 1024, repeats
     var best = Double.infinity
     for _ in 0...repeats {
         let start = DispatchTime.now()
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a.data, Int32(k),
-                    b.data, Int32(k), 0, c.data, Int32(n))
+        sgemm(.none, .transposed, m, n, k, 1, a.data, k, b.data, k, 0, c.data, n)
         best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
     }
     return 2 * Double(m) * Double(n) * Double(k) / best / 1e9

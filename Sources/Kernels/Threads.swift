@@ -12,26 +12,34 @@ public enum Threads {
     /// Sets the thread count for BLAS and for `parallelFor`.
     public static func set(_ n: Int) {
         _count = max(1, n)
-        openblas_set_num_threads(Int32(_count))
+        BLASEnvironment.prepare()
+        blas_set_num_threads(Int32(_count))
     }
 
     /// Runs `body` with BLAS limited to one thread, for code that calls BLAS from several of its
     /// own threads at once (nested thread pools are slower than either alone).
     public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
-        if _count > 1 { openblas_set_num_threads(1) }
-        defer { if _count > 1 { openblas_set_num_threads(Int32(_count)) } }
+        BLASEnvironment.prepare()
+        if _count > 1 { blas_set_num_threads(1) }
+        defer { if _count > 1 { blas_set_num_threads(Int32(_count)) } }
         return try body()
     }
 
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
-    /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base").
-    public static var kernelInstructionSet: String { String(cString: k_instruction_set()) }
+    /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base"), followed by
+    /// the int8 product's kernels for prompts and for decoding ("avx512, int8 amx+avx512-vnni").
+    public static var kernelInstructionSet: String {
+        let base = String(cString: k_instruction_set())
+        let prompt = Int8Kernel.best(rows: 16), decode = Int8Kernel.best(rows: 1)
+        let int8 = [prompt, decode].compactMap { $0?.name }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        return int8.isEmpty ? base : "\(base), int8 \(int8.joined(separator: "+"))"
+    }
 
-    /// The kernel family OpenBLAS picked when it loaded (e.g. "Cooperlake", "Haswell").
+    /// The kernel family OpenBLAS runs (e.g. "Cooperlake", "Haswell"; see `BLASEnvironment`).
     public static var blasCoreName: String {
-        guard let name = openblas_get_corename() else { return "unknown" }
-        return String(cString: name)
+        BLASEnvironment.prepare()
+        return String(cString: blas_corename())
     }
 }
 

@@ -141,12 +141,14 @@ func meanOverHeads(_ k: Matrix, heads: Int) -> Matrix {
     let d = k.cols / heads
     let out = Matrix(rows: k.rows, cols: d)
     let inv = 1 / Float(heads)
-    for t in 0..<k.rows {
-        let src = k.row(t), dst = out.row(t)
-        for h in 0..<heads {
-            for j in 0..<d { dst[j] += src[h * d + j] }
+    parallelFor(k.rows, minPerThread: 32) { range in
+        for t in range {
+            let src = k.row(t), dst = out.row(t)
+            for h in 0..<heads {
+                for j in 0..<d { dst[j] += src[h * d + j] }
+            }
+            for j in 0..<d { dst[j] *= inv }
         }
-        for j in 0..<d { dst[j] *= inv }
     }
     return out
 }

@@ -107,10 +107,10 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     public init(directory: String, quantization: WeightQuantization = .none,
                 visionQuantization: WeightQuantization = .none,
                 progress: ((Int, Int) -> Void)? = nil) throws {
-        self.quantization = quantization
-        self.visionQuantization = visionQuantization
         self.directory = directory
         checkpoint = try CheckpointFolder(directory: directory)
+        (self.quantization, self.visionQuantization) = try QuantizedCheckpoint.resolve(
+            checkpoint, language: quantization, vision: visionQuantization)
         config = checkpoint.config
         let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.model")
         tokenizer = try SentencePieceTokenizer(modelPath: tokenizerPath)

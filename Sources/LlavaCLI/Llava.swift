@@ -18,7 +18,7 @@ struct Llava: ParsableCommand {
           llava ask --model ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 "Describe the image."
         """,
         version: version,
-        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self]
+        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self, Quantize.self]
     )
 
     /// Fixes the BLAS environment (see `BLASEnvironment`), then parses and runs the command.

@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
     var threads: Int?
 
-    @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic) or q8 (int8 with one scale per row and block of columns, made at load time; about half the memory of F16; int8 products on AVX-512 VNNI).")
+    @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic), q8 (int8 with one scale per row and block of columns; about half the memory of F16) or q4 (4-bit blocks of 32 with an F16 scale). Made at load time, or read as stored from a folder written by `llava quantize`.")
     var quantize: WeightQuantization = .none
 
     @Option(name: .long, help: "Vision tower and projector weights: none (as stored, exact) or q8 (int8, as --quantize).")
@@ -21,6 +21,7 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         if let model, model.isEmpty { throw ValidationError("--model is empty: give a checkpoint folder (or leave --model out for the shipped model)") }
         if let threads, threads < 1 { throw invalid("--threads", "at least 1", threads) }
+        if quantizeVision == .q4 { throw invalid("--quantize-vision", "none or q8", quantizeVision.rawValue) }
     }
 
     /// Applies --threads and resolves the model folder.

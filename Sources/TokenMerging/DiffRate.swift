@@ -34,10 +34,14 @@ public enum DiffRate {
         if k < n {
             let rest = Array(order[k...])
             let sim = matmulTransposed(normalizedRows(metric, rest), normalizedRows(metric, Array(order[..<k])))
-            for (i, src) in rest.enumerated() {
-                let dst = 1 + firstArgmax(sim.row(i) + 1, k - 1).index  // column 0 is CLS
-                groups[dst].append(src)
+            var dsts = [Int](repeating: 0, count: rest.count)
+            dsts.withUnsafeMutableBufferPointer { out in
+                let o = out.baseAddress!
+                parallelFor(rest.count, minPerThread: 32) { range in
+                    for i in range { o[i] = 1 + firstArgmax(sim.row(i) + 1, k - 1).index }  // column 0 is CLS
+                }
             }
+            for (src, dst) in zip(rest, dsts) { groups[dst].append(src) }
         }
         return MergePlan(inputRows: n, groups: groups)
     }

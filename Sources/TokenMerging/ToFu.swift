@@ -20,13 +20,18 @@ public enum ToFu {
     public static func preserveNorms(merged: Matrix, input: Matrix, plan: MergePlan) {
         precondition(merged.rows == plan.outputRows && input.rows == plan.inputRows && merged.cols == input.cols)
         let c = input.cols
-        for (k, group) in plan.groups.enumerated() where group.count > 1 {
-            let dstNorm = rowNorm(input.row(group[0]), c)
-            var largest = dstNorm
-            for r in group.dropFirst() { largest = max(largest, rowNorm(input.row(r), c)) }
-            let divisor = max(dstNorm, 1e-12)
-            let o = merged.row(k)
-            for j in 0..<c { o[j] = o[j] / divisor * largest }
+        plan.groups.withUnsafeBufferPointer { groups in
+            parallelFor(groups.count, minPerThread: 32) { range in
+                for k in range where groups[k].count > 1 {
+                    let group = groups[k]
+                    let dstNorm = rowNorm(input.row(group[0]), c)
+                    var largest = dstNorm
+                    for r in group.dropFirst() { largest = max(largest, rowNorm(input.row(r), c)) }
+                    let divisor = max(dstNorm, 1e-12)
+                    let o = merged.row(k)
+                    for j in 0..<c { o[j] = o[j] / divisor * largest }
+                }
+            }
         }
     }
 }

@@ -29,8 +29,13 @@ public enum ToMe {
         let scores = matmulTransposed(normalizedRows(metric, aRows), normalizedRows(metric, bRows))
         var best = [Float](repeating: 0, count: aRows.count)
         var bestB = [Int](repeating: 0, count: aRows.count)
-        for a in 1..<aRows.count {
-            (bestB[a], best[a]) = firstArgmax(scores.row(a), bRows.count)
+        best.withUnsafeMutableBufferPointer { bestOut in
+            bestB.withUnsafeMutableBufferPointer { bestBOut in
+                let value = bestOut.baseAddress!, index = bestBOut.baseAddress!
+                parallelFor(aRows.count, minPerThread: 32) { range in
+                    for a in range where a > 0 { (index[a], value[a]) = firstArgmax(scores.row(a), bRows.count) }
+                }
+            }
         }
         best[0] = -.infinity  // CLS: never a source
         let order = descendingOrder(best)

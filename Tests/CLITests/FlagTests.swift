@@ -112,6 +112,7 @@ final class FlagTests: XCTestCase {
         assertOneLine(try ask(["--threads", "-1", "Hi"]), "--threads must be at least 1, got -1")
         assertOneLine(try CLI.run(["ask", "--model", model, "--image", image, "-n", "-4", "Hi"]), "--max-tokens must be at least 1, got -4")
         assertOneLine(try ask(["-c", "-1", "Hi"]), "--ctx-size must be >= 0, got -1")
+        assertOneLine(try ask(["--quantize-vision", "q4", "Hi"]), "--quantize-vision must be none or q8, got q4")
         assertOneLine(try ask(["--threads", "abc", "Hi"]), "The value 'abc' is invalid for '--threads <threads>'")
         let ratio = try ask(["--merge", "pitome", "--ratio", "-1", "Hi"])
         XCTAssertEqual(ratio.status, 1)

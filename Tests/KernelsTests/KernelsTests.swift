@@ -184,3 +184,40 @@ final class KernelsTests: XCTestCase {
         Threads.set(before)
     }
 }
+
+final class DoubleDotTests: XCTestCase {
+    /// The plain loop `doubleDots` replaces (four running sums, leftovers to the first).
+    func plainDot(_ a: [Float], _ b: ArraySlice<Float>) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var k = 0
+        let b = Array(b)
+        while k + 4 <= a.count {
+            s0 += Double(a[k]) * Double(b[k])
+            s1 += Double(a[k + 1]) * Double(b[k + 1])
+            s2 += Double(a[k + 2]) * Double(b[k + 2])
+            s3 += Double(a[k + 3]) * Double(b[k + 3])
+            k += 4
+        }
+        while k < a.count {
+            s0 += Double(a[k]) * Double(b[k])
+            k += 1
+        }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    func testBatchedDoubleDotsEqualThePlainLoopBitForBit() {
+        var rng = LCG(state: 31)
+        for (count, length) in [(1, 3), (5, 8), (7, 1024), (9, 1027), (16, 130)] {
+            let a = rng.array(length).map { $0 * 1e3 }
+            let rows = rng.array(count * (length + 2)).map { $0 * 1e-2 }
+            var out = [Double](repeating: .nan, count: count)
+            rows.withUnsafeBufferPointer { r in
+                doubleDots(a, rows: r.baseAddress!, ld: length + 2, count: count, length: length, into: &out)
+            }
+            for j in 0..<count {
+                let expected = plainDot(a, rows[(j * (length + 2))..<(j * (length + 2) + length)])
+                XCTAssertEqual(out[j].bitPattern, expected.bitPattern, "row \(j) of \(count), length \(length)")
+            }
+        }
+    }
+}

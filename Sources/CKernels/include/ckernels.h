@@ -30,14 +30,39 @@ void k_q8p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t block, si
                 int8_t *values, float *scales, int32_t *sums);
 void k_q8p_unpack_rows(const int8_t *values, const float *scales, size_t k, size_t block, size_t r0, size_t count, float *dst);
 void k_quantize_rows_u8(const float *x, size_t m, size_t k, size_t ldx, size_t block, uint8_t *q, float *scales);
+// The int8 product's kernels, all giving identical results. AMX counts only once Linux granted the
+// process the tile state (requested on the first call).
+enum { K_Q8_AVX2 = 0, K_Q8_VNNI = 1, K_Q8_AMX = 2 };
+// Bit (1 << kernel) set for each kernel this CPU runs.
+int k_q8_kernels(void);
+// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n), with `kernel`
+// (which must be in k_q8_kernels()).
+void k_gemm_q8p(int kernel, const uint8_t *a, const float *sa, size_t m, size_t k, size_t block,
+                const int8_t *values, const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1,
+                float *c, size_t ldc);
+
+// 4-bit weights ("packed q4", layout in gemm_q4.c): blocks of 32 columns with an F16 scale.
+size_t k_q4p_values_size(size_t n, size_t k);
+size_t k_q4p_scales_count(size_t n, size_t k);
+// Packs rows [r0, r1) of W; `w` points at row r0.
+void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
+                uint16_t *scales);
+void k_q4p_unpack_rows(const uint8_t *values, const uint16_t *scales, size_t k, size_t r0, size_t count, float *dst);
+// Activations for the q4 product: per row and block of 32, s8 values, their scale and 8 × their sum.
+void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales, int32_t *sums);
 // c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_has_vnni().
-void k_gemm_q8p(const uint8_t *a, const float *sa, size_t m, size_t k, size_t block, const int8_t *values,
-                const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
+void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k, const uint8_t *values,
+                const uint16_t *scales, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
 
 // y[i, j] = x[i, :] · W[j, :] for rows i < m and weight rows j in [n0, n1), W in F16 (bf16 = 0)
 // or BF16 (bf16 = 1) read in place and widened in registers. For short prompts.
 void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
                  float *y, size_t ldy, int bf16);
+
+// out[j] = Σ_k a[k] · rows[j·ld + k] for j < count, in Double with four running sums (sum l
+// takes k ≡ l mod 4, leftovers go to sum 0, result (s0 + s1) + (s2 + s3)): bit for bit the
+// plain loop's result.
+void k_dots_double(const float *a, const float *rows, size_t ld, size_t count, size_t n, double *out);
 
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
@@ -53,6 +78,17 @@ void k_silu_mul(float *gate, const float *up, size_t n); // gate = silu(gate) * 
 void k_add(float *y, const float *x, size_t n);  // y += x
 void k_scale(float *y, float s, size_t n);       // y *= s
 void k_exp_shift(float *x, float shift, size_t n); // x = exp(x - shift)
+
+// CPU features (CPUID, counted only where the operating system saves their registers).
+enum {
+    K_CPU_SSE3 = 1 << 0, K_CPU_SSSE3 = 1 << 1, K_CPU_SSE4_2 = 1 << 2, K_CPU_AVX = 1 << 3, K_CPU_FMA = 1 << 4,
+    K_CPU_F16C = 1 << 5, K_CPU_AVX2 = 1 << 6, K_CPU_AVX512F = 1 << 7, K_CPU_AVX512DQ = 1 << 8,
+    K_CPU_AVX512CD = 1 << 9, K_CPU_AVX512BW = 1 << 10, K_CPU_AVX512VL = 1 << 11, K_CPU_AVX512_VNNI = 1 << 12,
+    K_CPU_AVX512_BF16 = 1 << 13, K_CPU_AMX_TILE = 1 << 14, K_CPU_AMX_INT8 = 1 << 15, K_CPU_AMX_BF16 = 1 << 16,
+};
+uint64_t k_cpu_features(void);
+// Asks Linux for the AMX tile state for this process; returns 1 when granted.
+int k_amx_request(void);
 
 /// The instruction set the kernels run with: "avx512", "avx2" or "base".
 const char *k_instruction_set(void);
