@@ -1,9 +1,10 @@
+import CKernels
 import Foundation
 import Kernels
 import TokenMerging
 
 // Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
-// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,q4,attention,merge]
+// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,q4,attention,merge]
 
 func time(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
@@ -116,6 +117,31 @@ if section("gemv") {
         let b32 = Double(n * k * 4), b16 = Double(n * k * 2), b8 = Double(wq.byteCount)
         print(String(format: "gemv %5dx%4d  f32 ours %5.1f GB/s  sgemv %5.1f GB/s  f16 %5.1f GB/s (%5.2f ms)  q8 %5.1f GB/s (%5.2f ms)",
                      n, k, b32 / tF32 / 1e9, b32 / tBlas / 1e9, b16 / tF16 / 1e9, tF16 * 1e3, b8 / tQ8 / 1e9, tQ8 * 1e3))
+    }
+}
+
+// Decoding reads every weight once per token, so the matrix-vector product should run at the
+// memory's speed: F16 weights through the streaming kernel (`linear`, 4 rows at a time, prefetch)
+// against the one-row kernel it replaced, side by side on the 7B shape's down projection and a
+// 32000-row lm_head, on 1 thread and on all of them.
+if section("decode") {
+    for (n, k) in [(4096, 11008), (11008, 4096), (32000, 4096)] {
+        let wh = halfWeight(randomMatrix(n, k))
+        let x = randomMatrix(1, k)
+        let y = Matrix(rows: 1, cols: n), yOld = Matrix(rows: 1, cols: n)
+        guard case .f16(let p) = wh.storage else { continue }
+        let bytes = Double(n * k * 2)
+        var line = String(format: "decode f16 %5dx%5d (%.0f MB)", n, k, bytes / 1e6)
+        for t in Set([1, threads]).sorted() {
+            Threads.set(t)
+            let tOld = time(10) { parallelFor(n, minPerThread: 64) { r in k_gemv_f16(p, k, x.data, yOld.data, k, r.lowerBound, r.upperBound) } }
+            let tNew = time(10) { linear(x, wh, into: y) }
+            line += String(format: "  %d thr: one-row %5.1f GB/s, streaming %5.1f GB/s (%.2fx)", t, bytes / tOld / 1e9, bytes / tNew / 1e9, tOld / tNew)
+        }
+        Threads.set(threads)
+        var diff: Float = 0
+        for i in 0..<n { diff = max(diff, abs(y.data[i] - yOld.data[i])) }
+        print(line + String(format: "  max |diff| %.2g", diff))
     }
 }
 

@@ -63,6 +63,14 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         q4Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
         return
     }
+    if let (p, bf16) = w.halfStorage {
+        // Groups of 4 rows (the kernel's register block), at least 64 rows per thread.
+        let n = w.rows, groups = (n + 3) / 4
+        parallelFor(groups, minPerThread: 16) { range in
+            k_gemv_half(p, k, x, y, k, range.lowerBound * 4, min(n, range.upperBound * 4), bf16 ? 1 : 0)
+        }
+        return
+    }
     parallelFor(w.rows, minPerThread: 64) { range in
         let r0 = range.lowerBound, r1 = range.upperBound
         switch w.storage {

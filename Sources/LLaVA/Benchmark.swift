@@ -159,9 +159,11 @@ extension BenchmarkAccuracy {
     }
 }
 
-/// The measurements of one setting.
+/// The measurements of one setting at one thread count.
 public struct BenchmarkRow: Sendable {
     public var setting: BenchmarkSetting
+    /// Threads every stage ran on.
+    public var threads: Int
     /// Visual tokens the language model received (checked against the plan).
     public var visualTokens: Int
     public var promptTokens: Int
@@ -175,7 +177,73 @@ public struct BenchmarkRow: Sendable {
     public var ttftMs: BenchmarkStatistic
     public var decodeTokensPerS: BenchmarkStatistic
     public var totalMs: BenchmarkStatistic
+    /// Milliseconds per stage and vision layer (see `StageTimes`), over the timed runs.
+    public var stageMs: [StageTimes.Key: BenchmarkStatistic]
+    /// Milliseconds per stage name, summed over the vision layers in each run, over the runs.
+    public var stageTotalsMs: [String: BenchmarkStatistic]
     public var accuracy: BenchmarkAccuracy?
+}
+
+/// The stages a question's time is reported in, in pipeline order, with their names in the
+/// stage table. "merge" is a layer's whole merge step; the four after it are its parts (ToMe
+/// has no energy; what no part covers — gathering rows, other methods' plans — is the rest).
+public enum BenchmarkStages {
+    public static let names: [(stage: String, title: String)] = [
+        ("embeddings", "vision embeddings"), ("attention", "vision attention"), ("mlp", "vision MLP"),
+        ("merge", "merge step"), ("merge.similarity", "  similarity"), ("merge.energy", "  energy"),
+        ("merge.matching", "  matching"), ("merge.apply", "  apply"), ("projector", "projector"),
+        ("prefill", "prefill (decoder layers)"), ("lm_head", "lm_head"), ("decode", "decode (decoder layers)"),
+        ("sampling", "sampling"),
+    ]
+}
+
+/// How one setting's times change with the thread count: per stage (and for the vision tower,
+/// prefill and time to first token), the median at each count, the speed-up over the smallest
+/// count and the parallel efficiency (speed-up ÷ the ratio of thread counts).
+public struct BenchmarkScaling: Sendable, Equatable {
+    public struct Line: Sendable, Equatable {
+        public var stage: String
+        public var title: String
+        /// Median milliseconds at each of `threads`.
+        public var ms: [Double]
+        /// ms at the smallest count ÷ ms at each count (1 for the smallest).
+        public var speedup: [Double]
+        /// speed-up ÷ (count ÷ smallest count).
+        public var efficiency: [Double]
+    }
+
+    public var setting: String
+    public var threads: [Int]
+    public var lines: [Line]
+
+    /// One scaling block per setting, from rows measured at two or more thread counts
+    /// (empty when every row ran at the same count). Stages never timed are left out.
+    public static func from(_ rows: [BenchmarkRow]) -> [BenchmarkScaling] {
+        let threads = Array(Set(rows.map(\.threads))).sorted()
+        guard threads.count > 1 else { return [] }
+        var labels: [String] = []
+        for r in rows where !labels.contains(r.setting.label) { labels.append(r.setting.label) }
+        return labels.compactMap { label in
+            let byThreads = threads.compactMap { t in rows.first { $0.setting.label == label && $0.threads == t } }
+            guard byThreads.count == threads.count else { return nil }
+            var named: [(String, String, (BenchmarkRow) -> Double?)] = [
+                ("vision_ms", "vision (whole)", { $0.visionMs.median }),
+                ("prefill_ms", "prefill (whole)", { $0.prefillMs.median }),
+                ("ttft_ms", "time to first token", { $0.ttftMs.median }),
+            ]
+            for (stage, title) in BenchmarkStages.names {
+                named.append((stage, title.trimmingCharacters(in: .whitespaces), { $0.stageTotalsMs[stage]?.median }))
+            }
+            let lines: [Line] = named.compactMap { stage, title, value in
+                let ms = byThreads.map { value($0) ?? 0 }
+                guard ms.contains(where: { $0 > 0 }) else { return nil }
+                let speedup = ms.map { $0 > 0 ? ms[0] / $0 : 0 }
+                let efficiency = zip(speedup, threads).map { s, t in s / (Double(t) / Double(threads[0])) }
+                return Line(stage: stage, title: title, ms: ms, speedup: speedup, efficiency: efficiency)
+            }
+            return BenchmarkScaling(setting: label, threads: threads, lines: lines)
+        }
+    }
 }
 
 /// A question with its image and accepted answers, for the accuracy column.
@@ -324,10 +392,13 @@ public struct BenchmarkOptions: Sendable {
     public var questions: [BenchmarkQuestion]
     /// New tokens per answer in the accuracy pass (greedy, stops at EOS).
     public var answerTokens: Int
+    /// Thread counts every setting runs at (nil: the current `Threads.count` only).
+    public var threadCounts: [Int]?
 
     public init(imagePath: String, question: String, template: ConversationTemplate, imageMode: ImageMode = .crop,
                 repeats: Int = 3, warmup: Int = 1, maxTokens: Int = 16, questions: [BenchmarkQuestion] = [],
-                answerTokens: Int = 8) {
+                answerTokens: Int = 8, threadCounts: [Int]? = nil) {
+        self.threadCounts = threadCounts
         self.imagePath = imagePath
         self.question = question
         self.template = template
@@ -341,10 +412,11 @@ public struct BenchmarkOptions: Sendable {
 }
 
 /// Runs the measurement loop: `warmup` untimed rounds, then `repeats` timed rounds, where a
-/// round runs every setting once, in plan order (interleaved, so that a slow moment of the
-/// machine spreads over every setting instead of skewing one). A run is the whole question:
-/// image decoded and encoded again, prompt prefilled, `maxTokens` greedy tokens. Then the
-/// accuracy pass of every setting when there are questions.
+/// round runs every setting once, in plan order, at each thread count in turn (interleaved, so
+/// that a slow moment of the machine spreads over every setting and count instead of skewing
+/// one). A run is the whole question: image decoded and encoded again, prompt prefilled,
+/// `maxTokens` greedy tokens, with its stages timed. Then the accuracy pass of every setting
+/// when there are questions (at the largest thread count).
 public final class BenchmarkRunner {
     public let pipeline: LlavaPipeline
     public let options: BenchmarkOptions
@@ -353,50 +425,71 @@ public final class BenchmarkRunner {
         guard options.repeats >= 1 else { throw BenchmarkError.invalidOptions("repeat must be at least 1") }
         guard options.warmup >= 0 else { throw BenchmarkError.invalidOptions("warmup must be at least 0") }
         guard options.maxTokens >= 1 else { throw BenchmarkError.invalidOptions("max tokens must be at least 1") }
+        if let counts = options.threadCounts {
+            guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 }) else {
+                throw BenchmarkError.invalidOptions("thread counts must be at least 1")
+            }
+            guard Set(counts).count == counts.count else { throw BenchmarkError.invalidOptions("thread counts repeat") }
+        }
         self.pipeline = pipeline
         self.options = options
     }
 
-    /// Measures every setting of `plan`; `onRun` sees each timed run (round, setting, time to
-    /// first token) as soon as it is done, `onRow` each finished row.
-    public func run(_ plan: BenchmarkPlan, onRun: ((Int, BenchmarkSetting, AskResult) -> Void)? = nil,
+    /// Measures every setting of `plan` at every thread count (rows in setting order, each
+    /// setting's counts ascending as given); `onRun` sees each timed run (round, setting, thread
+    /// count, result) as soon as it is done, `onRow` each finished row. Leaves `Threads` at the
+    /// largest count.
+    public func run(_ plan: BenchmarkPlan, onRun: ((Int, BenchmarkSetting, Int, AskResult) -> Void)? = nil,
                     onRow: ((BenchmarkRow) -> Void)? = nil) throws -> [BenchmarkRow] {
         let generation = GenerationOptions(maxTokens: options.maxTokens, temperature: 0, stopAtEOS: false)
-        let settings = plan.settings
+        let counts = options.threadCounts ?? [Threads.count]
+        let cells = plan.settings.flatMap { s in counts.map { (setting: s, threads: $0) } }
         for _ in 0..<options.warmup {
-            for setting in settings { _ = try ask(setting, generation) }
-        }
-        var results = [[AskResult]](repeating: [], count: settings.count)
-        var order = [[Int]](repeating: [], count: settings.count)
-        var position = 0
-        for round in 0..<options.repeats {
-            for (i, setting) in settings.enumerated() {
-                let result = try ask(setting, generation)
-                guard result.visualTokens == setting.plannedTokens else {
-                    throw BenchmarkError.tokenCount(setting: setting.label, planned: setting.plannedTokens, measured: result.visualTokens)
-                }
-                results[i].append(result)
-                order[i].append(position)
-                position += 1
-                onRun?(round, setting, result)
+            for cell in cells {
+                Threads.set(cell.threads)
+                _ = try ask(cell.setting, generation)
             }
         }
-        return try settings.indices.map { i in
-            let row = try row(settings[i], results[i], order: order[i])
+        var results = [[(AskResult, StageTimes)]](repeating: [], count: cells.count)
+        var order = [[Int]](repeating: [], count: cells.count)
+        var position = 0
+        for round in 0..<options.repeats {
+            for (i, cell) in cells.enumerated() {
+                Threads.set(cell.threads)
+                let (result, stages) = try StageTimer.record { try ask(cell.setting, generation) }
+                guard result.visualTokens == cell.setting.plannedTokens else {
+                    throw BenchmarkError.tokenCount(setting: cell.setting.label, planned: cell.setting.plannedTokens,
+                                                    measured: result.visualTokens)
+                }
+                results[i].append((result, stages))
+                order[i].append(position)
+                position += 1
+                onRun?(round, cell.setting, cell.threads, result)
+            }
+        }
+        Threads.set(counts.max()!)
+        return try cells.indices.map { i in
+            let row = try row(cells[i].setting, threads: cells[i].threads, results[i], order: order[i])
             onRow?(row)
             return row
         }
     }
 
-    func row(_ setting: BenchmarkSetting, _ results: [AskResult], order: [Int]) throws -> BenchmarkRow {
-        let first = results[0]
-        func stat(_ key: (AskTimings) -> Double) -> BenchmarkStatistic { BenchmarkStatistic(results.map { key($0.timings) }) }
+    func row(_ setting: BenchmarkSetting, threads: Int, _ results: [(AskResult, StageTimes)], order: [Int]) throws -> BenchmarkRow {
+        let first = results[0].0
+        func stat(_ key: (AskTimings) -> Double) -> BenchmarkStatistic { BenchmarkStatistic(results.map { key($0.0.timings) }) }
+        let keys = Set(results.flatMap { $0.1.nanoseconds.keys })
+        let names = Set(keys.map(\.name))
+        let counts = options.threadCounts ?? [threads]
+        let accuracy = options.questions.isEmpty || threads != counts.max() ? nil : try accuracy(setting)
         return BenchmarkRow(
-            setting: setting, visualTokens: first.visualTokens, promptTokens: first.promptIds.count,
+            setting: setting, threads: threads, visualTokens: first.visualTokens, promptTokens: first.promptIds.count,
             generatedTokens: first.generatedIds.count, runOrder: order,
             imageMs: stat(\.imageMs), visionMs: stat(\.visionMs), prefillMs: stat(\.prefillMs), ttftMs: stat(\.ttftMs),
             decodeTokensPerS: stat(\.decodeTokensPerS), totalMs: stat(\.totalMs),
-            accuracy: options.questions.isEmpty ? nil : try accuracy(setting))
+            stageMs: Dictionary(uniqueKeysWithValues: keys.map { k in (k, BenchmarkStatistic(results.map { $0.1.milliseconds(k) })) }),
+            stageTotalsMs: Dictionary(uniqueKeysWithValues: names.map { n in (n, BenchmarkStatistic(results.map { $0.1.byName[n] ?? 0 })) }),
+            accuracy: accuracy)
     }
 
     func ask(_ setting: BenchmarkSetting, _ generation: GenerationOptions) throws -> AskResult {

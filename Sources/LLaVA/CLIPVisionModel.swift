@@ -109,28 +109,30 @@ final class CLIPEncoderLayer {
     /// (a different matrix if a merge shortened them).
     func callAsFunction(_ h: Matrix, index: Int, state: CLIPRunState, merger: VisionMergeHook?) -> Matrix {
         var h = h
+        StageTimer.setLayer(index)
         layerNorm(h, weight: layerNorm1.weight, bias: layerNorm1.bias, eps: eps, into: state.normed)
         var cls: [Float]? = nil
         if merger?.needsCLSAttention == true {
             cls = [Float](repeating: 0, count: h.rows)
         }
-        let attnOut: Matrix
-        if cls != nil {
-            attnOut = cls!.withUnsafeMutableBufferPointer {
-                selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: $0.baseAddress)
+        let attnOut: Matrix = stage("attention") {
+            if cls != nil {
+                return cls!.withUnsafeMutableBufferPointer {
+                    selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: $0.baseAddress)
+                }
             }
-        } else {
-            attnOut = selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: nil)
+            return selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: nil)
         }
         addInPlace(h, attnOut)
         if let merger, merger.placement == .betweenAttentionAndMLP {
-            let keys = meanOverHeads(state.k, heads: heads)
-            h = merger.merge(layer: index, tokens: h, metric: keys, clsAttention: cls)
+            h = stage("merge") {
+                merger.merge(layer: index, tokens: h, metric: meanOverHeads(state.k, heads: heads), clsAttention: cls)
+            }
         }
         layerNorm(h, weight: layerNorm2.weight, bias: layerNorm2.bias, eps: eps, into: state.normed)
-        addInPlace(h, mlp(state.normed, state: state))
+        addInPlace(h, stage("mlp") { mlp(state.normed, state: state) })
         if let merger, merger.placement == .afterLayer {
-            h = merger.merge(layer: index, tokens: h, metric: h, clsAttention: cls)
+            h = stage("merge") { merger.merge(layer: index, tokens: h, metric: h, clsAttention: cls) }
         }
         return h
     }
@@ -226,7 +228,7 @@ public final class CLIPVisionModel {
     /// i = output of layer i, after that layer's merge).
     public func callAsFunction(pixels: [Float], hiddenStates wanted: [Int], merger: VisionMergeHook? = nil) -> [Int: Matrix] {
         precondition(pixels.count == 3 * config.imageSize * config.imageSize)
-        var h = embeddings(pixels)
+        var h = stage("embeddings") { embeddings(pixels) }
         let state = CLIPRunState(tokens: h.rows, config: config)
         var out: [Int: Matrix] = [:]
         if wanted.contains(0) { out[0] = h.copy() }
@@ -235,6 +237,7 @@ public final class CLIPVisionModel {
             h = layers[i](h, index: i, state: state, merger: merger)
             if wanted.contains(i + 1) { out[i + 1] = i + 1 == last ? h : h.copy() }
         }
+        StageTimer.setLayer(nil)
         return out
     }
 }

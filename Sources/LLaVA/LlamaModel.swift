@@ -247,8 +247,10 @@ public final class LlamaForCausalLM {
         let h = state.h
         h.rows = m
         h.data.update(from: embeddings.data, count: m * config.hiddenSize)
-        for (i, layer) in layers.enumerated() {
-            layer(h, layer: i, cache: cache, rope: rope, state: state)
+        stage(m > 1 ? "prefill" : "decode") {
+            for (i, layer) in layers.enumerated() {
+                layer(h, layer: i, cache: cache, rope: rope, state: state)
+            }
         }
         cache.length += m
         // Only the last position's logits are needed.
@@ -256,7 +258,7 @@ public final class LlamaForCausalLM {
         last.data.update(from: h.row(m - 1), count: config.hiddenSize)
         rmsNorm(last, weight: norm, eps: config.rmsNormEps, into: last)
         var logits = [Float](repeating: 0, count: config.vocabSize)
-        logits.withUnsafeMutableBufferPointer { gemv(lmHead, last.data, $0.baseAddress!) }
+        stage("lm_head") { logits.withUnsafeMutableBufferPointer { gemv(lmHead, last.data, $0.baseAddress!) } }
         return logits
     }
 }

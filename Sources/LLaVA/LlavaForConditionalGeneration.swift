@@ -233,7 +233,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         var firstTokenMs = 0.0
         var decodeStart = DispatchTime.now()
         while generated.count < options.maxTokens {
-            let next = sampler.sample(logits)
+            let next = stage("sampling") { sampler.sample(logits) }
             sampler.accept(next)
             generated.append(next)
             if generated.count == 1 {

@@ -27,8 +27,10 @@ public final class LlavaMultiModalProjector {
     }
 
     public func callAsFunction(_ features: Matrix) -> Matrix {
-        let h = linear(features, linear1, bias: bias1)
-        activate(h, activation)
-        return linear(h, linear2, bias: bias2)
+        stage("projector") {
+            let h = linear(features, linear1, bias: bias1)
+            activate(h, activation)
+            return linear(h, linear2, bias: bias2)
+        }
     }
 }

@@ -46,6 +46,14 @@ struct Bench: ParsableCommand {
         With --questions, images are found as `eval` finds them: under --image-folder when given, \
         otherwise next to the question file, or in its images/ folder.
 
+        Every timed run also records where its time went: each vision layer's attention, MLP and \
+        merge step (similarity, energy, matching, apply), the projector, the decoder's layers on \
+        the prompt (prefill) and per new token (decode), lm_head and sampling. The JSON has them \
+        per layer; stdout shows a stage table summed over the layers. --threads 1,2,4 runs every \
+        setting at each count (interleaved within each round) and prints a scaling table: per \
+        stage, the median at each count, the speed-up over the smallest count and the parallel \
+        efficiency (speed-up ÷ ratio of counts).
+
         Writes PREFIX.csv, PREFIX.json (with machine details) and the plot as PREFIX.svg and \
         PREFIX.png: time to first token (and accuracy when measured) against the merge ratio, or \
         against the visual tokens when there are token budgets or pooling. A plot or a PyTorch \
@@ -125,6 +133,10 @@ struct Bench: ParsableCommand {
         }
         if image == nil && questions == nil { throw ValidationError("--image is required (or --questions)") }
         if comparePytorch && image == nil { throw ValidationError("--compare-pytorch needs --image") }
+        if let counts = model.threads?.values, counts.count > 1 {
+            if Set(counts).count != counts.count { throw ValidationError("--threads lists a count twice: \(model.threads!.text)") }
+            if comparePytorch { throw ValidationError("--compare-pytorch times one thread count; give --threads one count") }
+        }
     }
 
     /// Metric, weighting and proportional attention of every merged setting.
@@ -143,7 +155,8 @@ struct Bench: ParsableCommand {
     }
 
     func benchmark() throws {
-        let directory = try model.resolve()
+        let directory = try model.resolve(threadList: true)
+        let threadCounts = model.threads.map { $0.values.count > 1 ? $0.values : nil } ?? nil
         // PyTorch goes first, in its own process, so the two never share memory or cores.
         var pytorch: PyTorchReference?
         if comparePytorch, let image {
@@ -173,13 +186,15 @@ struct Bench: ParsableCommand {
         guard !plan.settings.isEmpty else { throw CLIError("nothing to benchmark: every setting was skipped") }
         let options = BenchmarkOptions(imagePath: imagePath, question: question, template: conversation,
                                        imageMode: imageOptions.imageMode, repeats: repeats, warmup: warmup,
-                                       maxTokens: maxTokens, questions: questionList, answerTokens: answerTokens)
+                                       maxTokens: maxTokens, questions: questionList, answerTokens: answerTokens,
+                                       threadCounts: threadCounts)
         let runner = try BenchmarkRunner(pipeline: pipeline, options: options)
-        printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(Threads.count), BLAS \(Threads.blasCoreName)"
+        let threadText = threadCounts.map { $0.map(String.init).joined(separator: ",") } ?? String(Threads.count)
+        printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(threadText), BLAS \(Threads.blasCoreName)"
                  + (questionList.isEmpty ? "" : ", \(questionList.count) questions"))
-        let rows = try runner.run(plan, onRun: { round, setting, result in
-            printErr(String(format: "bench: round %d/%d: %@: %d visual tokens, ttft %.2f ms", round + 1, repeats, setting.label,
-                            result.visualTokens, result.timings.ttftMs))
+        let rows = try runner.run(plan, onRun: { round, setting, threads, result in
+            printErr(String(format: "bench: round %d/%d: %@, %d threads: %d visual tokens, ttft %.2f ms", round + 1, repeats,
+                            setting.label, threads, result.visualTokens, result.timings.ttftMs))
         }, onRow: { row in
             if let a = row.accuracy { printErr("bench: \(row.setting.label): accuracy \(a.correct)/\(a.total)") }
         })
@@ -193,6 +208,8 @@ struct Bench: ParsableCommand {
                                  sgemmPeakGFLOPs: measureSGEMMPeak(), quantization: pipeline.model.quantizationLabel,
                                  pytorch: pytorch)
         print(report.table())
+        print(report.stageTable())
+        if let scaling = report.scalingTable() { print(scaling) }
         print(report.computeSummary())
         if let comparison = report.pytorchTable() { print(comparison) }
         for note in plan.notes { print("note: \(note)") }
@@ -240,7 +257,7 @@ struct BenchReport {
         }
         for (i, r) in rows.enumerated() {
             guard let rate = visionGFLOPsPerSecond(i) else { continue }
-            var line = String(format: "vision %@: %.1f GFLOP in %.1f ms = %.1f GFLOP/s", r.setting.label, visionFLOPs[i] / 1e9,
+            var line = String(format: "vision %@: %.1f GFLOP in %.1f ms = %.1f GFLOP/s", columnName(r), visionFLOPs[i] / 1e9,
                               r.visionMs.median, rate)
             if let peak = sgemmPeakGFLOPs, peak > 0 { line += String(format: " (%.0f%% of the sgemm peak)", rate / peak * 100) }
             lines.append(line)
@@ -266,23 +283,68 @@ struct BenchReport {
         return lines.joined(separator: "\n")
     }
 
-    var baseline: BenchmarkRow? { rows.first { $0.setting.isBaseline } }
+    /// The thread counts the rows ran at, ascending.
+    var threadCounts: [Int] { Array(Set(rows.map(\.threads))).sorted() }
+    /// The rows the plot shows: those at the largest thread count.
+    var plotRows: [BenchmarkRow] { rows.filter { $0.threads == threadCounts.last } }
+    var baseline: BenchmarkRow? { plotRows.first { $0.setting.isBaseline } }
     var hasAccuracy: Bool { rows.contains { $0.accuracy != nil } }
 
+    /// Time to first token of the unmerged baseline at the same thread count ÷ the row's.
     func speedup(_ row: BenchmarkRow) -> Double? {
-        guard let b = baseline, row.ttftMs.median > 0 else { return nil }
+        guard let b = rows.first(where: { $0.setting.isBaseline && $0.threads == row.threads }), row.ttftMs.median > 0 else { return nil }
         return b.ttftMs.median / row.ttftMs.median
+    }
+
+    /// A row's name in the stage table: its setting, with the thread count when there are several.
+    func columnName(_ r: BenchmarkRow) -> String {
+        threadCounts.count > 1 ? "\(r.setting.label) @\(r.threads)" : r.setting.label
+    }
+
+    /// Median milliseconds per stage (summed over the vision layers), one column per row.
+    func stageTable() -> String {
+        let header = ["stage (ms, median)"] + rows.map(columnName)
+        var body: [[String]] = []
+        for (stage, title) in BenchmarkStages.names where rows.contains(where: { $0.stageTotalsMs[stage] != nil }) {
+            body.append([title] + rows.map { r in r.stageTotalsMs[stage].map { String(format: "%.2f", $0.median) } ?? "-" })
+        }
+        body.append(["vision (whole)"] + rows.map { String(format: "%.2f", $0.visionMs.median) })
+        body.append(["time to first token"] + rows.map { String(format: "%.2f", $0.ttftMs.median) })
+        return markdownTable(header: header, rows: body)
+    }
+
+    /// Per setting and stage: median ms at each thread count, with the speed-up over the smallest
+    /// count and the parallel efficiency. Nil with one thread count.
+    func scalingTable() -> String? {
+        let blocks = BenchmarkScaling.from(rows)
+        guard let first = blocks.first else { return nil }
+        let counts = first.threads
+        let header = ["setting", "stage"] + counts.map { "\($0) thr ms" } + counts.dropFirst().map { "×\($0) / eff." }
+        var body: [[String]] = []
+        for block in blocks {
+            for line in block.lines {
+                var cells = [block.setting, line.title] + line.ms.map { String(format: "%.2f", $0) }
+                for i in counts.indices.dropFirst() {
+                    cells.append(String(format: "%.2fx / %.0f%%", line.speedup[i], line.efficiency[i] * 100))
+                }
+                body.append(cells)
+            }
+        }
+        return "scaling from \(counts[0]) thread\(counts[0] == 1 ? "" : "s") (speed-up ×N / parallel efficiency):\n"
+            + markdownTable(header: header, rows: body)
     }
 
     // MARK: Table
 
     /// The aligned table, llama-bench style (Markdown pipes, numbers right-aligned).
     func table() -> String {
+        let several = threadCounts.count > 1
         var header = ["method", "ratio", "keep", "tokens", "vision ms", "prefill ms", "ttft ms", "ttft min–max", "speed-up",
                       "decode t/s", "total ms"]
+        if several { header.insert("threads", at: 3) }
         if hasAccuracy { header.append("accuracy") }
         let body: [[String]] = rows.map { r in
-            var cells = [
+            var cells: [String] = [
                 r.setting.method,
                 r.setting.ratio.map { formatRatio($0) } ?? "-",
                 r.setting.keep.map(String.init) ?? "-",
@@ -295,6 +357,7 @@ struct BenchReport {
                 String(format: "%.2f", r.decodeTokensPerS.median),
                 String(format: "%.2f", r.totalMs.median),
             ]
+            if several { cells.insert(String(r.threads), at: 3) }
             if hasAccuracy {
                 cells.append(r.accuracy.map { String(format: "%.1f%% (%d/%d)", $0.fraction * 100, $0.correct, $0.total) } ?? "-")
             }
@@ -312,7 +375,7 @@ struct BenchReport {
     // MARK: CSV
 
     static let csvHeader = [
-        "method", "ratio", "keep", "label", "visual_tokens", "planned_tokens", "prompt_tokens", "generated_tokens",
+        "method", "ratio", "keep", "label", "threads", "visual_tokens", "planned_tokens", "prompt_tokens", "generated_tokens",
         "repeats", "image_ms", "vision_ms", "prefill_ms", "ttft_ms", "ttft_min_ms", "ttft_max_ms", "ttft_stddev_ms",
         "decode_tokens_per_s", "total_ms",
         "ttft_speedup", "accuracy", "correct", "questions",
@@ -324,7 +387,7 @@ struct BenchReport {
         for r in rows {
             let cells: [String] = [
                 r.setting.method, r.setting.ratio.map { formatRatio($0) } ?? "", r.setting.keep.map(String.init) ?? "",
-                csvQuote(r.setting.label), String(r.visualTokens), String(r.setting.plannedTokens), String(r.promptTokens),
+                csvQuote(r.setting.label), String(r.threads), String(r.visualTokens), String(r.setting.plannedTokens), String(r.promptTokens),
                 String(r.generatedTokens), String(r.ttftMs.samples.count), num(r.imageMs.median), num(r.visionMs.median),
                 num(r.prefillMs.median), num(r.ttftMs.median), num(r.ttftMs.min), num(r.ttftMs.max), num(r.ttftMs.stddev),
                 num(r.decodeTokensPerS.median),
@@ -355,13 +418,20 @@ struct BenchReport {
                 "merge": try jsonObject(r.setting.merge),
                 "visual_tokens": r.visualTokens, "planned_tokens": r.setting.plannedTokens,
                 "prompt_tokens": r.promptTokens, "generated_tokens": r.generatedTokens, "run_order": r.runOrder,
+                "threads": r.threads,
+                "stages": [
+                    "totals_ms": Dictionary(uniqueKeysWithValues: r.stageTotalsMs.map { ($0.key, stat($0.value)) }),
+                    "per_layer": r.stageMs.keys.sorted().map { k -> [String: Any] in
+                        ["stage": k.name, "layer": k.layer.map { $0 as Any } ?? NSNull(), "label": k.label, "ms": stat(r.stageMs[k]!)]
+                    },
+                ] as [String: Any],
                 "timings": [
                     "image_ms": stat(r.imageMs), "vision_ms": stat(r.visionMs), "prefill_ms": stat(r.prefillMs),
                     "ttft_ms": stat(r.ttftMs), "decode_tokens_per_s": stat(r.decodeTokensPerS), "total_ms": stat(r.totalMs),
                 ],
                 "ttft_speedup": speedup(r).map { rounded($0) as Any } ?? NSNull(),
             ]
-            if let i = rows.firstIndex(where: { $0.setting == r.setting }), let rate = visionGFLOPsPerSecond(i) {
+            if let i = rows.firstIndex(where: { $0.setting == r.setting && $0.threads == r.threads }), let rate = visionGFLOPsPerSecond(i) {
                 o["vision_gflop"] = rounded(visionFLOPs[i] / 1e9)
                 o["vision_gflops_per_s"] = rounded(rate)
             }
@@ -389,6 +459,14 @@ struct BenchReport {
             "repeat": repeats,
             "warmup": warmup,
             "schedule": "interleaved",
+            "thread_counts": threadCounts,
+            "scaling": BenchmarkScaling.from(rows).map { b -> [String: Any] in
+                ["setting": b.setting, "threads": b.threads,
+                 "stages": b.lines.map { l -> [String: Any] in
+                     ["stage": l.stage, "title": l.title, "ms": l.ms.map(rounded), "speedup": l.speedup.map(rounded),
+                      "efficiency": l.efficiency.map(rounded)]
+                 }]
+            },
             "max_tokens": maxTokens,
             "full_visual_tokens": fullTokens,
             "machine": Self.machine(),
@@ -429,7 +507,7 @@ struct BenchReport {
     /// tokens (token budgets, pooling; a method's budget rows get their own line next to its
     /// ratio rows). A second panel shows accuracy when it was measured.
     func chart() -> Chart {
-        let merged = rows.filter { !$0.setting.isBaseline }
+        let merged = plotRows.filter { !$0.setting.isBaseline }
         let byRatio = merged.allSatisfy { $0.setting.ratio != nil }
         func seriesName(_ r: BenchmarkRow) -> String {
             let method = r.setting.method

@@ -9,8 +9,8 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.customShort("m"), .long], help: "Checkpoint folder (Hugging Face layout). Default: the shipped Models/shapes-llava.")
     var model: String?
 
-    @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms).")
-    var threads: Int?
+    @Option(name: [.customShort("t"), .long], help: "Threads for every stage (matrix products, attention, norms). `llava bench` also takes a comma-separated list of counts to compare.")
+    var threads: CommaList<Int>?
 
     @Option(name: .long, help: "Language-model weights: none (as stored, exact Float32 arithmetic), q8 (int8 with one scale per row and block of columns; about half the memory of F16) or q4 (4-bit blocks of 32 with an F16 scale). Made at load time, or read as stored from a folder written by `llava quantize`.")
     var quantize: WeightQuantization = .none
@@ -20,13 +20,18 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         if let model, model.isEmpty { throw ValidationError("--model is empty: give a checkpoint folder (or leave --model out for the shipped model)") }
-        if let threads, threads < 1 { throw invalid("--threads", "at least 1", threads) }
+        if let bad = threads?.values.first(where: { $0 < 1 }) { throw invalid("--threads", "at least 1", bad) }
         if quantizeVision == .q4 { throw invalid("--quantize-vision", "none or q8", quantizeVision.rawValue) }
     }
 
-    /// Applies --threads and resolves the model folder.
-    func resolve() throws -> String {
-        Threads.set(threads ?? Threads.count)
+    /// Applies --threads and resolves the model folder. Only `llava bench` takes several counts
+    /// (`threadList`); it starts at the largest.
+    func resolve(threadList: Bool = false) throws -> String {
+        let counts = threads?.values ?? [Threads.count]
+        if counts.count != 1 && !threadList {
+            throw CLIError("--threads takes one count here (lists of counts are for llava bench), got \(threads?.text ?? "")")
+        }
+        Threads.set(counts.max()!)
         if let model { return model }
         guard let shipped = PackageResources.defaultModelDirectory else {
             throw CLIError("no --model given and the shipped model folder (Models/shapes-llava) was not found; set LLAVA_HOME to the package folder")

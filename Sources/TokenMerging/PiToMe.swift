@@ -142,14 +142,18 @@ public enum PiToMe {
         let r = min(r, p / 2)
         if r <= 0 { return .identity(rows: n) }
         let patches = metric.gatherRows(Array(1..<n))
-        let v = normalizedRows(patches, Array(0..<p))
-        let w = matmulTransposed(v, v)
-        let order = energyOrder(patches: patches, similarity: w, margin: margin, alpha: alpha)
-        let a = stride(from: 0, to: 2 * r, by: 2).map { order[$0] }
-        let b = stride(from: 1, to: 2 * r, by: 2).map { order[$0] }
-        var bGroups = b.map { [$0 + 1] }
-        for (src, dst) in zip(a, mostSimilar(of: a, among: b, similarity: w)) { bGroups[dst].append(src + 1) }
-        let protected = order[(2 * r)...].map { [$0 + 1] }
-        return MergePlan(inputRows: n, groups: [[0]] + protected + bGroups)
+        let w = stage("merge.similarity") {
+            let v = normalizedRows(patches, Array(0..<p))
+            return matmulTransposed(v, v)
+        }
+        let order = stage("merge.energy") { energyOrder(patches: patches, similarity: w, margin: margin, alpha: alpha) }
+        return stage("merge.matching") {
+            let a = stride(from: 0, to: 2 * r, by: 2).map { order[$0] }
+            let b = stride(from: 1, to: 2 * r, by: 2).map { order[$0] }
+            var bGroups = b.map { [$0 + 1] }
+            for (src, dst) in zip(a, mostSimilar(of: a, among: b, similarity: w)) { bGroups[dst].append(src + 1) }
+            let protected = order[(2 * r)...].map { [$0 + 1] }
+            return MergePlan(inputRows: n, groups: [[0]] + protected + bGroups)
+        }
     }
 }

@@ -26,7 +26,7 @@ public enum ToMe {
         if r <= 0 { return .identity(rows: n) }
         let aRows = Array(stride(from: 0, to: n, by: 2))
         let bRows = Array(stride(from: 1, to: n, by: 2))
-        let scores = matmulTransposed(normalizedRows(metric, aRows), normalizedRows(metric, bRows))
+        let scores = stage("merge.similarity") { matmulTransposed(normalizedRows(metric, aRows), normalizedRows(metric, bRows)) }
         var best = [Float](repeating: 0, count: aRows.count)
         var bestB = [Int](repeating: 0, count: aRows.count)
         best.withUnsafeMutableBufferPointer { bestOut in

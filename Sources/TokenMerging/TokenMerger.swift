@@ -96,10 +96,12 @@ public final class TokenMerger {
 
         let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
         let reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
-        let out = apply(plan, to: tokens, reduction)
-        if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
-        sizeMatrix = apply(plan, to: sizeMatrix, .sum)
-        if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
-        return out
+        return stage("merge.apply") {
+            let out = apply(plan, to: tokens, reduction)
+            if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
+            sizeMatrix = apply(plan, to: sizeMatrix, .sum)
+            if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
+            return out
+        }
     }
 }

@@ -321,6 +321,73 @@ final class BenchCommandTests: XCTestCase {
         try checkPlotFiles(prefix: prefix, seriesCount: 1)
     }
 
+    /// --threads 1,2: every setting at both counts, rows setting by setting, the stage times per
+    /// layer and summed, and a scaling block per setting (the report's structure, not its times).
+    func testThreadListGivesStageTimesAndAScalingTable() throws {
+        let prefix = try scratch() + "/threads"
+        let r = try CLI.run(["bench", "--model", Self.model, "--image", Self.image, "--merge", "pitome", "--ratios", "1,0.9",
+                             "--threads", "1,2", "--repeat", "2", "--warmup", "0", "-n", "3", "--out", prefix], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("| stage (ms, median)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("scaling from 1 thread"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("×2 / eff."), r.stdout)
+
+        let (_, rows) = try csvRows(prefix + ".csv")
+        XCTAssertEqual(rows.map { $0["method"]! }, ["none", "none", "pitome", "pitome"])
+        XCTAssertEqual(rows.map { $0["threads"]! }, ["1", "2", "1", "2"])
+        let json = try json(prefix + ".json")
+        XCTAssertEqual((json["thread_counts"] as! [NSNumber]).map(\.intValue), [1, 2])
+        let jsonRows = json["rows"] as! [[String: Any]]
+        XCTAssertEqual(jsonRows.map { ($0["threads"] as! NSNumber).intValue }, [1, 2, 1, 2])
+        // Interleaved: round 1 runs every (setting, count) once, then round 2.
+        XCTAssertEqual(jsonRows.map { ($0["run_order"] as! [NSNumber]).map(\.intValue) }, [[0, 4], [1, 5], [2, 6], [3, 7]])
+        let layers = 11  // the fixture's tower runs its layers up to the feature layer −2 of 12
+        for (i, row) in jsonRows.enumerated() {
+            let stages = row["stages"] as! [String: Any]
+            let totals = stages["totals_ms"] as! [String: [String: Any]]
+            var expected: Set<String> = ["embeddings", "attention", "mlp", "projector", "prefill", "lm_head", "decode", "sampling"]
+            if i >= 2 { expected.formUnion(["merge", "merge.similarity", "merge.energy", "merge.matching", "merge.apply"]) }
+            XCTAssertEqual(Set(totals.keys), expected, "row \(i)")
+            for (name, stat) in totals {
+                XCTAssertEqual((stat["samples"] as! [Any]).count, 2, name)
+                XCTAssertGreaterThanOrEqual((stat["median"] as! NSNumber).doubleValue, 0, name)
+            }
+            let perLayer = stages["per_layer"] as! [[String: Any]]
+            let attention = perLayer.filter { $0["stage"] as? String == "attention" }
+            XCTAssertEqual(attention.compactMap { ($0["layer"] as? NSNumber)?.intValue }, Array(0..<layers))
+            XCTAssertEqual(perLayer.filter { $0["stage"] as? String == "mlp" }.count, layers)
+            XCTAssertEqual(attention.first?["label"] as? String, "vision.layer.0.attention")
+            XCTAssertTrue(perLayer.contains { $0["label"] as? String == "lm_head" && $0["layer"] is NSNull })
+        }
+        let scaling = json["scaling"] as! [[String: Any]]
+        XCTAssertEqual(scaling.count, 2)
+        for block in scaling {
+            XCTAssertEqual((block["threads"] as! [NSNumber]).map(\.intValue), [1, 2])
+            let lines = block["stages"] as! [[String: Any]]
+            XCTAssertTrue(lines.contains { $0["stage"] as? String == "ttft_ms" })
+            XCTAssertTrue(lines.contains { $0["stage"] as? String == "attention" })
+            for line in lines {
+                let ms = (line["ms"] as! [NSNumber]).map(\.doubleValue)
+                let speedup = (line["speedup"] as! [NSNumber]).map(\.doubleValue)
+                let efficiency = (line["efficiency"] as! [NSNumber]).map(\.doubleValue)
+                XCTAssertEqual(ms.count, 2)
+                XCTAssertEqual(speedup[0], 1, accuracy: 1e-9)
+                // (The report rounds to 3 decimals: compare ms only where they are large.)
+                if ms[1] > 1 { XCTAssertEqual(speedup[1], ms[0] / ms[1], accuracy: 0.01 * speedup[1]) }
+                XCTAssertEqual(efficiency[1], speedup[1] / 2, accuracy: 2e-3)
+            }
+        }
+    }
+
+    func testThreadListsAreForBenchOnlyAndCannotRepeat() throws {
+        let repeated = try CLI.run(["bench", "--image", Self.image, "--threads", "2,2"])
+        XCTAssertEqual(repeated.status, 1, repeated.stderr)
+        XCTAssertEqual(repeated.stderrLines, ["llava: error: --threads lists a count twice: 2,2"])
+        let ask = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--threads", "1,2", "Hi"])
+        XCTAssertEqual(ask.status, 1, ask.stderr)
+        XCTAssertEqual(ask.stderrLines, ["llava: error: --threads takes one count here (lists of counts are for llava bench), got 1,2"])
+    }
+
     func testBadRatioIsAUsageError() throws {
         let r = try CLI.run(["bench", "--image", Self.image, "--ratios", "1,1.5"])
         XCTAssertNotEqual(r.status, 0)

@@ -50,7 +50,7 @@ final class KernelsTests: XCTestCase {
 
     func testLinearMatchesReferenceForEveryStorageAndShape() {
         var rng = LCG(state: 7)
-        for (m, n, k) in [(1, 37, 19), (5, 64, 33), (17, 300, 70), (3, 2000, 600), (7, 9, 5), (150, 70, 40)] {
+        for (m, n, k) in [(1, 37, 19), (1, 1030, 4099), (5, 64, 33), (17, 300, 70), (3, 2000, 600), (7, 9, 5), (150, 70, 40)] {
             let x = rng.array(m * k), wv = rng.array(n * k), bias = rng.array(n)
             let input = Matrix(rows: m, cols: k, values: x)
             let variants: [(String, Weight, [Float])] = [

@@ -59,6 +59,10 @@ void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m
 void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
                  float *y, size_t ldy, int bf16);
 
+// y[r] = W[r, :] · x for weight rows r in [r0, r1), W in F16 (bf16 = 0) or BF16 (bf16 = 1): the
+// decoding product, streaming the weights (AVX-512; elsewhere the one-row kernels above).
+void k_gemv_half(const uint16_t *w, size_t ldw, const float *x, float *y, size_t k, size_t r0, size_t r1, int bf16);
+
 // out[j] = Σ_k a[k] · rows[j·ld + k] for j < count, in Double with four running sums (sum l
 // takes k ≡ l mod 4, leftovers go to sum 0, result (s0 + s1) + (s2 + s3)): bit for bit the
 // plain loop's result.
