@@ -64,10 +64,10 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
         return
     }
     if let (p, bf16) = w.halfStorage {
-        // Groups of 4 rows (the kernel's register block), at least 64 rows per thread.
-        let n = w.rows, groups = (n + 3) / 4
-        parallelFor(groups, minPerThread: 16) { range in
-            k_gemv_half(p, k, x, y, k, range.lowerBound * 4, min(n, range.upperBound * 4), bf16 ? 1 : 0)
+        // Groups of 8 rows (the kernel's register block), at least 64 rows per thread.
+        let n = w.rows, groups = (n + 7) / 8
+        parallelFor(groups, minPerThread: 8) { range in
+            k_gemv_half(p, k, x, y, k, range.lowerBound * 8, min(n, range.upperBound * 8), bf16 ? 1 : 0)
         }
         return
     }

@@ -60,7 +60,8 @@ void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t
                  float *y, size_t ldy, int bf16);
 
 // y[r] = W[r, :] · x for weight rows r in [r0, r1), W in F16 (bf16 = 0) or BF16 (bf16 = 1): the
-// decoding product, streaming the weights (AVX-512; elsewhere the one-row kernels above).
+// decoding product: rows longer than 4096 columns stream 8 rows at a time (AVX-512), others go
+// through the one-row kernels above.
 void k_gemv_half(const uint16_t *w, size_t ldw, const float *x, float *y, size_t k, size_t r0, size_t r1, int bf16);
 
 // out[j] = Σ_k a[k] · rows[j·ld + k] for j < count, in Double with four running sums (sum l
