@@ -314,24 +314,21 @@ struct BenchReport {
     }
 
     /// Per setting and stage: median ms at each thread count, with the speed-up over the smallest
-    /// count and the parallel efficiency. Nil with one thread count.
+    /// count and the parallel efficiency. One table per setting; nil with one thread count.
     func scalingTable() -> String? {
         let blocks = BenchmarkScaling.from(rows)
         guard let first = blocks.first else { return nil }
         let counts = first.threads
-        let header = ["setting", "stage"] + counts.map { "\($0) thr ms" } + counts.dropFirst().map { "×\($0) / eff." }
-        var body: [[String]] = []
-        for block in blocks {
-            for line in block.lines {
-                var cells = [block.setting, line.title] + line.ms.map { String(format: "%.2f", $0) }
-                for i in counts.indices.dropFirst() {
-                    cells.append(String(format: "%.2fx / %.0f%%", line.speedup[i], line.efficiency[i] * 100))
+        let header = ["stage"] + counts.map { "\($0) thr ms" } + counts.dropFirst().map { "×\($0) / eff." }
+        return blocks.map { block in
+            let body = block.lines.map { line in
+                [line.title] + line.ms.map { String(format: "%.2f", $0) } + counts.indices.dropFirst().map { i in
+                    String(format: "%.2fx / %.0f%%", line.speedup[i], line.efficiency[i] * 100)
                 }
-                body.append(cells)
             }
-        }
-        return "scaling from \(counts[0]) thread\(counts[0] == 1 ? "" : "s") (speed-up ×N / parallel efficiency):\n"
-            + markdownTable(header: header, rows: body)
+            return "scaling of \(block.setting) from \(counts[0]) thread\(counts[0] == 1 ? "" : "s") (speed-up ×N / parallel efficiency):\n"
+                + markdownTable(header: header, rows: body)
+        }.joined(separator: "\n")
     }
 
     // MARK: Table
