@@ -85,8 +85,9 @@ def parse(argv):
     p.add_argument("--annotations", help="run: reference answers; the merged file is scored against them")
     p.add_argument("--benchmark", help="run: a benchmark name (with --data); the merged file is scored")
     p.add_argument("--data", help="run: the benchmark's folder")
-    p.add_argument("llava_args", nargs="*", help="more llava flags (after --)")
-    a = p.parse_args(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    a = p.parse_args(argv[:split])
+    a.llava_args = argv[split + 1:]
     if a.shards < 1:
         p.error("--shards must be at least 1")
     if a.threads < 1:

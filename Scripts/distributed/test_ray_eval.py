@@ -4,7 +4,7 @@ mid-run: the merged answers must equal an unsharded run's.
 
   python3 Scripts/distributed/test_ray_eval.py [--llava .build/debug/llava]
 
-The shipped model answers the first 40 questions of Prompts/shapes in 3 shards on 2 CPUs. While
+The shipped model answers the first 120 questions of Prompts/shapes in 3 shards on 2 CPUs. While
 shards 1 and 2 run, shard 1's llava process is killed (the task fails and is retried) and shard
 2's Ray worker process is killed (the worker is lost; Ray runs the task again, and llava dies with
 its worker). Both retries resume their answer files. Then a sweep (2 settings of 8 questions)
@@ -28,9 +28,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DRIVER = os.path.join(ROOT, "Scripts", "distributed", "ray_eval.py")
 MODEL = os.path.join(ROOT, "Models", "shapes-llava")
 PROMPTS = os.path.join(ROOT, "Prompts", "shapes")
-QUESTIONS = 40
+QUESTIONS = 120
 SHARDS = 3
 TIME_LIMIT = 900  # seconds for each llava or driver command
+TOTAL_LIMIT = 1800  # seconds for the whole test, the cluster stopped in any case
 
 passed, failed = 0, 0
 
@@ -124,26 +125,33 @@ def write_slice(path, source, count):
             out.write(line)
 
 
-def kill_mid_shard(driver, out, shard, kill_worker):
-    """Waits until `shard` has saved an answer and has more to go, then kills its llava process
-    (or the Ray worker running it). Returns a description of what was killed, or None."""
-    answers = os.path.join(out, "shards", f"shard-{shard}-of-{SHARDS}.jsonl")
-    size = len(range(QUESTIONS)[(shard - 1) * -(-QUESTIONS // SHARDS):shard * -(-QUESTIONS // SHARDS)])
+def kill_mid_shard(driver, out, victims):
+    """`victims` maps a shard to True (kill the Ray worker running it) or False (kill its llava
+    process). Each is killed once it has saved two answers and has more to go. Returns what was
+    killed, one line per shard, or why it could not be."""
+    chunk = -(-QUESTIONS // SHARDS)
+    killed = {}
     deadline = time.time() + TIME_LIMIT
-    while time.time() < deadline and driver.poll() is None:
-        n = line_count(answers)
-        if n >= size:
-            return None
-        pids = processes_with(answers)
-        if n >= 2 and len(pids) == 1:
-            llava = pids[0]
-            victim = parent(llava) if kill_worker else llava
-            os.kill(victim, signal.SIGKILL)
-            if kill_worker:
-                check(wait_gone(llava), f"shard {shard}: llava ended with its killed Ray worker")
-            return f"{'Ray worker' if kill_worker else 'llava'} of shard {shard} after {n} of {size} answers"
-        time.sleep(0.05)
-    return None
+    while len(killed) < len(victims) and time.time() < deadline and driver.poll() is None:
+        for shard, kill_worker in victims.items():
+            if shard in killed:
+                continue
+            answers = os.path.join(out, "shards", f"shard-{shard}-of-{SHARDS}.jsonl")
+            size = len(range(QUESTIONS)[(shard - 1) * chunk:shard * chunk])
+            n = line_count(answers)
+            if n >= size:
+                killed[shard] = None
+                print(f"shard {shard} finished before it could be killed")
+                continue
+            pids = processes_with(answers) if n >= 2 else []
+            if len(pids) == 1:
+                llava = pids[0]
+                os.kill(parent(llava) if kill_worker else llava, signal.SIGKILL)
+                killed[shard] = f"{'the Ray worker running' if kill_worker else 'the llava process of'} shard {shard} after {n} of {size} answers"
+                if kill_worker:
+                    check(wait_gone(llava), f"shard {shard}: llava ended with its killed Ray worker")
+        time.sleep(0.005)
+    return [killed.get(shard) for shard in victims]
 
 
 def test_run(llava, work, address):
@@ -161,7 +169,7 @@ def test_run(llava, work, address):
                                "--annotations", os.path.join(PROMPTS, "answers.jsonl"), "--", "--model", MODEL],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        killed = [kill_mid_shard(driver, out, 1, kill_worker=False), kill_mid_shard(driver, out, 2, kill_worker=True)]
+        killed = kill_mid_shard(driver, out, {1: False, 2: True})
         output, _ = driver.communicate(timeout=TIME_LIMIT)
     finally:
         if driver.poll() is None:
@@ -182,8 +190,8 @@ def test_run(llava, work, address):
     check(comparable(merged) == comparable(whole), "the merged answers equal the unsharded run's")
     score = run([llava, "eval", "score", "--answers", whole, "--annotations", os.path.join(PROMPTS, "answers.jsonl"),
                  "--questions", questions, "--summary", os.path.join(work, "whole.score.json")])
-    check(score.returncode == 0 and score.stdout.split("\n")[0] in output and "overall" in output,
-          "the driver printed the merged file's scores")
+    check(score.returncode == 0 and "overall" in score.stdout and score.stdout.strip() in output,
+          "the driver printed the scores of the unsharded run")
 
 
 def test_sweep(llava, work, address):
@@ -215,7 +223,18 @@ def test_sweep(llava, work, address):
     check(rows(out) == rows(plain) and len(rows(out)) == 2, "the sweep's table equals the unsharded sweep's")
 
 
+class Stopped(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Stopped(f"stopped by signal {signum}")
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(TOTAL_LIMIT)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--llava", default=os.path.join(ROOT, ".build", "debug", "llava"))
     a = p.parse_args()
@@ -243,16 +262,19 @@ def main():
             test_sweep(llava, work, address)
         else:
             print(head.stdout[-2000:], worker.stdout[-2000:])
+    except Stopped as error:
+        check(False, f"the test finished ({error})")
     finally:
-        stop = subprocess.run([ray_bin, "stop", "--force"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=120, env=env)
-        left = processes_with(os.path.join(work, "ray-run", "shards", "shard-1-of-3.jsonl"))
-        left += processes_with(os.path.join(work, "ray-run", "shards", "shard-2-of-3.jsonl"))
-        left += processes_with(os.path.join(work, "ray-run", "shards", "shard-3-of-3.jsonl"))
-        left += processes_with(os.path.join(work, "sweep-ray"))
+        signal.alarm(0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cluster is stopped in any case
+        stopped = subprocess.run([ray_bin, "stop", "--force"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 timeout=120, env=env)
+        left = processes_with(os.path.join(work, "sweep-ray"))
+        for i in range(1, SHARDS + 1):
+            left += processes_with(os.path.join(work, "ray-run", "shards", f"shard-{i}-of-{SHARDS}.jsonl"))
         for pid in left:
             os.kill(pid, signal.SIGKILL)
-        check(stop.returncode == 0 and not left, "ray stop --force; no llava process left")
+        check(stopped.returncode == 0 and not left, "ray stop --force; no llava process left")
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
