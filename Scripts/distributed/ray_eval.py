@@ -62,7 +62,7 @@ def run_shard(command, log_path, shard):
     return shard
 
 
-def tail(path, lines=3):
+def tail(path, lines=1):
     try:
         with open(path, errors="replace") as f:
             return " | ".join(f.read().strip().splitlines()[-lines:])
@@ -100,6 +100,12 @@ def parse(argv):
         p.error("--benchmark needs --data DIR")
     if a.mode == "sweep" and any(x is not None for x in (a.questions, a.image_folder, a.annotations, a.benchmark, a.data)):
         p.error("sweep takes its benchmarks from the llava flags after -- (--benchmarks ...)")
+    given = {x.split("=", 1)[0] for x in a.llava_args}
+    taken = {"--shard", "--shard-count", "--threads", "-t", "--answers", "--out"}
+    if a.mode == "run":
+        taken |= {"--questions", "--image-folder", "--annotations", "--benchmark", "--data"}
+    if given & taken:
+        p.error(f"give {', '.join(sorted(given & taken))} to ray_eval.py, not after -- (it sets them for each shard)")
     if not (os.path.isfile(a.llava) and os.access(a.llava, os.X_OK)):
         p.error(f"--llava {a.llava}: not an executable file")
     return a
@@ -161,7 +167,7 @@ def finish(a, jobs):
     llava = absolute(a.llava)
     out = absolute(a.out)
     if a.mode == "sweep":
-        return subprocess.call([llava, "eval", "sweep", "--out", out, "--threads", str(a.threads), "--quiet"] + a.llava_args)
+        return subprocess.call([llava, "eval", "sweep", "--out", out, "--threads", str(a.threads)] + a.llava_args)
     shards = [os.path.join(out, "shards", f"shard-{i}-of-{a.shards}.jsonl") for i in range(1, a.shards + 1)]
     merged = os.path.join(out, "answers.jsonl")
     if a.benchmark in REPEATED_IDS:

@@ -16,6 +16,7 @@ failure.
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -252,7 +253,9 @@ def main():
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit
     port = free_port()
     address = f"127.0.0.1:{port}"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # The cluster, the driver and its tasks share a token of their own (whatever ~/.ray holds).
+    os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    env = dict(os.environ)
     try:
         head = run([ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                     "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"], env=env)
