@@ -10,11 +10,12 @@ sweep, `llava eval sweep` runs once more without --shard to score every cell and
 
   python3 Scripts/distributed/ray_eval.py run --llava .build/release/llava --shards 8 --threads 4 \\
       --out /shared/run1 --questions Prompts/shapes/questions.jsonl \\
-      --annotations Prompts/shapes/answers.jsonl -- --model Models/shapes-llava --merge pitome --ratio 0.9
+      --annotations Prompts/shapes/answers.jsonl -- --model "$PWD/Models/shapes-llava" --merge pitome --ratio 0.9
   python3 Scripts/distributed/ray_eval.py sweep --llava .build/release/llava --shards 4 --out /shared/sweep \\
-      -- --benchmarks shapes=Prompts/shapes --merge pitome,tome --ratios 1,0.9 --model Models/shapes-llava
+      -- --benchmarks shapes="$PWD/Prompts/shapes" --merge pitome,tome --ratios 1,0.9 --model "$PWD/Models/shapes-llava"
 
-Everything after `--` goes to llava unchanged. Connects to the cluster at --address (default:
+Everything after `--` goes to llava unchanged (absolute paths there: a task does not run in the
+driver's folder). Connects to the cluster at --address (default:
 RAY_ADDRESS, else a new local one). Exit status 0 when every shard finished and the merge (and
 score) succeeded; otherwise 1, with one line per failed shard; the shard files are kept, so the
 same command resumes.
