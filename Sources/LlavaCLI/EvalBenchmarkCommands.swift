@@ -92,7 +92,7 @@ extension EvalRun {
         if annotations != nil { throw CLIError("--annotations does not apply to --benchmark runs: the benchmark folder has the answers") }
         let adapter = try flags.adapter()
         let questions = try adapter.questions()
-        let shard = try self.shard.map { try Shard(parsing: $0) }
+        let shard = try sharding.resolved()
         let mine = shard?.slice(questions) ?? questions
         let directory = try model.resolve()
         let template = try ConversationTemplate.load(generation.template)

@@ -84,8 +84,7 @@ struct EvalRun: ParsableCommand {
     @Option(name: .long, help: "Summary JSON to write (default: the answer file with .summary.json).")
     var summary: String?
 
-    @Option(name: .long, help: "Run only the I-th of N contiguous chunks of the questions (1-based), e.g. 2/8.")
-    var shard: String?
+    @OptionGroup var sharding: ShardFlags
 
     @Flag(name: .long, help: "Stop (exit 1, nothing answered) when the question file has a malformed line.")
     var strict = false
@@ -103,9 +102,6 @@ struct EvalRun: ParsableCommand {
     var progressEvery: Double = 10
 
     func validate() throws {
-        if let shard {
-            do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
-        }
         if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw invalid("--image-cache-mb", "in [0, 1e9)", imageCacheMb) }
         if !(progressEvery > 0 && progressEvery <= 100) { throw invalid("--progress-every", "in (0, 100]", progressEvery) }
     }
@@ -120,7 +116,7 @@ struct EvalRun: ParsableCommand {
         if benchmarkFlags.isSet { return try runBenchmark(benchmarkFlags) }
         guard let questions else { throw CLIError("give --questions (a question file), or --benchmark and --data") }
         let started = Date()
-        let shard = try self.shard.map { try Shard(parsing: $0) }
+        let shard = try sharding.resolved()
         let file = try QuestionFile(path: questions)
         for issue in file.issues {
             printErr("llava: \(strict ? "error: " : "")\(issue)\(strict ? "" : " (line skipped)")")
