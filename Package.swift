@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, bottom to top:
 //   native libraries (OpenBLAS, stb, libjpeg, SentencePiece, cairo for plots) and the C kernels
 //   Kernels (matrices, matrix products, norms, attention)  ← TokenMerging (no model imports)
-//   Checkpoint (safetensors, config.json)  Tokenizer  Imaging
+//   Checkpoint (safetensors, config.json)  Tokenizer  Imaging  VQAEval (question/answer files, scoring)
 //   LLaVA (CLIP vision tower, projector, Llama decoder, generation)
 //   LlavaCLI (the `llava` executable)
 let package = Package(
@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "VQAEval"),
         .target(
             name: "LLaVA",
-            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging",
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),
