@@ -17,6 +17,9 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     case randomDrop = "random"
     /// 2×2 average pooling of the patch grid, once, after the last merge layer.
     case pool2x2 = "pool"
+    /// DivPrune: the most diverse visual tokens (greedy max–min cosine distance), chosen once on
+    /// the projector's output; the tower runs unreduced.
+    case divPrune = "divprune"
 }
 
 /// How merged token features are combined.

@@ -48,6 +48,9 @@ public struct MergeSchedule: Equatable, Sendable {
     /// Tokens (CLS included) entering merge layer 0, then after each merge layer:
     /// `mergeLayers + 1` entries.
     public let tokenCounts: [Int]
+    /// Image tokens kept after the projector (DivPrune), or nil when the projector's output is
+    /// passed on whole. The tower's counts above are then unchanged.
+    public let projectorKeep: Int?
 
     /// - Parameters:
     ///   - towerDepth: L, the number of layers of the vision tower (margins and stage switches use it).
@@ -77,7 +80,9 @@ public struct MergeSchedule: Equatable, Sendable {
                        pitomeEveryLayer: options.pitomeEveryLayer)
         }
         let removals: [Int]
-        if let keep = options.keep, method != .pool2x2 {
+        if method == .divPrune {
+            removals = stages.map { _ in 0 }
+        } else if let keep = options.keep, method != .pool2x2 {
             removals = try Self.removals(stages: stages, patchTokens: patches, keep: keep, method: method)
         } else {
             removals = Self.removals(stages: stages, patchTokens: patches, ratio: options.ratio ?? 1)
@@ -91,6 +96,11 @@ public struct MergeSchedule: Equatable, Sendable {
         }
         self.steps = steps
         self.tokenCounts = counts
+        if method == .divPrune {
+            projectorKeep = options.keep ?? DivPrune.keptCount(tokens: patches, ratio: options.ratio ?? 1)
+        } else {
+            projectorKeep = nil
+        }
     }
 
     /// The stage after layer `i` (official LLaVA wiring):
@@ -111,6 +121,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return i % 2 == 0 ? .dct : .none
         case .diffRate: return i % 2 == 0 ? .diffRate : .none
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
+        case .divPrune: return .none
         }
     }
 

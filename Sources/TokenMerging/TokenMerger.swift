@@ -102,4 +102,19 @@ public final class TokenMerger {
         if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
         return out
     }
+
+    /// Reduces the projector's output (one row per image token, the tower's last rows less the
+    /// first `droppedTokens`) when the method cuts there (DivPrune); returns it unchanged otherwise.
+    /// Sizes and sources follow the kept rows; the dropped rows (CLS) keep theirs.
+    public func reduceProjected(_ embeddings: Matrix, droppedTokens: Int) -> Matrix {
+        guard let keep = schedule.projectorKeep else { return embeddings }
+        precondition(embeddings.rows == sizeMatrix.rows - droppedTokens,
+                     "the projector gave \(embeddings.rows) rows, expected \(sizeMatrix.rows - droppedTokens)")
+        let plan = DivPrune.plan(features: embeddings, keep: keep)
+        let lifted = MergePlan(inputRows: sizeMatrix.rows,
+                               groups: (0..<droppedTokens).map { [$0] } + plan.groups.map { $0.map { $0 + droppedTokens } })
+        sizeMatrix = apply(lifted, to: sizeMatrix, .sum)
+        if let m = sourceMatrix { sourceMatrix = apply(lifted, to: m, .max) }
+        return apply(plan, to: embeddings)
+    }
 }

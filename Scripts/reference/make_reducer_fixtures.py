@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Generate the token-reducer fixtures under ``Tests/Fixtures/reducers/`` by calling the
+official implementations on our test inputs.
+
+Usage (from the repository root; rewrites the fixture folder)::
+
+    python3 Scripts/reference/make_reducer_fixtures.py \\
+        --divprune PATH --visionzip PATH
+
+Each PATH is the official repository, either a checkout (a folder with the files) or a git
+directory (a bare clone or mirror: the files are read with ``git show HEAD:<file>``):
+
+* ``--divprune``:  vbdi/divprune           (``LLaVA/llava/model/llava_arch.py``)
+* ``--visionzip``: dvlab-research/VisionZip (``visionzip/clip_encoder.py``)
+
+Nothing of the official code is copied into this repository: the script reads the official
+files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
+here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors`` (the fixtures
+were made with torch 2.13.0+cpu). Runs in a few seconds.
+
+Fixture files (safetensors, float32; index lists are stored as float32 columns, exact for
+these sizes) and what they hold is described per method below and in
+``Tests/Fixtures/reducers/README.md``.
+"""
+
+import argparse
+import ast
+import os
+import subprocess
+import sys
+import types
+
+import torch
+from safetensors.torch import save_file
+
+OUT = os.path.join("Tests", "Fixtures", "reducers")
+
+
+def read_official(repo, path):
+    """The text of ``path`` in the official repository ``repo`` (a checkout or a git directory)."""
+    if os.path.isfile(os.path.join(repo, path)):
+        with open(os.path.join(repo, path)) as f:
+            return f.read()
+    return subprocess.run(["git", "--git-dir", repo, "show", f"HEAD:{path}"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def official_functions(repo, path, names, namespace=None):
+    """Executes the official definitions of ``names`` (top-level functions, or methods given as
+    ``Class.method``) from ``path`` in a namespace with torch, and returns them by name."""
+    tree = ast.parse(read_official(repo, path))
+    wanted = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            wanted[node.name] = node
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                key = f"{node.name}.{item.name}" if isinstance(item, ast.FunctionDef) else None
+                if key in names:
+                    item.decorator_list = []
+                    wanted[key] = item
+    missing = set(names) - set(wanted)
+    if missing:
+        sys.exit(f"{path}: the official functions {sorted(missing)} were not found")
+    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional}
+    ns.update(namespace or {})
+    out = {}
+    for key, node in wanted.items():
+        module = ast.Module(body=[node], type_ignores=[])
+        exec(compile(module, f"<official {path}>", "exec"), ns)
+        out[key] = ns[node.name]
+    return out
+
+
+def column(indices):
+    return torch.tensor([float(i) for i in indices], dtype=torch.float32).reshape(-1, 1)
+
+
+def clustered(generator, n, d, clusters, noise):
+    """n rows of width d around `clusters` random centres, in a shuffled order."""
+    centres = torch.randn(clusters, d, generator=generator) * 2
+    labels = torch.randint(0, clusters, (n,), generator=generator)
+    return (centres[labels] + noise * torch.randn(n, d, generator=generator)).contiguous()
+
+
+def save(name, tensors, metadata):
+    path = os.path.join(OUT, name)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path,
+              metadata={k: str(v) for k, v in metadata.items()})
+    print(f"wrote {path}")
+
+
+# DivPrune -------------------------------------------------------------------------------------
+# Official: `LlavaMetaForCausalLM.DivPrune` (with `pairwise_cosine_similarity`), called on the
+# projector output of the visual tokens with threshold_ratio = K / N (so int(round(ratio·N)) = K).
+# Fixture: x [N, D] (the visual tokens), order [K, 1] (picks in the order made), expected [K, D]
+# (the kept rows in their original order, as the official code sorts keep indices).
+def divprune_fixtures(repo):
+    fns = official_functions(repo, "LLaVA/llava/model/llava_arch.py",
+                             ["LlavaMetaForCausalLM.pairwise_cosine_similarity", "LlavaMetaForCausalLM.DivPrune"])
+    holder = types.SimpleNamespace()
+    holder.pairwise_cosine_similarity = lambda m: fns["LlavaMetaForCausalLM.pairwise_cosine_similarity"](holder, m)
+    g = torch.Generator().manual_seed(16)
+    for n, d, clusters, keeps in [(64, 32, 12, [1, 8, 16, 32, 48]), (576, 48, 40, [64, 192])]:
+        x = clustered(g, n, d, clusters, noise=0.5)
+        for k in keeps:
+            ratio = k / n
+            assert int(round(ratio * n)) == k
+            s, _ = fns["LlavaMetaForCausalLM.DivPrune"](holder, x, n, None, threshold_ratio=ratio)
+            order = s.tolist()
+            assert len(set(order)) == k, "the official selection repeated a token"
+            kept = sorted(order)
+            save(f"divprune_N{n}_K{k}.safetensors",
+                 {"x": x, "order": column(order), "expected": x[kept]},
+                 {"method": "divprune", "tokens": n, "keep": k, "ratio": repr(ratio)})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+    divprune_fixtures(args.divprune)
+
+
+if __name__ == "__main__":
+    main()

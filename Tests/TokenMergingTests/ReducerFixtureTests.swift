@@ -1,0 +1,40 @@
+import Checkpoint
+import FixtureLocations
+import Foundation
+import Kernels
+import TokenMerging
+import XCTest
+
+/// The reducers against fixtures made by running their official code
+/// (Scripts/reference/make_reducer_fixtures.py, Tests/Fixtures/reducers).
+final class ReducerFixtureTests: XCTestCase {
+    static let directory = URL(fileURLWithPath: FixtureLocations.project).appendingPathComponent("reducers")
+
+    func fixtures(_ prefix: String) throws -> [(name: String, file: SafeTensorsFile)] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path)
+            .filter { $0.hasPrefix(prefix + "_") && $0.hasSuffix(".safetensors") }
+            .sorted()
+        return try names.map { ($0, try SafeTensorsFile(path: Self.directory.appendingPathComponent($0).path)) }
+    }
+
+    func testDivPruneMatchesTheOfficialSelection() throws {
+        let cases = try fixtures("divprune")
+        XCTAssertEqual(cases.count, 7, "expected the 7 DivPrune fixtures in \(Self.directory.path)")
+        for (name, file) in cases {
+            let x = try file.matrix("x")
+            let keep = try XCTUnwrap(Int(file.metadata["keep"] ?? ""), name)
+            let order = try indices(file, "order")
+            XCTAssertEqual(DivPrune.selectionOrder(features: x, keep: keep), order, "pick order of \(name)")
+            let plan = DivPrune.plan(features: x, keep: keep)
+            XCTAssertEqual(plan.outputRows, keep, name)
+            XCTAssertRowsClose(apply(plan, to: x), try file.matrix("expected"), accuracy: 1e-5, name)
+            let ratio = try XCTUnwrap(Double(file.metadata["ratio"] ?? ""), name)
+            XCTAssertEqual(DivPrune.keptCount(tokens: x.rows, ratio: ratio), keep, "count at ratio \(ratio) for \(name)")
+        }
+    }
+
+    /// A stored column of indices (float32, exact for these sizes).
+    func indices(_ file: SafeTensorsFile, _ name: String) throws -> [Int] {
+        try file.matrix(name).toArray().map { Int($0) }
+    }
+}
