@@ -115,13 +115,54 @@ def divprune_fixtures(repo):
                  {"method": "divprune", "tokens": n, "keep": k, "ratio": repr(ratio)})
 
 
+# VisionZip ------------------------------------------------------------------------------------
+# Official: `CLIPVisionTower_VisionZip.forward` (visionzip/clip_encoder.py), called with a stand-in
+# for `self` whose `vision_tower` returns our feature-layer hidden states and attention and whose
+# layer [-2] holds our keys averaged over heads (what `visionzip/utils.py` stores as `metric`).
+# Fixture: hidden [T, C] (the feature layer's output, row 0 = CLS), keys [T, d], cls_attention
+# [heads, T] (row 0 of each head's attention), expected [1 + dominant + contextual, C] (the
+# official output: CLS, dominant, contextual), dominant [dominant, 1] (the kept patch rows).
+def visionzip_fixtures(repo):
+    forward = official_functions(repo, "visionzip/clip_encoder.py", ["CLIPVisionTower_VisionZip.forward"])[
+        "CLIPVisionTower_VisionZip.forward"]
+    g = torch.Generator().manual_seed(1616)
+    for t, c, d, heads, splits in [(65, 24, 8, 4, [(7, 1), (14, 2), (27, 5), (41, 7)]),
+                                   (577, 32, 16, 8, [(54, 10), (108, 20)])]:
+        hidden = clustered(g, t, c, 10, noise=0.7)
+        keys = clustered(g, t, d, 10, noise=0.7)
+        logits = 3 * torch.randn(heads, t, t, generator=g)
+        attention = torch.softmax(logits, dim=-1)
+        for dominant, contextual in splits:
+            layers = [None] * 4
+            layers[-2] = types.SimpleNamespace(metric=keys[None])
+
+            class Tower:
+                _info = {"dominant": dominant, "contextual": contextual}
+                vision_model = types.SimpleNamespace(encoder=types.SimpleNamespace(layers=layers))
+
+                def __call__(self, images, output_hidden_states, output_attentions):
+                    return types.SimpleNamespace(hidden_states=[None, hidden[None], None],
+                                                 attentions=[None, attention[None], None])
+
+            holder = types.SimpleNamespace(vision_tower=Tower(), device="cpu", dtype=torch.float32)
+            out, all_indices = forward(holder, torch.zeros(1, 3, 2, 2))
+            kept = sorted(all_indices[0].tolist())
+            assert kept[0] == 0
+            save(f"visionzip_T{t}_D{dominant}_C{contextual}.safetensors",
+                 {"hidden": hidden, "keys": keys, "cls_attention": attention[:, 0, :],
+                  "expected": out[0], "dominant": column(kept[1:])},
+                 {"method": "visionzip", "tokens": t, "dominant": dominant, "contextual": contextual})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
+    parser.add_argument("--visionzip", required=True, help="dvlab-research/VisionZip checkout or git directory")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     divprune_fixtures(args.divprune)
+    visionzip_fixtures(args.visionzip)
 
 
 if __name__ == "__main__":

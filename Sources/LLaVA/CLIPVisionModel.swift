@@ -77,6 +77,13 @@ public protocol VisionMergeHook: AnyObject {
     var attentionKeyBias: [Float]? { get }
     /// Merges `tokens` after layer `layer`; returns the (possibly shorter) token matrix.
     func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix
+    /// Whether the merge after the whole layer `layer` takes that layer's keys averaged over heads
+    /// as its metric instead of the layer output.
+    func needsKeys(layer: Int) -> Bool
+}
+
+extension VisionMergeHook {
+    public func needsKeys(layer: Int) -> Bool { false }
 }
 
 public enum MergePlacement: Sendable {
@@ -123,6 +130,10 @@ final class CLIPEncoderLayer {
             attnOut = selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: nil)
         }
         addInPlace(h, attnOut)
+        var keys: Matrix? = nil
+        if let merger, merger.placement == .afterLayer, merger.needsKeys(layer: index) {
+            keys = meanOverHeads(state.k, heads: heads)
+        }
         if let merger, merger.placement == .betweenAttentionAndMLP {
             let keys = meanOverHeads(state.k, heads: heads)
             h = merger.merge(layer: index, tokens: h, metric: keys, clsAttention: cls)
@@ -130,7 +141,7 @@ final class CLIPEncoderLayer {
         layerNorm(h, weight: layerNorm2.weight, bias: layerNorm2.bias, eps: eps, into: state.normed)
         addInPlace(h, mlp(state.normed, state: state))
         if let merger, merger.placement == .afterLayer {
-            h = merger.merge(layer: index, tokens: h, metric: h, clsAttention: cls)
+            h = merger.merge(layer: index, tokens: h, metric: keys ?? h, clsAttention: cls)
         }
         return h
     }

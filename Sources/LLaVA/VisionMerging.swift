@@ -107,7 +107,12 @@ final class TowerMerger: VisionMergeHook {
                                  initialTokens: initialTokens)
     }
 
-    var placement: MergePlacement { settings.metric == .keys ? .betweenAttentionAndMLP : .afterLayer }
+    /// VisionZip always merges the feature layer's output by that layer's keys (`--merge-metric`
+    /// does not apply to it).
+    var placement: MergePlacement {
+        settings.metric == .keys && settings.options.method != .visionZip ? .betweenAttentionAndMLP : .afterLayer
+    }
+    func needsKeys(layer: Int) -> Bool { merger.needsKeys(layer: layer) }
     var needsCLSAttention: Bool { merger.needsCLSAttention }
     var attentionKeyBias: [Float]? { settings.proportionalAttention ? merger.logSizes : nil }
 

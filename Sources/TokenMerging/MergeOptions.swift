@@ -20,6 +20,9 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     /// DivPrune: the most diverse visual tokens (greedy max–min cosine distance), chosen once on
     /// the projector's output; the tower runs unreduced.
     case divPrune = "divprune"
+    /// VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key
+    /// similarity, once, at the selected feature layer.
+    case visionZip = "visionzip"
 }
 
 /// How merged token features are combined.

@@ -3,7 +3,7 @@ import Kernels
 /// What one merge layer does.
 public struct LayerStep: Equatable, Sendable {
     public enum Stage: String, Sendable {
-        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2
+        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip
     }
 
     public let layer: Int
@@ -35,6 +35,10 @@ public struct LayerStep: Equatable, Sendable {
         case .diffRate:
             guard let clsAttention else { preconditionFailure("DiffRate needs the CLS attention of layer \(layer)") }
             return DiffRate.plan(metric: metric, clsAttention: clsAttention, keep: n - remove)
+        case .visionZip:
+            guard let clsAttention else { preconditionFailure("VisionZip needs the CLS attention of layer \(layer)") }
+            let split = VisionZip.split(keep: n - 1 - remove)
+            return VisionZip.plan(metric: metric, clsAttention: clsAttention, dominant: split.dominant, contextual: split.contextual)
         case .dct: preconditionFailure("DCT is a transform, not a merge plan: use DCT.compress")
         }
     }
@@ -82,6 +86,9 @@ public struct MergeSchedule: Equatable, Sendable {
         let removals: [Int]
         if method == .divPrune {
             removals = stages.map { _ in 0 }
+        } else if method == .visionZip {
+            let keep = Self.outputBudget(options: options, patchTokens: patches)
+            removals = stages.map { $0 == .visionZip ? patches - keep : 0 }
         } else if let keep = options.keep, method != .pool2x2 {
             removals = try Self.removals(stages: stages, patchTokens: patches, keep: keep, method: method)
         } else {
@@ -97,7 +104,7 @@ public struct MergeSchedule: Equatable, Sendable {
         self.steps = steps
         self.tokenCounts = counts
         if method == .divPrune {
-            projectorKeep = options.keep ?? DivPrune.keptCount(tokens: patches, ratio: options.ratio ?? 1)
+            projectorKeep = Self.outputBudget(options: options, patchTokens: patches)
         } else {
             projectorKeep = nil
         }
@@ -122,6 +129,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .diffRate: return i % 2 == 0 ? .diffRate : .none
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
         case .divPrune: return .none
+        case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
         }
     }
 
@@ -135,7 +143,14 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return p - DCT.keptCount(patchTokens: p, ratio: ratio)
         case .diffRate: return DiffRate.removal(tokens: p + 1, ratio: ratio)
         case .pool2x2: return p - p / 4
+        case .visionZip: return p - outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p)
         }
+    }
+
+    /// Patch tokens kept by a method that cuts once (DivPrune, VisionZip): the budget K, or
+    /// int(round(ρ·P)) for a ratio (half to even, as DivPrune's official count), at least 1.
+    public static func outputBudget(options: MergeOptions, patchTokens p: Int) -> Int {
+        options.keep ?? DivPrune.keptCount(tokens: p, ratio: options.ratio ?? 1)
     }
 
     /// The most patch tokens a stage may remove from `p` patch tokens (the per-layer clamp).
@@ -143,7 +158,7 @@ public struct MergeSchedule: Equatable, Sendable {
         switch stage {
         case .none: return 0
         case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return p / 2
-        case .dct, .diffRate: return max(0, p - 1)
+        case .dct, .diffRate, .visionZip: return max(0, p - 1)
         case .pool2x2: return p - p / 4
         }
     }
@@ -153,7 +168,7 @@ public struct MergeSchedule: Equatable, Sendable {
         switch stage {
         case .none: return t
         case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return 2 * t  // ceil(p/2) ≤ t
-        case .dct, .diffRate: return Int.max  // down to a single patch token
+        case .dct, .diffRate, .visionZip: return Int.max  // down to a single patch token
         case .pool2x2: return 4 * t
         }
     }

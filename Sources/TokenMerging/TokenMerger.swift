@@ -54,7 +54,11 @@ public final class TokenMerger {
     public var plannedTokenCounts: [Int] { schedule.tokenCounts }
 
     /// Whether `merge` needs the CLS attention row of each layer.
-    public var needsCLSAttention: Bool { options.method == .diffRate }
+    public var needsCLSAttention: Bool { options.method == .diffRate || options.method == .visionZip }
+
+    /// Whether `merge` after layer `i` takes that layer's keys averaged over heads as its metric
+    /// while merging the layer's output (VisionZip).
+    public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage == .visionZip }
 
     /// How many original tokens each current token stands for (all 1 before any merge).
     public var sizes: [Float] { sizeMatrix.toArray() }
@@ -95,7 +99,8 @@ public final class TokenMerger {
         }
 
         let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
-        let reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
+        var reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
+        if step.stage == .visionZip { reduction = .destinationPlusMean }
         let out = apply(plan, to: tokens, reduction)
         if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
         sizeMatrix = apply(plan, to: sizeMatrix, .sum)

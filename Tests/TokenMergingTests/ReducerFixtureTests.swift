@@ -33,6 +33,27 @@ final class ReducerFixtureTests: XCTestCase {
         }
     }
 
+    func testVisionZipMatchesTheOfficialDominantAndContextualTokens() throws {
+        let cases = try fixtures("visionzip")
+        XCTAssertEqual(cases.count, 6, "expected the 6 VisionZip fixtures in \(Self.directory.path)")
+        for (name, file) in cases {
+            let hidden = try file.matrix("hidden"), keys = try file.matrix("keys")
+            let dominant = try XCTUnwrap(Int(file.metadata["dominant"] ?? ""), name)
+            let contextual = try XCTUnwrap(Int(file.metadata["contextual"] ?? ""), name)
+            // Mean over heads, as the tower's attention kernel gives it (the official code sums).
+            let perHead = try file.matrix("cls_attention")
+            let cls = (0..<perHead.cols).map { j in (0..<perHead.rows).reduce(Float(0)) { $0 + perHead[$1, j] } / Float(perHead.rows) }
+            let plan = VisionZip.plan(metric: keys, clsAttention: cls, dominant: dominant, contextual: contextual)
+            XCTAssertEqual(plan.groups.prefix(dominant + 1).map { $0[0] }, [0] + (try indices(file, "dominant")), "dominant rows of \(name)")
+            XCTAssertEqual(plan.outputRows, 1 + dominant + contextual, name)
+            XCTAssertRowsClose(apply(plan, to: hidden, .destinationPlusMean), try file.matrix("expected"), accuracy: 1e-5, name)
+            // The budget split reproduces the official pairs (CLS aside: the official counts include it).
+            if dominant + contextual == 64 || dominant + contextual == 128 {
+                XCTAssertEqual(VisionZip.split(keep: dominant + contextual).contextual, contextual, name)
+            }
+        }
+    }
+
     /// A stored column of indices (float32, exact for these sizes).
     func indices(_ file: SafeTensorsFile, _ name: String) throws -> [Int] {
         try file.matrix(name).toArray().map { Int($0) }

@@ -55,4 +55,54 @@ final class ReducerPropertyTests: XCTestCase {
             for (row, patch) in kept.enumerated() { XCTAssertEqual(out.rowArray(row), projected.rowArray(patch)) }
         }
     }
+
+    /// VisionZip through the merger: only the last merge layer cuts, to exactly K patch tokens; the
+    /// dominant tokens are input rows unchanged, each contextual token is its target plus the mean
+    /// of the rows assigned to it, and every patch is held exactly once.
+    func testVisionZipThroughTheMerger() throws {
+        for keep in [1, 5, 16, 32, 63] {
+            var random = TestRandom(seed: UInt64(keep))
+            let options = MergeOptions(method: .visionZip, keep: keep, trackSources: true)
+            let merger = try TokenMerger(options: options, towerDepth: 12, mergeLayers: 11, initialTokens: 65)
+            XCTAssertEqual(merger.plannedTokenCounts, Array(repeating: 65, count: 11) + [keep + 1])
+            XCTAssertTrue(merger.needsCLSAttention)
+            var tokens = random.matrix(rows: 65, cols: 6)
+            for layer in 0..<10 {
+                XCTAssertFalse(merger.needsKeys(layer: layer))
+                tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: [Float](repeating: 0, count: 65))
+            }
+            XCTAssertTrue(merger.needsKeys(layer: 10))
+            let keys = random.matrix(rows: 65, cols: 4)
+            let attention = (0..<65).map { _ in abs(random.float()) }
+            let out = merger.merge(layer: 10, tokens: tokens, metric: keys, clsAttention: attention)
+            XCTAssertEqual(out.rows, keep + 1, "keep \(keep)")
+            let sources = try XCTUnwrap(merger.sources)
+            let all = sources.flatMap { $0 }
+            let (dominant, contextual) = VisionZip.split(keep: keep)
+            if contextual > 0 {
+                XCTAssertEqual(all.sorted(), Array(0..<64), "every patch once, keep \(keep)")
+            } else {
+                XCTAssertEqual(all.count, keep, "the rest dropped, keep \(keep)")
+            }
+            XCTAssertEqual(dominant + contextual, keep)
+            let topAttention = Set((1..<65).sorted { attention[$0] > attention[$1] }.prefix(dominant))
+            for k in 1...dominant {
+                XCTAssertEqual(sources[k].count, 1)
+                XCTAssertTrue(topAttention.contains(sources[k][0] + 1), "dominant by CLS attention")
+                XCTAssertEqual(out.rowArray(k), tokens.rowArray(sources[k][0] + 1))
+            }
+            for k in (dominant + 1)..<out.rows {
+                let members = sources[k].map { $0 + 1 }
+                // The contextual row equals some member plus the mean of the others.
+                let matches = members.contains { t in
+                    let others = members.filter { $0 != t }
+                    return (0..<6).allSatisfy { c in
+                        let mean = others.isEmpty ? 0 : others.reduce(Float(0)) { $0 + tokens[$1, c] } / Float(others.count)
+                        return abs(out[k, c] - (tokens[t, c] + mean)) <= 1e-5
+                    }
+                }
+                XCTAssertTrue(matches, "contextual token \(k) = target + mean of the rest, keep \(keep)")
+            }
+        }
+    }
 }

@@ -1,0 +1,37 @@
+import Kernels
+import LLaVA
+import TokenMerging
+import XCTest
+
+/// The reducers that cut once (at the feature layer or after the projector) on the small random
+/// LLaVA: the image gives exactly the planned visual tokens, the source map follows them.
+final class ReducerWiringTests: XCTestCase {
+    func testOneCutReducersGiveTheirBudgetExactly() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        let full = try m.encodeImage(pixels: px, merge: .none).embeddings
+        for method in [MergeMethod.divPrune, .visionZip] {
+            for (keep, ratio) in [(48, nil), (16, nil), (8, nil), (1, nil), (nil, 0.25 as Double?)] as [(Int?, Double?)] {
+                let s = VisionMergeSettings(options: MergeOptions(method: method, ratio: ratio, keep: keep, trackSources: true))
+                let (e, sources) = try m.encodeImage(pixels: px, merge: s)
+                let expected = keep ?? 16
+                XCTAssertEqual(e.rows, expected, s.label)
+                XCTAssertEqual(try m.plannedVisualTokens(s), expected, s.label)
+                XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite }, s.label)
+                let patches = try XCTUnwrap(sources, s.label)
+                XCTAssertEqual(patches.count, expected + 1, s.label)
+                XCTAssertEqual(patches[0], [], s.label)
+                let all = patches.flatMap { $0 }
+                XCTAssertEqual(Set(all).count, all.count, "\(s.label): a patch in two tokens")
+                if method == .divPrune {
+                    // Pruning after the projector: every kept row is the unreduced row of its patch.
+                    for (row, held) in patches.dropFirst().enumerated() {
+                        XCTAssertEqual(held.count, 1, s.label)
+                        XCTAssertEqual(e.rowArray(row), full.rowArray(held[0]), s.label)
+                    }
+                }
+            }
+        }
+    }
+}
