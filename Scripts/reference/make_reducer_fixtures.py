@@ -5,13 +5,14 @@ official implementations on our test inputs.
 Usage (from the repository root; rewrites the fixture folder)::
 
     python3 Scripts/reference/make_reducer_fixtures.py \\
-        --divprune PATH --visionzip PATH
+        --divprune PATH --visionzip PATH --pitome PATH
 
 Each PATH is the official repository, either a checkout (a folder with the files) or a git
 directory (a bare clone or mirror: the files are read with ``git show HEAD:<file>``):
 
 * ``--divprune``:  vbdi/divprune           (``LLaVA/llava/model/llava_arch.py``)
 * ``--visionzip``: dvlab-research/VisionZip (``visionzip/clip_encoder.py``)
+* ``--pitome``:    hchautran/PiToMe          (``algo/crossget/merge.py``, ``algo/mctf/merge.py``)
 
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
@@ -25,6 +26,7 @@ these sizes) and what they hold is described per method below and in
 
 import argparse
 import ast
+import math
 import os
 import subprocess
 import sys
@@ -62,7 +64,7 @@ def official_functions(repo, path, names, namespace=None):
     missing = set(names) - set(wanted)
     if missing:
         sys.exit(f"{path}: the official functions {sorted(missing)} were not found")
-    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional}
+    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
     ns.update(namespace or {})
     out = {}
     for key, node in wanted.items():
@@ -154,15 +156,46 @@ def visionzip_fixtures(repo):
                  {"method": "visionzip", "tokens": t, "dominant": dominant, "contextual": contextual})
 
 
+class StableSortTorch:
+    """torch, except that argsort/sort are stable: ties keep index order. The symmetric similarity
+    makes ties common (mutual nearest neighbours share their maximum) and PyTorch's default
+    sort leaves their order unspecified, so the official functions run with this in place."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def argsort(x, dim=-1, descending=False):
+        return torch.argsort(x, dim=dim, descending=descending, stable=True)
+
+
+# CrossGET -------------------------------------------------------------------------------------
+# Official: `crossget` (algo/crossget/merge.py) with class_token=True, its merge function applied
+# in "mean" mode (what `merge_mean` does in algo/crossget/patch/clip_hf.py); sorts made stable.
+# Fixture: x [T, C] (metric and merged value at once, row 0 = CLS), expected [T - r, C].
+def crossget_fixtures(repo):
+    fns = official_functions(repo, "algo/crossget/merge.py", ["crossget", "do_nothing"], {"torch": StableSortTorch()})
+    g = torch.Generator().manual_seed(1617)
+    for t, c in [(65, 24), (577, 32)]:
+        x = clustered(g, t, c, 12, noise=0.6)
+        for ratio in [0.9, 0.75, 0.5]:
+            merge = fns["crossget"](x[None], ratio=ratio, class_token=True)
+            out = merge(x[None], mode="mean")[0]
+            save(f"crossget_T{t}_r{ratio}.safetensors", {"x": x, "expected": out},
+                 {"method": "crossget", "tokens": t, "ratio": repr(ratio)})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
     parser.add_argument("--visionzip", required=True, help="dvlab-research/VisionZip checkout or git directory")
+    parser.add_argument("--pitome", required=True, help="hchautran/PiToMe checkout or git directory")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     divprune_fixtures(args.divprune)
     visionzip_fixtures(args.visionzip)
+    crossget_fixtures(args.pitome)
 
 
 if __name__ == "__main__":

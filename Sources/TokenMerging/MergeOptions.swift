@@ -23,6 +23,8 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     /// VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key
     /// similarity, once, at the selected feature layer.
     case visionZip = "visionzip"
+    /// CrossGET as in the official PiToMe code (vision only); odd layers only.
+    case crossGet = "crossget"
 }
 
 /// How merged token features are combined.

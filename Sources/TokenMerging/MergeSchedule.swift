@@ -3,7 +3,7 @@ import Kernels
 /// What one merge layer does.
 public struct LayerStep: Equatable, Sendable {
     public enum Stage: String, Sendable {
-        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip
+        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip, crossGet
     }
 
     public let layer: Int
@@ -28,6 +28,7 @@ public struct LayerStep: Equatable, Sendable {
         switch stage {
         case .none: return .identity(rows: n)
         case .tome, .tofuMerge: return ToMe.plan(metric: metric, remove: remove)
+        case .crossGet: return CrossGET.plan(metric: metric, remove: remove)
         case .tofuPrune: return ToFu.prunePlan(metric: metric, remove: remove)
         case .pitome: return PiToMe.plan(metric: metric, remove: remove, margin: margin, alpha: alpha)
         case .randomDrop: return RandomDrop.plan(tokens: n, remove: remove, seed: seed, layer: layer)
@@ -115,6 +116,7 @@ public struct MergeSchedule: Equatable, Sendable {
     ///   the energy stage after; with `pitomeEveryLayer`, the energy stage everywhere;
     /// - tome, randomDrop: every layer;
     /// - tofu: odd layers only, pruning while 2·i ≤ L, norm-preserving merging after;
+    /// - crossget: odd layers only;
     /// - dct, diffRate: even layers only;
     /// - pool2x2: the last merge layer only.
     public static func stage(method: MergeMethod, layer i: Int, towerDepth l: Int, mergeLayers: Int,
@@ -130,6 +132,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
         case .divPrune: return .none
         case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
+        case .crossGet: return i % 2 == 1 ? .crossGet : .none
         }
     }
 
@@ -143,6 +146,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return p - DCT.keptCount(patchTokens: p, ratio: ratio)
         case .diffRate: return DiffRate.removal(tokens: p + 1, ratio: ratio)
         case .pool2x2: return p - p / 4
+        case .crossGet: return CrossGET.removal(patchTokens: p, ratio: ratio)
         case .visionZip: return p - outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p)
         }
     }
@@ -158,7 +162,7 @@ public struct MergeSchedule: Equatable, Sendable {
         switch stage {
         case .none: return 0
         case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return p / 2
-        case .dct, .diffRate, .visionZip: return max(0, p - 1)
+        case .dct, .diffRate, .visionZip, .crossGet: return max(0, p - 1)
         case .pool2x2: return p - p / 4
         }
     }
@@ -168,7 +172,7 @@ public struct MergeSchedule: Equatable, Sendable {
         switch stage {
         case .none: return t
         case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return 2 * t  // ceil(p/2) ≤ t
-        case .dct, .diffRate, .visionZip: return Int.max  // down to a single patch token
+        case .dct, .diffRate, .visionZip, .crossGet: return Int.max  // down to a single patch token
         case .pool2x2: return 4 * t
         }
     }

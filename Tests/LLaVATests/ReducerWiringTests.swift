@@ -34,4 +34,17 @@ final class ReducerWiringTests: XCTestCase {
             }
         }
     }
+
+    func testPerLayerBaselinesRunToTheirPlannedCounts() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        for options in [MergeOptions(method: .crossGet, ratio: 0.9), MergeOptions(method: .crossGet, keep: 16)] {
+            let s = VisionMergeSettings(options: options)
+            let e = try m.encodeImage(pixels: px, merge: s).embeddings
+            XCTAssertEqual(e.rows, try m.plannedVisualTokens(s), s.label)
+            XCTAssertLessThan(e.rows, 64, s.label)
+            XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite }, s.label)
+        }
+    }
 }

@@ -54,6 +54,18 @@ final class ReducerFixtureTests: XCTestCase {
         }
     }
 
+    func testCrossGETMatchesTheOfficialMerge() throws {
+        let cases = try fixtures("crossget")
+        XCTAssertEqual(cases.count, 6, "expected the 6 CrossGET fixtures in \(Self.directory.path)")
+        for (name, file) in cases {
+            let x = try file.matrix("x")
+            let ratio = try XCTUnwrap(Double(file.metadata["ratio"] ?? ""), name)
+            let remove = MergeSchedule.removal(stage: .crossGet, patchTokens: x.rows - 1, ratio: ratio)
+            let step = LayerStep(layer: 1, stage: .crossGet, remove: remove, margin: 0)
+            XCTAssertRowsClose(apply(step.plan(metric: x), to: x, .mean), try file.matrix("expected"), accuracy: 1e-5, name)
+        }
+    }
+
     /// A stored column of indices (float32, exact for these sizes).
     func indices(_ file: SafeTensorsFile, _ name: String) throws -> [Int] {
         try file.matrix(name).toArray().map { Int($0) }
