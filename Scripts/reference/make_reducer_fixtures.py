@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import types
+import typing
 
 import torch
 from safetensors.torch import save_file
@@ -64,7 +65,8 @@ def official_functions(repo, path, names, namespace=None):
     missing = set(names) - set(wanted)
     if missing:
         sys.exit(f"{path}: the official functions {sorted(missing)} were not found")
-    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
+    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math,
+          "Callable": typing.Callable, "Tuple": typing.Tuple, "List": typing.List, "Union": typing.Union}
     ns.update(namespace or {})
     out = {}
     for key, node in wanted.items():
@@ -185,6 +187,31 @@ def crossget_fixtures(repo):
                  {"method": "crossget", "tokens": t, "ratio": repr(ratio)})
 
 
+# MCTF -----------------------------------------------------------------------------------------
+# Official: `bipartite_soft_matching` and `merge_wavg` (algo/mctf/merge.py), called as
+# `MCTFCLIPEncoder.compress_x` (algo/mctf/patch/clip_llava.py) calls them: ratio, metric = x,
+# class_token=True (so τ = 1 and no attention or size criterion in the matching), then
+# merge_wavg with the layer's attention probabilities and the running token sizes.
+# Fixture: x [T, C], received [T, 1] (the attention probabilities averaged over heads and queries,
+# what merge_wavg weights by), size [T, 1] (sizes entering the layer), expected [T', C],
+# expected_size [T', 1].
+def mctf_fixtures(repo):
+    fns = official_functions(repo, "algo/mctf/merge.py", ["bipartite_soft_matching", "merge_wavg", "do_nothing"])
+    g = torch.Generator().manual_seed(1618)
+    for t, c, heads in [(65, 24, 4), (577, 32, 8)]:
+        x = clustered(g, t, c, 12, noise=0.6)
+        attention = torch.softmax(2 * torch.randn(1, heads, t, t, generator=g), dim=-1)
+        for ratio, sized in [(0.9, False), (0.75, True), (0.6, True)]:
+            size = torch.randint(1, 5, (1, t, 1), generator=g).float() if sized else None
+            merge = fns["bipartite_soft_matching"](ratio=ratio, metric=x[None], class_token=True)
+            out, out_size, _ = fns["merge_wavg"](merge=merge, x=x[None], attn=attention, size=size)
+            size_in = size if sized else torch.ones(1, t, 1)
+            save(f"mctf_T{t}_r{ratio}.safetensors",
+                 {"x": x, "received": attention.mean(dim=[1, 2])[0][:, None], "size": size_in[0],
+                  "expected": out[0], "expected_size": out_size[0]},
+                 {"method": "mctf", "tokens": t, "ratio": repr(ratio)})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
@@ -196,6 +223,7 @@ def main():
     divprune_fixtures(args.divprune)
     visionzip_fixtures(args.visionzip)
     crossget_fixtures(args.pitome)
+    mctf_fixtures(args.pitome)
 
 
 if __name__ == "__main__":

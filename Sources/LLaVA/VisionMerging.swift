@@ -116,8 +116,10 @@ final class TowerMerger: VisionMergeHook {
     var needsCLSAttention: Bool { merger.needsCLSAttention }
     var attentionKeyBias: [Float]? { settings.proportionalAttention ? merger.logSizes : nil }
 
-    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
-        merger.merge(layer: layer, tokens: tokens, metric: metric, clsAttention: clsAttention)
+    func needsReceivedAttention(layer: Int) -> Bool { merger.needsReceivedAttention(layer: layer) }
+
+    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?, receivedAttention: [Float]?) -> Matrix {
+        merger.merge(layer: layer, tokens: tokens, metric: metric, clsAttention: clsAttention, receivedAttention: receivedAttention)
     }
 }
 

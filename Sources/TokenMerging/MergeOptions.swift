@@ -25,6 +25,9 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     case visionZip = "visionzip"
     /// CrossGET as in the official PiToMe code (vision only); odd layers only.
     case crossGet = "crossget"
+    /// MCTF as in the official PiToMe code's CLIP wiring: bidirectional matching, merges weighted
+    /// by attention received × size; odd layers only.
+    case mctf
 }
 
 /// How merged token features are combined.

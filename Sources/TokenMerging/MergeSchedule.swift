@@ -3,7 +3,7 @@ import Kernels
 /// What one merge layer does.
 public struct LayerStep: Equatable, Sendable {
     public enum Stage: String, Sendable {
-        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip, crossGet
+        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip, crossGet, mctf
     }
 
     public let layer: Int
@@ -29,6 +29,7 @@ public struct LayerStep: Equatable, Sendable {
         case .none: return .identity(rows: n)
         case .tome, .tofuMerge: return ToMe.plan(metric: metric, remove: remove)
         case .crossGet: return CrossGET.plan(metric: metric, remove: remove)
+        case .mctf: return MCTF.plan(metric: metric, remove: remove)
         case .tofuPrune: return ToFu.prunePlan(metric: metric, remove: remove)
         case .pitome: return PiToMe.plan(metric: metric, remove: remove, margin: margin, alpha: alpha)
         case .randomDrop: return RandomDrop.plan(tokens: n, remove: remove, seed: seed, layer: layer)
@@ -116,7 +117,7 @@ public struct MergeSchedule: Equatable, Sendable {
     ///   the energy stage after; with `pitomeEveryLayer`, the energy stage everywhere;
     /// - tome, randomDrop: every layer;
     /// - tofu: odd layers only, pruning while 2·i ≤ L, norm-preserving merging after;
-    /// - crossget: odd layers only;
+    /// - crossget, mctf: odd layers only;
     /// - dct, diffRate: even layers only;
     /// - pool2x2: the last merge layer only.
     public static func stage(method: MergeMethod, layer i: Int, towerDepth l: Int, mergeLayers: Int,
@@ -133,6 +134,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .divPrune: return .none
         case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
         case .crossGet: return i % 2 == 1 ? .crossGet : .none
+        case .mctf: return i % 2 == 1 ? .mctf : .none
         }
     }
 
@@ -141,7 +143,7 @@ public struct MergeSchedule: Equatable, Sendable {
     public static func removal(stage: LayerStep.Stage, patchTokens p: Int, ratio: Double) -> Int {
         switch stage {
         case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop: return ToMe.removal(tokens: p + 1, ratio: ratio)
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .mctf: return ToMe.removal(tokens: p + 1, ratio: ratio)
         case .pitome: return PiToMe.removal(patchTokens: p, ratio: ratio)
         case .dct: return p - DCT.keptCount(patchTokens: p, ratio: ratio)
         case .diffRate: return DiffRate.removal(tokens: p + 1, ratio: ratio)
@@ -161,7 +163,7 @@ public struct MergeSchedule: Equatable, Sendable {
     public static func maxRemoval(stage: LayerStep.Stage, patchTokens p: Int) -> Int {
         switch stage {
         case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return p / 2
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return p / 2
         case .dct, .diffRate, .visionZip, .crossGet: return max(0, p - 1)
         case .pool2x2: return p - p / 4
         }
@@ -171,7 +173,7 @@ public struct MergeSchedule: Equatable, Sendable {
     static func largestInput(stage: LayerStep.Stage, reaching t: Int) -> Int {
         switch stage {
         case .none: return t
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return 2 * t  // ceil(p/2) ≤ t
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return 2 * t  // ceil(p/2) ≤ t
         case .dct, .diffRate, .visionZip, .crossGet: return Int.max  // down to a single patch token
         case .pool2x2: return 4 * t
         }

@@ -60,6 +60,10 @@ public final class TokenMerger {
     /// while merging the layer's output (VisionZip).
     public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage == .visionZip }
 
+    /// Whether `merge` after layer `i` needs the attention each token received at that layer:
+    /// the attention probabilities averaged over heads and queries (MCTF's merge weights).
+    public func needsReceivedAttention(layer i: Int) -> Bool { schedule.steps[i].stage == .mctf && schedule.steps[i].remove > 0 }
+
     /// How many original tokens each current token stands for (all 1 before any merge).
     public var sizes: [Float] { sizeMatrix.toArray() }
 
@@ -76,7 +80,9 @@ public final class TokenMerger {
     /// Merges the tokens after layer `i` and returns them; returns `tokens` itself when this layer
     /// merges nothing. `metric` (same rows as `tokens`, any width; may be `tokens`) decides what
     /// merges. `clsAttention` is required when `needsCLSAttention`, ignored otherwise.
-    public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
+    /// `receivedAttention` is required when `needsReceivedAttention(layer:)`, ignored otherwise.
+    public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?,
+                      receivedAttention: [Float]? = nil) -> Matrix {
         precondition(i == nextLayer, "token merger expected layer \(nextLayer), got \(i) (a merger serves one image)")
         precondition(i < mergeLayers, "layer \(i) is past the \(mergeLayers) merge layers")
         let expected = schedule.tokenCounts[i]
@@ -101,6 +107,10 @@ public final class TokenMerger {
         let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
         var reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
         if step.stage == .visionZip { reduction = .destinationPlusMean }
+        if step.stage == .mctf {
+            guard let receivedAttention else { preconditionFailure("MCTF needs the attention received at layer \(i)") }
+            reduction = .weightedMean(sizes: MCTF.weights(receivedAttention: receivedAttention, sizes: sizes))
+        }
         let out = apply(plan, to: tokens, reduction)
         if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
         sizeMatrix = apply(plan, to: sizeMatrix, .sum)

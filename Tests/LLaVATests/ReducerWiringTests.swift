@@ -1,7 +1,8 @@
 import Kernels
-import LLaVA
 import TokenMerging
 import XCTest
+
+@testable import LLaVA
 
 /// The reducers that cut once (at the feature layer or after the projector) on the small random
 /// LLaVA: the image gives exactly the planned visual tokens, the source map follows them.
@@ -39,12 +40,30 @@ final class ReducerWiringTests: XCTestCase {
         let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
         let m = pipeline.model
         let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
-        for options in [MergeOptions(method: .crossGet, ratio: 0.9), MergeOptions(method: .crossGet, keep: 16)] {
+        for options in [MergeOptions(method: .crossGet, ratio: 0.9), MergeOptions(method: .crossGet, keep: 16),
+                        MergeOptions(method: .mctf, ratio: 0.9), MergeOptions(method: .mctf, keep: 16)] {
             let s = VisionMergeSettings(options: options)
             let e = try m.encodeImage(pixels: px, merge: s).embeddings
             XCTAssertEqual(e.rows, try m.plannedVisualTokens(s), s.label)
             XCTAssertLessThan(e.rows, 64, s.label)
             XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite }, s.label)
         }
+    }
+
+    /// The attention each token receives: per head softmax rows averaged over heads and queries,
+    /// so it sums to 1 over the tokens; a large key bias draws attention to its token.
+    func testReceivedAttentionIsAnAverageOfAttentionRows() {
+        var generator = SplitMix64(state: 5)
+        func matrix(_ rows: Int, _ cols: Int) -> Matrix {
+            Matrix(rows: rows, cols: cols, values: (0..<rows * cols).map { _ in Float(generator.next() >> 40) / Float(1 << 24) - 0.5 })
+        }
+        let q = matrix(9, 8), k = matrix(9, 8)
+        let shape = AttentionShape(heads: 2, kvHeads: 2, headDim: 4)
+        let received = meanReceivedAttention(q: q, k: k, shape: shape, keyBias: nil)
+        XCTAssertEqual(received.reduce(0, +), 1, accuracy: 1e-5)
+        XCTAssertTrue(received.allSatisfy { $0 > 0 })
+        var bias = [Float](repeating: 0, count: 9)
+        bias[4] = 20
+        XCTAssertGreaterThan(meanReceivedAttention(q: q, k: k, shape: shape, keyBias: bias)[4], 0.99)
     }
 }

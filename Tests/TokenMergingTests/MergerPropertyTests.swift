@@ -157,7 +157,7 @@ final class MergerPropertyTests: XCTestCase {
     func testKeepKGivesExactlyKPatchTokens() throws {
         let geometries = [(17, 6, 5), (50, 12, 11), (65, 12, 11), (65, 4, 1), (197, 12, 12), (577, 24, 23), (577, 24, 3)]
         let methods: [(MergeMethod, Bool)] = [(.tome, false), (.pitome, false), (.pitome, true), (.tofu, false),
-                                              (.dct, false), (.diffRate, false), (.randomDrop, false), (.crossGet, false)]
+                                              (.dct, false), (.diffRate, false), (.randomDrop, false), (.crossGet, false), (.mctf, false)]
         for (tokens, depth, layers) in geometries {
             let patches = tokens - 1
             for (method, every) in methods {

@@ -66,6 +66,21 @@ final class ReducerFixtureTests: XCTestCase {
         }
     }
 
+    func testMCTFMatchesTheOfficialMerge() throws {
+        let cases = try fixtures("mctf")
+        XCTAssertEqual(cases.count, 6, "expected the 6 MCTF fixtures in \(Self.directory.path)")
+        for (name, file) in cases {
+            let x = try file.matrix("x")
+            let received = try file.matrix("received").toArray(), size = try file.matrix("size")
+            let ratio = try XCTUnwrap(Double(file.metadata["ratio"] ?? ""), name)
+            let remove = MergeSchedule.removal(stage: .mctf, patchTokens: x.rows - 1, ratio: ratio)
+            let plan = LayerStep(layer: 1, stage: .mctf, remove: remove, margin: 0).plan(metric: x)
+            let weights = MCTF.weights(receivedAttention: received, sizes: size.toArray())
+            XCTAssertRowsClose(apply(plan, to: x, .weightedMean(sizes: weights)), try file.matrix("expected"), accuracy: 1e-5, name)
+            XCTAssertRowsClose(apply(plan, to: size, .sum), try file.matrix("expected_size"), accuracy: 0, name)
+        }
+    }
+
     /// A stored column of indices (float32, exact for these sizes).
     func indices(_ file: SafeTensorsFile, _ name: String) throws -> [Int] {
         try file.matrix(name).toArray().map { Int($0) }

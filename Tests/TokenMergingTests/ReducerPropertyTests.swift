@@ -105,4 +105,42 @@ final class ReducerPropertyTests: XCTestCase {
             }
         }
     }
+
+    /// MCTF through the merger, ratio and budget: the odd layers merge, the budget is met exactly,
+    /// every patch is held once, and each token is the mean of the rows it absorbed weighted by
+    /// attention received × size (so a convex combination of them).
+    func testMCTFMergesAreAttentionAndSizeWeightedMeans() throws {
+        for options in [MergeOptions(method: .mctf, ratio: 0.8, trackSources: true),
+                        MergeOptions(method: .mctf, keep: 7, trackSources: true)] {
+            var random = TestRandom(seed: 99)
+            let merger = try TokenMerger(options: options, towerDepth: 12, mergeLayers: 11, initialTokens: 65)
+            var tokens = random.matrix(rows: 65, cols: 5)
+            for layer in 0..<11 {
+                let needs = merger.needsReceivedAttention(layer: layer)
+                XCTAssertFalse(needs && layer % 2 == 0, "only odd layers merge")
+                var received = (0..<tokens.rows).map { _ in abs(random.float()) + 0.01 }
+                let total = received.reduce(0, +)
+                received = received.map { $0 / total }
+                let sourcesIn = try XCTUnwrap(merger.sources).map(Set.init), sizesIn = merger.sizes
+                let out = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: nil,
+                                       receivedAttention: needs ? received : nil)
+                XCTAssertEqual(out.rows, merger.plannedTokenCounts[layer + 1])
+                let sourcesOut = try XCTUnwrap(merger.sources).map(Set.init)
+                XCTAssertEqual(sourcesOut.flatMap { $0 }.sorted(), Array(0..<64))
+                XCTAssertEqual(out.rowArray(0), tokens.rowArray(0), "CLS first and unchanged")
+                for k in 1..<out.rows {
+                    let members = (1..<tokens.rows).filter { sourcesIn[$0].isSubset(of: sourcesOut[k]) }
+                    let weights = members.map { received[$0] * sizesIn[$0] }
+                    for c in 0..<5 {
+                        let mean = zip(members, weights).reduce(Float(0)) { $0 + tokens[$1.0, c] * $1.1 } / weights.reduce(0, +)
+                        XCTAssertEqual(out[k, c], mean, accuracy: 1e-5, "\(options.method) layer \(layer) row \(k)")
+                        let values = members.map { tokens[$0, c] }
+                        XCTAssertTrue(out[k, c] >= values.min()! - 1e-5 && out[k, c] <= values.max()! + 1e-5, "convex")
+                    }
+                }
+                tokens = out
+            }
+            if let keep = options.keep { XCTAssertEqual(tokens.rows, keep + 1) }
+        }
+    }
 }
