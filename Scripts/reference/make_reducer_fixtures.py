@@ -16,8 +16,8 @@ directory (a bare clone or mirror: the files are read with ``git show HEAD:<file
 
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
-here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors`` (the fixtures
-were made with torch 2.13.0+cpu). Runs in a few seconds.
+here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors transformers
+pillow`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a few seconds.
 
 Fixture files (safetensors, float32; index lists are stored as float32 columns, exact for
 these sizes) and what they hold is described per method below and in
@@ -212,11 +212,74 @@ def mctf_fixtures(repo):
                  {"method": "mctf", "tokens": t, "ratio": repr(ratio)})
 
 
+# End to end on the small random LLaVA ----------------------------------------------------------
+# transformers' LlavaForConditionalGeneration (eager attention) on ../shared/fixtures/llava-small:
+# the feature layer's hidden states, attention and keys (a hook on its k_proj, averaged over heads
+# as visionzip/utils.py does) go to the official VisionZip forward; the unreduced projector output
+# goes to the official DivPrune. Fixture `llava_small_end_to_end`: visionzip_k{K} [K + 1, C] (the
+# official output, CLS first) and divprune_k{K} [K, D] (the kept projector rows, in order).
+@torch.no_grad()
+def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+    with Image.open(os.path.join(os.path.dirname(model_dir.rstrip("/")), "shapes.png")) as image:
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    encoder_layers = getattr(tower, "vision_model", tower).encoder.layers
+    heads = tower.config.num_attention_heads
+    captured = {}
+    hook = encoder_layers[layer].self_attn.k_proj.register_forward_hook(lambda m, i, o: captured.__setitem__("k", o))
+    out = tower(pixels, output_hidden_states=True, output_attentions=True)
+    hook.remove()
+    hidden = out.hidden_states[layer]
+    attention = out.attentions[layer]
+    b, t, c = captured["k"].shape
+    keys = captured["k"].view(b, t, heads, c // heads).mean(2)
+    assert hidden.shape[1] == attention.shape[-1] == keys.shape[1]
+
+    forward = official_functions(visionzip_repo, "visionzip/clip_encoder.py", ["CLIPVisionTower_VisionZip.forward"])[
+        "CLIPVisionTower_VisionZip.forward"]
+    tensors = {}
+    for keep in [48, 16, 8]:
+        contextual = max(1, 10 * keep // 64)
+        layers = [None] * 4
+        layers[-2] = types.SimpleNamespace(metric=keys)
+
+        class Tower:
+            _info = {"dominant": keep - contextual, "contextual": contextual}
+            vision_model = types.SimpleNamespace(encoder=types.SimpleNamespace(layers=layers))
+
+            def __call__(self, images, output_hidden_states, output_attentions):
+                return types.SimpleNamespace(hidden_states=[None, hidden, None], attentions=[None, attention, None])
+
+        features, _ = forward(types.SimpleNamespace(vision_tower=Tower(), device="cpu", dtype=torch.float32), pixels)
+        tensors[f"visionzip_k{keep}"] = features[0]
+
+    fns = official_functions(divprune_repo, "LLaVA/llava/model/llava_arch.py",
+                             ["LlavaMetaForCausalLM.pairwise_cosine_similarity", "LlavaMetaForCausalLM.DivPrune"])
+    holder = types.SimpleNamespace()
+    holder.pairwise_cosine_similarity = lambda m: fns["LlavaMetaForCausalLM.pairwise_cosine_similarity"](holder, m)
+    projected = model.model.multi_modal_projector(hidden[:, 1:])[0]
+    n = projected.shape[0]
+    for keep in [48, 16, 8]:
+        picked, _ = fns["LlavaMetaForCausalLM.DivPrune"](holder, projected, n, None, threshold_ratio=keep / n)
+        tensors[f"divprune_k{keep}"] = projected[sorted(picked.tolist())]
+    save("llava_small_end_to_end.safetensors", tensors, {"model": "llava-small", "image": "shapes.png"})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
     parser.add_argument("--visionzip", required=True, help="dvlab-research/VisionZip checkout or git directory")
     parser.add_argument("--pitome", required=True, help="hchautran/PiToMe checkout or git directory")
+    parser.add_argument("--llava-small", default=os.path.join("..", "shared", "fixtures", "llava-small", "model"),
+                        help="the shared small random LLaVA checkpoint (default: ../shared/fixtures/llava-small/model)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
@@ -224,6 +287,7 @@ def main():
     visionzip_fixtures(args.visionzip)
     crossget_fixtures(args.pitome)
     mctf_fixtures(args.pitome)
+    end_to_end_fixtures(args.visionzip, args.divprune, args.llava_small)
 
 
 if __name__ == "__main__":

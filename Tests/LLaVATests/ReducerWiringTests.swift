@@ -1,3 +1,5 @@
+import Checkpoint
+import FixtureLocations
 import Kernels
 import TokenMerging
 import XCTest
@@ -65,5 +67,33 @@ final class ReducerWiringTests: XCTestCase {
         var bias = [Float](repeating: 0, count: 9)
         bias[4] = 20
         XCTAssertGreaterThan(meanReceivedAttention(q: q, k: k, shape: shape, keyBias: bias)[4], 0.99)
+    }
+
+    /// The whole path against transformers plus the official selection code on the same image
+    /// (Tests/Fixtures/reducers/llava_small_end_to_end): VisionZip on the feature layer's output,
+    /// keys and CLS attention as the tower passes them, DivPrune on the projector output.
+    func testVisionZipAndDivPruneMatchTheOfficialCodeOnTheSmallModel() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        let file = try SafeTensorsFile(path: FixtureLocations.project + "/reducers/llava_small_end_to_end.safetensors")
+        for keep in [48, 16, 8] {
+            let zip = VisionMergeSettings(options: MergeOptions(method: .visionZip, keep: keep))
+            let features = try m.imageFeatures(pixels: px, merger: try m.makeMerger(zip))
+            let official = try file.matrix("visionzip_k\(keep)")
+            XCTAssertEqual(official.rows, keep + 1, "the official output carries CLS first")
+            XCTAssertEqual(features.rows, keep)
+            let withoutCLS = official.gatherRows(Array(1..<official.rows))
+            XCTAssertLessThanOrEqual(maxDifference(features, withoutCLS), 1e-4, "visionzip keep \(keep)")
+
+            let prune = VisionMergeSettings(options: MergeOptions(method: .divPrune, keep: keep))
+            let embeddings = try m.encodeImage(pixels: px, merge: prune).embeddings
+            XCTAssertLessThanOrEqual(maxDifference(embeddings, try file.matrix("divprune_k\(keep)")), 1e-4, "divprune keep \(keep)")
+        }
+    }
+
+    func maxDifference(_ a: Matrix, _ b: Matrix) -> Float {
+        guard a.rows == b.rows && a.cols == b.cols else { return .infinity }
+        return zip(a.toArray(), b.toArray()).reduce(0) { max($0, abs($1.0 - $1.1)) }
     }
 }
