@@ -55,8 +55,7 @@ public enum CrossGET {
             let row = d.row(rowOrder[a])
             for b in (a + 1)..<Swift.max(a + 1, t) { upperMax[a] = Swift.max(upperMax[a], row[colOrder[b]]) }
         }
-        let ranked = descendingOrder(upperMax)
-        print("DBG rs", rowOrder.prefix(12), "cs", colOrder.prefix(12), "A", ranked.prefix(10), upperMax.prefix(12))  // positions, used as patch indices as the official code does
+        let ranked = descendingOrder(upperMax)  // positions, used as patch indices as the official code does
         let sources = ranked[..<r].map { $0 + 1 }
         var groups = ranked[r...].map { [$0 + 1] }
         groups[0] += sources
