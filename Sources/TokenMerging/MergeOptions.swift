@@ -43,7 +43,8 @@ public enum MergeWeighting: String, CaseIterable, Sendable, Codable {
 /// `validate()` holds the rules; a schedule checks them again with the tower's geometry.
 public struct MergeOptions: Hashable, Sendable {
     public var method: MergeMethod
-    /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers).
+    /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers); for the
+    /// methods that cut once (DivPrune, VisionZip), the fraction of patch tokens kept, int(round(ρ·P)).
     public var ratio: Double?
     /// Token budget: exactly this many patch tokens remain after the last merge layer. The
     /// per-layer schedule follows the rule documented on `MergeSchedule` (a deviation from the
