@@ -25,6 +25,13 @@ extension RGBImage {
             if Truncation.isTruncated(data, format: format) {
                 throw ImageError.truncated(path: name, format: format.rawValue)
             }
+            if format == .png, let problem = PNGChunks.problem(data) {
+                switch problem {
+                case .truncated: throw ImageError.truncated(path: name, format: "PNG")
+                case .badCRC(let chunk): throw ImageError.corrupt(path: name, format: "PNG", reason: "CRC error in chunk \(chunk.debugDescription)")
+                case .badLength(let chunk): throw ImageError.corrupt(path: name, format: "PNG", reason: "chunk \(chunk.debugDescription) has an impossible length")
+                }
+            }
             let w = Int(width), h = Int(height)
 
             // Pillow opens 16-bit greyscale PNGs as mode I;16 and clips values above 255 when it
@@ -102,8 +109,8 @@ extension RGBImage {
         guard width > 0, height > 0 else {
             throw ImageError.corrupt(path: name, format: format, reason: "declared size \(width)x\(height)")
         }
-        guard width.multipliedReportingOverflow(by: height).partialValue <= maxPixelCount,
-              width <= maxPixelCount, height <= maxPixelCount else {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard !overflow, pixels <= (try pixelLimit()) else {
             throw ImageError.tooLarge(path: name, width: width, height: height)
         }
     }

@@ -1,4 +1,5 @@
 import CStb
+import FileAccess
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -52,41 +53,12 @@ extension RGBImage {
 
     // MARK: - File access
 
-    static func readFile(_ path: String) throws -> [UInt8] {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw ImageError.fileNotFound(path: path) }
-            throw ImageError.unreadable(path: path, reason: String(cString: strerror(code)))
+    /// The bytes of an image file: a regular file of 1 byte to `FileAccess.imageByteLimit`.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let bytes: [UInt8]
+        do { bytes = try FileAccess.read(path, limit: FileAccess.imageByteLimit) } catch let error as FileAccessError {
+            throw ImageError(error)
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: throw ImageError.notAFile(path: path, kind: "a directory")
-        default: throw ImageError.notAFile(path: path, kind: "not a regular file")
-        }
-        guard info.st_size > 0 else { throw ImageError.emptyFile(path: path) }
-        guard info.st_size <= off_t(Int32.max) else {
-            throw ImageError.unreadable(path: path, reason: "\(info.st_size) bytes is more than the 2 GiB an image file may have")
-        }
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        let expected = Int(info.st_size)
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: expected) { buffer, count in
-            count = 0
-            while count < expected {
-                let n = read(fd, buffer.baseAddress! + count, expected - count)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                if n == 0 { break }
-                count += n
-            }
-        }
-        if failure != 0 { throw ImageError.unreadable(path: path, reason: String(cString: strerror(failure))) }
         if bytes.isEmpty { throw ImageError.emptyFile(path: path) }
         return bytes
     }

@@ -54,8 +54,46 @@ public struct ImageProcessor: Sendable {
         }
     }
 
-    /// The uint8 stages: pad to square (in `.pad` mode), resize, center crop.
-    public func prepare(_ image: RGBImage) -> RGBImage {
+    /// Refuses, before anything is allocated, an image whose preprocessing would make a buffer
+    /// of more than `RGBImage.maxPixelCount` pixels: the `.pad` square of a long thin picture,
+    /// or the resized image (and each resampling pass) when the short side is scaled up to the
+    /// model's size. `name` is the file named in the error.
+    public func checkBuffers(width: Int, height: Int, name: String) throws {
+        let limit = try RGBImage.pixelLimit()
+        func check(_ w: Int, _ h: Int, _ step: String) throws {
+            let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+            if overflow || pixels > limit {
+                throw ImageError.bufferTooLarge(path: name, width: width, height: height, step: step, bufferWidth: w, bufferHeight: h)
+            }
+        }
+        var (w, h) = (width, height)
+        if mode == .pad, w != h {
+            (w, h) = (max(w, h), max(w, h))
+            try check(w, h, "pad it to a square")
+        }
+        if config.doResize {
+            if case .shortestEdge(let edge) = config.size {
+                let long = max(w, h)
+                guard !edge.multipliedReportingOverflow(by: long).overflow else {
+                    throw ImageError.bufferTooLarge(path: name, width: width, height: height, step: "resize it",
+                                                    bufferWidth: w <= h ? edge : long, bufferHeight: w <= h ? long : edge)
+                }
+            }
+            let target = resizeTarget(width: w, height: h)
+            try check(target.width, h, "resize it")
+            try check(w, target.height, "resize it")
+            try check(target.width, target.height, "resize it")
+            (w, h) = target
+        }
+        if config.doCenterCrop {
+            try check(config.cropWidth, config.cropHeight, "crop it")
+        }
+    }
+
+    /// The uint8 stages: pad to square (in `.pad` mode), resize, center crop. Buffers are checked
+    /// first (`checkBuffers`).
+    public func prepare(_ image: RGBImage, name: String = "<image>") throws -> RGBImage {
+        try checkBuffers(width: image.width, height: image.height, name: name)
         var result = image
         if mode == .pad {
             result = result.expandedToSquare(background: padColor)
@@ -71,8 +109,8 @@ public struct ImageProcessor: Sendable {
     }
 
     /// The full pipeline: `prepare`, then rescale and normalize into Float32, channels first.
-    public func process(_ image: RGBImage) -> PixelValues {
-        let prepared = prepare(image)
+    public func process(_ image: RGBImage, name: String = "<image>") throws -> PixelValues {
+        let prepared = try prepare(image, name: name)
         let table = valueTable()
         let plane = prepared.width * prepared.height
         var data = [Float](repeating: 0, count: 3 * plane)
@@ -91,7 +129,7 @@ public struct ImageProcessor: Sendable {
 
     /// Decodes a file and processes it.
     public func process(contentsOfFile path: String) throws -> PixelValues {
-        process(try RGBImage(contentsOfFile: path))
+        try process(try RGBImage(contentsOfFile: path), name: path)
     }
 
     /// The output value of each uint8 input value, per channel. transformers multiplies in double

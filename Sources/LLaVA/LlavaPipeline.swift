@@ -67,7 +67,7 @@ public final class LlavaPipeline: @unchecked Sendable {
         } else {
             imageConfig = ImageProcessorConfig(size: .shortestEdge(side), cropHeight: side, cropWidth: side)
         }
-        let probe = ImageProcessor(config: imageConfig).process(RGBImage(width: side + 3, height: side + 1))
+        let probe = try ImageProcessor(config: imageConfig).process(RGBImage(width: side + 3, height: side + 1), name: path)
         guard probe.height == side && probe.width == side else {
             throw PipelineError.processorSize(path: path, height: probe.height, width: probe.width, tower: side)
         }
@@ -83,11 +83,12 @@ public final class LlavaPipeline: @unchecked Sendable {
     /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.
     public func pixels(imagePath: String, mode: ImageMode) throws -> [Float] {
         let image = try RGBImage(contentsOfFile: imagePath)
-        return pixels(image, mode: mode)
+        return try pixels(image, mode: mode, name: imagePath)
     }
 
-    public func pixels(_ image: RGBImage, mode: ImageMode) -> [Float] {
-        ImageProcessor(config: imageConfig, mode: mode).process(image).data
+    /// Preprocesses a decoded image; `name` is the file named in errors.
+    public func pixels(_ image: RGBImage, mode: ImageMode, name: String = "<image>") throws -> [Float] {
+        try ImageProcessor(config: imageConfig, mode: mode).process(image, name: name).data
     }
 
     /// Image file → embeddings for the language model, merged as `merge` says.
