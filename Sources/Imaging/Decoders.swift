@@ -117,6 +117,24 @@ extension RGBImage {
 
     // MARK: - libjpeg
 
+    /// The size in a JPEG's frame header (libjpeg reads the headers only).
+    static func jpegHeaderSize(_ bytes: [UInt8], name: String) throws -> (width: Int, height: Int) {
+        var message = [CChar](repeating: 0, count: 256)
+        return try bytes.withUnsafeBufferPointer { data in
+            var info = cjpeg_info()
+            var status = CJPEG_OK
+            guard let decoder = cjpeg_open(data.baseAddress, data.count, &info, &status, &message, message.count) else {
+                switch status {
+                case CJPEG_TRUNCATED: throw ImageError.truncated(path: name, format: "JPEG")
+                case CJPEG_UNSUPPORTED: throw ImageError.unsupportedFormat(path: name, detail: String(cString: message))
+                default: throw ImageError.corrupt(path: name, format: "JPEG", reason: String(cString: message))
+                }
+            }
+            cjpeg_close(decoder)
+            return (Int(info.width), Int(info.height))
+        }
+    }
+
     static func decodeJPEG(_ bytes: [UInt8], name: String) throws -> RGBImage {
         var message = [CChar](repeating: 0, count: 256)
         func text() -> String { String(cString: message) }

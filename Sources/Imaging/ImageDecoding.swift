@@ -51,6 +51,31 @@ extension RGBImage {
         }
     }
 
+    /// The width and height an encoded image declares, read from its header without decoding
+    /// the pixels; errors are the ones decoding would give for a bad header.
+    public static func headerSize(_ bytes: [UInt8], name: String = "<memory>") throws -> (width: Int, height: Int) {
+        guard !bytes.isEmpty else { throw ImageError.emptyFile(path: name) }
+        guard bytes.count <= Int(Int32.max) else {
+            throw ImageError.unreadable(path: name, reason: "\(bytes.count) bytes is more than the 2 GiB an image file may have")
+        }
+        let format: ImageFormat
+        switch sniff(bytes) {
+        case .supported(.jpeg):
+            return try jpegHeaderSize(bytes, name: name)
+        case .supported(let f): format = f
+        case .unsupported(let what): throw ImageError.unsupportedFormat(path: name, detail: what)
+        case .unknown: format = .tga
+        }
+        var width: Int32 = 0, height: Int32 = 0, components: Int32 = 0
+        let ok = bytes.withUnsafeBufferPointer { stbi_info_from_memory($0.baseAddress, Int32($0.count), &width, &height, &components) == 1 }
+        guard ok else {
+            // Let the decoder word the error (unrecognised content, corrupt header, …).
+            _ = try RGBImage(encoded: bytes, name: name)
+            throw ImageError.corrupt(path: name, format: format.rawValue, reason: "unreadable header")
+        }
+        return (Int(width), Int(height))
+    }
+
     // MARK: - File access
 
     /// The bytes of an image file: a regular file of 1 byte to `FileAccess.imageByteLimit`.

@@ -25,7 +25,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable, Sendable {
         case .fileNotFound(let path):
             text = "\(path): no such file"
         case .notAFile(let path, let kind):
-            text = "\(path): is \(kind), not an image file"
+            text = "\(path): is \(kind), not a regular file"
         case .unreadable(let path, let reason):
             text = "\(path): cannot read: \(reason)"
         case .emptyFile(let path):

@@ -127,9 +127,18 @@ public struct ImageProcessor: Sendable {
         return PixelValues(channels: 3, height: prepared.height, width: prepared.width, data: data)
     }
 
-    /// Decodes a file and processes it.
+    /// Decodes an encoded image after checking, from its header alone, that its size and the
+    /// buffers preprocessing would make are within the pixel limit.
+    public func decode(_ bytes: [UInt8], name: String) throws -> RGBImage {
+        let declared = try RGBImage.headerSize(bytes, name: name)
+        try RGBImage.checkSize(declared.width, declared.height, format: "image", name: name)
+        try checkBuffers(width: declared.width, height: declared.height, name: name)
+        return try RGBImage(encoded: bytes, name: name)
+    }
+
+    /// Reads, decodes and processes an image file.
     public func process(contentsOfFile path: String) throws -> PixelValues {
-        try process(try RGBImage(contentsOfFile: path), name: path)
+        try process(try decode(RGBImage.readFile(path), name: path), name: path)
     }
 
     /// The output value of each uint8 input value, per channel. transformers multiplies in double

@@ -153,7 +153,7 @@ extension LlavaPipeline {
                                      imageMs: elapsedMs(since: t0), visionMs: 0)
             return CachedImage(image: image, hit: true, digest: digest)
         }
-        let px = try pixels(try RGBImage(encoded: bytes, name: imagePath), mode: mode, name: imagePath)
+        let px = try pixels(decoding: bytes, mode: mode, name: imagePath)
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)

@@ -82,8 +82,13 @@ public final class LlavaPipeline: @unchecked Sendable {
 
     /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.
     public func pixels(imagePath: String, mode: ImageMode) throws -> [Float] {
-        let image = try RGBImage(contentsOfFile: imagePath)
-        return try pixels(image, mode: mode, name: imagePath)
+        try pixels(decoding: RGBImage.readFile(imagePath), mode: mode, name: imagePath)
+    }
+
+    /// Decodes (after checking the image's declared size) and preprocesses an encoded image.
+    public func pixels(decoding bytes: [UInt8], mode: ImageMode, name: String) throws -> [Float] {
+        let processor = ImageProcessor(config: imageConfig, mode: mode)
+        return try processor.process(processor.decode(bytes, name: name), name: name).data
     }
 
     /// Preprocesses a decoded image; `name` is the file named in errors.
