@@ -54,6 +54,15 @@ public struct ImageProcessor: Sendable {
         }
     }
 
+    /// The size `prepare` gives a width × height image (the same for both modes when the
+    /// image is square).
+    public func outputSize(width: Int, height: Int) -> (width: Int, height: Int) {
+        var (w, h) = mode == .pad ? (max(width, height), max(width, height)) : (width, height)
+        if config.doResize { (w, h) = resizeTarget(width: w, height: h) }
+        if config.doCenterCrop { (w, h) = (config.cropWidth, config.cropHeight) }
+        return (w, h)
+    }
+
     /// Refuses, before anything is allocated, an image whose preprocessing would make a buffer
     /// of more than `RGBImage.maxPixelCount` pixels: the `.pad` square of a long thin picture,
     /// or the resized image (and each resampling pass) when the short side is scaled up to the

@@ -67,7 +67,7 @@ public final class LlavaPipeline: @unchecked Sendable {
         } else {
             imageConfig = ImageProcessorConfig(size: .shortestEdge(side), cropHeight: side, cropWidth: side)
         }
-        let probe = try ImageProcessor(config: imageConfig).process(RGBImage(width: side + 3, height: side + 1), name: path)
+        let probe = ImageProcessor(config: imageConfig).outputSize(width: side + 3, height: side + 1)
         guard probe.height == side && probe.width == side else {
             throw PipelineError.processorSize(path: path, height: probe.height, width: probe.width, tower: side)
         }

@@ -118,4 +118,22 @@ final class HostileImageTests: XCTestCase {
             XCTAssertEqual("\(error)", "\(config): is a FIFO, not a regular file")
         }
     }
+
+    func testOutputSizeIsWhatPrepareMakes() throws {
+        var exact = ImageProcessorConfig.llava15
+        exact.size = .exact(height: 40, width: 30)
+        exact.doCenterCrop = false
+        var noResize = ImageProcessorConfig.llava15
+        noResize.doResize = false
+        for config in [ImageProcessorConfig.llava15, exact, noResize] {
+            for mode in ImageProcessor.Mode.allCases {
+                let processor = ImageProcessor(config: config, mode: mode)
+                for (w, h) in [(59, 57), (20, 90), (336, 336)] {
+                    let prepared = try processor.prepare(RGBImage(width: w, height: h))
+                    let size = processor.outputSize(width: w, height: h)
+                    XCTAssertEqual([size.width, size.height], [prepared.width, prepared.height], "\(config) \(mode) \(w)x\(h)")
+                }
+            }
+        }
+    }
 }
