@@ -37,7 +37,8 @@ public struct ImageProcessor: Sendable {
 
     /// The `.pad` background, int(mean · 255) per channel: (122, 116, 104) for the CLIP mean.
     public var padColor: RGB {
-        let c = config.imageMean.map { UInt8(clamping: Int(($0 * 255).rounded(.towardZero))) }
+        // Clamped in Double first: a mean far outside [0, 1] must not overflow the conversion.
+        let c = config.imageMean.map { UInt8(min(max(($0 * 255).rounded(.towardZero), 0), 255)) }
         return RGB(c[0], c[1], c[2])
     }
 

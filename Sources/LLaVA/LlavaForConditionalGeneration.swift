@@ -139,6 +139,9 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
                 throw CheckpointError.invalidConfig(configPath, "\(field) asks for \(needed) layers but the weights hold \(present) (\(prefix)*)")
             }
         }
+        if tokenizer.bosId < 0 || tokenizer.bosId >= config.text.vocabSize {
+            throw TokenizerError.invalidModel(tokenizer.path, "its BOS id \(tokenizer.bosId) is not a token of the model's vocabulary of \(config.text.vocabSize)")
+        }
         if config.imageTokenIndex < tokenizer.vocabularySize {
             let piece = tokenizer.piece(config.imageTokenIndex) ?? "?"
             throw CheckpointError.invalidConfig(configPath, "image_token_index \(config.imageTokenIndex) is also the text token \(piece.debugDescription) of tokenizer.model (it must be at least \(tokenizer.vocabularySize))")

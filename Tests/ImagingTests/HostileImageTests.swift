@@ -136,4 +136,10 @@ final class HostileImageTests: XCTestCase {
             }
         }
     }
+
+    func testPadColourOfAnAbsurdMeanIsClamped() {
+        var config = ImageProcessorConfig.llava15
+        config.imageMean = [1e300, -1e300, 0.5]
+        XCTAssertEqual(ImageProcessor(config: config, mode: .pad).padColor, RGB(255, 0, 127))
+    }
 }
