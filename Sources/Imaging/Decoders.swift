@@ -117,6 +117,15 @@ extension RGBImage {
 
     // MARK: - libjpeg
 
+    static func jpegError(_ status: cjpeg_status, _ message: [CChar], name: String) -> ImageError {
+        let text = String(cString: message)
+        switch status {
+        case CJPEG_TRUNCATED: return .truncated(path: name, format: "JPEG")
+        case CJPEG_UNSUPPORTED: return .unsupportedFormat(path: name, detail: text)
+        default: return .corrupt(path: name, format: "JPEG", reason: text)
+        }
+    }
+
     /// The size in a JPEG's frame header (libjpeg reads the headers only).
     static func jpegHeaderSize(_ bytes: [UInt8], name: String) throws -> (width: Int, height: Int) {
         var message = [CChar](repeating: 0, count: 256)
@@ -124,11 +133,7 @@ extension RGBImage {
             var info = cjpeg_info()
             var status = CJPEG_OK
             guard let decoder = cjpeg_open(data.baseAddress, data.count, &info, &status, &message, message.count) else {
-                switch status {
-                case CJPEG_TRUNCATED: throw ImageError.truncated(path: name, format: "JPEG")
-                case CJPEG_UNSUPPORTED: throw ImageError.unsupportedFormat(path: name, detail: String(cString: message))
-                default: throw ImageError.corrupt(path: name, format: "JPEG", reason: String(cString: message))
-                }
+                throw jpegError(status, message, name: name)
             }
             cjpeg_close(decoder)
             return (Int(info.width), Int(info.height))
@@ -137,14 +142,7 @@ extension RGBImage {
 
     static func decodeJPEG(_ bytes: [UInt8], name: String) throws -> RGBImage {
         var message = [CChar](repeating: 0, count: 256)
-        func text() -> String { String(cString: message) }
-        func error(_ status: cjpeg_status) -> ImageError {
-            switch status {
-            case CJPEG_TRUNCATED: return .truncated(path: name, format: "JPEG")
-            case CJPEG_UNSUPPORTED: return .unsupportedFormat(path: name, detail: text())
-            default: return .corrupt(path: name, format: "JPEG", reason: text())
-            }
-        }
+        func error(_ status: cjpeg_status) -> ImageError { jpegError(status, message, name: name) }
         return try bytes.withUnsafeBufferPointer { data -> RGBImage in
             var info = cjpeg_info()
             var status = CJPEG_OK
