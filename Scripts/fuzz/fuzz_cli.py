@@ -273,7 +273,8 @@ def make_case(ws, rng, index):
         elif how == "png-crc":
             data = png(64, 64, crc_ok=False)
         elif how == "png-lie":
-            data = png(rng.choice([1, 65500, 2**31 - 1]), rng.choice([1, 65500, 2**31 - 1]), rows=4)
+            # A header claiming a size the data does not have (at least one side large).
+            data = png(*rng.choice([(1, 65500), (65500, 1), (65500, 65500), (2**31 - 1, 1), (1, 2**31 - 1), (2**31 - 1, 2**31 - 1)]), rows=4)
         elif how in ("jpeg-lie", "jpeg-cut"):
             path = os.path.join(case_dir, "image.jpg")
             data = bytearray(ws.jpeg)
