@@ -3,8 +3,9 @@
 
 Copies the shipped model (Models/shapes-llava), a few of its images and questions to a
 temporary folder, damages one input per case (bit flips, truncation, lying headers, huge
-numbers in JSON, special files: FIFOs, /dev/zero links, directories), runs `llava ask` or
-`llava eval` under an address-space limit and a timeout, and sorts each run into:
+numbers in JSON, special files: FIFOs, /dev/zero links, directories), runs `llava ask`,
+`llava eval` or `llava merge-map` under an address-space limit and a timeout, and sorts each
+run into:
 
   ok            exit 0
   clean-error   exit 1, exactly one `llava: error:` line (the last), naming a file or flag
@@ -290,6 +291,9 @@ def make_case(ws, rng, index):
             open(path, "wb").write(data)
         image = path
         label = "image/" + how
+        if rng.random() < 0.2:
+            return "merge-map-" + label, ["merge-map", "--model", ws.model, "--image", image, "--merge", "tome", "--ratio", "0.9",
+                                          "--image-mode", mode, "--threads", "1", "--out", os.path.join(case_dir, "map.png")], True
         if rng.random() < 0.3:
             # The same damage seen by `llava eval`: the picture replaces the first question's image
             # in a copy of the image folder; every question must still get an answer line.
@@ -328,7 +332,7 @@ def must_fail(label):
         return True
     if parts[:2] == ["model", "model.safetensors"]:
         return parts[2] in ("length", "length-short", "trailing", "offsets", "shape", "dtype", "duplicate-bytes")
-    return parts[0] in ("image", "eval-image") and parts[1] in ("png-crc", "png-lie", "jpeg-lie", "thin", "wide", "very-thin")
+    return parts[0] in ("image", "eval-image", "merge-map-image") and parts[1] in ("png-crc", "png-lie", "jpeg-lie", "thin", "wide", "very-thin")
 
 
 # ---------------------------------------------------------------- running
