@@ -132,7 +132,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     static func checkAgainstFiles(_ config: LlavaConfiguration, checkpoint: CheckpointFolder,
                                   tokenizer: SentencePieceTokenizer, configPath: String) throws {
         let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, "language_model.model.layers."),
-                      ("vision_config.num_hidden_layers", config.visionLayersToRun, "vision_tower.vision_model.encoder.layers.")]
+                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, "vision_tower.vision_model.encoder.layers.")]
         for (field, needed, prefix) in counts {
             let present = checkpoint.layerCount(prefix: prefix)
             if present < needed {

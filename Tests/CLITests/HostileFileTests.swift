@@ -91,6 +91,13 @@ final class HostileFileTests: XCTestCase {
             c["text_config"] = sub
         }
         expectOneLineError(try ask(model: model), mentions: [configPath, "text_config.num_hidden_layers asks for 40 layers but the weights hold"])
+        try write { c in
+            var sub = c["vision_config"] as! [String: Any]
+            sub["num_hidden_layers"] = 40
+            c["vision_config"] = sub
+            c["vision_feature_layer"] = -2
+        }
+        expectOneLineError(try ask(model: model), mentions: [configPath, "vision_config.num_hidden_layers with vision_feature_layer asks for 39 layers"])
         // An image token that is also a text token.
         try write { $0["image_token_index"] = 5 }
         expectOneLineError(try ask(model: model), mentions: [configPath, "image_token_index 5 is also the text token"])
