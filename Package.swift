@@ -34,15 +34,16 @@ let package = Package(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3"])]
         ),
+        .target(name: "FileAccess"),
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "Checkpoint", dependencies: ["Kernels"]),
-        .target(name: "Tokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "Imaging", dependencies: ["CStb", "CJPEG"]),
+        .target(name: "Checkpoint", dependencies: ["Kernels", "FileAccess"]),
+        .target(name: "Tokenizer", dependencies: ["CSentencePiece", "FileAccess"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "FileAccess"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
-        .target(name: "VQAEval"),
+        .target(name: "VQAEval", dependencies: ["FileAccess"]),
         .target(
             name: "LLaVA",
-            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval",
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval", "FileAccess",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),
