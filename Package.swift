@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, bottom to top:
 //   native libraries (OpenBLAS, stb, libjpeg, SentencePiece, cairo for plots) and the C kernels
 //   Kernels (matrices, matrix products, norms, attention)  ← TokenMerging (no model imports)
-//   Checkpoint (safetensors, config.json)  Tokenizer  Imaging
+//   Checkpoint (safetensors, config.json)  Tokenizer  Imaging  VQAEval (question/answer files, scoring)
 //   LLaVA (CLIP vision tower, projector, Llama decoder, generation)
 //   LlavaCLI (the `llava` executable)
 let package = Package(
@@ -34,15 +34,16 @@ let package = Package(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3"])]
         ),
+        .target(name: "FileAccess"),
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "Checkpoint", dependencies: ["Kernels"]),
-        .target(name: "Tokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "Imaging", dependencies: ["CStb", "CJPEG"]),
+        .target(name: "Checkpoint", dependencies: ["Kernels", "FileAccess"]),
+        .target(name: "Tokenizer", dependencies: ["CSentencePiece", "FileAccess"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "FileAccess"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
-        .target(name: "VQAEval"),
+        .target(name: "VQAEval", dependencies: ["FileAccess"]),
         .target(
             name: "LLaVA",
-            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging",
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval", "FileAccess",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),

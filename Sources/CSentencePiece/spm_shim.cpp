@@ -17,10 +17,10 @@ static void copy_message(const std::string &msg, char *err, size_t err_len) {
     err[n] = '\0';
 }
 
-extern "C" spm_processor *spm_load(const char *path, char *err, size_t err_len) {
+extern "C" spm_processor *spm_load(const char *data, size_t size, char *err, size_t err_len) {
     try {
         auto *p = new spm_processor();
-        auto status = p->sp.Load(path);
+        auto status = p->sp.LoadFromSerializedProto(std::string_view(data, size));
         if (!status.ok()) {
             copy_message(status.ToString(), err, err_len);
             delete p;

@@ -1,3 +1,4 @@
+import FileAccess
 import Foundation
 
 /// Everything that can be wrong with a checkpoint folder. Each case names the file.
@@ -9,6 +10,13 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case missingTensor(file: String, tensor: String)
     case shapeMismatch(file: String, tensor: String, found: [Int], expected: [Int])
     case unsupportedDType(file: String, tensor: String, dtype: String)
+    /// The path is not a regular file, is too large to read whole, or cannot be opened.
+    case file(FileAccessError)
+
+    /// Wraps a file-access failure; a missing file keeps its own case.
+    public init(_ error: FileAccessError) {
+        if case .notFound(let path) = error { self = .missingFile(path) } else { self = .file(error) }
+    }
 
     public var description: String {
         switch self {
@@ -21,6 +29,14 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             "\(file): tensor \(tensor) has shape \(found), the config implies \(expected)"
         case .unsupportedDType(let file, let tensor, let dtype):
             "\(file): tensor \(tensor) has dtype \(dtype); only F32, F16 and BF16 are supported"
+        case .file(let error): error.description
         }
+    }
+}
+
+/// Reads a small JSON file of a checkpoint folder whole (at most `FileAccess.configByteLimit`).
+func readConfigFile(_ path: String) throws -> Data {
+    do { return Data(try FileAccess.read(path, limit: FileAccess.configByteLimit)) } catch let error as FileAccessError {
+        throw CheckpointError(error)
     }
 }

@@ -59,10 +59,7 @@ public final class CheckpointFolder: @unchecked Sendable {
     }
 
     private static func readIndex(_ path: String) throws -> [String: String] {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CheckpointError.unreadable(path, error.localizedDescription)
-        }
+        let data = try readConfigFile(path)
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               let map = object["weight_map"] as? [String: Any] else {
             throw CheckpointError.invalidConfig(path, "expected a JSON object with a \"weight_map\" object")
@@ -107,6 +104,19 @@ public final class CheckpointFolder: @unchecked Sendable {
     public var tensorNames: [String] { locations.keys.sorted() }
 
     public func contains(_ name: String) -> Bool { locations[name] != nil }
+
+    /// How many numbered layers `prefix + "0."`, `prefix + "1."`, … have tensors, counted from 0
+    /// up to the first number with none.
+    public func layerCount(prefix: String) -> Int {
+        var present = Set<Int>()
+        for name in locations.keys where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            if let dot = rest.firstIndex(of: "."), let n = Int(rest[..<dot]), n >= 0 { present.insert(n) }
+        }
+        var count = 0
+        while present.contains(count) { count += 1 }
+        return count
+    }
 
     /// Where a tensor is stored (for error messages).
     public func fileName(of name: String) -> String { locations[name]?.file.path ?? directory }

@@ -94,11 +94,7 @@ public struct LlavaConfiguration: Sendable, Equatable {
 
     /// Loads and validates `config.json`.
     public static func load(path: String) throws -> LlavaConfiguration {
-        guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError.missingFile(path) }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CheckpointError.unreadable(path, error.localizedDescription)
-        }
+        let data = try readConfigFile(path)
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw CheckpointError.invalidConfig(path, "not a JSON object")
         }
@@ -151,6 +147,18 @@ public struct LlavaConfiguration: Sendable, Equatable {
                               ("text_config.head_dim", t.headDim), ("text_config.max_position_embeddings", t.maxPositionEmbeddings)] {
             try require(value > 0, "\(name) must be positive, found \(value)")
         }
+        for (name, value, limit) in Self.sizeLimits(v, t) {
+            try require(value <= limit, "\(name) is \(value), more than the limit of \(limit)")
+        }
+        try require(v.patchSize <= v.imageSize, "vision_config.patch_size \(v.patchSize) is larger than image_size \(v.imageSize)")
+        for (name, factors) in [("text_config.num_attention_heads × head_dim", [t.numAttentionHeads, t.headDim]),
+                                ("text_config.num_key_value_heads × head_dim", [t.numKeyValueHeads, t.headDim]),
+                                ("vision_config tokens × intermediate_size", [v.numPatches + 1, v.intermediateSize]),
+                                ("vision_config tokens × hidden_size", [v.numPatches + 1, v.hiddenSize]),
+                                ("text_config.max_position_embeddings × intermediate_size", [t.maxPositionEmbeddings, t.intermediateSize]),
+                                ("text_config.vocab_size × hidden_size", [t.vocabSize, t.hiddenSize])] {
+            try require(Self.product(factors) != nil, "\(name) overflows")
+        }
         try require(v.numChannels == 3, "vision_config.num_channels must be 3, found \(v.numChannels)")
         try require(v.hiddenSize % v.numAttentionHeads == 0, "vision_config.hidden_size \(v.hiddenSize) is not divisible by num_attention_heads \(v.numAttentionHeads)")
         try require(v.imageSize % v.patchSize == 0, "vision_config.image_size \(v.imageSize) is not a multiple of patch_size \(v.patchSize)")
@@ -166,6 +174,31 @@ public struct LlavaConfiguration: Sendable, Equatable {
                         "vision_feature_layer \(layer) is outside the \(v.numHiddenLayers)-layer vision tower")
         }
         try require(imageTokenIndex >= 0, "image_token_index must be non-negative, found \(imageTokenIndex)")
+        try require(imageTokenIndex <= Int(Int32.max), "image_token_index \(imageTokenIndex) is larger than a token id can be")
+    }
+
+    /// Largest accepted sizes. They are far above every released LLaVA/CLIP/Llama model and stop
+    /// a lying config.json before anything is allocated from it; the weights' shapes are then
+    /// checked against the config tensor by tensor.
+    static func sizeLimits(_ v: CLIPVisionConfiguration, _ t: LlamaConfiguration) -> [(String, Int, Int)] {
+        [("vision_config.hidden_size", v.hiddenSize, 1 << 16), ("vision_config.intermediate_size", v.intermediateSize, 1 << 18),
+         ("vision_config.num_hidden_layers", v.numHiddenLayers, 1 << 10), ("vision_config.num_attention_heads", v.numAttentionHeads, 1 << 10),
+         ("vision_config.image_size", v.imageSize, 1 << 12),
+         ("text_config.vocab_size", t.vocabSize, 1 << 22), ("text_config.hidden_size", t.hiddenSize, 1 << 16),
+         ("text_config.intermediate_size", t.intermediateSize, 1 << 18), ("text_config.num_hidden_layers", t.numHiddenLayers, 1 << 10),
+         ("text_config.num_attention_heads", t.numAttentionHeads, 1 << 10), ("text_config.num_key_value_heads", t.numKeyValueHeads, 1 << 10),
+         ("text_config.head_dim", t.headDim, 1 << 12), ("text_config.max_position_embeddings", t.maxPositionEmbeddings, 1 << 22)]
+    }
+
+    /// The product of positive factors, or nil if it overflows.
+    static func product(_ factors: [Int]) -> Int? {
+        var result = 1
+        for f in factors {
+            let (p, overflow) = result.multipliedReportingOverflow(by: f)
+            if overflow { return nil }
+            result = p
+        }
+        return result
     }
 }
 

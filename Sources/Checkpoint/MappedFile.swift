@@ -1,3 +1,4 @@
+import FileAccess
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,17 +13,13 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError.missingFile(path)
+        let opened: (fd: Int32, size: Int)
+        do { opened = try FileAccess.openRegularFile(path) } catch let error as FileAccessError {
+            throw CheckpointError(error)
         }
-        if isDirectory.boolValue { throw CheckpointError.unreadable(path, "is a directory") }
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError.unreadable(path, String(cString: strerror(errno))) }
+        let fd = opened.fd
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw CheckpointError.unreadable(path, String(cString: strerror(errno))) }
-        size = Int(st.st_size)
+        size = opened.size
         if size == 0 {
             base = UnsafeRawPointer(bitPattern: 1)!
             return

@@ -16,9 +16,11 @@ public struct TensorInfo: Sendable, Equatable {
 /// A memory-mapped `.safetensors` file with a fully validated header.
 ///
 /// Layout: u64 little-endian header length N, N bytes of JSON, then the data buffer.
-/// The header is rejected if it is over 100 MB, is not a JSON object, names an unknown dtype,
-/// has offsets outside the file, overlapping tensors, or a byte size that is not
-/// prod(shape) × sizeof(dtype).
+/// Validated as the reference reader does: the header is at most 100 MB, lies inside the file
+/// and is a JSON object (starting with `{`) with unique names; every tensor has a known dtype,
+/// a shape whose byte size prod(shape) × sizeof(dtype) fits in memory and equals its byte
+/// range; the ranges, sorted, start at 0 and follow each other with no gap or overlap, and the
+/// last one ends exactly at the end of the file.
 public final class SafeTensorsFile: @unchecked Sendable {
     public static let maxHeaderBytes = 100_000_000
     public static let dtypeSizes: [String: Int] = [
@@ -46,15 +48,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw bad("header length \(n) runs past the end of the \(file.size)-byte file (truncated?)")
         }
         dataStart = 8 + n
-        let headerData = Data(bytes: file.base + 8, count: n)
+        let header = UnsafeRawBufferPointer(start: file.base + 8, count: n)
+        guard header.first == UInt8(ascii: "{") else { throw bad("header does not start with '{'") }
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: headerData)
+            json = try JSONSerialization.jsonObject(with: Data(header))
         } catch {
             throw bad("header is not valid JSON")
         }
         guard let object = json as? [String: Any] else { throw bad("header is not a JSON object") }
-        let dataSize = file.size - dataStart
+        guard Self.topLevelKeyCount(header) == object.count else { throw bad("header names a tensor twice") }
         var tensors: [String: TensorInfo] = [:]
         var metadata: [String: String] = [:]
         for (name, value) in object {
@@ -66,38 +69,94 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 continue
             }
-            guard let entry = value as? [String: Any] else { throw bad("entry \(name) is not an object") }
-            guard let dtype = entry["dtype"] as? String, let size = Self.dtypeSizes[dtype] else {
-                throw bad("tensor \(name) has an unknown dtype \(String(describing: entry["dtype"] ?? "nil"))")
-            }
-            guard let shapeAny = entry["shape"] as? [Any], let shape = Self.intArray(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
-                throw bad("tensor \(name) has an invalid shape")
-            }
-            guard let offsetsAny = entry["data_offsets"] as? [Any], let offsets = Self.intArray(offsetsAny), offsets.count == 2 else {
-                throw bad("tensor \(name) has invalid data_offsets")
-            }
-            let (begin, end) = (offsets[0], offsets[1])
-            guard begin >= 0, begin <= end, end <= dataSize else {
-                throw bad("tensor \(name) has offsets [\(begin), \(end)] outside the \(dataSize)-byte data buffer")
-            }
-            var elements = 1
-            for d in shape {
-                let (product, overflow) = elements.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw bad("tensor \(name) has an impossibly large shape \(shape)") }
-                elements = product
-            }
-            let (expected, overflow) = elements.multipliedReportingOverflow(by: size)
-            guard !overflow, expected == end - begin else {
-                throw bad("tensor \(name) is \(end - begin) bytes but \(dtype) × \(shape) needs \(elements * size)")
-            }
-            tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
+            tensors[name] = try Self.tensorInfo(name, value, bad)
         }
-        let sorted = tensors.values.filter { $0.end > $0.begin }.sorted { $0.begin < $1.begin }
-        for (a, b) in zip(sorted, sorted.dropFirst()) where b.begin < a.end {
-            throw bad("tensors \(a.name) and \(b.name) overlap")
-        }
+        try Self.checkLayout(tensors.values, dataSize: file.size - dataStart, bad)
         self.tensors = tensors
         self.metadata = metadata
+    }
+
+    /// One header entry, with its byte size checked against dtype and shape.
+    private static func tensorInfo(_ name: String, _ value: Any, _ bad: (String) -> CheckpointError) throws -> TensorInfo {
+        guard let entry = value as? [String: Any] else { throw bad("entry \(name) is not an object") }
+        guard let dtype = entry["dtype"] as? String, let size = dtypeSizes[dtype] else {
+            throw bad("tensor \(name) has an unknown dtype \(String(describing: entry["dtype"] ?? "nil"))")
+        }
+        guard let shapeAny = entry["shape"] as? [Any], let shape = intArray(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
+            throw bad("tensor \(name) has an invalid shape")
+        }
+        guard let offsetsAny = entry["data_offsets"] as? [Any], let offsets = intArray(offsetsAny), offsets.count == 2,
+              offsets[0] >= 0, offsets[0] <= offsets[1] else {
+            throw bad("tensor \(name) has invalid data_offsets")
+        }
+        // Every partial product must fit too (a zero dimension must not hide an overflow in
+        // the others: a [0, a, b] tensor is viewed as [0, a·b]).
+        var bytes = size
+        for d in shape {
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: max(d, 1))
+            guard !overflow else { throw bad("tensor \(name) has an impossibly large shape \(shape)") }
+            bytes = product
+        }
+        if shape.contains(0) { bytes = 0 }
+        let (begin, end) = (offsets[0], offsets[1])
+        guard bytes == end - begin else {
+            throw bad("tensor \(name) is \(end - begin) bytes but \(dtype) × \(shape) needs \(bytes)")
+        }
+        return TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
+    }
+
+    /// The byte ranges, sorted, must tile the data buffer exactly: from 0, no gaps, no overlaps,
+    /// ending at the end of the file.
+    private static func checkLayout(_ infos: some Collection<TensorInfo>, dataSize: Int, _ bad: (String) -> CheckpointError) throws {
+        var position = 0
+        var previous: String?
+        for info in infos.sorted(by: { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }) {
+            if info.begin < position {
+                throw bad("tensors \(previous ?? "?") and \(info.name) overlap")
+            }
+            if info.begin > position {
+                throw bad("a gap of \(info.begin - position) bytes lies before tensor \(info.name) at offset \(position)")
+            }
+            guard info.end <= dataSize else {
+                throw bad("tensor \(info.name) has offsets [\(info.begin), \(info.end)] outside the \(dataSize)-byte data buffer")
+            }
+            position = info.end
+            previous = info.name
+        }
+        guard position == dataSize else {
+            throw bad("the tensors end at byte \(position) of the data buffer but the file holds \(dataSize) (a wrong header length or trailing bytes)")
+        }
+    }
+
+    /// Number of keys written in the top-level JSON object, duplicates included (the JSON
+    /// decoder keeps only one of two equal keys).
+    static func topLevelKeyCount(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var depth = 0, count = 0
+        var inString = false, escaped = false, expectKey = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""):
+                inString = true
+                if depth == 1 && expectKey { count += 1 }
+                expectKey = false
+            case UInt8(ascii: "{"):
+                depth += 1
+                expectKey = depth == 1
+            case UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectKey = depth == 1
+            default:
+                break
+            }
+        }
+        return count
     }
 
     private static func intArray(_ values: [Any]) -> [Int]? {

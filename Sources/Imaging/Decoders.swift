@@ -25,6 +25,13 @@ extension RGBImage {
             if Truncation.isTruncated(data, format: format) {
                 throw ImageError.truncated(path: name, format: format.rawValue)
             }
+            if format == .png, let problem = PNGChunks.problem(data) {
+                switch problem {
+                case .truncated: throw ImageError.truncated(path: name, format: "PNG")
+                case .badCRC(let chunk): throw ImageError.corrupt(path: name, format: "PNG", reason: "CRC error in chunk \(chunk.debugDescription)")
+                case .badLength(let chunk): throw ImageError.corrupt(path: name, format: "PNG", reason: "chunk \(chunk.debugDescription) has an impossible length")
+                }
+            }
             let w = Int(width), h = Int(height)
 
             // Pillow opens 16-bit greyscale PNGs as mode I;16 and clips values above 255 when it
@@ -102,24 +109,40 @@ extension RGBImage {
         guard width > 0, height > 0 else {
             throw ImageError.corrupt(path: name, format: format, reason: "declared size \(width)x\(height)")
         }
-        guard width.multipliedReportingOverflow(by: height).partialValue <= maxPixelCount,
-              width <= maxPixelCount, height <= maxPixelCount else {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard !overflow, pixels <= (try pixelLimit()) else {
             throw ImageError.tooLarge(path: name, width: width, height: height)
         }
     }
 
     // MARK: - libjpeg
 
+    static func jpegError(_ status: cjpeg_status, _ message: [CChar], name: String) -> ImageError {
+        let text = String(cString: message)
+        switch status {
+        case CJPEG_TRUNCATED: return .truncated(path: name, format: "JPEG")
+        case CJPEG_UNSUPPORTED: return .unsupportedFormat(path: name, detail: text)
+        default: return .corrupt(path: name, format: "JPEG", reason: text)
+        }
+    }
+
+    /// The size in a JPEG's frame header (libjpeg reads the headers only).
+    static func jpegHeaderSize(_ bytes: [UInt8], name: String) throws -> (width: Int, height: Int) {
+        var message = [CChar](repeating: 0, count: 256)
+        return try bytes.withUnsafeBufferPointer { data in
+            var info = cjpeg_info()
+            var status = CJPEG_OK
+            guard let decoder = cjpeg_open(data.baseAddress, data.count, &info, &status, &message, message.count) else {
+                throw jpegError(status, message, name: name)
+            }
+            cjpeg_close(decoder)
+            return (Int(info.width), Int(info.height))
+        }
+    }
+
     static func decodeJPEG(_ bytes: [UInt8], name: String) throws -> RGBImage {
         var message = [CChar](repeating: 0, count: 256)
-        func text() -> String { String(cString: message) }
-        func error(_ status: cjpeg_status) -> ImageError {
-            switch status {
-            case CJPEG_TRUNCATED: return .truncated(path: name, format: "JPEG")
-            case CJPEG_UNSUPPORTED: return .unsupportedFormat(path: name, detail: text())
-            default: return .corrupt(path: name, format: "JPEG", reason: text())
-            }
-        }
+        func error(_ status: cjpeg_status) -> ImageError { jpegError(status, message, name: name) }
         return try bytes.withUnsafeBufferPointer { data -> RGBImage in
             var info = cjpeg_info()
             var status = CJPEG_OK

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An 8-bit RGB image: `pixels` holds width × height × 3 bytes, interleaved R, G, B, rows top to
 /// bottom. Decoded files come out exactly as Pillow's `Image.open(path).convert("RGB")`.
 public struct RGBImage: Equatable, Sendable {
@@ -5,9 +11,31 @@ public struct RGBImage: Equatable, Sendable {
     public let height: Int
     public private(set) var pixels: [UInt8]
 
-    /// Largest width × height a file may declare: Pillow's decompression-bomb error threshold
-    /// (twice `Image.MAX_IMAGE_PIXELS`).
-    public static let maxPixelCount = 178_956_970
+    /// The default pixel limit: Pillow's `Image.MAX_IMAGE_PIXELS`.
+    public static let defaultMaxPixelCount = 89_478_485
+    /// The environment variable that sets another pixel limit for a process.
+    public static let pixelLimitVariable = "LLAVA_MAX_IMAGE_PIXELS"
+    nonisolated(unsafe) private static var pixelLimitOverride: Int?
+
+    /// Largest width × height of an image file, and of every buffer preprocessing makes from it
+    /// (the square canvas of `.pad`, the resized image): `defaultMaxPixelCount` unless
+    /// `LLAVA_MAX_IMAGE_PIXELS` or this property (set it before decoding) says otherwise.
+    public static var maxPixelCount: Int {
+        get { (try? pixelLimit()) ?? defaultMaxPixelCount }
+        set {
+            precondition(newValue > 0, "maxPixelCount must be positive, got \(newValue)")
+            pixelLimitOverride = newValue
+        }
+    }
+
+    /// The pixel limit in force; an unusable `LLAVA_MAX_IMAGE_PIXELS` is an error.
+    static func pixelLimit() throws -> Int {
+        if let pixelLimitOverride { return pixelLimitOverride }
+        guard let raw = getenv(pixelLimitVariable) else { return defaultMaxPixelCount }
+        let text = String(cString: raw)
+        guard let value = Int(text), value > 0 else { throw ImageError.invalidPixelLimit(text) }
+        return value
+    }
 
     /// Wraps existing pixels; `pixels.count` must be `width * height * 3` and both sides positive.
     public init(width: Int, height: Int, pixels: [UInt8]) {

@@ -1,4 +1,5 @@
 import CStb
+import FileAccess
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -50,43 +51,39 @@ extension RGBImage {
         }
     }
 
+    /// The width and height an encoded image declares, read from its header without decoding
+    /// the pixels; errors are the ones decoding would give for a bad header.
+    public static func headerSize(_ bytes: [UInt8], name: String = "<memory>") throws -> (width: Int, height: Int) {
+        guard !bytes.isEmpty else { throw ImageError.emptyFile(path: name) }
+        guard bytes.count <= Int(Int32.max) else {
+            throw ImageError.unreadable(path: name, reason: "\(bytes.count) bytes is more than the 2 GiB an image file may have")
+        }
+        let format: ImageFormat
+        switch sniff(bytes) {
+        case .supported(.jpeg):
+            return try jpegHeaderSize(bytes, name: name)
+        case .supported(let f): format = f
+        case .unsupported(let what): throw ImageError.unsupportedFormat(path: name, detail: what)
+        case .unknown: format = .tga
+        }
+        var width: Int32 = 0, height: Int32 = 0, components: Int32 = 0
+        let ok = bytes.withUnsafeBufferPointer { stbi_info_from_memory($0.baseAddress, Int32($0.count), &width, &height, &components) == 1 }
+        guard ok else {
+            // Let the decoder word the error (unrecognised content, corrupt header, …).
+            _ = try RGBImage(encoded: bytes, name: name)
+            throw ImageError.corrupt(path: name, format: format.rawValue, reason: "unreadable header")
+        }
+        return (Int(width), Int(height))
+    }
+
     // MARK: - File access
 
-    static func readFile(_ path: String) throws -> [UInt8] {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw ImageError.fileNotFound(path: path) }
-            throw ImageError.unreadable(path: path, reason: String(cString: strerror(code)))
+    /// The bytes of an image file: a regular file of 1 byte to `FileAccess.imageByteLimit`.
+    public static func readFile(_ path: String) throws -> [UInt8] {
+        let bytes: [UInt8]
+        do { bytes = try FileAccess.read(path, limit: FileAccess.imageByteLimit) } catch let error as FileAccessError {
+            throw ImageError(error)
         }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: throw ImageError.notAFile(path: path, kind: "a directory")
-        default: throw ImageError.notAFile(path: path, kind: "not a regular file")
-        }
-        guard info.st_size > 0 else { throw ImageError.emptyFile(path: path) }
-        guard info.st_size <= off_t(Int32.max) else {
-            throw ImageError.unreadable(path: path, reason: "\(info.st_size) bytes is more than the 2 GiB an image file may have")
-        }
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        let expected = Int(info.st_size)
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: expected) { buffer, count in
-            count = 0
-            while count < expected {
-                let n = read(fd, buffer.baseAddress! + count, expected - count)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                if n == 0 { break }
-                count += n
-            }
-        }
-        if failure != 0 { throw ImageError.unreadable(path: path, reason: String(cString: strerror(failure))) }
         if bytes.isEmpty { throw ImageError.emptyFile(path: path) }
         return bytes
     }

@@ -37,7 +37,8 @@ public struct ImageProcessor: Sendable {
 
     /// The `.pad` background, int(mean · 255) per channel: (122, 116, 104) for the CLIP mean.
     public var padColor: RGB {
-        let c = config.imageMean.map { UInt8(clamping: Int(($0 * 255).rounded(.towardZero))) }
+        // Clamped in Double first: a mean far outside [0, 1] must not overflow the conversion.
+        let c = config.imageMean.map { UInt8(min(max(($0 * 255).rounded(.towardZero), 0), 255)) }
         return RGB(c[0], c[1], c[2])
     }
 
@@ -54,8 +55,55 @@ public struct ImageProcessor: Sendable {
         }
     }
 
-    /// The uint8 stages: pad to square (in `.pad` mode), resize, center crop.
-    public func prepare(_ image: RGBImage) -> RGBImage {
+    /// The size `prepare` gives a width × height image (the same for both modes when the
+    /// image is square).
+    public func outputSize(width: Int, height: Int) -> (width: Int, height: Int) {
+        var (w, h) = mode == .pad ? (max(width, height), max(width, height)) : (width, height)
+        if config.doResize { (w, h) = resizeTarget(width: w, height: h) }
+        if config.doCenterCrop { (w, h) = (config.cropWidth, config.cropHeight) }
+        return (w, h)
+    }
+
+    /// Refuses, before anything is allocated, an image whose preprocessing would make a buffer
+    /// of more than `RGBImage.maxPixelCount` pixels: the `.pad` square of a long thin picture,
+    /// or the resized image (and each resampling pass) when the short side is scaled up to the
+    /// model's size. `name` is the file named in the error.
+    public func checkBuffers(width: Int, height: Int, name: String) throws {
+        let limit = try RGBImage.pixelLimit()
+        func check(_ w: Int, _ h: Int, _ step: String) throws {
+            let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+            if overflow || pixels > limit {
+                throw ImageError.bufferTooLarge(path: name, width: width, height: height, step: step, bufferWidth: w, bufferHeight: h)
+            }
+        }
+        var (w, h) = (width, height)
+        if mode == .pad, w != h {
+            (w, h) = (max(w, h), max(w, h))
+            try check(w, h, "pad it to a square")
+        }
+        if config.doResize {
+            if case .shortestEdge(let edge) = config.size {
+                let long = max(w, h)
+                guard !edge.multipliedReportingOverflow(by: long).overflow else {
+                    throw ImageError.bufferTooLarge(path: name, width: width, height: height, step: "resize it",
+                                                    bufferWidth: w <= h ? edge : long, bufferHeight: w <= h ? long : edge)
+                }
+            }
+            let target = resizeTarget(width: w, height: h)
+            try check(target.width, h, "resize it")
+            try check(w, target.height, "resize it")
+            try check(target.width, target.height, "resize it")
+            (w, h) = target
+        }
+        if config.doCenterCrop {
+            try check(config.cropWidth, config.cropHeight, "crop it")
+        }
+    }
+
+    /// The uint8 stages: pad to square (in `.pad` mode), resize, center crop. Buffers are checked
+    /// first (`checkBuffers`).
+    public func prepare(_ image: RGBImage, name: String = "<image>") throws -> RGBImage {
+        try checkBuffers(width: image.width, height: image.height, name: name)
         var result = image
         if mode == .pad {
             result = result.expandedToSquare(background: padColor)
@@ -71,8 +119,8 @@ public struct ImageProcessor: Sendable {
     }
 
     /// The full pipeline: `prepare`, then rescale and normalize into Float32, channels first.
-    public func process(_ image: RGBImage) -> PixelValues {
-        let prepared = prepare(image)
+    public func process(_ image: RGBImage, name: String = "<image>") throws -> PixelValues {
+        let prepared = try prepare(image, name: name)
         let table = valueTable()
         let plane = prepared.width * prepared.height
         var data = [Float](repeating: 0, count: 3 * plane)
@@ -89,9 +137,18 @@ public struct ImageProcessor: Sendable {
         return PixelValues(channels: 3, height: prepared.height, width: prepared.width, data: data)
     }
 
-    /// Decodes a file and processes it.
+    /// Decodes an encoded image after checking, from its header alone, that its size and the
+    /// buffers preprocessing would make are within the pixel limit.
+    public func decode(_ bytes: [UInt8], name: String) throws -> RGBImage {
+        let declared = try RGBImage.headerSize(bytes, name: name)
+        try RGBImage.checkSize(declared.width, declared.height, format: "image", name: name)
+        try checkBuffers(width: declared.width, height: declared.height, name: name)
+        return try RGBImage(encoded: bytes, name: name)
+    }
+
+    /// Reads, decodes and processes an image file.
     public func process(contentsOfFile path: String) throws -> PixelValues {
-        process(try RGBImage(contentsOfFile: path))
+        try process(try decode(RGBImage.readFile(path), name: path), name: path)
     }
 
     /// The output value of each uint8 input value, per channel. transformers multiplies in double

@@ -1,3 +1,4 @@
+import FileAccess
 import Foundation
 
 /// The fields of a Hugging Face `preprocessor_config.json` that CLIPImageProcessor uses. Missing
@@ -161,16 +162,9 @@ public struct ImageProcessorConfig: Decodable, Equatable, Sendable {
 
     /// Reads a `preprocessor_config.json`; errors name the file.
     public init(contentsOfFile path: String) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ImageError.fileNotFound(path: path)
-        }
-        guard !isDirectory.boolValue else { throw ImageError.notAFile(path: path, kind: "a directory") }
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw ImageError.unreadable(path: path, reason: "\(error.localizedDescription)")
+        do { data = Data(try FileAccess.read(path, limit: FileAccess.configByteLimit)) } catch let error as FileAccessError {
+            throw ImageError(error)
         }
         do {
             self = try JSONDecoder().decode(ImageProcessorConfig.self, from: data)

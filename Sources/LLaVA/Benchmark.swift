@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import Kernels
 import TokenMerging
+import VQAEval
 
 // Latency (and optionally accuracy) of the pipeline across merge settings: a list of settings
 // goes in, one row of medians per setting comes out. Printing and plotting are the caller's.
@@ -127,38 +128,6 @@ public struct BenchmarkAccuracy: Codable, Sendable, Equatable {
     public var fraction: Double { total > 0 ? Double(correct) / Double(total) : 0 }
 }
 
-/// A short-answer normaliser for exact-match scoring: lowercase, punctuation to spaces (a
-/// full stop between digits is kept), number words to digits, articles dropped, single spaces.
-extension BenchmarkAccuracy {
-    static let numbers = ["none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-                          "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"]
-    static let articles: Set<String> = ["a", "an", "the"]
-
-    public static func normalize(_ answer: String) -> String {
-        let chars = Array(answer.lowercased())
-        var cleaned = ""
-        for (i, c) in chars.enumerated() {
-            if c == "." || c == ",", i > 0, i + 1 < chars.count, chars[i - 1].isNumber, chars[i + 1].isNumber {
-                if c == "." { cleaned.append(c) }
-            } else if c == "'" {
-                continue
-            } else if c.isPunctuation || c.isSymbol || c.isWhitespace {
-                cleaned.append(" ")
-            } else {
-                cleaned.append(c)
-            }
-        }
-        return cleaned.split(separator: " ").map { numbers[String($0)] ?? String($0) }
-            .filter { !articles.contains($0) }.joined(separator: " ")
-    }
-
-    /// Whether `prediction` equals any of `answers` after normalisation.
-    public static func matches(_ prediction: String, _ answers: [String]) -> Bool {
-        let p = normalize(prediction)
-        return answers.contains { normalize($0) == p }
-    }
-}
-
 /// The measurements of one setting at one thread count.
 public struct BenchmarkRow: Sendable {
     public var setting: BenchmarkSetting
@@ -251,110 +220,34 @@ public struct BenchmarkQuestion: Sendable, Equatable {
     public var id: String
     public var imagePath: String
     public var text: String
-    public var answers: [String]
+    public var reference: Reference
 
     public init(id: String, imagePath: String, text: String, answers: [String]) {
         self.id = id
         self.imagePath = imagePath
         self.text = text
-        self.answers = answers
+        reference = Reference(answers: answers)
     }
 
-    /// Reads a model_vqa_loader question file (JSONL: question_id, image, text) and joins it with
-    /// an answer key by question_id. The key is JSONL or a JSON array of objects with
-    /// `question_id` and `answer` (a string) or `answers` (strings or {"answer": …} objects), or
-    /// one JSON object mapping ids to answers. Questions without an answer are an error.
-    /// `imagePath` turns a question's `image` into the file to read.
+    /// Reads a model_vqa_loader question file and joins it with an answer key by question_id,
+    /// with the readers `llava eval` uses (`QuestionFile`, `Annotations`). A malformed line, or a
+    /// question without an answer, is an error. `imagePath` turns a question's `image` into the
+    /// file to read.
     public static func load(questions path: String, answerKey keyPath: String, limit: Int? = nil,
                             imagePath: (String) -> String) throws -> [BenchmarkQuestion] {
-        let key = try loadAnswerKey(keyPath)
+        let file = try QuestionFile(path: path)
+        if let issue = file.issues.first { throw BenchmarkError.badFile(path: path, line: issue.line, why: issue.reason) }
+        let key = try Annotations(path: keyPath)
         var out: [BenchmarkQuestion] = []
-        for (line, object) in try jsonObjects(path) {
-            guard let id = idString(object["question_id"]) else {
-                throw BenchmarkError.badFile(path: path, line: line, why: "no question_id")
+        for q in file.questions.prefix(limit ?? Int.max) {
+            guard let reference = key.reference(for: q.id) else {
+                throw BenchmarkError.badFile(path: keyPath, line: nil, why: "no answer for question_id \(q.id) of \(path)")
             }
-            guard let image = object["image"] as? String else {
-                throw BenchmarkError.badFile(path: path, line: line, why: "no image")
-            }
-            guard let text = (object["text"] ?? object["question"]) as? String else {
-                throw BenchmarkError.badFile(path: path, line: line, why: "no text")
-            }
-            guard let answers = key[id] else {
-                throw BenchmarkError.badFile(path: keyPath, line: nil, why: "no answer for question_id \(id) of \(path)")
-            }
-            out.append(BenchmarkQuestion(id: id, imagePath: imagePath(image), text: text, answers: answers))
-            if let limit, out.count >= limit { break }
+            var question = BenchmarkQuestion(id: q.id.description, imagePath: imagePath(q.image), text: q.text, answers: [])
+            question.reference = reference
+            out.append(question)
         }
         if out.isEmpty { throw BenchmarkError.badFile(path: path, line: nil, why: "no questions") }
-        return out
-    }
-
-    static func loadAnswerKey(_ path: String) throws -> [String: [String]] {
-        var key: [String: [String]] = [:]
-        if let data = FileManager.default.contents(atPath: path),
-           let map = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-           map["question_id"] == nil {
-            for (id, value) in map {
-                guard let answers = answerList(value) else {
-                    throw BenchmarkError.badFile(path: path, line: nil, why: "the answer of \(id) is not a string or a list")
-                }
-                key[id] = answers
-            }
-            return key
-        }
-        for (line, object) in try jsonObjects(path) {
-            guard let id = idString(object["question_id"]) else {
-                throw BenchmarkError.badFile(path: path, line: line, why: "no question_id")
-            }
-            guard let answers = answerList(object["answer"] ?? object["answers"]) else {
-                throw BenchmarkError.badFile(path: path, line: line, why: "no answer or answers")
-            }
-            key[id] = answers
-        }
-        return key
-    }
-
-    static func answerList(_ value: Any?) -> [String]? {
-        if let s = value as? String { return [s] }
-        if let n = value as? NSNumber { return [n.stringValue] }
-        if let list = value as? [Any] {
-            let answers = list.compactMap { item -> String? in
-                if let s = item as? String { return s }
-                return (item as? [String: Any])?["answer"] as? String
-            }
-            return answers.isEmpty ? nil : answers
-        }
-        return nil
-    }
-
-    static func idString(_ value: Any?) -> String? {
-        if let s = value as? String { return s }
-        if let n = value as? NSNumber { return n.stringValue }
-        return nil
-    }
-
-    /// The objects of a JSONL file or of a JSON array, with their line numbers (nil for arrays).
-    static func jsonObjects(_ path: String) throws -> [(Int?, [String: Any])] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BenchmarkError.badFile(path: path, line: nil, why: "cannot read the file")
-        }
-        if let array = try? JSONSerialization.jsonObject(with: data) as? [Any] {
-            return try array.map {
-                guard let o = $0 as? [String: Any] else {
-                    throw BenchmarkError.badFile(path: path, line: nil, why: "array items must be JSON objects")
-                }
-                return (nil, o)
-            }
-        }
-        var out: [(Int?, [String: Any])] = []
-        for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-            if trimmed.isEmpty { continue }
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
-                throw BenchmarkError.badFile(path: path, line: i + 1, why: "not a JSON object")
-            }
-            out.append((i + 1, o))
-        }
         return out
     }
 }
@@ -497,8 +390,8 @@ public final class BenchmarkRunner {
                          mode: options.imageMode, merge: setting.merge, options: generation)
     }
 
-    /// Greedy answers to every question under `setting`, scored by exact match after
-    /// normalisation. Each image is encoded once per setting.
+    /// Greedy answers to every question under `setting`, scored by exact match after the
+    /// normalisation `llava eval` uses. Each image is encoded once per setting.
     public func accuracy(_ setting: BenchmarkSetting) throws -> BenchmarkAccuracy {
         let generation = GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true)
         // Question files list the questions of one image together: keep the last encoding.
@@ -513,7 +406,7 @@ public final class BenchmarkRunner {
                 last = (q.imagePath, image)
             }
             let answer = try pipeline.ask(image: image, question: q.text, template: options.template, options: generation)
-            if BenchmarkAccuracy.matches(answer.text, q.answers) { correct += 1 }
+            if VQAScoring.exactMatch(prediction: answer.text, reference: q.reference) { correct += 1 }
         }
         return BenchmarkAccuracy(correct: correct, total: options.questions.count)
     }

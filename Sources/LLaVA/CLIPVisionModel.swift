@@ -76,7 +76,19 @@ public protocol VisionMergeHook: AnyObject {
     /// Additive per-key attention bias for the next layer (log token sizes), or nil.
     var attentionKeyBias: [Float]? { get }
     /// Merges `tokens` after layer `layer`; returns the (possibly shorter) token matrix.
-    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix
+    /// `receivedAttention` is given when `needsReceivedAttention(layer:)`.
+    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?, receivedAttention: [Float]?) -> Matrix
+    /// Whether the merge after the whole layer `layer` takes that layer's keys averaged over heads
+    /// as its metric instead of the layer output.
+    func needsKeys(layer: Int) -> Bool
+    /// Whether the merge after layer `layer` wants the attention each token received there
+    /// (probabilities averaged over heads and queries).
+    func needsReceivedAttention(layer: Int) -> Bool
+}
+
+extension VisionMergeHook {
+    public func needsKeys(layer: Int) -> Bool { false }
+    public func needsReceivedAttention(layer: Int) -> Bool { false }
 }
 
 public enum MergePlacement: Sendable {
@@ -124,15 +136,26 @@ final class CLIPEncoderLayer {
             return selfAttn(state.normed, state: state, keyBias: merger?.attentionKeyBias, clsAttention: nil)
         }
         addInPlace(h, attnOut)
+        var keys: Matrix? = nil
+        if let merger, merger.placement == .afterLayer, merger.needsKeys(layer: index) {
+            keys = stage("merge") { meanOverHeads(state.k, heads: heads) }
+        }
+        var received: [Float]? = nil
+        if let merger, merger.needsReceivedAttention(layer: index) {
+            received = stage("merge") {
+                meanReceivedAttention(q: state.q, k: state.k, shape: selfAttn.shape, keyBias: merger.attentionKeyBias)
+            }
+        }
         if let merger, merger.placement == .betweenAttentionAndMLP {
             h = stage("merge") {
-                merger.merge(layer: index, tokens: h, metric: meanOverHeads(state.k, heads: heads), clsAttention: cls)
+                merger.merge(layer: index, tokens: h, metric: meanOverHeads(state.k, heads: heads), clsAttention: cls,
+                             receivedAttention: received)
             }
         }
         layerNorm(h, weight: layerNorm2.weight, bias: layerNorm2.bias, eps: eps, into: state.normed)
         addInPlace(h, stage("mlp") { mlp(state.normed, state: state) })
         if let merger, merger.placement == .afterLayer {
-            h = stage("merge") { merger.merge(layer: index, tokens: h, metric: h, clsAttention: cls) }
+            h = stage("merge") { merger.merge(layer: index, tokens: h, metric: keys ?? h, clsAttention: cls, receivedAttention: received) }
         }
         return h
     }
@@ -153,6 +176,29 @@ func meanOverHeads(_ k: Matrix, heads: Int) -> Matrix {
         }
     }
     return out
+}
+
+/// The attention each token receives, [T]: softmax(q kᵀ · scale + keyBias) per head, averaged
+/// over heads and query rows (recomputed from the layer's q and k; only merges that ask for it pay).
+func meanReceivedAttention(q: Matrix, k: Matrix, shape: AttentionShape, keyBias: [Float]?) -> [Float] {
+    let t = q.rows, d = shape.headDim
+    var total = [Float](repeating: 0, count: t)
+    func head(_ m: Matrix, _ h: Int) -> Matrix {
+        let out = Matrix(rows: t, cols: d)
+        for r in 0..<t { out.row(r).update(from: m.row(r) + h * d, count: d) }
+        return out
+    }
+    for h in 0..<shape.heads {
+        let scores = matmulTransposed(head(q, h), head(k, h))
+        for i in 0..<scores.count { scores.data[i] *= shape.scale }
+        if let keyBias {
+            for r in 0..<t { for j in 0..<t { scores[r, j] += keyBias[j] } }
+        }
+        softmaxRows(scores)
+        for r in 0..<t { for j in 0..<t { total[j] += scores[r, j] } }
+    }
+    let inv = 1 / Float(shape.heads * t)
+    return total.map { $0 * inv }
 }
 
 /// Buffers for one pass of the tower, allocated once per image for the initial token count.

@@ -1,3 +1,4 @@
+import FileAccess
 import Foundation
 import Tokenizer
 
@@ -61,8 +62,9 @@ public struct ConversationTemplate: Decodable, Sendable, Equatable {
                 throw PromptError.unknownTemplate(nameOrPath, available: availableNames())
             }
         }
-        guard let data = fm.contents(atPath: path) else {
-            throw PromptError.invalidTemplate(path, "cannot read the file")
+        let data: Data
+        do { data = Data(try FileAccess.read(path, limit: FileAccess.configByteLimit)) } catch let error as FileAccessError {
+            throw PromptError.invalidTemplate(path, error.reason)
         }
         let template: ConversationTemplate
         do { template = try JSONDecoder().decode(ConversationTemplate.self, from: data) } catch {

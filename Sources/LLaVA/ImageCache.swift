@@ -145,7 +145,7 @@ extension LlavaPipeline {
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,
                        cache: ImageCache) throws -> CachedImage {
         let t0 = DispatchTime.now()
-        let bytes = try ImageFileReader.contents(imagePath)
+        let bytes = try RGBImage.readFile(imagePath)
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
         if let cached = cache.lookup(key) {
@@ -153,7 +153,7 @@ extension LlavaPipeline {
                                      imageMs: elapsedMs(since: t0), visionMs: 0)
             return CachedImage(image: image, hit: true, digest: digest)
         }
-        let px = pixels(try RGBImage(encoded: bytes, name: imagePath), mode: mode)
+        let px = try pixels(decoding: bytes, mode: mode, name: imagePath)
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
@@ -163,36 +163,3 @@ extension LlavaPipeline {
     }
 }
 
-/// Reads a whole image file, with the same one-line errors as the image decoder.
-enum ImageFileReader {
-    static func contents(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw ImageError.fileNotFound(path: path) }
-            throw ImageError.unreadable(path: path, reason: String(cString: strerror(code)))
-        }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw ImageError.notAFile(path: path, kind: "a directory")
-        }
-        var out: [UInt8] = []
-        if (info.st_mode & S_IFMT) == S_IFREG { out.reserveCapacity(Int(info.st_size)) }
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ImageError.unreadable(path: path, reason: String(cString: strerror(errno)))
-            }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > Int(Int32.max) {
-                throw ImageError.unreadable(path: path, reason: "more than the 2 GiB an image file may have")
-            }
-        }
-        if out.isEmpty { throw ImageError.emptyFile(path: path) }
-        return out
-    }
-}

@@ -117,12 +117,35 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         if tokenizer.vocabularySize > config.text.vocabSize {
             throw LlavaError.tokenizerTooLarge(path: tokenizerPath, pieces: tokenizer.vocabularySize, vocab: config.text.vocabSize)
         }
+        try Self.checkAgainstFiles(config, checkpoint: checkpoint, tokenizer: tokenizer,
+                                   configPath: (directory as NSString).appendingPathComponent("config.json"))
         visionTower = try CLIPVisionModel(checkpoint, config: config.vision, layerCount: config.visionLayersToRun,
                                           quantization: visionQuantization)
         projector = try LlavaMultiModalProjector(checkpoint, config: config, quantization: visionQuantization)
         languageModel = try LlamaForCausalLM(checkpoint, config: config.text, quantization: quantization,
                                              progress: progress)
         eosTokenIds = Set(config.text.eosTokenIds + [tokenizer.eosId].filter { $0 >= 0 })
+    }
+
+    /// The config's layer counts against the layers the weights hold, and the image token
+    /// against the tokenizer's pieces (an image token that is also a text token would swallow it).
+    static func checkAgainstFiles(_ config: LlavaConfiguration, checkpoint: CheckpointFolder,
+                                  tokenizer: SentencePieceTokenizer, configPath: String) throws {
+        let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, "language_model.model.layers."),
+                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, "vision_tower.vision_model.encoder.layers.")]
+        for (field, needed, prefix) in counts {
+            let present = checkpoint.layerCount(prefix: prefix)
+            if present < needed {
+                throw CheckpointError.invalidConfig(configPath, "\(field) asks for \(needed) layers but the weights hold \(present) (\(prefix)*)")
+            }
+        }
+        if tokenizer.bosId < 0 || tokenizer.bosId >= config.text.vocabSize {
+            throw TokenizerError.invalidModel(tokenizer.path, "its BOS id \(tokenizer.bosId) is not a token of the model's vocabulary of \(config.text.vocabSize)")
+        }
+        if config.imageTokenIndex < tokenizer.vocabularySize {
+            let piece = tokenizer.piece(config.imageTokenIndex) ?? "?"
+            throw CheckpointError.invalidConfig(configPath, "image_token_index \(config.imageTokenIndex) is also the text token \(piece.debugDescription) of tokenizer.model (it must be at least \(tokenizer.vocabularySize))")
+        }
     }
 
     /// "none", "q8" or "q8, vision q8": how the weights are kept in memory.

@@ -67,7 +67,7 @@ public final class LlavaPipeline: @unchecked Sendable {
         } else {
             imageConfig = ImageProcessorConfig(size: .shortestEdge(side), cropHeight: side, cropWidth: side)
         }
-        let probe = ImageProcessor(config: imageConfig).process(RGBImage(width: side + 3, height: side + 1))
+        let probe = ImageProcessor(config: imageConfig).outputSize(width: side + 3, height: side + 1)
         guard probe.height == side && probe.width == side else {
             throw PipelineError.processorSize(path: path, height: probe.height, width: probe.width, tower: side)
         }
@@ -82,12 +82,18 @@ public final class LlavaPipeline: @unchecked Sendable {
 
     /// Decodes and preprocesses an image file into CHW pixels at the tower's resolution.
     public func pixels(imagePath: String, mode: ImageMode) throws -> [Float] {
-        let image = try RGBImage(contentsOfFile: imagePath)
-        return pixels(image, mode: mode)
+        try pixels(decoding: RGBImage.readFile(imagePath), mode: mode, name: imagePath)
     }
 
-    public func pixels(_ image: RGBImage, mode: ImageMode) -> [Float] {
-        ImageProcessor(config: imageConfig, mode: mode).process(image).data
+    /// Decodes (after checking the image's declared size) and preprocesses an encoded image.
+    public func pixels(decoding bytes: [UInt8], mode: ImageMode, name: String) throws -> [Float] {
+        let processor = ImageProcessor(config: imageConfig, mode: mode)
+        return try processor.process(processor.decode(bytes, name: name), name: name).data
+    }
+
+    /// Preprocesses a decoded image; `name` is the file named in errors.
+    public func pixels(_ image: RGBImage, mode: ImageMode, name: String = "<image>") throws -> [Float] {
+        try ImageProcessor(config: imageConfig, mode: mode).process(image, name: name).data
     }
 
     /// Image file → embeddings for the language model, merged as `merge` says.

@@ -107,12 +107,19 @@ final class TowerMerger: VisionMergeHook {
                                  initialTokens: initialTokens)
     }
 
-    var placement: MergePlacement { settings.metric == .keys ? .betweenAttentionAndMLP : .afterLayer }
+    /// VisionZip always merges the feature layer's output by that layer's keys (`--merge-metric`
+    /// does not apply to it).
+    var placement: MergePlacement {
+        settings.metric == .keys && settings.options.method != .visionZip ? .betweenAttentionAndMLP : .afterLayer
+    }
+    func needsKeys(layer: Int) -> Bool { merger.needsKeys(layer: layer) }
     var needsCLSAttention: Bool { merger.needsCLSAttention }
     var attentionKeyBias: [Float]? { settings.proportionalAttention ? merger.logSizes : nil }
 
-    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
-        merger.merge(layer: layer, tokens: tokens, metric: metric, clsAttention: clsAttention)
+    func needsReceivedAttention(layer: Int) -> Bool { merger.needsReceivedAttention(layer: layer) }
+
+    func merge(layer: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?, receivedAttention: [Float]?) -> Matrix {
+        merger.merge(layer: layer, tokens: tokens, metric: metric, clsAttention: clsAttention, receivedAttention: receivedAttention)
     }
 }
 
@@ -121,7 +128,9 @@ extension LlavaConfiguration {
     /// schedule the tower's merger runs (merges after each of the `visionLayersToRun` layers;
     /// margins and stage switches use the full tower depth).
     public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
-        try plannedTokenCounts(settings).last! - visionFeatureSelectStrategy.droppedTokens
+        let schedule = try MergeSchedule(options: settings.options, towerDepth: vision.numHiddenLayers,
+                                         mergeLayers: visionLayersToRun, initialTokens: vision.numPatches + 1)
+        return schedule.projectorKeep ?? schedule.tokenCounts.last! - visionFeatureSelectStrategy.droppedTokens
     }
 
     /// Tokens (CLS included) entering the first layer and after each merge layer.
@@ -149,7 +158,12 @@ extension LlavaForConditionalGeneration {
     /// Image embeddings under a merge setting; also returns the source map when tracked.
     public func encodeImage(pixels: [Float], merge settings: VisionMergeSettings) throws -> (embeddings: Matrix, sources: [[Int]]?) {
         let merger = try makeMerger(settings)
-        let embeddings = try encodeImage(pixels: pixels, merger: merger)
+        var embeddings = try encodeImage(pixels: pixels, merger: merger)
+        if let merger {
+            embeddings = stage("merge") {
+                merger.merger.reduceProjected(embeddings, droppedTokens: config.visionFeatureSelectStrategy.droppedTokens)
+            }
+        }
         return (embeddings, merger?.merger.sources)
     }
 }

@@ -42,7 +42,15 @@ struct Ask: ParsableCommand {
     func resolvedQuestion() throws -> String {
         let given = prompt ?? question ?? ""
         guard given == "-" else { return given }
-        let data = FileHandle.standardInput.readDataToEndOfFile()
+        // Read in pieces up to a cap: stdin may be endless (/dev/zero, a stream).
+        let limit = 1 << 20
+        var data = Data()
+        while data.count <= limit {
+            let piece = FileHandle.standardInput.readData(ofLength: 65536)
+            if piece.isEmpty { break }
+            data.append(piece)
+        }
+        if data.count > limit { throw CLIError("the question read from stdin is longer than \(limit) bytes") }
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if text.isEmpty { throw CLIError("the question read from stdin is empty") }
         return text

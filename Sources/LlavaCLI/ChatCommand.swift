@@ -61,7 +61,7 @@ struct Chat: ParsableCommand {
         let input = LineReader()
         let stdout = StandardStream.output
         while true {
-            guard let raw = input.next(prompt: "> ") else { break }
+            guard let raw = try input.next(prompt: "> ") else { break }
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             if line.hasPrefix("/") {

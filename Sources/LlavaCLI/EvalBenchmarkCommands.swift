@@ -92,7 +92,7 @@ extension EvalRun {
         if annotations != nil { throw CLIError("--annotations does not apply to --benchmark runs: the benchmark folder has the answers") }
         let adapter = try flags.adapter()
         let questions = try adapter.questions()
-        let shard = try self.shard.map { try Shard(parsing: $0) }
+        let shard = try sharding.resolved()
         let mine = shard?.slice(questions) ?? questions
         let directory = try model.resolve()
         let template = try ConversationTemplate.load(generation.template)
@@ -257,14 +257,13 @@ final class BenchmarkAsker {
     func embeddings(_ image: BenchmarkImage) throws -> (Matrix, hit: Bool, imageMs: Double, visionMs: Double) {
         if let cached = cache[image] { return (cached, true, 0, 0) }
         let t0 = Date()
-        let decoded: RGBImage
+        let pixels: [Float]
         switch image {
-        case .file(let path): decoded = try RGBImage(contentsOfFile: path)
+        case .file(let path): pixels = try pipeline.pixels(decoding: RGBImage.readFile(path), mode: settings.imageMode, name: path)
         case .base64:
             guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            decoded = try RGBImage(encoded: bytes)
+            pixels = try pipeline.pixels(decoding: bytes, mode: settings.imageMode, name: "<base64 image>")
         }
-        let pixels = pipeline.pixels(decoded, mode: settings.imageMode)
         let t1 = Date()
         let (embeddings, _) = try pipeline.model.encodeImage(pixels: pixels, merge: settings.merge)
         let t2 = Date()

@@ -84,8 +84,7 @@ struct EvalRun: ParsableCommand {
     @Option(name: .long, help: "Summary JSON to write (default: the answer file with .summary.json).")
     var summary: String?
 
-    @Option(name: .long, help: "Run only the I-th of N contiguous chunks of the questions (1-based), e.g. 2/8.")
-    var shard: String?
+    @OptionGroup var sharding: ShardFlags
 
     @Flag(name: .long, help: "Stop (exit 1, nothing answered) when the question file has a malformed line.")
     var strict = false
@@ -103,9 +102,6 @@ struct EvalRun: ParsableCommand {
     var progressEvery: Double = 10
 
     func validate() throws {
-        if let shard {
-            do { _ = try Shard(parsing: shard) } catch { throw ValidationError("--shard: \(error)") }
-        }
         if !(imageCacheMb >= 0 && imageCacheMb < 1e9) { throw invalid("--image-cache-mb", "in [0, 1e9)", imageCacheMb) }
         if !(progressEvery > 0 && progressEvery <= 100) { throw invalid("--progress-every", "in (0, 100]", progressEvery) }
     }
@@ -120,14 +116,8 @@ struct EvalRun: ParsableCommand {
         if benchmarkFlags.isSet { return try runBenchmark(benchmarkFlags) }
         guard let questions else { throw CLIError("give --questions (a question file), or --benchmark and --data") }
         let started = Date()
-        let shard = try self.shard.map { try Shard(parsing: $0) }
-        let file = try QuestionFile(path: questions)
-        for issue in file.issues {
-            printErr("llava: \(strict ? "error: " : "")\(issue)\(strict ? "" : " (line skipped)")")
-        }
-        if strict && !file.issues.isEmpty {
-            throw CLIError("\(questions) has \(file.issues.count) malformed line\(file.issues.count == 1 ? "" : "s"); nothing was answered (--strict)")
-        }
+        let shard = try sharding.resolved()
+        let file = try readQuestions(questions)
         let mine = shard?.slice(file.questions) ?? file.questions
         let keys = try annotations.map { try Annotations(path: $0) }
         let directory = try model.resolve()
@@ -167,39 +157,16 @@ struct EvalRun: ParsableCommand {
             _ = try pipeline.model.contextSize(options)
             _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
             progress.start()
+            let asking = Asking(pipeline: pipeline, template: template, options: options, merge: mergeSettings,
+                                imageMode: imageOptions.imageMode, cache: cache, modelID: modelID, settings: settings)
             for q in pending {
-                var metadata = settings
-                if let category = q.category { metadata["category"] = .string(category) }
-                var text = ""
-                do {
-                    let encoded = try pipeline.encode(imagePath: imageLocation(q, questionFile: questions), mode: imageOptions.imageMode,
-                                                      merge: mergeSettings, cache: cache)
-                    if !encoded.hit { towerRuns += 1 }
-                    let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
-                    text = result.text
-                    metadata["image_sha256"] = .string(encoded.digest)
-                    metadata["visual_tokens"] = .int(Int64(result.visualTokens))
-                    metadata["generated_tokens"] = .int(Int64(result.generatedIds.count))
-                    metadata["stop_reason"] = .string(result.stopReason.rawValue)
-                    metadata["image_cache_hit"] = .bool(encoded.hit)
-                    let t = result.timings
-                    metadata["timings"] = .object([
-                        "image_ms": .double(rounded(t.imageMs)), "vision_ms": .double(rounded(t.visionMs)),
-                        "prefill_ms": .double(rounded(t.prefillMs)), "ttft_ms": .double(rounded(t.ttftMs)),
-                        "decode_ms": .double(rounded(t.decodeMs)), "decode_tokens_per_s": .double(rounded(t.decodeTokensPerS)),
-                        "total_ms": .double(rounded(t.totalMs)),
-                    ])
-                } catch {
+                let answer = asking.answer(q, imagePath: { try imageLocation(q, questionFile: questions) })
+                if answer.towerRun { towerRuns += 1 }
+                if let message = answer.error {
                     failedNow += 1
-                    let message = String(describing: error)
-                    metadata["image_cache_hit"] = .bool(false)
-                    metadata["error"] = .string(message)
                     progress.message("llava: question \(q.id) (\(questions):\(q.line)): \(message)")
                 }
-                let line: JSONObject = [
-                    "question_id": q.id.json, "prompt": .string(q.text), "text": .string(text),
-                    "answer_id": .string(AnswerID.make()), "model_id": .string(modelID), "metadata": .object(metadata),
-                ]
+                let line = answer.line
                 let record: AnswerRecord
                 do {
                     record = try interrupt.saving { try writer.append(line) }
@@ -219,18 +186,27 @@ struct EvalRun: ParsableCommand {
         writer.closeFile()
         interrupt.stop()
 
-        // Everything below reads the file back: the scores and counts are those of what is on disk.
+        try report(RunTally(questions: mine, newCount: pending.count, resumed: answered.count,
+                            malformed: file.issues.count, towerRuns: towerRuns, elapsed: progress.elapsed,
+                            started: started, cache: cache.statistics),
+                   questionFile: questions, keys: keys, categoryOf: categoryOf, shard: shard, modelID: modelID,
+                   settings: settings)
+    }
+
+    /// Reads the answer file back (the scores and counts are those of what is on disk), prints
+    /// the scores, writes the summary, and fails when questions are unanswered.
+    func report(_ tally: RunTally, questionFile questions: String, keys: Annotations?, categoryOf: [QuestionID: String?],
+                shard: Shard?, modelID: String, settings: JSONObject) throws {
+        let mine = tally.questions, newCount = tally.newCount, stats = tally.cache, towerRuns = tally.towerRuns
         let contents = try AnswerFileContents.read(answers)
         let ids = Set(mine.map(\.id))
         let records = contents.records.filter { ids.contains($0.id) }
         let failedIDs = records.filter { $0.error != nil }.map(\.id)
         let failed = failedIDs.count
-        let seconds = Date().timeIntervalSince(started)
-        let newCount = pending.count
-        let stats = cache.statistics
+        let seconds = Date().timeIntervalSince(tally.started)
         if !quiet && newCount > 0 {
-            let rate = Double(newCount) / max(progress.elapsed, 1e-9)
-            printErr("llava: eval: answered \(newCount) question\(newCount == 1 ? "" : "s") in \(formatDuration(progress.elapsed)) (\(formatFixed(rate, decimals: 2)) per s); image cache: \(stats.hits) hit\(stats.hits == 1 ? "" : "s"), \(towerRuns) tower run\(towerRuns == 1 ? "" : "s"), \(stats.evictions) evicted")
+            let rate = Double(newCount) / max(tally.elapsed, 1e-9)
+            printErr("llava: eval: answered \(newCount) question\(newCount == 1 ? "" : "s") in \(formatDuration(tally.elapsed)) (\(formatFixed(rate, decimals: 2)) per s); image cache: \(stats.hits) hit\(stats.hits == 1 ? "" : "s"), \(towerRuns) tower run\(towerRuns == 1 ? "" : "s"), \(stats.evictions) evicted")
         }
 
         var report: ScoreReport?
@@ -250,13 +226,13 @@ struct EvalRun: ParsableCommand {
         ]
         summaryObject["counts"] = .object([
             "questions": .int(Int64(mine.count)), "answered": .int(Int64(records.count)), "failed": .int(Int64(failed)),
-            "answered_this_run": .int(Int64(newCount)), "resumed": .int(Int64(answered.count)),
-            "malformed_lines": .int(Int64(file.issues.count)),
+            "answered_this_run": .int(Int64(newCount)), "resumed": .int(Int64(tally.resumed)),
+            "malformed_lines": .int(Int64(tally.malformed)),
         ])
         summaryObject["unanswered"] = .array(failedIDs.map(\.json))
         summaryObject["run"] = .object([
             "seconds": .double(rounded(seconds)),
-            "questions_per_s": .double(rounded(newCount > 0 ? Double(newCount) / max(progress.elapsed, 1e-9) : 0)),
+            "questions_per_s": .double(rounded(newCount > 0 ? Double(newCount) / max(tally.elapsed, 1e-9) : 0)),
             "threads": .int(Int64(Threads.count)),
             "image_cache": .object([
                 "hits": .int(Int64(stats.hits)), "tower_runs": .int(Int64(towerRuns)), "misses": .int(Int64(stats.misses)),
@@ -272,6 +248,18 @@ struct EvalRun: ParsableCommand {
             printErr("llava: eval: unanswered (metadata.error): \(shown)")
             throw CLIError("\(failed) of \(mine.count) question\(mine.count == 1 ? "" : "s") failed (metadata.error in \(answers)); run again with --retry-failed to answer them again")
         }
+    }
+
+    /// The question file, its malformed lines reported (and, with --strict, refused).
+    func readQuestions(_ questions: String) throws -> QuestionFile {
+        let file = try QuestionFile(path: questions)
+        for issue in file.issues {
+            printErr("llava: \(strict ? "error: " : "")\(issue)\(strict ? "" : " (line skipped)")")
+        }
+        if strict && !file.issues.isEmpty {
+            throw CLIError("\(questions) has \(file.issues.count) malformed line\(file.issues.count == 1 ? "" : "s"); nothing was answered (--strict)")
+        }
+        return file
     }
 
     /// A question's image file: inside --image-folder, lexically and with symbolic links
@@ -565,4 +553,63 @@ final class InterruptReport: @unchecked Sendable {
         source = nil
         signal(SIGINT, SIG_DFL)
     }
+}
+
+/// One question of `eval run` put to the model: the answer line to append (with an empty text
+/// and metadata.error when the image or the generation failed).
+struct Asking {
+    let pipeline: LlavaPipeline
+    let template: ConversationTemplate
+    let options: GenerationOptions
+    let merge: VisionMergeSettings
+    let imageMode: ImageMode
+    let cache: ImageCache
+    let modelID: String
+    /// The settings part of the metadata, the same on every line.
+    let settings: JSONObject
+
+    func answer(_ q: Question, imagePath: () throws -> String) -> (line: JSONObject, towerRun: Bool, error: String?) {
+        var metadata = settings
+        if let category = q.category { metadata["category"] = .string(category) }
+        var text = "", towerRun = false, failure: String?
+        do {
+            let encoded = try pipeline.encode(imagePath: imagePath(), mode: imageMode, merge: merge, cache: cache)
+            towerRun = !encoded.hit
+            let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
+            text = result.text
+            metadata["image_sha256"] = .string(encoded.digest)
+            metadata["visual_tokens"] = .int(Int64(result.visualTokens))
+            metadata["generated_tokens"] = .int(Int64(result.generatedIds.count))
+            metadata["stop_reason"] = .string(result.stopReason.rawValue)
+            metadata["image_cache_hit"] = .bool(encoded.hit)
+            let t = result.timings
+            metadata["timings"] = .object([
+                "image_ms": .double(rounded(t.imageMs)), "vision_ms": .double(rounded(t.visionMs)),
+                "prefill_ms": .double(rounded(t.prefillMs)), "ttft_ms": .double(rounded(t.ttftMs)),
+                "decode_ms": .double(rounded(t.decodeMs)), "decode_tokens_per_s": .double(rounded(t.decodeTokensPerS)),
+                "total_ms": .double(rounded(t.totalMs)),
+            ])
+        } catch {
+            failure = String(describing: error)
+            metadata["image_cache_hit"] = .bool(false)
+            metadata["error"] = .string(failure!)
+        }
+        let line: JSONObject = [
+            "question_id": q.id.json, "prompt": .string(q.text), "text": .string(text),
+            "answer_id": .string(AnswerID.make()), "model_id": .string(modelID), "metadata": .object(metadata),
+        ]
+        return (line, towerRun, failure)
+    }
+}
+
+/// What one `eval run` did, for its report.
+struct RunTally {
+    let questions: [Question]
+    let newCount: Int
+    let resumed: Int
+    let malformed: Int
+    let towerRuns: Int
+    let elapsed: Double
+    let started: Date
+    let cache: ImageCache.Statistics
 }

@@ -16,6 +16,10 @@ struct EvalSweep: ParsableCommand {
         embeddings are cached per setting. After every cell OUT/table.md, table.csv, table.json and plot.svg \
         are written again: one row per setting (visual tokens, mean time to first token), one column per \
         benchmark's headline metric.
+
+        --shard I/N (or auto) answers only the I-th of N contiguous runs of cells (settings in order, \
+        benchmarks within each) and writes no table; once every shard is done, the same command \
+        without --shard finds every cell answered, scores them and writes the table.
         """
     )
 
@@ -46,6 +50,8 @@ struct EvalSweep: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var generation: GenerationFlags
+
+    @OptionGroup var sharding: ShardFlags
 
     @Flag(name: .long, help: "No progress messages on stderr.")
     var quiet = false
@@ -107,16 +113,19 @@ struct EvalSweep: ParsableCommand {
         for note in plan.notes { printErr("llava: eval sweep: \(note)") }
         guard !plan.settings.isEmpty else { throw CLIError("nothing to run: every setting was skipped") }
         try FileManager.default.createDirectory(atPath: out + "/cells", withIntermediateDirectories: true)
+        let shard = try sharding.resolved()
+        let mine = shard.map { Set($0.range(total: plan.settings.count * entries.count)) }
         var failed = 0
         var table = SweepTable(benchmarks: entries.map { ($0.label, $0.adapter.name) })
-        for setting in plan.settings {
+        for (settingIndex, setting) in plan.settings.enumerated() {
             let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
                                              generation: generation, merge: setting.merge)
             let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
             let folder = out + "/cells/" + SweepTable.folderName(setting)
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             var row = SweepTable.Row(setting: setting)
-            for (entry, asked) in zip(entries, questions) {
+            for (entryIndex, (entry, asked)) in zip(entries, questions).enumerated() {
+                if let mine, !mine.contains(settingIndex * entries.count + entryIndex) { continue }
                 let answers = folder + "/" + entry.label + ".jsonl"
                 let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
                 let pending = cell.pending(asked)
@@ -132,11 +141,17 @@ struct EvalSweep: ParsableCommand {
                 try writeSummary(summary, to: folder + "/" + entry.label + ".summary.json")
                 row.scores[entry.label] = score
                 row.ttft += try SweepTable.ttfts(answers)
-                table.put(row)
-                try table.write(to: out, model: directory)
+                if shard == nil {
+                    table.put(row)
+                    try table.write(to: out, model: directory)
+                }
             }
         }
-        print(table.markdown(), terminator: "")
+        if let shard, let mine {
+            printErr("llava: eval sweep: shard \(shard): \(mine.count) of \(plan.settings.count * entries.count) cells done; run the sweep without --shard to write the table")
+        } else {
+            print(table.markdown(), terminator: "")
+        }
         if failed > 0 { throw CLIError("\(failed) questions failed (metadata.error in the cell answer files); they count as unanswered") }
     }
 }

@@ -8,9 +8,12 @@ import Foundation
 final class LineReader {
     let interactive = isatty(STDIN_FILENO) != 0
 
+    /// The longest input line: a longer one (endless input such as /dev/zero) is an error.
+    static let maxLineBytes = 1 << 20
+
     /// The next line without its newline, or nil at the end of input.
-    func next(prompt: String) -> String? {
-        guard interactive else { return readLine(strippingNewline: true) }
+    func next(prompt: String) throws -> String? {
+        guard interactive else { return try plainLine() }
         guard let raw = readline(prompt) else {
             StandardStream.output.write("\n")
             return nil
@@ -19,5 +22,21 @@ final class LineReader {
         let line = String(cString: raw)
         if !line.trimmingCharacters(in: .whitespaces).isEmpty { add_history(raw) }
         return line
+    }
+
+    /// A line of piped input, read byte by byte up to the cap.
+    private func plainLine() throws -> String? {
+        var bytes: [UInt8] = []
+        while true {
+            let c = getchar()
+            if c == EOF { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if c == 0x0A { break }
+            bytes.append(UInt8(c))
+            if bytes.count > Self.maxLineBytes {
+                throw CLIError("an input line is longer than \(Self.maxLineBytes) bytes")
+            }
+        }
+        if bytes.last == 0x0D { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

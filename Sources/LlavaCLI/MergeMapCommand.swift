@@ -98,8 +98,8 @@ struct MergeMap: ParsableCommand {
         let llava = pipeline.model
         let decoded = try RGBImage(contentsOfFile: image)
         let processor = ImageProcessor(config: pipeline.imageConfig, mode: imageOptions.imageMode)
-        let prepared = processor.prepare(decoded)
-        let pixels = processor.process(decoded).data
+        let prepared = try processor.prepare(decoded, name: image)
+        let pixels = try processor.process(decoded, name: image).data
         let grid = llava.config.vision.imageSize / llava.config.vision.patchSize
         // Default: about 672 pixels for one map, about 448 per panel side by side.
         let scale = self.scale ?? max(1, (methods.count == 1 ? 672 : 448) / prepared.width)

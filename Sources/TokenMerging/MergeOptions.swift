@@ -17,6 +17,17 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     case randomDrop = "random"
     /// 2×2 average pooling of the patch grid, once, after the last merge layer.
     case pool2x2 = "pool"
+    /// DivPrune: the most diverse visual tokens (greedy max–min cosine distance), chosen once on
+    /// the projector's output; the tower runs unreduced.
+    case divPrune = "divprune"
+    /// VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key
+    /// similarity, once, at the selected feature layer.
+    case visionZip = "visionzip"
+    /// CrossGET as in the official PiToMe code (vision only); odd layers only.
+    case crossGet = "crossget"
+    /// MCTF as in the official PiToMe code's CLIP wiring: bidirectional matching, merges weighted
+    /// by attention received × size; odd layers only.
+    case mctf
 }
 
 /// How merged token features are combined.
@@ -32,7 +43,8 @@ public enum MergeWeighting: String, CaseIterable, Sendable, Codable {
 /// `validate()` holds the rules; a schedule checks them again with the tower's geometry.
 public struct MergeOptions: Hashable, Sendable {
     public var method: MergeMethod
-    /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers).
+    /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers); for the
+    /// methods that cut once (DivPrune, VisionZip), the fraction of patch tokens kept, int(round(ρ·P)).
     public var ratio: Double?
     /// Token budget: exactly this many patch tokens remain after the last merge layer. The
     /// per-layer schedule follows the rule documented on `MergeSchedule` (a deviation from the

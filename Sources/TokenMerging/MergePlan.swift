@@ -53,6 +53,9 @@ public enum Reduction: Sendable {
     case sum
     /// Element-wise maximum (0/1 source maps).
     case max
+    /// dst + (Σ src) / n: the destination plus the mean of the n rows merged into it (VisionZip's
+    /// contextual tokens; not a convex combination).
+    case destinationPlusMean
 }
 
 /// Applies a merge plan to any matrix whose rows follow the tokens.
@@ -98,6 +101,17 @@ public func apply(_ plan: MergePlan, to x: Matrix, _ reduction: Reduction = .mea
                             let src = x.row(r)
                             for j in 0..<c { o[j] = Swift.max(o[j], src[j]) }
                         }
+                    case .destinationPlusMean:
+                        let n = Float(group.count - 1)
+                        let sum = [Float](unsafeUninitializedCapacity: c) { buffer, count in
+                            buffer.initialize(repeating: 0)
+                            for r in group.dropFirst() {
+                                let src = x.row(r)
+                                for j in 0..<c { buffer[j] += src[j] }
+                            }
+                            count = c
+                        }
+                        for j in 0..<c { o[j] += sum[j] / n }
                     }
                 }
             }

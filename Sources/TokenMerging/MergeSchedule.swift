@@ -3,7 +3,7 @@ import Kernels
 /// What one merge layer does.
 public struct LayerStep: Equatable, Sendable {
     public enum Stage: String, Sendable {
-        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2
+        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip, crossGet, mctf
     }
 
     public let layer: Int
@@ -28,6 +28,8 @@ public struct LayerStep: Equatable, Sendable {
         switch stage {
         case .none: return .identity(rows: n)
         case .tome, .tofuMerge: return ToMe.plan(metric: metric, remove: remove)
+        case .crossGet: return CrossGET.plan(metric: metric, remove: remove)
+        case .mctf: return MCTF.plan(metric: metric, remove: remove)
         case .tofuPrune: return ToFu.prunePlan(metric: metric, remove: remove)
         case .pitome: return PiToMe.plan(metric: metric, remove: remove, margin: margin, alpha: alpha)
         case .randomDrop: return RandomDrop.plan(tokens: n, remove: remove, seed: seed, layer: layer)
@@ -35,6 +37,10 @@ public struct LayerStep: Equatable, Sendable {
         case .diffRate:
             guard let clsAttention else { preconditionFailure("DiffRate needs the CLS attention of layer \(layer)") }
             return DiffRate.plan(metric: metric, clsAttention: clsAttention, keep: n - remove)
+        case .visionZip:
+            guard let clsAttention else { preconditionFailure("VisionZip needs the CLS attention of layer \(layer)") }
+            let split = VisionZip.split(keep: n - 1 - remove)
+            return VisionZip.plan(metric: metric, clsAttention: clsAttention, dominant: split.dominant, contextual: split.contextual)
         case .dct: preconditionFailure("DCT is a transform, not a merge plan: use DCT.compress")
         }
     }
@@ -48,6 +54,9 @@ public struct MergeSchedule: Equatable, Sendable {
     /// Tokens (CLS included) entering merge layer 0, then after each merge layer:
     /// `mergeLayers + 1` entries.
     public let tokenCounts: [Int]
+    /// Image tokens kept after the projector (DivPrune), or nil when the projector's output is
+    /// passed on whole. The tower's counts above are then unchanged.
+    public let projectorKeep: Int?
 
     /// - Parameters:
     ///   - towerDepth: L, the number of layers of the vision tower (margins and stage switches use it).
@@ -77,7 +86,12 @@ public struct MergeSchedule: Equatable, Sendable {
                        pitomeEveryLayer: options.pitomeEveryLayer)
         }
         let removals: [Int]
-        if let keep = options.keep, method != .pool2x2 {
+        if method == .divPrune {
+            removals = stages.map { _ in 0 }
+        } else if method == .visionZip {
+            let keep = Self.outputBudget(options: options, patchTokens: patches)
+            removals = stages.map { $0 == .visionZip ? patches - keep : 0 }
+        } else if let keep = options.keep, method != .pool2x2 {
             removals = try Self.removals(stages: stages, patchTokens: patches, keep: keep, method: method)
         } else {
             removals = Self.removals(stages: stages, patchTokens: patches, ratio: options.ratio ?? 1)
@@ -91,6 +105,11 @@ public struct MergeSchedule: Equatable, Sendable {
         }
         self.steps = steps
         self.tokenCounts = counts
+        if method == .divPrune {
+            projectorKeep = Self.outputBudget(options: options, patchTokens: patches)
+        } else {
+            projectorKeep = nil
+        }
     }
 
     /// The stage after layer `i` (official LLaVA wiring):
@@ -98,6 +117,7 @@ public struct MergeSchedule: Equatable, Sendable {
     ///   the energy stage after; with `pitomeEveryLayer`, the energy stage everywhere;
     /// - tome, randomDrop: every layer;
     /// - tofu: odd layers only, pruning while 2·i ≤ L, norm-preserving merging after;
+    /// - crossget, mctf: odd layers only;
     /// - dct, diffRate: even layers only;
     /// - pool2x2: the last merge layer only.
     public static func stage(method: MergeMethod, layer i: Int, towerDepth l: Int, mergeLayers: Int,
@@ -111,6 +131,10 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return i % 2 == 0 ? .dct : .none
         case .diffRate: return i % 2 == 0 ? .diffRate : .none
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
+        case .divPrune: return .none
+        case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
+        case .crossGet: return i % 2 == 1 ? .crossGet : .none
+        case .mctf: return i % 2 == 1 ? .mctf : .none
         }
     }
 
@@ -119,20 +143,28 @@ public struct MergeSchedule: Equatable, Sendable {
     public static func removal(stage: LayerStep.Stage, patchTokens p: Int, ratio: Double) -> Int {
         switch stage {
         case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop: return ToMe.removal(tokens: p + 1, ratio: ratio)
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .mctf: return ToMe.removal(tokens: p + 1, ratio: ratio)
         case .pitome: return PiToMe.removal(patchTokens: p, ratio: ratio)
         case .dct: return p - DCT.keptCount(patchTokens: p, ratio: ratio)
         case .diffRate: return DiffRate.removal(tokens: p + 1, ratio: ratio)
         case .pool2x2: return p - p / 4
+        case .crossGet: return CrossGET.removal(patchTokens: p, ratio: ratio)
+        case .visionZip: return p - outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p)
         }
+    }
+
+    /// Patch tokens kept by a method that cuts once (DivPrune, VisionZip): the budget K, or
+    /// int(round(ρ·P)) for a ratio (half to even, as DivPrune's official count), at least 1.
+    public static func outputBudget(options: MergeOptions, patchTokens p: Int) -> Int {
+        options.keep ?? DivPrune.keptCount(tokens: p, ratio: options.ratio ?? 1)
     }
 
     /// The most patch tokens a stage may remove from `p` patch tokens (the per-layer clamp).
     public static func maxRemoval(stage: LayerStep.Stage, patchTokens p: Int) -> Int {
         switch stage {
         case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return p / 2
-        case .dct, .diffRate: return max(0, p - 1)
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return p / 2
+        case .dct, .diffRate, .visionZip, .crossGet: return max(0, p - 1)
         case .pool2x2: return p - p / 4
         }
     }
@@ -141,8 +173,8 @@ public struct MergeSchedule: Equatable, Sendable {
     static func largestInput(stage: LayerStep.Stage, reaching t: Int) -> Int {
         switch stage {
         case .none: return t
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome: return 2 * t  // ceil(p/2) ≤ t
-        case .dct, .diffRate: return Int.max  // down to a single patch token
+        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return 2 * t  // ceil(p/2) ≤ t
+        case .dct, .diffRate, .visionZip, .crossGet: return Int.max  // down to a single patch token
         case .pool2x2: return 4 * t
         }
     }

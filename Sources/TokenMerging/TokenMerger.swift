@@ -54,7 +54,15 @@ public final class TokenMerger {
     public var plannedTokenCounts: [Int] { schedule.tokenCounts }
 
     /// Whether `merge` needs the CLS attention row of each layer.
-    public var needsCLSAttention: Bool { options.method == .diffRate }
+    public var needsCLSAttention: Bool { options.method == .diffRate || options.method == .visionZip }
+
+    /// Whether `merge` after layer `i` takes that layer's keys averaged over heads as its metric
+    /// while merging the layer's output (VisionZip).
+    public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage == .visionZip }
+
+    /// Whether `merge` after layer `i` needs the attention each token received at that layer:
+    /// the attention probabilities averaged over heads and queries (MCTF's merge weights).
+    public func needsReceivedAttention(layer i: Int) -> Bool { schedule.steps[i].stage == .mctf && schedule.steps[i].remove > 0 }
 
     /// How many original tokens each current token stands for (all 1 before any merge).
     public var sizes: [Float] { sizeMatrix.toArray() }
@@ -72,7 +80,9 @@ public final class TokenMerger {
     /// Merges the tokens after layer `i` and returns them; returns `tokens` itself when this layer
     /// merges nothing. `metric` (same rows as `tokens`, any width; may be `tokens`) decides what
     /// merges. `clsAttention` is required when `needsCLSAttention`, ignored otherwise.
-    public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?) -> Matrix {
+    /// `receivedAttention` is required when `needsReceivedAttention(layer:)`, ignored otherwise.
+    public func merge(layer i: Int, tokens: Matrix, metric: Matrix, clsAttention: [Float]?,
+                      receivedAttention: [Float]? = nil) -> Matrix {
         precondition(i == nextLayer, "token merger expected layer \(nextLayer), got \(i) (a merger serves one image)")
         precondition(i < mergeLayers, "layer \(i) is past the \(mergeLayers) merge layers")
         let expected = schedule.tokenCounts[i]
@@ -95,7 +105,12 @@ public final class TokenMerger {
         }
 
         let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
-        let reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
+        var reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
+        if step.stage == .visionZip { reduction = .destinationPlusMean }
+        if step.stage == .mctf {
+            guard let receivedAttention else { preconditionFailure("MCTF needs the attention received at layer \(i)") }
+            reduction = .weightedMean(sizes: MCTF.weights(receivedAttention: receivedAttention, sizes: sizes))
+        }
         return stage("merge.apply") {
             let out = apply(plan, to: tokens, reduction)
             if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
@@ -103,5 +118,20 @@ public final class TokenMerger {
             if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
             return out
         }
+    }
+
+    /// Reduces the projector's output (one row per image token, the tower's last rows less the
+    /// first `droppedTokens`) when the method cuts there (DivPrune); returns it unchanged otherwise.
+    /// Sizes and sources follow the kept rows; the dropped rows (CLS) keep theirs.
+    public func reduceProjected(_ embeddings: Matrix, droppedTokens: Int) -> Matrix {
+        guard let keep = schedule.projectorKeep else { return embeddings }
+        precondition(embeddings.rows == sizeMatrix.rows - droppedTokens,
+                     "the projector gave \(embeddings.rows) rows, expected \(sizeMatrix.rows - droppedTokens)")
+        let plan = DivPrune.plan(features: embeddings, keep: keep)
+        let lifted = MergePlan(inputRows: sizeMatrix.rows,
+                               groups: (0..<droppedTokens).map { [$0] } + plan.groups.map { $0.map { $0 + droppedTokens } })
+        sizeMatrix = apply(lifted, to: sizeMatrix, .sum)
+        if let m = sourceMatrix { sourceMatrix = apply(lifted, to: m, .max) }
+        return apply(plan, to: embeddings)
     }
 }

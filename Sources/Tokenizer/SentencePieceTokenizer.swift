@@ -1,16 +1,19 @@
 import CSentencePiece
+import FileAccess
 import Foundation
 
 public enum TokenizerError: Error, CustomStringConvertible {
     case missingFile(String)
     case invalidModel(String, String)
     case encodingFailed(String)
+    case file(FileAccessError)
 
     public var description: String {
         switch self {
         case .missingFile(let path): "\(path): no such file"
         case .invalidModel(let path, let why): "\(path): not a SentencePiece model: \(why)"
         case .encodingFailed(let text): "SentencePiece could not encode \(text.debugDescription.prefix(60))"
+        case .file(let error): error.description
         }
     }
 }
@@ -22,9 +25,16 @@ public final class SentencePieceTokenizer: @unchecked Sendable {
 
     public init(modelPath path: String) throws {
         self.path = path
-        guard FileManager.default.fileExists(atPath: path) else { throw TokenizerError.missingFile(path) }
+        let bytes: [UInt8]
+        do { bytes = try FileAccess.read(path, limit: FileAccess.configByteLimit) } catch let error as FileAccessError {
+            if case .notFound = error { throw TokenizerError.missingFile(path) }
+            throw TokenizerError.file(error)
+        }
         var err = [CChar](repeating: 0, count: 512)
-        guard let h = spm_load(path, &err, err.count) else {
+        let loaded = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { spm_load($0.baseAddress, $0.count, &err, err.count) }
+        }
+        guard let h = loaded else {
             let message = String(cString: err).trimmingCharacters(in: .whitespacesAndNewlines)
             throw TokenizerError.invalidModel(path, message.isEmpty ? "unknown error" : message)
         }

@@ -1,3 +1,4 @@
+import FileAccess
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -250,28 +251,19 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public func slice<T>(_ items: [T]) -> [T] { Array(items[range(total: items.count)]) }
 }
 
-/// Whole-file reads with the system's reason on failure.
+/// Whole-file reads of question, annotation and answer files: regular files of at most
+/// `FileAccess.listByteLimit` bytes, with the system's reason on failure.
 public enum FileBytes {
     public static func contents(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw EvalFileError.unreadable(path: path, reason: errnoText()) }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw EvalFileError.unreadable(path: path, reason: "is a directory")
-        }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw EvalFileError.unreadable(path: path, reason: errnoText())
+        do { return try FileAccess.read(path, limit: FileAccess.listByteLimit) } catch let error as FileAccessError {
+            switch error {
+            case .notFound: throw EvalFileError.unreadable(path: path, reason: "no such file")
+            case .notRegular(_, let kind): throw EvalFileError.unreadable(path: path, reason: "is \(kind), not a regular file")
+            case .tooLarge(_, let size, let limit):
+                throw EvalFileError.unreadable(path: path, reason: "\(size) bytes is more than the limit of \(limit)")
+            case .unreadable(_, let reason): throw EvalFileError.unreadable(path: path, reason: reason.lowercased())
             }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
         }
-        return out
     }
 
     static func errnoText(_ code: Int32 = errno) -> String {

@@ -239,6 +239,9 @@ public struct Annotations: Sendable {
             } catch let e as JSONParseError {
                 throw EvalFileError.malformed(LineIssue(path: path, line: 1, reason: "invalid JSON: \(e)"))
             }
+        } else if first == UInt8(ascii: "{"), let map = Self.idMap(contents) {
+            // One JSON object mapping question ids to answers: {"7": ["red"], "q8": "two"}.
+            entries = map.enumerated().map { (-($0.offset + 1), .object(["question_id": .string($0.element.key), "answers": $0.element.value])) }
         } else {
             for (number, bytes) in JSONLines.lines(contents) {
                 do {
@@ -287,6 +290,14 @@ public struct Annotations: Sendable {
     }
 
     public func reference(for id: QuestionID) -> Reference? { references[id.key] }
+
+    /// The entries of a file that is one JSON object keyed by question id (not a JSON-lines
+    /// file, whose first object has a "question_id"), in file order.
+    static func idMap(_ contents: [UInt8]) -> [(key: String, value: JSONValue)]? {
+        let body = contents.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(contents.dropFirst(3)) : contents
+        guard let object = (try? JSONValue.parse(body))?.objectValue, object["question_id"] == nil else { return nil }
+        return object.pairs.map { (key: $0.0, value: $0.1.stringValue.map { .array([.string($0)]) } ?? $0.1) }
+    }
 }
 
 /// Scores answer records against annotations.

@@ -39,7 +39,8 @@ enum CLI {
     }
 
     /// Runs `llava` with `arguments`; `environment` adds to (or replaces in) the test's own.
-    static func run(_ arguments: [String], stdin: String? = nil, timeout: TimeInterval = 120,
+    /// Standard input is `stdin`, or the file `stdinFile` (e.g. /dev/zero), or empty.
+    static func run(_ arguments: [String], stdin: String? = nil, stdinFile: String? = nil, timeout: TimeInterval = 120,
                     environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
@@ -53,7 +54,7 @@ enum CLI {
         process.standardOutput = out
         process.standardError = err
         let input = Pipe()
-        process.standardInput = input
+        process.standardInput = stdinFile.flatMap { FileHandle(forReadingAtPath: $0) } ?? input
         try process.run()
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()

@@ -38,6 +38,12 @@ final class ChatCommandTests: XCTestCase {
         XCTAssertEqual(contexts[0], contexts[2])
     }
 
+    func testEndlessInputIsRefusedAfterOneMebibyteLine() throws {
+        let r = try CLI.run(["chat", "--model", Self.model, "--image", Self.shapes, "-n", "6"], stdinFile: "/dev/zero")
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderrLines.last, "llava: error: an input line is longer than 1048576 bytes", r.stderr)
+    }
+
     func testEndOfInputCommandsAndErrorsKeepTheChatGoing() throws {
         let script = ["Hello?", "/bogus", "/image /no/such/image.png", "/image \(Self.shapes)", "What color is the square?"]
         let r = try CLI.run(["chat", "--model", Self.model, "-n", "4"], stdin: script.joined(separator: "\n"))

@@ -146,6 +146,20 @@ extension EvalBenchmarkCommandTests {
         XCTAssertEqual(s["unanswered_ids"] as? [Int], [3])
     }
 
+    func testShardAutoSplitsABenchmarkRun() throws {
+        func run(_ answers: String, _ shard: [String], _ environment: [String: String] = [:]) throws -> [String] {
+            let r = try CLI.run(["eval", "run", "--quiet", "--benchmark", "pope", "--data", root + "/pope", "--answers", answers] + shard,
+                                environment: environment)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return try lines(answers).map { "\($0["question_id"]!) \($0["text"]!)" }
+        }
+        let explicit = try run(dir + "/explicit.jsonl", ["--shard", "2/2"])
+        XCTAssertEqual(explicit.count, 15)
+        XCTAssertEqual(try run(dir + "/k8s.jsonl", ["--shard", "auto", "--shard-count", "2"], ["JOB_COMPLETION_INDEX": "1"]), explicit)
+        XCTAssertEqual(try run(dir + "/slurm.jsonl", ["--shard", "auto"],
+                               ["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_COUNT": "2"]), explicit)
+    }
+
     func testBrokenReleaseFileIsNamedOnOneLine() throws {
         let copy = dir + "/gqa"
         try FileManager.default.copyItem(atPath: root + "/gqa", toPath: copy)

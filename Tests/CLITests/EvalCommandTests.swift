@@ -416,6 +416,36 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: merged))
     }
 
+    func testShardAutoReadsSlurmArraysAndKubernetesIndexedJobs() throws {
+        let questions = try writeQuestions(10)
+        let explicit = dir + "/explicit.jsonl"
+        XCTAssertEqual(try CLI.run(evalArguments(questions: questions, answers: explicit, ["--shard", "2/3", "--quiet"])).status, 0)
+        // Slurm task 6 of an array 5-7 is shard 2/3; Kubernetes completion index 1 of 3 too.
+        let slurm = ["SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "3"]
+        let kubernetes = ["JOB_COMPLETION_INDEX": "1"]
+        for (name, environment, extra) in [("slurm", slurm, [String]()), ("k8s", kubernetes, ["--shard-count", "3"])] {
+            let path = dir + "/\(name).jsonl"
+            let r = try CLI.run(evalArguments(questions: questions, answers: path, ["--shard", "auto"] + extra), environment: environment)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("4 questions (shard 2/3 of 10)"), r.stderr)
+            XCTAssertEqual(try comparable(path), try comparable(explicit), name)
+        }
+
+        // Without a job array, or without the Kubernetes count: one line, nothing written.
+        let none = dir + "/none.jsonl"
+        let unset = ["SLURM_ARRAY_TASK_ID": "", "JOB_COMPLETION_INDEX": ""] // empty counts as unset
+        let missing = try CLI.run(evalArguments(questions: questions, answers: none, ["--shard", "auto"]), environment: unset)
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.stderrLines, ["llava: error: --shard auto: no job array found (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX is not set); give --shard I/N"])
+        let noCount = try CLI.run(evalArguments(questions: questions, answers: none, ["--shard", "auto"]), environment: kubernetes)
+        XCTAssertEqual(noCount.status, 1)
+        XCTAssertEqual(noCount.stderrLines.count, 1, noCount.stderr)
+        XCTAssertTrue(noCount.stderr.contains("give --shard-count N"), noCount.stderr)
+        let stray = try CLI.run(evalArguments(questions: questions, answers: none, ["--shard", "1/2", "--shard-count", "2"]))
+        XCTAssertEqual(stray.stderrLines, ["llava: error: --shard-count goes with --shard auto"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: none))
+    }
+
     // MARK: - Image cache
 
     func testRepeatedImagesAreEncodedOnce() throws {

@@ -91,4 +91,28 @@ final class EvalSweepCommandTests: XCTestCase {
         XCTAssertEqual(try answers(killed), try answers(whole))
         XCTAssertEqual(NSArray(array: try scores(killed)), NSArray(array: rows))
     }
+
+    func testShardsAnswerTheirCellsAndTheUnshardedSweepWritesTheTable() throws {
+        _ = try shapes()
+        let out = dir + "/sharded"
+        // Four cells (2 settings × 2 benchmarks) in three shards: 2, 2 and none.
+        let slurm = ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "3"]
+        let cells = ["none/pope", "none/shapes", "pitome-ratio0.9/pope", "pitome-ratio0.9/shapes"].map { "\(out)/cells/\($0).jsonl" }
+        for (shard, environment, done) in [("1/3", [String: String](), 2), ("auto", slurm, 4), ("3/3", [:], 4)] {
+            let r = try CLI.run(arguments(out) + ["--shard", shard], timeout: 600, environment: environment)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.stdout, "", "a sharded sweep prints no table")
+            XCTAssertEqual(cells.map { FileManager.default.fileExists(atPath: $0) }, (0..<4).map { $0 < done }, shard)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/table.json"))
+        let before = try cells.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        let whole = try CLI.run(arguments(out), timeout: 600)
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+        XCTAssertEqual(try cells.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }, before, "every cell was answered by its shard")
+        XCTAssertEqual(try scores(out).map { $0["visual_tokens"] as? Int }, [64, 30])
+        let all = try answers(out)
+        for setting in ["none", "pitome-ratio0.9"] {
+            XCTAssertEqual(all.keys.filter { $0.hasPrefix(setting + "/shapes/") }.count, 120, setting)
+        }
+    }
 }

@@ -34,6 +34,8 @@ final class FlagTests: XCTestCase {
         assertOneLine(try ask(["-p", "a", "b"]), "give the question once: as the argument or with -p/--prompt, not both")
         assertOneLine(try ask([]), "no question: give it as the argument or with -p/--prompt")
         assertOneLine(try ask(["-"], stdin: "  \n"), "the question read from stdin is empty")
+        assertOneLine(try CLI.run(["ask", "--model", model, "--image", image, "-"], stdinFile: "/dev/zero"),
+                      "the question read from stdin is longer than 1048576 bytes")
     }
 
     func testSamplersAreSeededAndChangeTheDraws() throws {

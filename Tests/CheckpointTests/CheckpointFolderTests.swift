@@ -145,4 +145,64 @@ final class CheckpointFolderTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("duplicates"))
         }
     }
+
+    func testHugeSizesInConfigAreRefusedBeforeAllocating() throws {
+        let cases: [(String, String)] = [
+            ("{\"text_config\": {\"num_hidden_layers\": 1000000000000}}", "text_config.num_hidden_layers is 1000000000000, more than the limit of 1024"),
+            ("{\"vision_config\": {\"num_hidden_layers\": 1000000000000}}", "vision_config.num_hidden_layers is 1000000000000, more than the limit of 1024"),
+            ("{\"text_config\": {\"vocab_size\": 9223372036854775807}}", "text_config.vocab_size is 9223372036854775807, more than the limit"),
+            ("{\"text_config\": {\"hidden_size\": 4611686018427387904, \"num_attention_heads\": 1}}", "text_config.hidden_size is 4611686018427387904"),
+            ("{\"text_config\": {\"intermediate_size\": 100000000}}", "text_config.intermediate_size is 100000000"),
+            ("{\"text_config\": {\"max_position_embeddings\": 1e15}}", "text_config.max_position_embeddings is 1000000000000000"),
+            ("{\"text_config\": {\"head_dim\": 1e300}}", "head_dim should be an integer"),
+            ("{\"vision_config\": {\"image_size\": 1400000, \"patch_size\": 14}}", "vision_config.image_size is 1400000, more than the limit of 4096"),
+            ("{\"vision_config\": {\"intermediate_size\": 99999999999}}", "vision_config.intermediate_size is 99999999999"),
+            ("{\"image_token_index\": 99999999999}", "image_token_index 99999999999 is larger than a token id can be"),
+        ]
+        for (text, fragment) in cases {
+            try write("config.json", text)
+            XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
+                let message = "\(error)"
+                XCTAssertTrue(message.hasPrefix(dir + "/config.json: "), message)
+                XCTAssertTrue(message.contains(fragment), "\(message) should contain \(fragment)")
+            }
+        }
+    }
+
+    func testConfigFilesMustBeRegularAndSmall() throws {
+        XCTAssertEqual(mkfifo(dir + "/config.json", 0o600), 0)
+        XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
+            XCTAssertEqual("\(error)", "\(dir!)/config.json: is a FIFO, not a regular file")
+        }
+        try FileManager.default.removeItem(atPath: dir + "/config.json")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/config.json", withDestinationPath: "/dev/zero")
+        XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
+            XCTAssertEqual("\(error)", "\(dir!)/config.json: is a device, not a regular file")
+        }
+        try FileManager.default.removeItem(atPath: dir + "/config.json")
+        // A sparse file over the 64 MiB cap: refused from its size, never read.
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/config.json", contents: nil))
+        XCTAssertEqual(truncate(dir + "/config.json", 65 << 20), 0)
+        XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
+            XCTAssertTrue("\(error)".hasSuffix("config.json: is 68157440 bytes, more than the limit of 67108864 bytes for this kind of file"), "\(error)")
+        }
+        try write("config.json", minimalConfig)
+        try FileManager.default.createDirectory(atPath: dir + "/model.safetensors.index.json", withIntermediateDirectories: false)
+        XCTAssertThrowsError(try CheckpointFolder(directory: dir)) { error in
+            XCTAssertEqual("\(error)", "\(dir!)/model.safetensors.index.json: is a directory, not a regular file")
+        }
+    }
+
+    func testLayerCountOfTheWeights() throws {
+        try write("config.json", minimalConfig)
+        try SafeTensorsBytes.valid([
+            ("model.language_model.layers.0.a", "F32", [1], floatBytes([1])),
+            ("model.language_model.layers.1.a", "F32", [1], floatBytes([1])),
+            ("model.language_model.layers.3.a", "F32", [1], floatBytes([1])),
+            ("model.language_model.layers.x.a", "F32", [1], floatBytes([1])),
+        ]).write(to: dir + "/model.safetensors")
+        let ckpt = try CheckpointFolder(directory: dir)
+        XCTAssertEqual(ckpt.layerCount(prefix: "language_model.model.layers."), 2)
+        XCTAssertEqual(ckpt.layerCount(prefix: "vision_tower.vision_model.encoder.layers."), 0)
+    }
 }

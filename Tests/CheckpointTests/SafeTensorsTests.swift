@@ -110,7 +110,7 @@ final class SafeTensorsTests: XCTestCase {
 
     func testHeaderNotJSON() throws {
         try expectHeaderError(SafeTensorsBytes(header: "{not json", data: []), contains: "not valid JSON")
-        try expectHeaderError(SafeTensorsBytes(header: "[1,2]", data: []), contains: "not a JSON object")
+        try expectHeaderError(SafeTensorsBytes(header: "[1,2]", data: []), contains: "does not start with '{'")
     }
 
     func testOffsetsOutsideFile() throws {
@@ -136,7 +136,7 @@ final class SafeTensorsTests: XCTestCase {
         try expectHeaderError(SafeTensorsBytes(header: "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", data: floatBytes([1])),
                               contains: "invalid shape")
         try expectHeaderError(SafeTensorsBytes(header: "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", data: floatBytes([1])),
-                              contains: "outside")
+                              contains: "invalid data_offsets")
     }
 
     func testIntegerTensorIsNotAWeight() throws {
@@ -144,6 +144,69 @@ final class SafeTensorsTests: XCTestCase {
         let st = try SafeTensorsFile(path: path("i.safetensors"))
         XCTAssertThrowsError(try st.weight(st.info("ids"))) { error in
             XCTAssertTrue("\(error)".contains("only F32, F16 and BF16"))
+        }
+    }
+
+    // MARK: - Validation as strict as the reference reader
+
+    /// A valid file whose header is padded with spaces, as writers align the data to 8 bytes.
+    func padded() -> SafeTensorsBytes {
+        var f = SafeTensorsBytes.valid([("a", "F32", [2], floatBytes([1, 2])), ("b", "F16", [2], halfBytes([3, 4]))])
+        f.header += "   "
+        return f
+    }
+
+    func testPaddedFileIsValid() throws {
+        try padded().write(to: path("ok.safetensors"))
+        let st = try SafeTensorsFile(path: path("ok.safetensors"))
+        XCTAssertEqual(try st.floats(st.info("b")), [3, 4])
+    }
+
+    func testHeaderLengthAFewBytesShortIsRefused() throws {
+        // The JSON still parses (the cut falls in the padding) but every tensor would be read shifted.
+        for short in [1, 2] {
+            var f = padded()
+            f.declaredLength = UInt64(f.header.utf8.count - short)
+            try expectHeaderError(f, contains: "the tensors end at byte 12 of the data buffer but the file holds \(12 + short)")
+        }
+    }
+
+    func testTrailingBytesAndGapsAreRefused() throws {
+        var trailing = padded()
+        trailing.data += [0]
+        try expectHeaderError(trailing, contains: "wrong header length or trailing bytes")
+        let gap = SafeTensorsBytes(header: "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", data: floatBytes([1, 2]))
+        try expectHeaderError(gap, contains: "a gap of 4 bytes lies before tensor a at offset 0")
+    }
+
+    func testHugeShapesAreRefusedWithoutOverflow() throws {
+        for shape in ["[4611686018427387904]", "[0,4611686018427387904,4611686018427387904]", "[9223372036854775807,2]"] {
+            let f = SafeTensorsBytes(header: "{\"a\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[0,4]}}", data: floatBytes([1]))
+            try expectHeaderError(f, contains: "impossibly large shape")
+        }
+        let offsets = SafeTensorsBytes(header: "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,1e30]}}", data: floatBytes([1]))
+        try expectHeaderError(offsets, contains: "invalid data_offsets")
+    }
+
+    func testDuplicateNamesAreRefused() throws {
+        let entry = "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}"
+        let f = SafeTensorsBytes(header: "{\"a\":\(entry),\"a\":\(entry)}", data: floatBytes([1]))
+        try expectHeaderError(f, contains: "names a tensor twice")
+        // Names that only look alike in escapes are still counted once each.
+        let g = SafeTensorsBytes(header: "{\"a\\\",\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+                                 data: floatBytes([1]))
+        try g.write(to: path("escaped.safetensors"))
+        XCTAssertEqual(try SafeTensorsFile(path: path("escaped.safetensors")).tensors.count, 2)
+    }
+
+    func testOnlyRegularFilesAreOpened() throws {
+        let fifo = path("pipe.safetensors")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for (p, fragment) in [(fifo, "is a FIFO, not a regular file"), ("/dev/zero", "is a device, not a regular file"),
+                              (dir!, "is a directory, not a regular file")] {
+            XCTAssertThrowsError(try SafeTensorsFile(path: p)) { error in
+                XCTAssertEqual("\(error)", "\(p): \(fragment)")
+            }
         }
     }
 }

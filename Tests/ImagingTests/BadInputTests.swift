@@ -53,7 +53,7 @@ final class BadInputTests: XCTestCase {
         // A named pipe would block a plain read; it must be refused up front.
         let fifo = dir.appendingPathComponent("pipe.png").path
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
-        expectError(fifo) { $0 == .notAFile(path: fifo, kind: "not a regular file") }
+        expectError(fifo) { $0 == .notAFile(path: fifo, kind: "a FIFO") }
     }
 
     func testTruncatedFiles() throws {

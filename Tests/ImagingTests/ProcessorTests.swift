@@ -22,7 +22,7 @@ final class ProcessorTests: XCTestCase {
             let image = try Fixtures.image(item.source)
 
             // The uint8 stage (pad, resize, crop) against the processor's own uint8 output.
-            let stage = processor.prepare(image)
+            let stage = try processor.prepare(image)
             let expectedStage = try RGBImage(contentsOfFile: Fixtures.path(item.png))
             XCTAssertEqual(stage.width, item.width, label)
             XCTAssertEqual(stage.height, item.height, label)
@@ -32,7 +32,7 @@ final class ProcessorTests: XCTestCase {
 
             // Float32 values: pixel_values[c, y, x] == table[c, stage[y, x, c]] (checked bit for
             // bit by the script against the processor output).
-            let values = processor.process(image)
+            let values = try processor.process(image)
             XCTAssertEqual([values.channels, values.height, values.width], [item.channels, item.height, item.width], label)
             let plane = item.height * item.width
             var expected = [Float](repeating: 0, count: 3 * plane)
@@ -65,7 +65,7 @@ final class ProcessorTests: XCTestCase {
         var config = ImageProcessorConfig()
         config.doResize = false
         config.doCenterCrop = false
-        let values = ImageProcessor(config: config).process(ramp)
+        let values = try ImageProcessor(config: config).process(ramp)
         XCTAssertEqual(values.data.count, 3 * 256)
         for i in 0..<(3 * 256) {
             XCTAssertEqual(values.data[i].bitPattern, table[i].bitPattern, "channel \(i / 256) value \(i % 256)")
@@ -114,7 +114,7 @@ final class ProcessorTests: XCTestCase {
     func testProcessFileUsesTheDecoder() throws {
         let processor = ImageProcessor(config: .llava15, mode: .pad)
         let fromFile = try processor.process(contentsOfFile: Fixtures.path("portrait.png"))
-        XCTAssertEqual(fromFile, processor.process(try Fixtures.image("portrait.png")))
+        XCTAssertEqual(fromFile, try processor.process(try Fixtures.image("portrait.png")))
         XCTAssertEqual([fromFile.channels, fromFile.height, fromFile.width], [3, 336, 336])
         XCTAssertThrowsError(try processor.process(contentsOfFile: Fixtures.path("missing.png")))
     }

@@ -15,6 +15,8 @@ final class MergerPropertyTests: XCTestCase {
         ("pool", MergeOptions(method: .pool2x2)),
         ("pitome keep 7", MergeOptions(method: .pitome, keep: 7)),
         ("tome keep 3", MergeOptions(method: .tome, keep: 3)),
+        ("crossget", MergeOptions(method: .crossGet, ratio: 0.8)),
+        ("crossget keep 5", MergeOptions(method: .crossGet, keep: 5)),
     ]
 
     /// Runs a 12-layer tower stand-in (65 tokens = CLS + 8×8) whose "layers" add noise, and checks
@@ -155,7 +157,7 @@ final class MergerPropertyTests: XCTestCase {
     func testKeepKGivesExactlyKPatchTokens() throws {
         let geometries = [(17, 6, 5), (50, 12, 11), (65, 12, 11), (65, 4, 1), (197, 12, 12), (577, 24, 23), (577, 24, 3)]
         let methods: [(MergeMethod, Bool)] = [(.tome, false), (.pitome, false), (.pitome, true), (.tofu, false),
-                                              (.dct, false), (.diffRate, false), (.randomDrop, false)]
+                                              (.dct, false), (.diffRate, false), (.randomDrop, false), (.crossGet, false), (.mctf, false)]
         for (tokens, depth, layers) in geometries {
             let patches = tokens - 1
             for (method, every) in methods {
@@ -190,7 +192,7 @@ final class MergerPropertyTests: XCTestCase {
 
     /// Keep K through the real merger: the rows that come out are the budget.
     func testKeepKThroughTheMerger() throws {
-        for method in [MergeMethod.tome, .pitome, .tofu, .dct, .diffRate, .randomDrop] {
+        for method in [MergeMethod.tome, .pitome, .tofu, .dct, .diffRate, .randomDrop, .crossGet] {
             for keep in [1, 5, 10, 33, 64] {
                 var random = TestRandom(seed: UInt64(keep))
                 let merger: TokenMerger

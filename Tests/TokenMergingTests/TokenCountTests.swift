@@ -62,7 +62,8 @@ final class TokenCountTests: XCTestCase {
             for layer in 0..<23 {
                 let attention = (0..<tokens.rows).map { _ in abs(random.float()) }
                 tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens,
-                                      clsAttention: merger.needsCLSAttention ? attention : nil)
+                                      clsAttention: merger.needsCLSAttention ? attention : nil,
+                                      receivedAttention: merger.needsReceivedAttention(layer: layer) ? attention : nil)
                 seen.append(tokens.rows)
             }
             XCTAssertEqual(seen, merger.plannedTokenCounts, "\(method)")

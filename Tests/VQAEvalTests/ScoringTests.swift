@@ -124,4 +124,16 @@ final class ScoringTests: XCTestCase {
         XCTAssertEqual(formatFixed(-0.004, decimals: 2), "0.00")
         XCTAssertEqual(formatFixed(-1.5, decimals: 0), "-2")
     }
+
+    func testAnAnswerKeyCanBeOneObjectKeyedByQuestionID() throws {
+        let key = try Annotations(path: "key.json", contents: Array(#"{"7": ["Red", "red"], "q8": "two", "9": [{"answer": "yes"}]}"#.utf8))
+        XCTAssertEqual(key.count, 3)
+        XCTAssertEqual(key.reference(for: .int(7))?.answers, ["Red", "red"])
+        XCTAssertEqual(key.reference(for: .string("q8"))?.answers, ["two"])
+        XCTAssertEqual(key.reference(for: .int(9))?.answers, ["yes"])
+        // A JSON-lines key whose first line is an object with question_id is not read as a map.
+        let lines = try Annotations(path: "key.jsonl", contents: Array("{\"question_id\": 1, \"answer\": \"a\"}\n".utf8))
+        XCTAssertEqual(lines.reference(for: .int(1))?.answers, ["a"])
+        XCTAssertThrowsError(try Annotations(path: "bad.json", contents: Array(#"{"7": 3}"#.utf8)))
+    }
 }

@@ -9,8 +9,9 @@ extern "C" {
 
 typedef struct spm_processor spm_processor;
 
-/// Loads a serialized model. On failure returns NULL and writes a message into `err`.
-spm_processor *spm_load(const char *path, char *err, size_t err_len);
+/// Loads a serialized model from memory (the bytes of a tokenizer.model file). On failure
+/// returns NULL and writes a message into `err`.
+spm_processor *spm_load(const char *data, size_t size, char *err, size_t err_len);
 void spm_free(spm_processor *p);
 
 int spm_vocab_size(const spm_processor *p);

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Generate the token-reducer fixtures under ``Tests/Fixtures/reducers/`` by calling the
+official implementations on our test inputs.
+
+Usage (from the repository root; rewrites the fixture folder)::
+
+    python3 Scripts/reference/make_reducer_fixtures.py \\
+        --divprune PATH --visionzip PATH --pitome PATH
+
+Each PATH is the official repository, either a checkout (a folder with the files) or a git
+directory (a bare clone or mirror: the files are read with ``git show HEAD:<file>``):
+
+* ``--divprune``:  vbdi/divprune           (``LLaVA/llava/model/llava_arch.py``)
+* ``--visionzip``: dvlab-research/VisionZip (``visionzip/clip_encoder.py``)
+* ``--pitome``:    hchautran/PiToMe          (``algo/crossget/merge.py``, ``algo/mctf/merge.py``)
+
+Nothing of the official code is copied into this repository: the script reads the official
+files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
+here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors transformers
+pillow`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a few seconds.
+
+Fixture files (safetensors, float32; index lists are stored as float32 columns, exact for
+these sizes) and what they hold is described per method below and in
+``Tests/Fixtures/reducers/README.md``.
+"""
+
+import argparse
+import ast
+import math
+import os
+import subprocess
+import sys
+import types
+import typing
+
+import torch
+from safetensors.torch import save_file
+
+OUT = os.path.join("Tests", "Fixtures", "reducers")
+
+
+def read_official(repo, path):
+    """The text of ``path`` in the official repository ``repo`` (a checkout or a git directory)."""
+    if os.path.isfile(os.path.join(repo, path)):
+        with open(os.path.join(repo, path)) as f:
+            return f.read()
+    return subprocess.run(["git", "--git-dir", repo, "show", f"HEAD:{path}"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def official_functions(repo, path, names, namespace=None):
+    """Executes the official definitions of ``names`` (top-level functions, or methods given as
+    ``Class.method``) from ``path`` in a namespace with torch, and returns them by name."""
+    tree = ast.parse(read_official(repo, path))
+    wanted = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            wanted[node.name] = node
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                key = f"{node.name}.{item.name}" if isinstance(item, ast.FunctionDef) else None
+                if key in names:
+                    item.decorator_list = []
+                    wanted[key] = item
+    missing = set(names) - set(wanted)
+    if missing:
+        sys.exit(f"{path}: the official functions {sorted(missing)} were not found")
+    ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math,
+          "Callable": typing.Callable, "Tuple": typing.Tuple, "List": typing.List, "Union": typing.Union}
+    ns.update(namespace or {})
+    out = {}
+    for key, node in wanted.items():
+        module = ast.Module(body=[node], type_ignores=[])
+        exec(compile(module, f"<official {path}>", "exec"), ns)
+        out[key] = ns[node.name]
+    return out
+
+
+def column(indices):
+    return torch.tensor([float(i) for i in indices], dtype=torch.float32).reshape(-1, 1)
+
+
+def clustered(generator, n, d, clusters, noise):
+    """n rows of width d around `clusters` random centres, in a shuffled order."""
+    centres = torch.randn(clusters, d, generator=generator) * 2
+    labels = torch.randint(0, clusters, (n,), generator=generator)
+    return (centres[labels] + noise * torch.randn(n, d, generator=generator)).contiguous()
+
+
+def save(name, tensors, metadata):
+    path = os.path.join(OUT, name)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path,
+              metadata={k: str(v) for k, v in metadata.items()})
+    print(f"wrote {path}")
+
+
+# DivPrune -------------------------------------------------------------------------------------
+# Official: `LlavaMetaForCausalLM.DivPrune` (with `pairwise_cosine_similarity`), called on the
+# projector output of the visual tokens with threshold_ratio = K / N (so int(round(ratio·N)) = K).
+# Fixture: x [N, D] (the visual tokens), order [K, 1] (picks in the order made), expected [K, D]
+# (the kept rows in their original order, as the official code sorts keep indices).
+def divprune_fixtures(repo):
+    fns = official_functions(repo, "LLaVA/llava/model/llava_arch.py",
+                             ["LlavaMetaForCausalLM.pairwise_cosine_similarity", "LlavaMetaForCausalLM.DivPrune"])
+    holder = types.SimpleNamespace()
+    holder.pairwise_cosine_similarity = lambda m: fns["LlavaMetaForCausalLM.pairwise_cosine_similarity"](holder, m)
+    g = torch.Generator().manual_seed(16)
+    for n, d, clusters, keeps in [(64, 32, 12, [1, 8, 16, 32, 48]), (576, 48, 40, [64, 192])]:
+        x = clustered(g, n, d, clusters, noise=0.5)
+        for k in keeps:
+            ratio = k / n
+            assert int(round(ratio * n)) == k
+            s, _ = fns["LlavaMetaForCausalLM.DivPrune"](holder, x, n, None, threshold_ratio=ratio)
+            order = s.tolist()
+            assert len(set(order)) == k, "the official selection repeated a token"
+            kept = sorted(order)
+            save(f"divprune_N{n}_K{k}.safetensors",
+                 {"x": x, "order": column(order), "expected": x[kept]},
+                 {"method": "divprune", "tokens": n, "keep": k, "ratio": repr(ratio)})
+
+
+# VisionZip ------------------------------------------------------------------------------------
+# Official: `CLIPVisionTower_VisionZip.forward` (visionzip/clip_encoder.py), called with a stand-in
+# for `self` whose `vision_tower` returns our feature-layer hidden states and attention and whose
+# layer [-2] holds our keys averaged over heads (what `visionzip/utils.py` stores as `metric`).
+# Fixture: hidden [T, C] (the feature layer's output, row 0 = CLS), keys [T, d], cls_attention
+# [heads, T] (row 0 of each head's attention), expected [1 + dominant + contextual, C] (the
+# official output: CLS, dominant, contextual), dominant [dominant, 1] (the kept patch rows).
+def visionzip_fixtures(repo):
+    forward = official_functions(repo, "visionzip/clip_encoder.py", ["CLIPVisionTower_VisionZip.forward"])[
+        "CLIPVisionTower_VisionZip.forward"]
+    g = torch.Generator().manual_seed(1616)
+    for t, c, d, heads, splits in [(65, 24, 8, 4, [(7, 1), (14, 2), (27, 5), (41, 7)]),
+                                   (577, 32, 16, 8, [(54, 10), (108, 20)])]:
+        hidden = clustered(g, t, c, 10, noise=0.7)
+        keys = clustered(g, t, d, 10, noise=0.7)
+        logits = 3 * torch.randn(heads, t, t, generator=g)
+        attention = torch.softmax(logits, dim=-1)
+        for dominant, contextual in splits:
+            layers = [None] * 4
+            layers[-2] = types.SimpleNamespace(metric=keys[None])
+
+            class Tower:
+                _info = {"dominant": dominant, "contextual": contextual}
+                vision_model = types.SimpleNamespace(encoder=types.SimpleNamespace(layers=layers))
+
+                def __call__(self, images, output_hidden_states, output_attentions):
+                    return types.SimpleNamespace(hidden_states=[None, hidden[None], None],
+                                                 attentions=[None, attention[None], None])
+
+            holder = types.SimpleNamespace(vision_tower=Tower(), device="cpu", dtype=torch.float32)
+            out, all_indices = forward(holder, torch.zeros(1, 3, 2, 2))
+            kept = sorted(all_indices[0].tolist())
+            assert kept[0] == 0
+            save(f"visionzip_T{t}_D{dominant}_C{contextual}.safetensors",
+                 {"hidden": hidden, "keys": keys, "cls_attention": attention[:, 0, :],
+                  "expected": out[0], "dominant": column(kept[1:])},
+                 {"method": "visionzip", "tokens": t, "dominant": dominant, "contextual": contextual})
+
+
+class StableSortTorch:
+    """torch, except that argsort/sort are stable: ties keep index order. The symmetric similarity
+    makes ties common (mutual nearest neighbours share their maximum) and PyTorch's default
+    sort leaves their order unspecified, so the official functions run with this in place."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def argsort(x, dim=-1, descending=False):
+        return torch.argsort(x, dim=dim, descending=descending, stable=True)
+
+
+# CrossGET -------------------------------------------------------------------------------------
+# Official: `crossget` (algo/crossget/merge.py) with class_token=True, its merge function applied
+# in "mean" mode (what `merge_mean` does in algo/crossget/patch/clip_hf.py); sorts made stable.
+# Fixture: x [T, C] (metric and merged value at once, row 0 = CLS), expected [T - r, C].
+def crossget_fixtures(repo):
+    fns = official_functions(repo, "algo/crossget/merge.py", ["crossget", "do_nothing"], {"torch": StableSortTorch()})
+    g = torch.Generator().manual_seed(1617)
+    for t, c in [(65, 24), (577, 32)]:
+        x = clustered(g, t, c, 12, noise=0.6)
+        for ratio in [0.9, 0.75, 0.5]:
+            merge = fns["crossget"](x[None], ratio=ratio, class_token=True)
+            out = merge(x[None], mode="mean")[0]
+            save(f"crossget_T{t}_r{ratio}.safetensors", {"x": x, "expected": out},
+                 {"method": "crossget", "tokens": t, "ratio": repr(ratio)})
+
+
+# MCTF -----------------------------------------------------------------------------------------
+# Official: `bipartite_soft_matching` and `merge_wavg` (algo/mctf/merge.py), called as
+# `MCTFCLIPEncoder.compress_x` (algo/mctf/patch/clip_llava.py) calls them: ratio, metric = x,
+# class_token=True (so τ = 1 and no attention or size criterion in the matching), then
+# merge_wavg with the layer's attention probabilities and the running token sizes.
+# Fixture: x [T, C], received [T, 1] (the attention probabilities averaged over heads and queries,
+# what merge_wavg weights by), size [T, 1] (sizes entering the layer), expected [T', C],
+# expected_size [T', 1].
+def mctf_fixtures(repo):
+    fns = official_functions(repo, "algo/mctf/merge.py", ["bipartite_soft_matching", "merge_wavg", "do_nothing"])
+    g = torch.Generator().manual_seed(1618)
+    for t, c, heads in [(65, 24, 4), (577, 32, 8)]:
+        x = clustered(g, t, c, 12, noise=0.6)
+        attention = torch.softmax(2 * torch.randn(1, heads, t, t, generator=g), dim=-1)
+        for ratio, sized in [(0.9, False), (0.75, True), (0.6, True)]:
+            size = torch.randint(1, 5, (1, t, 1), generator=g).float() if sized else None
+            merge = fns["bipartite_soft_matching"](ratio=ratio, metric=x[None], class_token=True)
+            out, out_size, _ = fns["merge_wavg"](merge=merge, x=x[None], attn=attention, size=size)
+            size_in = size if sized else torch.ones(1, t, 1)
+            save(f"mctf_T{t}_r{ratio}.safetensors",
+                 {"x": x, "received": attention.mean(dim=[1, 2])[0][:, None], "size": size_in[0],
+                  "expected": out[0], "expected_size": out_size[0]},
+                 {"method": "mctf", "tokens": t, "ratio": repr(ratio)})
+
+
+# End to end on the small random LLaVA ----------------------------------------------------------
+# transformers' LlavaForConditionalGeneration (eager attention) on ../shared/fixtures/llava-small:
+# the feature layer's hidden states, attention and keys (a hook on its k_proj, averaged over heads
+# as visionzip/utils.py does) go to the official VisionZip forward; the unreduced projector output
+# goes to the official DivPrune. Fixture `llava_small_end_to_end`: visionzip_k{K} [K + 1, C] (the
+# official output, CLS first) and divprune_k{K} [K, D] (the kept projector rows, in order).
+@torch.no_grad()
+def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+    with Image.open(os.path.join(os.path.dirname(model_dir.rstrip("/")), "shapes.png")) as image:
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    encoder_layers = getattr(tower, "vision_model", tower).encoder.layers
+    heads = tower.config.num_attention_heads
+    captured = {}
+    hook = encoder_layers[layer].self_attn.k_proj.register_forward_hook(lambda m, i, o: captured.__setitem__("k", o))
+    out = tower(pixels, output_hidden_states=True, output_attentions=True)
+    hook.remove()
+    hidden = out.hidden_states[layer]
+    attention = out.attentions[layer]
+    b, t, c = captured["k"].shape
+    keys = captured["k"].view(b, t, heads, c // heads).mean(2)
+    assert hidden.shape[1] == attention.shape[-1] == keys.shape[1]
+
+    forward = official_functions(visionzip_repo, "visionzip/clip_encoder.py", ["CLIPVisionTower_VisionZip.forward"])[
+        "CLIPVisionTower_VisionZip.forward"]
+    tensors = {}
+    for keep in [48, 16, 8]:
+        contextual = max(1, 10 * keep // 64)
+        layers = [None] * 4
+        layers[-2] = types.SimpleNamespace(metric=keys)
+
+        class Tower:
+            _info = {"dominant": keep - contextual, "contextual": contextual}
+            vision_model = types.SimpleNamespace(encoder=types.SimpleNamespace(layers=layers))
+
+            def __call__(self, images, output_hidden_states, output_attentions):
+                return types.SimpleNamespace(hidden_states=[None, hidden, None], attentions=[None, attention, None])
+
+        features, _ = forward(types.SimpleNamespace(vision_tower=Tower(), device="cpu", dtype=torch.float32), pixels)
+        tensors[f"visionzip_k{keep}"] = features[0]
+
+    fns = official_functions(divprune_repo, "LLaVA/llava/model/llava_arch.py",
+                             ["LlavaMetaForCausalLM.pairwise_cosine_similarity", "LlavaMetaForCausalLM.DivPrune"])
+    holder = types.SimpleNamespace()
+    holder.pairwise_cosine_similarity = lambda m: fns["LlavaMetaForCausalLM.pairwise_cosine_similarity"](holder, m)
+    projected = model.model.multi_modal_projector(hidden[:, 1:])[0]
+    n = projected.shape[0]
+    for keep in [48, 16, 8]:
+        picked, _ = fns["LlavaMetaForCausalLM.DivPrune"](holder, projected, n, None, threshold_ratio=keep / n)
+        tensors[f"divprune_k{keep}"] = projected[sorted(picked.tolist())]
+    save("llava_small_end_to_end.safetensors", tensors, {"model": "llava-small", "image": "shapes.png"})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
+    parser.add_argument("--visionzip", required=True, help="dvlab-research/VisionZip checkout or git directory")
+    parser.add_argument("--pitome", required=True, help="hchautran/PiToMe checkout or git directory")
+    parser.add_argument("--llava-small", default=os.path.join("..", "shared", "fixtures", "llava-small", "model"),
+                        help="the shared small random LLaVA checkpoint (default: ../shared/fixtures/llava-small/model)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+    divprune_fixtures(args.divprune)
+    visionzip_fixtures(args.visionzip)
+    crossget_fixtures(args.pitome)
+    mctf_fixtures(args.pitome)
+    end_to_end_fixtures(args.visionzip, args.divprune, args.llava_small)
+
+
+if __name__ == "__main__":
+    main()

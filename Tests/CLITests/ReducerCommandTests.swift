@@ -1,0 +1,49 @@
+import Foundation
+import XCTest
+
+/// The reducers are picked up by every command through the shared merge settings.
+final class ReducerCommandTests: XCTestCase {
+    static let model = CLI.sharedFixtures + "/llava-small/model"
+    static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
+    static let methods = ["divprune", "visionzip", "crossget", "mctf"]
+
+    func scratch() throws -> String {
+        let dir = NSTemporaryDirectory() + "llava-reducers-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    func testAskReportsTheBudget() throws {
+        for method in Self.methods {
+            let r = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--merge", method, "--keep", "12",
+                                 "-n", "2", "--json", "What color is the square?"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, 12, method)
+        }
+    }
+
+    func testBenchRunsEveryReducerAtEachBudget() throws {
+        let prefix = try scratch() + "/reducers"
+        let r = try CLI.run(["bench", "--model", Self.model, "--image", Self.image, "--merge", Self.methods.joined(separator: ","),
+                             "--ratios", "1", "--keep", "32,8", "--repeat", "1", "--warmup", "0", "-n", "2", "--out", prefix],
+                            timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOfFile: prefix + ".csv", encoding: .utf8).split(separator: "\n").map(String.init)
+        let header = lines[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let rows = lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init))) }
+        XCTAssertEqual(rows.map { $0["method"]! }, ["none"] + Self.methods.flatMap { [$0, $0] })
+        XCTAssertEqual(rows.map { $0["visual_tokens"]! }, ["64"] + Self.methods.flatMap { _ in ["32", "8"] })
+    }
+
+    func testMergeMapDrawsTheReducers() throws {
+        for (method, dropped) in [("divprune", 52), ("visionzip", 0), ("crossget", 0), ("mctf", 0)] {
+            let out = try scratch() + "/map.png"
+            let r = try CLI.run(["merge-map", "--model", Self.model, "--image", Self.image, "--merge", method, "--keep", "12", "--out", out])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("12 visual tokens"), r.stdout)
+            XCTAssertTrue(r.stdout.contains("\(dropped) patches dropped"), "\(method): \(r.stdout)")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import Checkpoint
+import FixtureLocations
+import Kernels
+import TokenMerging
+import XCTest
+
+@testable import LLaVA
+
+/// The reducers that cut once (at the feature layer or after the projector) on the small random
+/// LLaVA: the image gives exactly the planned visual tokens, the source map follows them.
+final class ReducerWiringTests: XCTestCase {
+    func testOneCutReducersGiveTheirBudgetExactly() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        let full = try m.encodeImage(pixels: px, merge: .none).embeddings
+        for method in [MergeMethod.divPrune, .visionZip] {
+            for (keep, ratio) in [(48, nil), (16, nil), (8, nil), (1, nil), (nil, 0.25 as Double?)] as [(Int?, Double?)] {
+                let s = VisionMergeSettings(options: MergeOptions(method: method, ratio: ratio, keep: keep, trackSources: true))
+                let (e, sources) = try m.encodeImage(pixels: px, merge: s)
+                let expected = keep ?? 16
+                XCTAssertEqual(e.rows, expected, s.label)
+                XCTAssertEqual(try m.plannedVisualTokens(s), expected, s.label)
+                XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite }, s.label)
+                let patches = try XCTUnwrap(sources, s.label)
+                XCTAssertEqual(patches.count, expected + 1, s.label)
+                XCTAssertEqual(patches[0], [], s.label)
+                let all = patches.flatMap { $0 }
+                XCTAssertEqual(Set(all).count, all.count, "\(s.label): a patch in two tokens")
+                if method == .divPrune {
+                    // Pruning after the projector: every kept row is the unreduced row of its patch.
+                    for (row, held) in patches.dropFirst().enumerated() {
+                        XCTAssertEqual(held.count, 1, s.label)
+                        XCTAssertEqual(e.rowArray(row), full.rowArray(held[0]), s.label)
+                    }
+                }
+            }
+        }
+    }
+
+    func testPerLayerBaselinesRunToTheirPlannedCounts() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        for options in [MergeOptions(method: .crossGet, ratio: 0.9), MergeOptions(method: .crossGet, keep: 16),
+                        MergeOptions(method: .mctf, ratio: 0.9), MergeOptions(method: .mctf, keep: 16)] {
+            let s = VisionMergeSettings(options: options)
+            let e = try m.encodeImage(pixels: px, merge: s).embeddings
+            XCTAssertEqual(e.rows, try m.plannedVisualTokens(s), s.label)
+            XCTAssertLessThan(e.rows, 64, s.label)
+            XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite }, s.label)
+        }
+    }
+
+    /// The attention each token receives: per head softmax rows averaged over heads and queries,
+    /// so it sums to 1 over the tokens; a large key bias draws attention to its token.
+    func testReceivedAttentionIsAnAverageOfAttentionRows() {
+        var generator = SplitMix64(state: 5)
+        func matrix(_ rows: Int, _ cols: Int) -> Matrix {
+            Matrix(rows: rows, cols: cols, values: (0..<rows * cols).map { _ in Float(generator.next() >> 40) / Float(1 << 24) - 0.5 })
+        }
+        let q = matrix(9, 8), k = matrix(9, 8)
+        let shape = AttentionShape(heads: 2, kvHeads: 2, headDim: 4)
+        let received = meanReceivedAttention(q: q, k: k, shape: shape, keyBias: nil)
+        XCTAssertEqual(received.reduce(0, +), 1, accuracy: 1e-5)
+        XCTAssertTrue(received.allSatisfy { $0 > 0 })
+        var bias = [Float](repeating: 0, count: 9)
+        bias[4] = 20
+        XCTAssertGreaterThan(meanReceivedAttention(q: q, k: k, shape: shape, keyBias: bias)[4], 0.99)
+    }
+
+    /// The whole path against transformers plus the official selection code on the same image
+    /// (Tests/Fixtures/reducers/llava_small_end_to_end): VisionZip on the feature layer's output,
+    /// keys and CLS attention as the tower passes them, DivPrune on the projector output.
+    func testVisionZipAndDivPruneMatchTheOfficialCodeOnTheSmallModel() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        let file = try SafeTensorsFile(path: FixtureLocations.project + "/reducers/llava_small_end_to_end.safetensors")
+        for keep in [48, 16, 8] {
+            let zip = VisionMergeSettings(options: MergeOptions(method: .visionZip, keep: keep))
+            let features = try m.imageFeatures(pixels: px, merger: try m.makeMerger(zip))
+            let official = try file.matrix("visionzip_k\(keep)")
+            XCTAssertEqual(official.rows, keep + 1, "the official output carries CLS first")
+            XCTAssertEqual(features.rows, keep)
+            let withoutCLS = official.gatherRows(Array(1..<official.rows))
+            XCTAssertLessThanOrEqual(maxDifference(features, withoutCLS), 1e-4, "visionzip keep \(keep)")
+
+            let prune = VisionMergeSettings(options: MergeOptions(method: .divPrune, keep: keep))
+            let embeddings = try m.encodeImage(pixels: px, merge: prune).embeddings
+            let pruned = try file.matrix("divprune_k\(keep)")
+            if keep <= 16 {
+                XCTAssertLessThanOrEqual(maxDifference(embeddings, pruned), 1e-4, "divprune keep \(keep)")
+            } else {
+                // Late picks choose among background tokens whose projector outputs differ by
+                // about 1e-3; which one wins depends on the last bits of the products (the BLAS
+                // kernel family), in the official code as here. Every official row must have a
+                // twin among ours, and the count must be exact.
+                XCTAssertEqual(embeddings.rows, pruned.rows)
+                let worst = (0..<pruned.rows).map { r in
+                    (0..<embeddings.rows).map { e in (0..<pruned.cols).reduce(Float(0)) { max($0, abs(pruned[r, $1] - embeddings[e, $1])) } }.min()!
+                }.max()!
+                XCTAssertLessThanOrEqual(worst, 5e-3, "divprune keep \(keep)")
+            }
+        }
+    }
+
+    func maxDifference(_ a: Matrix, _ b: Matrix) -> Float {
+        guard a.rows == b.rows && a.cols == b.cols else { return .infinity }
+        return zip(a.toArray(), b.toArray()).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+}
