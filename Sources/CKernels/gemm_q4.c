@@ -16,6 +16,7 @@
 // s = max|x| / 127) with their block sums Σq, and
 //   y[i, j] = Σ_b d[j, b] · s[i, b] · (Σ_{c∈b} u[j, c] · q[i, c] − 8 Σ_{c∈b} q[i, c]).
 #include "ckernels.h"
+#include "tiles.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -225,20 +226,7 @@ static VNNI4 void gemm_q4_vnni(const int8_t *a, const float *sa, const int32_t *
             const int32_t *ui = sumsa + i * kbCount;
             float *ci = c + i * ldc;
 #define CALL(MR, NR) tile4(MR, NR, ai, k, si, ui, values, scales, nb, ci, ldc, n)
-            switch (mr * 4 + nr) {
-            case 4 * 4 + 3: CALL(4, 3); break;
-            case 4 * 4 + 2: CALL(4, 2); break;
-            case 4 * 4 + 1: CALL(4, 1); break;
-            case 3 * 4 + 3: CALL(3, 3); break;
-            case 3 * 4 + 2: CALL(3, 2); break;
-            case 3 * 4 + 1: CALL(3, 1); break;
-            case 2 * 4 + 3: CALL(2, 3); break;
-            case 2 * 4 + 2: CALL(2, 2); break;
-            case 2 * 4 + 1: CALL(2, 1); break;
-            case 1 * 4 + 3: CALL(1, 3); break;
-            case 1 * 4 + 2: CALL(1, 2); break;
-            default: CALL(1, 1); break;
-            }
+            TILE_DISPATCH(mr, nr, CALL)
 #undef CALL
         }
     }

@@ -13,6 +13,7 @@
 // with scale s = max|x| / 127 and stored as u8 = q + 128; the +128 is removed with `sums`.
 // y[i, j] = Σ_b sx[i, b] · sw[j, b] · (Σ_{c∈b} u8[i, c] · w[j, c] − 128 Σ_{c∈b} w[j, c]).
 #include "ckernels.h"
+#include "tiles.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -105,20 +106,7 @@ static VNNI void gemm_vnni(const uint8_t *a, const float *sa, size_t m, size_t k
                 const float *si = sa + i * kbCount;
                 float *ci = c + i * ldc;
 #define CALL(MR, NR) tile(MR, NR, ai, k, si, values, scales, sums, nb, kbCount, block, ci, ldc, n, nb * 16)
-                switch (mr * 4 + nr) {
-                case 4 * 4 + 3: CALL(4, 3); break;
-                case 4 * 4 + 2: CALL(4, 2); break;
-                case 4 * 4 + 1: CALL(4, 1); break;
-                case 3 * 4 + 3: CALL(3, 3); break;
-                case 3 * 4 + 2: CALL(3, 2); break;
-                case 3 * 4 + 1: CALL(3, 1); break;
-                case 2 * 4 + 3: CALL(2, 3); break;
-                case 2 * 4 + 2: CALL(2, 2); break;
-                case 2 * 4 + 1: CALL(2, 1); break;
-                case 1 * 4 + 3: CALL(1, 3); break;
-                case 1 * 4 + 2: CALL(1, 2); break;
-                default: CALL(1, 1); break;
-                }
+                TILE_DISPATCH(mr, nr, CALL)
 #undef CALL
             }
         }

@@ -102,16 +102,8 @@ public struct Weight: @unchecked Sendable {
         if case .q8 = storage { return self }
         guard canQuantizeQ8, !isQuantized else { return self }
         let packed = PackedQ8(rows: rows, cols: cols)
-        let chunk = 64
-        parallelFor((rows + chunk - 1) / chunk) { range in
-            let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
-            defer { tmp.deallocate() }
-            for c in range {
-                let r0 = c * chunk, n = min(chunk, rows - r0)
-                widenRows(r0, count: n, into: tmp)
-                k_q8p_pack(tmp, cols, rows, cols, packed.block, r0, r0 + n,
-                           packed.values, packed.scales, packed.sums)
-            }
+        forEachWidenedChunk { tmp, r0, n in
+            k_q8p_pack(tmp, cols, rows, cols, packed.block, r0, r0 + n, packed.values, packed.scales, packed.sums)
         }
         return Weight(rows: rows, cols: cols, storage: .q8(packed), owner: packed)
     }
@@ -129,6 +121,15 @@ public struct Weight: @unchecked Sendable {
     public func quantizedQ4() -> Weight {
         guard canQuantizeQ8, !isQuantized else { return self }
         let packed = PackedQ4(rows: rows, cols: cols)
+        forEachWidenedChunk { tmp, r0, n in
+            k_q4p_pack(tmp, cols, rows, cols, r0, r0 + n, packed.values, packed.scales)
+        }
+        return Weight(rows: rows, cols: cols, storage: .q4(packed), owner: packed)
+    }
+
+    /// Runs `body(rows, firstRow, count)` on blocks of up to 64 rows widened to Float32, the
+    /// blocks spread over the threads (what the quantizers pack from).
+    private func forEachWidenedChunk(_ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
         let chunk = 64
         parallelFor((rows + chunk - 1) / chunk) { range in
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
@@ -136,10 +137,9 @@ public struct Weight: @unchecked Sendable {
             for c in range {
                 let r0 = c * chunk, n = min(chunk, rows - r0)
                 widenRows(r0, count: n, into: tmp)
-                k_q4p_pack(tmp, cols, rows, cols, r0, r0 + n, packed.values, packed.scales)
+                body(tmp, r0, n)
             }
         }
-        return Weight(rows: rows, cols: cols, storage: .q4(packed), owner: packed)
     }
 
     /// One row widened to a new array.
