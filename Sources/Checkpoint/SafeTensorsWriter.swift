@@ -27,15 +27,7 @@ public struct SafeTensorsWriter {
     public init(entries: [Entry] = []) { self.entries = entries }
 
     public func data() throws -> Data {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for e in entries {
-            header[e.name] = ["dtype": e.dtype, "shape": e.shape, "data_offsets": [offset, offset + e.bytes.count]]
-            offset += e.bytes.count
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        let json = try Self.header(entries.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata, alignment: 8)
         var out = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
@@ -64,20 +56,28 @@ extension SafeTensorsWriter {
         }
     }
 
+    /// The JSON header for tensors laid out one after another in the given order, padded with
+    /// spaces so that the data section starts at a multiple of `alignment` bytes.
+    static func header(_ tensors: [(name: String, dtype: String, shape: [Int], count: Int)], metadata: [String: String],
+                       alignment: Int) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for t in tensors {
+            header[t.name] = ["dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.count]]
+            offset += t.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % alignment != 0 { json.append(0x20) }
+        return json
+    }
+
     /// Writes tensors straight from memory in the given order, never holding the whole file: the
     /// header is padded with spaces so the data starts on a 64-byte boundary (a tensor whose
     /// offset is a multiple of 64 is then 64-byte aligned in a mapping). Written to a temporary
     /// file beside `path`, then renamed.
     public static func write(_ sources: [Source], metadata: [String: String], to path: String) throws {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for s in sources {
-            header[s.name] = ["dtype": s.dtype, "shape": s.shape, "data_offsets": [offset, offset + s.bytes.count]]
-            offset += s.bytes.count
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while (8 + json.count) % 64 != 0 { json.append(0x20) }
+        let json = try header(sources.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata, alignment: 64)
         let temporary = path + ".partial"
         guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
             throw CheckpointError.unreadable(temporary, "cannot create the file")
