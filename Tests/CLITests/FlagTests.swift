@@ -81,6 +81,7 @@ final class FlagTests: XCTestCase {
         assertOneLine(try ask(["--temperature", "1", "--temp", "1", "Hi"]), "--temperature and --temp are the same option; give it once")
         assertOneLine(try ask(["--temprature", "1", "Hi"]), "unknown option --temprature for llava ask; did you mean --temperature?")
         assertOneLine(try ask(["--topk", "1", "Hi"]), "unknown option --topk for llava ask; did you mean --top-k?")
+        assertOneLine(try ask(["--tmep", "1", "Hi"]), "unknown option --tmep for llava ask; did you mean --temp?")
         assertOneLine(try ask(["--no-such-thing", "Hi"]), "unknown option --no-such-thing for llava ask (see llava ask --help)")
         assertOneLine(try CLI.run(["eval", "--imagefolder", "x"]), "unknown option --imagefolder for llava eval run; did you mean --image-folder?")
     }
