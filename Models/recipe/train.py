@@ -30,7 +30,14 @@ probes on the focus layer's output there (QuestionProbes) must read off the offs
 two objects and the number a count question asks for, so that what the focus heads gather reaches the
 residual stream in a form the last layers can use.
 
+Captions are answered word by word: [count, colour, shape, "and"] per group of objects, the last "and" a
+full stop. At each of those tokens the focus heads are guided to the group being named (for the count word
+as for a count question, and the count probe reads the group's size), at the separator to the groups still
+to come, and the route heads to the last two colour or shape words already written (caption_queries).
+
 Efficiency (training only; the model and its forward pass are the stock ones):
+  * the symbolic and vision phases train disjoint parts of the model, so by default the vision phase runs
+    in a second process at the same time (--vision-apart), one torch thread each;
   * every image gets several questions; the vision tower runs once per image;
   * the prompt prefix (BOS, template text, image tokens) is shared: the sequence for one image is
     [prefix | question 1 + answer | question 2 + answer | ...] with an attention mask that lets each
@@ -115,9 +122,11 @@ class Prompter:
         words = shapes.SHAPES + list(shapes.PLURALS.values()) + shapes.COLOR_NAMES
         self.content_ids = set(word_ids(sp, words))
         self.relation_ids = set(word_ids(sp, ["left", "right", "above", "below"]))
-        # a caption is one piece per word and one for the full stop (caption_layout relies on it)
-        word_ids(sp, shapes.NUMBER_WORDS[1:] + [w.capitalize() for w in shapes.NUMBER_WORDS[1:]] + ["and"])
-        if len(sp.encode("A red circle.")) != 4:
+
+    def check_caption_pieces(self) -> None:
+        """A caption must be one piece per word and one for the full stop (caption_queries relies on it)."""
+        word_ids(self.sp, shapes.NUMBER_WORDS[1:] + [w.capitalize() for w in shapes.NUMBER_WORDS[1:]] + ["and"])
+        if len(self.sp.encode("A red circle.")) != 4:
             raise SystemExit("tokenizer does not split a caption's full stop into a piece of its own")
 
     def split(self, template: str, text: str) -> tuple[list[int], list[int]]:
@@ -879,10 +888,10 @@ def main() -> None:
     ap.add_argument("--text-heads", type=int, default=4)
     ap.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base of the language model")
     ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
-    ap.add_argument("--symbolic-steps", type=int, default=750, help="phase 1: language model on symbolic patches")
-    ap.add_argument("--vision-steps", type=int, default=1600, help="phase 2: vision tower on patch read-outs")
+    ap.add_argument("--symbolic-steps", type=int, default=950, help="phase 1: language model on symbolic patches")
+    ap.add_argument("--vision-steps", type=int, default=2200, help="phase 2: vision tower on patch read-outs")
     ap.add_argument("--distill-steps", type=int, default=120, help="phase 3: projector onto the symbolic codes")
-    ap.add_argument("--language-steps", type=int, default=450,
+    ap.add_argument("--language-steps", type=int, default=1600,
                     help="phase 4: projector + language model on the (frozen) vision tower's features")
     ap.add_argument("--e2e-steps", type=int, default=0, help="phase 5: everything on pixels")
     ap.add_argument("--images-per-batch", type=int, default=8)
@@ -934,6 +943,7 @@ def main() -> None:
     with torch.no_grad():  # the output layer starts as the input embedding (untied): reading a word out is easy
         model.lm_head.weight.copy_(words.weight)
     prompter = Prompter(sp, image_token_id=sp_vocab, patch=args.patch)
+    prompter.check_caption_pieces()
     prompter.check_held_out_pieces()
     print(f"tokenizer: {sp_vocab} pieces; image token {sp_vocab}, pad {sp_vocab + 1}, "
           f"model vocab {model.config.text_config.vocab_size}; {n_patches} image tokens", flush=True)
