@@ -30,7 +30,14 @@ probes on the focus layer's output there (QuestionProbes) must read off the offs
 two objects and the number a count question asks for, so that what the focus heads gather reaches the
 residual stream in a form the last layers can use.
 
+Captions are answered word by word: [count, colour, shape, "and"] per group of objects, the last "and" a
+full stop. At each of those tokens the focus heads are guided to the group being named (for the count word
+as for a count question, and the count probe reads the group's size), at the separator to the groups still
+to come, and the route heads to the last two colour or shape words already written (caption_queries).
+
 Efficiency (training only; the model and its forward pass are the stock ones):
+  * the symbolic and vision phases train disjoint parts of the model, so by default the vision phase runs
+    in a second process at the same time (--vision-apart), one torch thread each;
   * every image gets several questions; the vision tower runs once per image;
   * the prompt prefix (BOS, template text, image tokens) is shared: the sequence for one image is
     [prefix | question 1 + answer | question 2 + answer | ...] with an attention mask that lets each
@@ -50,6 +57,7 @@ import argparse
 import json
 import math
 import random
+import subprocess
 import sys
 import time
 
@@ -115,6 +123,12 @@ class Prompter:
         self.content_ids = set(word_ids(sp, words))
         self.relation_ids = set(word_ids(sp, ["left", "right", "above", "below"]))
 
+    def check_caption_pieces(self) -> None:
+        """A caption must be one piece per word and one for the full stop (caption_queries relies on it)."""
+        word_ids(self.sp, shapes.NUMBER_WORDS[1:] + [w.capitalize() for w in shapes.NUMBER_WORDS[1:]] + ["and"])
+        if len(self.sp.encode("A red circle.")) != 4:
+            raise SystemExit("tokenizer does not split a caption's full stop into a piece of its own")
+
     def split(self, template: str, text: str) -> tuple[list[int], list[int]]:
         """(prefix ids up to and including the image tokens, ids of the rest of the prompt)."""
         before, after = TEMPLATES[template].replace("{question}", text).split(IMAGE_PLACEHOLDER)
@@ -127,6 +141,17 @@ class Prompter:
 
     def answer_ids(self, answer: str) -> list[int]:
         return self.sp.encode(answer) + [EOS_ID]
+
+    def check_held_out_pieces(self) -> None:
+        """The held-out phrasings must be new sentences of known pieces: every piece they tokenize to
+        also occurs in a training phrasing (slots filled alike)."""
+        def pieces(split: str) -> set[int]:
+            slots = dict(obj="red star", a="star", b="red circle", color="red", things="red shapes", rel="left of")
+            return {t for table in shapes.PHRASINGS.values() for p in table[split]
+                    for t in self.sp.encode(shapes.prompt_text(p.format(**slots)))}
+        unseen = pieces("held-out") - pieces("train")
+        if unseen:
+            raise SystemExit(f"held-out phrasings use pieces no training phrasing has: {[self.sp.id_to_piece(t) for t in unseen]}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,8 +205,9 @@ def build_model(args, sp_vocab: int) -> LlavaForConditionalGeneration:
 
 
 def pixel_values(images) -> torch.Tensor:
-    """CLIPImageProcessor at the native size: resize and crop are no-ops; rescale 1/255, CLIP mean/std."""
-    x = torch.from_numpy(np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images]))
+    """CLIPImageProcessor on square images: bicubic resize to the model's size (shapes.model_view; centre
+    crop is then a no-op), rescale 1/255, CLIP mean/std."""
+    x = torch.from_numpy(np.stack([np.asarray(shapes.model_view(im.convert("RGB")), dtype=np.float32) for im in images]))
     x = x.permute(0, 3, 1, 2) * (1 / 255)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -252,6 +278,24 @@ def focus_targets(objects_of_patches: tuple[np.ndarray, list[int]], cat: str, fo
         target[h] /= target[h].sum()
         used[h] = True
     return target, used
+
+
+def caption_queries(groups: tuple[list[int], ...]) -> list[tuple[int, str, tuple[list[int], ...], list[int]]]:
+    """Guided tokens of a caption, whose answer tokens are [count, colour, shape, "and"] per group with the
+    last "and" a full stop: for the token predicting answer token j, (j, kind, focus, route), where kind
+    is how focus_targets treats focus ("count": one patch per object and the sink, as a count question,
+    whose probe then reads the group's size; "color": every patch of the objects) and route the answer
+    tokens (indices) the route layer is guided to: the last two colour or shape words already written.
+    Count, colour and shape words look at their group; the separator at the groups still to come (or BOS)."""
+    queries, content = [], []
+    for k, group in enumerate(groups):
+        later = [i for g in groups[k + 1 :] for i in g]
+        for j, kind, focus in ((4 * k, "count", group), (4 * k + 1, "color", group), (4 * k + 2, "color", group),
+                               (4 * k + 3, "color", later)):
+            queries.append((j, kind, (focus,), content[-2:]))
+            if j % 4 in (1, 2):
+                content.append(j)
+    return queries
 
 
 def route_targets(rest: list[int], start: int, prompter: "Prompter", length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,7 +378,7 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
         objects_of_patches = patch_objects(ex, prompter.patch)
         labels.append(patch_labels(ex, objects_of_patches))
         for k, (cat, q, a, objects) in enumerate(qas):
-            pre, rest = prompter.split(template, q if bare[k] else shapes.prompt_text(q))
+            pre, rest = prompter.split(template, q if bare[k] else shapes.prompt_text(q, cat))
             if prefix is None:
                 prefix = pre
                 ids, pos, seg = list(pre), list(range(len(pre))), [0] * len(pre)
@@ -344,14 +388,29 @@ def make_batch(examples, templates, prompter: Prompter, plain=None):
             ids += tokens
             pos += list(range(len(prefix), len(prefix) + len(tokens)))
             seg += [k + 1] * len(tokens)
-            for j, t in enumerate(ans):  # token at (start + len(rest) - 1 + j) predicts ans[j]
-                targets_at.append((b, start + len(rest) - 1 + j))
+            first = start + len(rest) - 1
+            for j, t in enumerate(ans):  # token at (first + j) predicts ans[j]
+                targets_at.append((b, first + j))
                 targets.append(t)
                 owner.append(len(cats))
             cats.append(cat)
-            queries.append((b, start + len(rest) - 1))
+            image_start = len(prefix) - prompter.image_tokens
+            if cat == shapes.CAPTION:
+                if len(ans) != 4 * len(objects) + 1:
+                    raise SystemExit(f"caption {a!r} is not one piece per word")
+                for j, kind, group, words in caption_queries(objects):
+                    queries.append((b, first + j))
+                    target = torch.zeros(FOCUS_HEADS, len(ids))
+                    for w in words:
+                        target[0, first + 1 + w] = 1.0 / len(words)
+                    route.append((target, torch.tensor([bool(words), False])))
+                    focus.append(focus_targets(objects_of_patches, kind, group, image_start, len(prefix)))
+                    offsets.append((math.nan, math.nan))
+                    counts.append(len(group[0]) if kind == "count" else -1)
+                continue
+            queries.append((b, first))
             route.append(route_targets(rest, start, prompter, len(ids)))
-            focus.append(focus_targets(objects_of_patches, cat, objects, len(prefix) - prompter.image_tokens, len(prefix)))
+            focus.append(focus_targets(objects_of_patches, cat, objects, image_start, len(prefix)))
             offsets.append(relation_offset(ex, objects) if cat == "position" else (math.nan, math.nan))
             counts.append(len(objects[0]) if cat == "count" else -1)
         rows.append((ids, pos, seg))
@@ -466,7 +525,7 @@ class QuestionProbes(torch.nn.Module):
 
     def forward(self, state: torch.Tensor, batch) -> torch.Tensor:  # state [questions, hidden]
         loss = state.new_zeros(())
-        relation = batch["counts"].new_tensor([c == "position" for c in batch["categories"]], dtype=torch.bool)
+        relation = ~batch["offsets"][:, 0].isnan()
         if relation.any():
             loss = loss + ((self.offset(state[relation]) - batch["offsets"][relation]) ** 2).sum(-1).mean()
         counted = batch["counts"] >= 0
@@ -546,7 +605,7 @@ def distill_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def check_packed_forward(model, prompter: Prompter) -> float:
     """Largest |difference| between packed-forward logits and the stock HF forward on separate prompts."""
     rng = random.Random(5)
-    ex = shapes.sample_example(rng, 3)
+    ex = shapes.sample_example(rng, 4, {c: 1.0 for c in shapes.ALL_CATEGORIES})
     batch = make_batch([ex], ["llava-v1"], prompter)
     embeds = model.model.language_model.embed_tokens(batch["input_ids"])
     img = image_embeddings(model, batch["pixels"])
@@ -555,8 +614,8 @@ def check_packed_forward(model, prompter: Prompter) -> float:
     hidden = packed_hidden(model, embeds, batch["positions"], batch["segments"])
     packed = model.lm_head(hidden[batch["target_rows"], batch["target_cols"]])
     worst, t = 0.0, 0
-    for _, q, a, _ in ex.qas:
-        ids = prompter.prompt_ids("llava-v1", shapes.prompt_text(q))
+    for cat, q, a, _ in ex.qas:
+        ids = prompter.prompt_ids("llava-v1", shapes.prompt_text(q, cat))
         ans = prompter.answer_ids(a)
         full = torch.tensor([ids + ans[:-1]])
         out = model(input_ids=full, pixel_values=batch["pixels"]).logits[0]
@@ -667,7 +726,8 @@ def sample_batch(rng: random.Random, n_images: int, questions_per_image: int, v1
 
 def validation_set(n_images: int):
     rng = random.Random(VALIDATION_SEED)
-    examples = [shapes.sample_example(rng, len(shapes.CATEGORIES)) for _ in range(n_images)]
+    weights = {c: 1.0 for c in shapes.ALL_CATEGORIES}
+    examples = [shapes.sample_example(rng, len(shapes.ALL_CATEGORIES), weights) for _ in range(n_images)]
     templates = ["llava-v1" if i % 5 == 4 else "llava-hf" for i in range(n_images)]
     return examples, templates
 
@@ -775,13 +835,49 @@ def phase_step(phase: str, i: int, n: int, model, trainers, prompter, rng, args,
     return objective, losses, correct
 
 
+def start_vision_process(args) -> subprocess.Popen:
+    """This script again, running only the vision phase (same seed, so the same initial model), with its
+    state, tokenizer and log in WORK/vision; it resumes from there like any run."""
+    folder = os.path.join(args.work, "vision")
+    os.makedirs(folder, exist_ok=True)
+    argv = [sys.executable, os.path.abspath(__file__), "--out", folder, "--work", folder, "--no-vision-apart",
+            "--symbolic-steps", "0", "--distill-steps", "0", "--language-steps", "0", "--e2e-steps", "0"]
+    for name in ("seed", "threads", "vocab", "patch", "vision_hidden", "vision_layers", "vision_heads", "text_hidden",
+                 "text_intermediate", "text_layers", "text_heads", "rope_theta", "init_std", "vision_steps",
+                 "vision_images_per_batch", "vision_lr", "min_lr_ratio", "warmup", "weight_decay", "val_images",
+                 "val_every", "save_every"):
+        argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    print(f"vision phase: a second process, log in {folder}/log.txt", flush=True)
+    log = open(os.path.join(folder, "log.txt"), "a")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def join_vision_process(child: subprocess.Popen, args, model, trainers) -> tuple[int, float]:
+    """Wait for the vision process and take its tower and patch read-outs: (step after the vision phase,
+    minutes it took)."""
+    print("waiting for the vision process", flush=True)
+    if child.wait() != 0:
+        raise SystemExit(f"the vision process failed (exit {child.returncode}); see {args.work}/vision/log.txt")
+    state = torch.load(os.path.join(args.work, "vision", "state.pt"), weights_only=False)
+    tower = {k: v for k, v in state["model"].items() if ".vision_tower." in k}
+    model.load_state_dict(tower, strict=False)
+    trainers["patch_probes"].load_state_dict({k[len("patch_probes."):]: v for k, v in state["trainers"].items()
+                                              if k.startswith("patch_probes.")})
+    print(f"took the vision tower from the vision process ({len(tower)} tensors)", flush=True)
+    return args.symbolic_steps + args.vision_steps, state["phase_minutes"]["vision"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="Models/shapes-llava")
     ap.add_argument("--work", default="/tmp/shapes-llava-work", help="resumable training state (not shipped)")
     ap.add_argument("--seed", type=int, default=1, help="training stream and initialisation seed")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vocab", type=int, default=512, help="SentencePiece vocabulary size")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per process (one each is fastest on a busy two-core machine)")
+    ap.add_argument("--vision-apart", action=argparse.BooleanOptionalAction, default=True,
+                    help="train the vision phase in a second process while this one runs the symbolic phase "
+                         "(they train disjoint parts of the model); its state and log go to WORK/vision")
+    ap.add_argument("--vocab", type=int, default=768, help="SentencePiece vocabulary size")
     ap.add_argument("--patch", type=int, default=14)
     ap.add_argument("--vision-hidden", type=int, default=128)
     ap.add_argument("--vision-layers", type=int, default=9)
@@ -792,20 +888,20 @@ def main() -> None:
     ap.add_argument("--text-heads", type=int, default=4)
     ap.add_argument("--rope-theta", type=float, default=10000.0, help="RoPE base of the language model")
     ap.add_argument("--init-std", type=float, default=0.05, help="initial weight spread of the language model")
-    ap.add_argument("--symbolic-steps", type=int, default=3000, help="phase 1: language model on symbolic patches")
-    ap.add_argument("--vision-steps", type=int, default=4000, help="phase 2: vision tower on patch read-outs")
-    ap.add_argument("--distill-steps", type=int, default=300, help="phase 3: projector onto the symbolic codes")
-    ap.add_argument("--language-steps", type=int, default=3000,
+    ap.add_argument("--symbolic-steps", type=int, default=950, help="phase 1: language model on symbolic patches")
+    ap.add_argument("--vision-steps", type=int, default=2200, help="phase 2: vision tower on patch read-outs")
+    ap.add_argument("--distill-steps", type=int, default=120, help="phase 3: projector onto the symbolic codes")
+    ap.add_argument("--language-steps", type=int, default=1600,
                     help="phase 4: projector + language model on the (frozen) vision tower's features")
     ap.add_argument("--e2e-steps", type=int, default=0, help="phase 5: everything on pixels")
     ap.add_argument("--images-per-batch", type=int, default=8)
-    ap.add_argument("--vision-images-per-batch", type=int, default=32)
+    ap.add_argument("--vision-images-per-batch", type=int, default=16)
     ap.add_argument("--distill-images-per-batch", type=int, default=32)
     ap.add_argument("--questions-per-image", type=int, default=10)
     ap.add_argument("--v1-fraction", type=float, default=0.15, help="share of images prompted with llava-v1")
     ap.add_argument("--plain-fraction", type=float, default=0.25,
                     help="share of questions asked without the short-answer suffix")
-    ap.add_argument("--category-weights", default="color=1,shape=1,count=3,position=4,exist=2",
+    ap.add_argument("--category-weights", default="color=1,shape=1,count=3,position=4,exist=2,caption=3",
                     help="how often each question category is drawn in training")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the symbolic and distill phases")
     ap.add_argument("--vision-lr", type=float, default=1e-3, help="peak learning rate of the vision phase")
@@ -831,8 +927,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     category_weights = {k: float(v) for k, v in (kv.split("=") for kv in args.category_weights.split(","))}
-    if sorted(category_weights) != sorted(shapes.CATEGORIES):
-        raise SystemExit(f"--category-weights must name each of {shapes.CATEGORIES}")
+    if sorted(category_weights) != sorted(shapes.ALL_CATEGORIES):
+        raise SystemExit(f"--category-weights must name each of {shapes.ALL_CATEGORIES}")
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
@@ -847,6 +943,8 @@ def main() -> None:
     with torch.no_grad():  # the output layer starts as the input embedding (untied): reading a word out is easy
         model.lm_head.weight.copy_(words.weight)
     prompter = Prompter(sp, image_token_id=sp_vocab, patch=args.patch)
+    prompter.check_caption_pieces()
+    prompter.check_held_out_pieces()
     print(f"tokenizer: {sp_vocab} pieces; image token {sp_vocab}, pad {sp_vocab + 1}, "
           f"model vocab {model.config.text_config.vocab_size}; {n_patches} image tokens", flush=True)
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
@@ -880,8 +978,15 @@ def main() -> None:
     t0 = time.time() - elapsed
     current, opt = None, None
     last_t, last_step, averages = time.time(), step, {}
+    vision_apart = args.vision_apart and args.vision_steps > 0 and step < args.symbolic_steps + args.vision_steps
+    if vision_apart:
+        child = start_vision_process(args)
     while step < total_steps:
         phase, i, n = phase_at(step, args)
+        if phase == "vision" and vision_apart:
+            step, minutes = join_vision_process(child, args, model, trainers)
+            phase_minutes["vision"] = minutes
+            continue
         if phase != current:
             if current is not None:
                 opt_state = None  # a new phase starts with a fresh optimiser
