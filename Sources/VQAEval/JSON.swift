@@ -102,7 +102,14 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func writeString(_ s: String, to out: inout String) {
+    /// `s` as a JSON string. Control characters (and U+2028/U+2029) are escaped; with
+    /// `asciiOnly`, as Python's `json.dumps` does by default, every character outside space…`~`
+    /// is escaped too, beyond the BMP as a surrogate pair.
+    static func writeString(_ s: String, to out: inout String, asciiOnly: Bool = false) {
+        func escape(_ v: UInt32) {
+            let hex = String(v, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        }
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -114,9 +121,12 @@ public indirect enum JSONValue: Sendable, Equatable, CustomStringConvertible {
             case "\u{08}": out += "\\b"
             case "\u{0C}": out += "\\f"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                let v = scalar.value
+                if asciiOnly && v > 0xFFFF {
+                    escape(0xD800 + ((v - 0x10000) >> 10))
+                    escape(0xDC00 + ((v - 0x10000) & 0x3FF))
+                } else if v < 0x20 || (asciiOnly ? v > 0x7E : v == 0x2028 || v == 0x2029) {
+                    escape(v)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

@@ -15,7 +15,7 @@ public enum PythonJSON {
         case .int(let i): out += String(i)
         case .double(let d):
             if d.isNaN { out += "NaN" } else if d.isInfinite { out += d > 0 ? "Infinity" : "-Infinity" } else { out += pythonRepr(d) }
-        case .string(let s): writeString(s, to: &out)
+        case .string(let s): JSONValue.writeString(s, to: &out, asciiOnly: true)
         case .array(let a):
             out += "["
             for (k, v) in a.enumerated() {
@@ -27,44 +27,12 @@ public enum PythonJSON {
             out += "{"
             for (k, (key, v)) in o.pairs.enumerated() {
                 if k > 0 { out += ", " }
-                writeString(key, to: &out)
+                JSONValue.writeString(key, to: &out, asciiOnly: true)
                 out += ": "
                 write(v, to: &out)
             }
             out += "}"
         }
-    }
-
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if c.value < 0x20 || c.value > 0x7E {
-                    if c.value > 0xFFFF {
-                        let v = c.value - 0x10000
-                        out += hex4(0xD800 + (v >> 10)) + hex4(0xDC00 + (v & 0x3FF))
-                    } else {
-                        out += hex4(c.value)
-                    }
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        out += "\""
-    }
-
-    static func hex4(_ v: UInt32) -> String {
-        let h = String(v, radix: 16)
-        return "\\u" + String(repeating: "0", count: 4 - h.count) + h
     }
 
     /// Python's `repr(float)`: the shortest round-trip digits, `1.0` for integral values,
