@@ -145,7 +145,15 @@ extension LlavaPipeline {
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,
                        cache: ImageCache) throws -> CachedImage {
         let t0 = DispatchTime.now()
-        let bytes = try RGBImage.readFile(imagePath)
+        return try encode(imageBytes: RGBImage.readFile(imagePath), name: imagePath, mode: mode, merge: merge,
+                          cache: cache, since: t0)
+    }
+
+    /// Encoded image bytes (a file's, or decoded from a benchmark's base64 column) → embeddings,
+    /// through `cache`, keyed by the bytes' SHA-256; `name` stands for the image in errors.
+    public func encode(imageBytes bytes: [UInt8], name: String, mode: ImageMode = .crop,
+                       merge: VisionMergeSettings = .none, cache: ImageCache,
+                       since t0: DispatchTime = .now()) throws -> CachedImage {
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
         if let cached = cache.lookup(key) {
@@ -153,7 +161,7 @@ extension LlavaPipeline {
                                      imageMs: elapsedMs(since: t0), visionMs: 0)
             return CachedImage(image: image, hit: true, digest: digest)
         }
-        let px = try pixels(decoding: bytes, mode: mode, name: imagePath)
+        let px = try pixels(decoding: bytes, mode: mode, name: name)
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)

@@ -229,10 +229,7 @@ struct BenchmarkCell {
 final class BenchmarkAsker {
     let pipeline: LlavaPipeline
     let settings: BenchmarkSettings
-    let cacheBytes: Int
-    private var cache: [BenchmarkImage: Matrix] = [:]
-    private var order: [BenchmarkImage] = []
-    private var cachedBytes = 0
+    let cache: ImageCache
 
     struct Answer {
         let text: String
@@ -250,34 +247,21 @@ final class BenchmarkAsker {
     init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cacheBytes: Int) {
         self.pipeline = pipeline
         self.settings = settings
-        self.cacheBytes = cacheBytes
+        cache = ImageCache(budgetBytes: cacheBytes)
     }
 
     /// Embeddings of an image, with the time spent reading it and running the tower.
     func embeddings(_ image: BenchmarkImage) throws -> (Matrix, hit: Bool, imageMs: Double, visionMs: Double) {
-        if let cached = cache[image] { return (cached, true, 0, 0) }
-        let t0 = Date()
-        let pixels: [Float]
+        let encoded: CachedImage
         switch image {
-        case .file(let path): pixels = try pipeline.pixels(decoding: RGBImage.readFile(path), mode: settings.imageMode, name: path)
+        case .file(let path):
+            encoded = try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge, cache: cache)
         case .base64:
             guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            pixels = try pipeline.pixels(decoding: bytes, mode: settings.imageMode, name: "<base64 image>")
+            encoded = try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
+                                          merge: settings.merge, cache: cache)
         }
-        let t1 = Date()
-        let (embeddings, _) = try pipeline.model.encodeImage(pixels: pixels, merge: settings.merge)
-        let t2 = Date()
-        let size = embeddings.rows * embeddings.cols * MemoryLayout<Float>.size
-        if size <= cacheBytes {
-            while cachedBytes + size > cacheBytes, let oldest = order.first {
-                order.removeFirst()
-                if let m = cache.removeValue(forKey: oldest) { cachedBytes -= m.rows * m.cols * MemoryLayout<Float>.size }
-            }
-            cache[image] = embeddings
-            order.append(image)
-            cachedBytes += size
-        }
-        return (embeddings, false, t1.timeIntervalSince(t0) * 1000, t2.timeIntervalSince(t1) * 1000)
+        return (encoded.image.embeddings, encoded.hit, encoded.image.imageMs, encoded.image.visionMs)
     }
 
     func answer(_ q: BenchmarkItem) throws -> Answer {
