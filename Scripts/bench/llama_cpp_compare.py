@@ -21,6 +21,8 @@ tokens/s (the remaining tokens). llama-mtmd-cli's numbers come from its own timi
 slice encoded in", "image decoded ... in", llama_perf's "prompt eval time" and "eval time"); a
 number its output does not contain is shown as "-". With --llama-bench, a second table gives
 llama-bench's prompt (pp) and generation (tg) rates for each GGUF (-p = our prompt's length).
+Without --mtmd-cli (no mmproj GGUF at hand) only llama-bench runs on the GGUFs: the decoder alone,
+which is what the decode rates compare. The older llama-llava-cli can stand in for llama-mtmd-cli.
 """
 
 import argparse
@@ -74,9 +76,11 @@ NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 
 
 def parse_mtmd(text):
-    """The timings llama-mtmd-cli prints (stderr and stdout together)."""
+    """The timings llama-mtmd-cli (or the older llama-llava-cli) prints, stderr and stdout together."""
     found = {}
     encoded = [float(x) for x in re.findall(r"image slice encoded in " + NUMBER + r" ms", text)]
+    # Older llama.cpp (llama-llava-cli) prints one line for the whole image instead.
+    encoded = encoded or [float(x) for x in re.findall(r"image encoded in\s+" + NUMBER + r" ms by CLIP", text)]
     decoded = [float(x) for x in re.findall(r"image decoded \(batch [0-9]+/[0-9]+\) in " + NUMBER + r" ms", text)]
     prompt = re.search(r"prompt eval time\s*=\s*" + NUMBER + r" ms\s*/\s*([0-9]+) tokens", text)
     evals = re.search(r"\beval time\s*=\s*" + NUMBER + r" ms\s*/\s*([0-9]+) runs", text.replace("prompt eval time", "prompt_eval"))
@@ -131,7 +135,7 @@ def main():
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--question")
     q.add_argument("--question-file", help="a text file holding the question (e.g. the 600-token prompt)")
-    p.add_argument("--mtmd-cli", help="llama.cpp's llama-mtmd-cli")
+    p.add_argument("--mtmd-cli", help="llama.cpp's llama-mtmd-cli (or, from older llama.cpp, llama-llava-cli)")
     p.add_argument("--mmproj", help="the vision tower and projector as GGUF (for --mtmd-cli)")
     p.add_argument("--gguf", action="append", help="LABEL=PATH of a language-model GGUF (repeatable)")
     p.add_argument("--mtmd-args", default="", help="extra arguments for llama-mtmd-cli (e.g. '--chat-template vicuna')")
@@ -147,8 +151,10 @@ def main():
     if args.repeat < 1 or args.warmup < 0 or args.n_predict < 2 or args.threads < 1:
         sys.exit("--repeat ≥ 1, --warmup ≥ 0, -n ≥ 2 and -t ≥ 1")
     ggufs = parse_labelled(args.gguf, "--gguf")
-    if ggufs and not (args.mtmd_cli and args.mmproj):
-        sys.exit("--gguf needs --mtmd-cli and --mmproj")
+    if ggufs and not ((args.mtmd_cli and args.mmproj) or args.llama_bench):
+        sys.exit("--gguf needs --mtmd-cli and --mmproj, or --llama-bench")
+    if bool(args.mtmd_cli) != bool(args.mmproj):
+        sys.exit("--mtmd-cli and --mmproj go together")
     for path in [args.image, args.model, args.llava] + [g for _, g in ggufs] + ([args.mmproj] if args.mmproj else []):
         if not os.path.exists(path):
             sys.exit(f"{path}: not found")
@@ -159,7 +165,8 @@ def main():
     ours = parse_labelled(args.ours, "--ours") or [("F16", "")]
 
     configs = [("ours " + label, lambda e=extra: ours_once(args, e, question)) for label, extra in ours]
-    configs += [("llama.cpp " + label, lambda g=path: mtmd_once(args, g, question)) for label, path in ggufs]
+    if args.mtmd_cli:
+        configs += [("llama.cpp " + label, lambda g=path: mtmd_once(args, g, question)) for label, path in ggufs]
     samples = {name: [] for name, _ in configs}
     for r in range(args.warmup + args.repeat):
         timed = r >= args.warmup
