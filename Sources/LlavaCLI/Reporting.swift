@@ -93,6 +93,8 @@ func mergeFlagError(_ error: Error, ratioFlag: String = "--ratio", keepFlag: Str
     case .missingAmount(let method)?: return ValidationError("--merge \(method.rawValue) needs \(ratioFlag) or \(keepFlag)")
     case .amountWithoutMethod?: return ValidationError("\(ratioFlag)/\(keepFlag) need a merge method (--merge pitome, tome, ...)")
     case .everyLayerWithoutPiToMe?: return ValidationError("--pitome-every-layer only applies to --merge pitome")
+    case .invalidFastVLayer(let k, nil)?: return invalid("--fastv-layer", "at least 1", k)
+    case .fastvLayerWithoutFastV?: return ValidationError("--fastv-layer only applies to --merge fastv")
     default: return ValidationError("merge settings: \(error)")
     }
 }
