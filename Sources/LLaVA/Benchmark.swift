@@ -93,6 +93,7 @@ public struct BenchmarkPlan: Sendable {
         s.options.ratio = ratio
         s.options.keep = keep
         s.options.pitomeEveryLayer = variant.options.pitomeEveryLayer && method == .pitome
+        if method != .fastV { s.options.fastvLayer = MergeOptions().fastvLayer }
         return s
     }
 }

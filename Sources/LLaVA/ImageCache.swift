@@ -158,14 +158,15 @@ extension LlavaPipeline {
         let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
         if let cached = cache.lookup(key) {
             let image = EncodedImage(embeddings: cached.embeddings, sources: cached.sources,
-                                     imageMs: elapsedMs(since: t0), visionMs: 0)
+                                     imageMs: elapsedMs(since: t0), visionMs: 0, cut: cached.cut)
             return CachedImage(image: image, hit: true, digest: digest)
         }
         let px = try pixels(decoding: bytes, mode: mode, name: name)
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
-        let image = EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1))
+        let image = EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
+                                 cut: try model.config.languageModelCut(merge))
         cache.insert(image, for: key)
         return CachedImage(image: image, hit: false, digest: digest)
     }

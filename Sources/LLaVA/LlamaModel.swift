@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import Kernels
+import TokenMerging
 
 // Llama decoder as in transformers' modeling_llama.py: embed_tokens → LlamaDecoderLayer × N
 // → norm → lm_head. RMSNorm, rotary embeddings in the half-split (rotate_half) layout,
@@ -10,14 +11,29 @@ import Kernels
 public final class KVCache {
     public private(set) var keys: [Matrix]
     public private(set) var values: [Matrix]
-    /// Number of positions stored.
+    /// Number of positions seen (the next token's position).
     public var length = 0
+    /// Per layer, the positions whose keys and values were cut out (FastV); layer l stores
+    /// `length - dropped[l]` rows.
+    public private(set) var dropped: [Int]
+    /// The length when a prompt pass last cut positions out (0 when none was cut).
+    private var cutEnd = 0
     let width: Int
 
     init(layers: Int, width: Int, capacity: Int) {
         self.width = width
         keys = (0..<layers).map { _ in Matrix(rows: capacity, cols: width) }
         values = (0..<layers).map { _ in Matrix(rows: capacity, cols: width) }
+        dropped = Array(repeating: 0, count: layers)
+    }
+
+    /// Rows of keys and values stored for `layer`.
+    public func storedRows(layer: Int) -> Int { length - dropped[layer] }
+
+    /// Records that a pass of `passLength` positions stored only `keptRows` of them in the layers from `firstLayer` on.
+    func recordCut(firstLayer: Int, passLength: Int, keptRows: Int) {
+        for l in firstLayer..<dropped.count { dropped[l] += passLength - keptRows }
+        cutEnd = length + passLength
     }
 
     public var capacity: Int { keys.first?.capacityRows ?? 0 }
@@ -35,8 +51,17 @@ public final class KVCache {
         values = values.map(grow)
     }
 
-    /// Forgets positions from `length` on (used to roll back to a shared prefix).
-    public func truncate(to length: Int) { self.length = min(self.length, max(0, length)) }
+    /// Forgets positions from `length` on (used to roll back to a shared prefix). A cache whose
+    /// positions were cut can only be emptied or rolled back to the end of the pass that cut them.
+    public func truncate(to length: Int) {
+        let n = min(self.length, max(0, length))
+        if n == 0 {
+            dropped = dropped.map { _ in 0 }
+            cutEnd = 0
+        }
+        precondition(n >= cutEnd, "cannot roll a KV cache back into the prompt pass that cut positions out")
+        self.length = n
+    }
 }
 
 /// Rotary position embeddings: cos/sin tables built on demand, applied head by head with
@@ -70,16 +95,18 @@ final class LlamaRotaryEmbedding {
         positions = newCount
     }
 
-    /// Rotates every head of rows `0..<x.rows` of x, row r sitting at position start + r.
-    func apply(_ x: Matrix, heads: Int, start: Int) {
-        ensure(start + x.rows)
+    /// Rotates every head of rows `0..<x.rows` of x, row r sitting at position
+    /// `positions[r]` when given, start + r otherwise.
+    func apply(_ x: Matrix, heads: Int, start: Int, positions: [Int]? = nil) {
+        ensure(positions.map { ($0.max() ?? 0) + 1 } ?? start + x.rows)
         let half = headDim / 2
         cosTable.withUnsafeBufferPointer { cosT in
             sinTable.withUnsafeBufferPointer { sinT in
                 parallelFor(x.rows, minPerThread: 16) { range in
                     for r in range {
-                        let c = cosT.baseAddress! + (start + r) * half
-                        let s = sinT.baseAddress! + (start + r) * half
+                        let p = positions?[r] ?? start + r
+                        let c = cosT.baseAddress! + p * half
+                        let s = sinT.baseAddress! + p * half
                         let row = x.row(r)
                         for h in 0..<heads {
                             let v = row + h * headDim
@@ -132,13 +159,16 @@ final class LlamaAttention {
         shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim)
     }
 
-    func callAsFunction(_ x: Matrix, layer: Int, cache: KVCache, rope: LlamaRotaryEmbedding, state: LlamaRunState) -> Matrix {
-        let m = x.rows, start = cache.length
+    /// Rows of x sit at positions cache.length + r, or at `positions` (FastV's kept tokens); their
+    /// keys and values go after the rows the cache holds for this layer.
+    func callAsFunction(_ x: Matrix, layer: Int, cache: KVCache, rope: LlamaRotaryEmbedding, state: LlamaRunState,
+                        positions: [Int]?) -> Matrix {
+        let m = x.rows, start = cache.storedRows(layer: layer)
         linear(x, qProj, into: state.q)
         linear(x, kProj, into: state.k)
         linear(x, vProj, into: state.v)
-        rope.apply(state.q, heads: shape.heads, start: start)
-        rope.apply(state.k, heads: shape.kvHeads, start: start)
+        rope.apply(state.q, heads: shape.heads, start: cache.length, positions: positions)
+        rope.apply(state.k, heads: shape.kvHeads, start: cache.length, positions: positions)
         let keys = cache.keys[layer], values = cache.values[layer]
         let w = cache.width
         (keys.data + start * w).update(from: state.k.data, count: m * w)
@@ -149,6 +179,28 @@ final class LlamaAttention {
                   shape: shape, causalOffset: start)
         linear(state.context, oProj, into: state.attnOut)
         return state.attnOut
+    }
+
+    /// The attention probabilities of the last query of the previous call (still in `state.q`)
+    /// over the `keys` rows the cache holds for `layer`, averaged over heads.
+    func lastQueryAttention(layer: Int, keys n: Int, cache: KVCache, state: LlamaRunState) -> [Float] {
+        let d = shape.headDim, group = shape.heads / shape.kvHeads, w = cache.width
+        let q = state.q.row(state.q.rows - 1), keys = cache.keys[layer].data
+        var mean = [Float](repeating: 0, count: n)
+        var scores = [Float](repeating: 0, count: n)
+        for h in 0..<shape.heads {
+            let qh = q + h * d, kh = keys + (h / group) * d
+            for j in 0..<n {
+                var dot: Float = 0
+                for i in 0..<d { dot += qh[i] * kh[j * w + i] }
+                scores[j] = dot * shape.scale
+            }
+            let top = scores.max()!
+            var sum: Float = 0
+            for j in 0..<n { scores[j] = exp(scores[j] - top); sum += scores[j] }
+            for j in 0..<n { mean[j] += scores[j] / sum }
+        }
+        return mean.map { $0 / Float(shape.heads) }
     }
 }
 
@@ -186,9 +238,10 @@ final class LlamaDecoderLayer {
         eps = config.rmsNormEps
     }
 
-    func callAsFunction(_ h: Matrix, layer: Int, cache: KVCache, rope: LlamaRotaryEmbedding, state: LlamaRunState) {
+    func callAsFunction(_ h: Matrix, layer: Int, cache: KVCache, rope: LlamaRotaryEmbedding, state: LlamaRunState,
+                        positions: [Int]?) {
         rmsNorm(h, weight: inputLayernorm, eps: eps, into: state.normed)
-        addInPlace(h, selfAttn(state.normed, layer: layer, cache: cache, rope: rope, state: state))
+        addInPlace(h, selfAttn(state.normed, layer: layer, cache: cache, rope: rope, state: state, positions: positions))
         rmsNorm(h, weight: postAttentionLayernorm, eps: eps, into: state.normed)
         addInPlace(h, mlp(state.normed, state: state))
     }
@@ -229,6 +282,20 @@ public final class LlamaForCausalLM {
         KVCache(layers: config.numHiddenLayers, width: config.numKeyValueHeads * config.headDim, capacity: capacity)
     }
 
+    /// FastV's choice before layer `cut.layer`: the candidates the last row attended to most in
+    /// the layer before (`kept`, indices into `cut.candidates`) and the rows of the pass that
+    /// go on (`rows`: every other row and the kept candidates, in order).
+    private func cutRows(_ cut: PrefillCut, passLength m: Int, cache: KVCache, state: LlamaRunState) -> (kept: [Int], rows: [Int]) {
+        let previous = cut.layer - 1
+        let before = cache.storedRows(layer: previous)
+        let attention = layers[previous].selfAttn.lastQueryAttention(layer: previous, keys: before + m, cache: cache, state: state)
+        let kept = FastV.select(scores: cut.candidates.map { attention[before + $0] }, keep: cut.keep)
+        var keep = [Bool](repeating: true, count: m)
+        for c in cut.candidates { keep[c] = false }
+        for k in kept { keep[cut.candidates[k]] = true }
+        return (kept, (0..<m).filter { keep[$0] })
+    }
+
     /// The embedding rows of `ids` ([ids.count, hidden]).
     public func embed(_ ids: [Int]) -> Matrix {
         let out = Matrix(rows: ids.count, cols: config.hiddenSize)
@@ -237,28 +304,67 @@ public final class LlamaForCausalLM {
     }
 
     /// Runs `embeddings` ([M, hidden]) at positions cache.length ..< cache.length + M, appends
-    /// their keys/values to the cache and returns the logits of the last position.
-    public func forward(_ embeddings: Matrix, cache: KVCache) -> [Float] {
+    /// their keys/values to the cache and returns the logits of the last position. With a `cut`
+    /// (FastV), layers from `cut.layer` on run only the kept rows; `kept` receives the kept
+    /// candidates (indices into `cut.candidates`).
+    public func forward(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut? = nil) -> [Float] {
+        run(embeddings, cache: cache, cut: cut).logits
+    }
+
+    /// `forward`, also returning the kept candidates of a cut (indices into `cut.candidates`).
+    func run(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut?) -> (logits: [Float], kept: [Int]?) {
         let m = embeddings.rows
         precondition(m > 0)
+        if let cut {
+            precondition(cut.layer >= 1 && cut.layer < layers.count, "the cut layer must be between 1 and the last layer")
+            precondition(!cut.candidates.contains(m - 1), "the last prompt position must not be a cut candidate")
+        }
         if state == nil || state!.capacity < m { state = LlamaRunState(capacity: m, config: config) }
         let state = state!
         cache.reserve(cache.length + m)
         let h = state.h
         h.rows = m
         h.data.update(from: embeddings.data, count: m * config.hiddenSize)
+        var positions: [Int]? = nil
+        var kept: [Int]? = nil
         stage(m > 1 ? "prefill" : "decode") {
             for (i, layer) in layers.enumerated() {
-                layer(h, layer: i, cache: cache, rope: rope, state: state)
+                if let cut, i == cut.layer {
+                    let rows = self.cutRows(cut, passLength: m, cache: cache, state: state)
+                    kept = rows.kept
+                    // Compact in place: rows are increasing, so row j is filled from row rows[j] ≥ j.
+                    for (j, r) in rows.rows.enumerated() where j != r {
+                        h.row(j).update(from: h.row(r), count: config.hiddenSize)
+                    }
+                    h.rows = rows.rows.count
+                    positions = rows.rows.map { cache.length + $0 }
+                }
+                layer(h, layer: i, cache: cache, rope: rope, state: state, positions: positions)
             }
         }
+        if let cut { cache.recordCut(firstLayer: cut.layer, passLength: m, keptRows: h.rows) }
         cache.length += m
         // Only the last position's logits are needed.
         let last = Matrix(rows: 1, cols: config.hiddenSize)
-        last.data.update(from: h.row(m - 1), count: config.hiddenSize)
+        last.data.update(from: h.row(h.rows - 1), count: config.hiddenSize)
         rmsNorm(last, weight: norm, eps: config.rmsNormEps, into: last)
         var logits = [Float](repeating: 0, count: config.vocabSize)
         stage("lm_head") { logits.withUnsafeMutableBufferPointer { gemv(lmHead, last.data, $0.baseAddress!) } }
-        return logits
+        return (logits, kept)
+    }
+}
+
+/// FastV's cut of one prompt pass: before decoder layer `layer` (≥ 1), keep the `keep` rows of
+/// `candidates` (row indices of the pass, the visual tokens) that the last row attended to most
+/// in layer `layer − 1`; every other row goes on.
+public struct PrefillCut: Sendable, Hashable {
+    public var layer: Int
+    public var candidates: [Int]
+    public var keep: Int
+
+    public init(layer: Int, candidates: [Int], keep: Int) {
+        self.layer = layer
+        self.candidates = candidates
+        self.keep = keep
     }
 }

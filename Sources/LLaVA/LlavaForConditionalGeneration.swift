@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import Kernels
 import Tokenizer
+import TokenMerging
 
 public enum LlavaError: Error, CustomStringConvertible {
     case imageTokenMismatch(placeholders: Int, features: Int)
@@ -10,6 +11,8 @@ public enum LlavaError: Error, CustomStringConvertible {
     case mergeWithSeveralFeatureLayers([Int])
     case tokenOutOfRange(id: Int, vocab: Int)
     case contextTooLarge(requested: Int, context: Int, configPath: String)
+    case imageTokenLast
+    case fastvInChat
 
     public var description: String {
         switch self {
@@ -25,6 +28,10 @@ public enum LlavaError: Error, CustomStringConvertible {
             "token merging needs a single vision feature layer, the config selects \(layers)"
         case .contextTooLarge(let requested, let context, let configPath):
             "a context of \(requested) tokens was asked for but the model's context is \(context) (max_position_embeddings in \(configPath))"
+        case .imageTokenLast:
+            "FastV ranks visual tokens by the attention of the last prompt token, but the prompt ends with an image token"
+        case .fastvInChat:
+            "--merge fastv is not available in chat: it cuts the first prompt pass inside the language model, and a chat rolls its cache back to that prompt's start (use ask or eval)"
         }
     }
 }
@@ -76,6 +83,8 @@ public struct Generation: Sendable {
     /// Logits of the first generated position (after the whole prompt).
     public var firstLogits: [Float]
     public var prefillMs: Double
+    /// With a FastV cut: the visual tokens kept (indices among the prompt's image tokens, increasing).
+    public var keptVisualTokens: [Int]?
     /// From the start of the call to the first token being chosen.
     public var firstTokenMs: Double
     public var decodeMs: Double
@@ -231,12 +240,14 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     }
 
     /// Prefills `ids` (appending to `cache`) in one batched pass and generates an answer.
+    /// With a FastV `cut`, the prompt pass keeps only `cut.keep` of the image tokens from
+    /// decoder layer `cut.layer` on (`Generation.keptVisualTokens` says which).
     /// `onText` receives the answer text as it is produced; the pieces joined are exactly
     /// `Generation.text` (see `AnswerStream`). `earlierIds` are the tokens already in `cache`,
     /// for the repeat penalty's window (the prompt text and the answer count, image positions
     /// do not).
     public func generate(ids: [Int], imageEmbeddings: Matrix?, cache: KVCache? = nil, earlierIds: [Int] = [],
-                         options: GenerationOptions = GenerationOptions(),
+                         options: GenerationOptions = GenerationOptions(), cut: LanguageModelCut? = nil,
                          onText: ((String) -> Void)? = nil) throws -> Generation {
         let context = try contextSize(options)
         let cache = cache ?? makeCache(promptTokens: ids.count, maxTokens: options.maxTokens)
@@ -245,7 +256,8 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         }
         let start = DispatchTime.now()
         let embeddings = try inputEmbeddings(ids, imageEmbeddings: imageEmbeddings)
-        var logits = languageModel.forward(embeddings, cache: cache)
+        let prefill = languageModel.run(embeddings, cache: cache, cut: try prefillCut(cut, ids: ids))
+        var logits = prefill.logits
         let prefillMs = elapsedMs(since: start)
         let firstLogits = logits
         var sampler = Sampler(settings: options.sampling, seed: options.seed)
@@ -280,7 +292,33 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         let tail = stream.finish()
         if !tail.isEmpty { onText?(tail) }
         return Generation(text: stream.text, generatedIds: generated, stopReason: stop, firstLogits: firstLogits,
-                          prefillMs: prefillMs, firstTokenMs: firstTokenMs, decodeMs: decodeMs)
+                          prefillMs: prefillMs, keptVisualTokens: prefill.kept, firstTokenMs: firstTokenMs, decodeMs: decodeMs)
+    }
+}
+
+/// FastV's setting for a prompt: from decoder layer `layer` on (≥ 1), only `keep` of the
+/// prompt's image tokens go on.
+public struct LanguageModelCut: Sendable, Hashable {
+    public var layer: Int
+    public var keep: Int
+
+    public init(layer: Int, keep: Int) {
+        self.layer = layer
+        self.keep = keep
+    }
+}
+
+extension LlavaForConditionalGeneration {
+    /// The cut of one prompt pass: the image-token positions of `ids` are the candidates.
+    func prefillCut(_ cut: LanguageModelCut?, ids: [Int]) throws -> PrefillCut? {
+        guard let cut else { return nil }
+        let layers = config.text.numHiddenLayers
+        guard cut.layer >= 1 && cut.layer < layers else {
+            throw MergeError.invalidFastVLayer(layer: cut.layer, textLayers: layers)
+        }
+        guard cut.keep >= 1 else { throw MergeError.invalidBudget(cut.keep) }
+        if ids.last == config.imageTokenIndex { throw LlavaError.imageTokenLast }
+        return PrefillCut(layer: cut.layer, candidates: ids.indices.filter { ids[$0] == config.imageTokenIndex }, keep: cut.keep)
     }
 }
 

@@ -50,7 +50,11 @@ public struct EncodedImage: @unchecked Sendable {
     public let sources: [[Int]]?
     public let imageMs: Double
     public let visionMs: Double
+    /// FastV's cut inside the language model, when the merge settings ask for it.
+    public var cut: LanguageModelCut? = nil
     public var visualTokens: Int { embeddings.rows }
+    /// Visual tokens the language model's later layers see: FastV's budget, or every one.
+    public var keptVisualTokens: Int { cut.map { min($0.keep, visualTokens) } ?? visualTokens }
 }
 
 /// The model plus its image preprocessing: image file + question → answer.
@@ -103,14 +107,16 @@ public final class LlavaPipeline: @unchecked Sendable {
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
-        return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1))
+        return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
+                            cut: try model.config.languageModelCut(merge))
     }
 
     /// Answers `question` about an encoded image.
     public func ask(image: EncodedImage, question: String, template: ConversationTemplate,
                     options: GenerationOptions, onText: ((String) -> Void)? = nil) throws -> AskResult {
         let ids = try model.promptIds(template: template, question: question, imageTokens: image.visualTokens)
-        let g = try model.generate(ids: ids, imageEmbeddings: image.embeddings, options: options, onText: onText)
+        let g = try model.generate(ids: ids, imageEmbeddings: image.embeddings, options: options, cut: image.cut,
+                                   onText: onText)
         var t = AskTimings()
         t.imageMs = image.imageMs
         t.visionMs = image.visionMs
@@ -119,7 +125,7 @@ public final class LlavaPipeline: @unchecked Sendable {
         t.decodeMs = g.decodeMs
         t.decodeTokensPerS = g.decodeTokensPerSecond
         t.totalMs = image.imageMs + image.visionMs + g.firstTokenMs + g.decodeMs
-        return AskResult(text: g.text, promptIds: ids, generatedIds: g.generatedIds, visualTokens: image.visualTokens,
+        return AskResult(text: g.text, promptIds: ids, generatedIds: g.generatedIds, visualTokens: image.keptVisualTokens,
                          stopReason: g.stopReason, timings: t)
     }
 

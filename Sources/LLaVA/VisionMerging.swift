@@ -16,8 +16,8 @@ public enum MergeMetric: String, Sendable, CaseIterable, Codable {
 /// answer-file metadata and the JSON reports are derived from.
 ///
 /// Its JSON form is one flat object: method, ratio, keep (null when not set), metric,
-/// weighting, prop_attn, pitome_every_layer, seed; alpha and margin_base only when they differ
-/// from their defaults. `trackSources` is not part of it (it records where tokens came from
+/// weighting, prop_attn, pitome_every_layer, seed; alpha, margin_base and fastv_layer only when
+/// they differ from their defaults. `trackSources` is not part of it (it records where tokens came from
 /// and does not change them), but it is part of the value's identity (hash and equality).
 public struct VisionMergeSettings: Sendable, Hashable, Codable {
     public var options: MergeOptions
@@ -55,12 +55,13 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
         if options.seed != defaults.seed { s += " seed=\(options.seed)" }
         if options.alpha != defaults.alpha { s += " alpha=\(options.alpha)" }
         if options.marginBase != defaults.marginBase { s += " margin-base=\(options.marginBase)" }
+        if options.fastvLayer != defaults.fastvLayer { s += " fastv-layer=\(options.fastvLayer)" }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
         case method, ratio, keep, metric, weighting, propAttn = "prop_attn", pitomeEveryLayer = "pitome_every_layer", seed
-        case alpha, marginBase = "margin_base"
+        case alpha, marginBase = "margin_base", fastvLayer = "fastv_layer"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -77,6 +78,7 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
         try c.encode(Int64(bitPattern: o.seed), forKey: .seed)
         if o.alpha != defaults.alpha { try c.encode(o.alpha, forKey: .alpha) }
         if o.marginBase != defaults.marginBase { try c.encode(o.marginBase, forKey: .marginBase) }
+        if o.fastvLayer != defaults.fastvLayer { try c.encode(o.fastvLayer, forKey: .fastvLayer) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -90,7 +92,8 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
             pitomeEveryLayer: try c.decodeIfPresent(Bool.self, forKey: .pitomeEveryLayer) ?? defaults.pitomeEveryLayer,
             alpha: try c.decodeIfPresent(Float.self, forKey: .alpha) ?? defaults.alpha,
             marginBase: try c.decodeIfPresent(Double.self, forKey: .marginBase) ?? defaults.marginBase,
-            seed: UInt64(bitPattern: try c.decodeIfPresent(Int64.self, forKey: .seed) ?? 0))
+            seed: UInt64(bitPattern: try c.decodeIfPresent(Int64.self, forKey: .seed) ?? 0),
+            fastvLayer: try c.decodeIfPresent(Int.self, forKey: .fastvLayer) ?? defaults.fastvLayer)
         metric = try c.decodeIfPresent(MergeMetric.self, forKey: .metric) ?? .hidden
         proportionalAttention = try c.decodeIfPresent(Bool.self, forKey: .propAttn) ?? false
     }
@@ -127,10 +130,23 @@ extension LlavaConfiguration {
     /// Visual tokens that reach the language model under `settings`, computed by the same
     /// schedule the tower's merger runs (merges after each of the `visionLayersToRun` layers;
     /// margins and stage switches use the full tower depth).
+    /// For FastV, the visual tokens left after its cut inside the language model.
     public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
         let schedule = try MergeSchedule(options: settings.options, towerDepth: vision.numHiddenLayers,
                                          mergeLayers: visionLayersToRun, initialTokens: vision.numPatches + 1)
+        if let cut = try languageModelCut(settings) { return cut.keep }
         return schedule.projectorKeep ?? schedule.tokenCounts.last! - visionFeatureSelectStrategy.droppedTokens
+    }
+
+    /// FastV's cut for `settings` (nil for every other method), checked against the language
+    /// model's depth and the image tokens the tower gives.
+    public func languageModelCut(_ settings: VisionMergeSettings) throws -> LanguageModelCut? {
+        guard settings.options.method == .fastV else { return nil }
+        let layers = text.numHiddenLayers, k = settings.options.fastvLayer
+        guard k >= 1 && k < layers else { throw MergeError.invalidFastVLayer(layer: k, textLayers: layers) }
+        let visual = vision.numPatches + 1 - visionFeatureSelectStrategy.droppedTokens
+        if let keep = settings.options.keep, keep > visual { throw MergeError.invalidKeep(keep: keep, patchTokens: visual) }
+        return LanguageModelCut(layer: k, keep: FastV.keptCount(visualTokens: visual, options: settings.options))
     }
 
     /// Tokens (CLS included) entering the first layer and after each merge layer.
@@ -146,8 +162,9 @@ extension LlavaForConditionalGeneration {
     }
 
     /// A merger for one image under `settings`, or nil when nothing merges.
+    /// FastV cuts inside the language model: its tower runs unreduced.
     func makeMerger(_ settings: VisionMergeSettings) throws -> TowerMerger? {
-        guard settings.isActive || settings.options.trackSources else { return nil }
+        guard (settings.isActive && settings.options.method != .fastV) || settings.options.trackSources else { return nil }
         if config.visionFeatureLayers.count > 1 {
             throw LlavaError.mergeWithSeveralFeatureLayers(config.visionFeatureLayers)
         }

@@ -83,6 +83,8 @@ struct Bench: ParsableCommand {
     var mergeWeighting: MergeWeighting = .mean
     @Flag(name: .long, help: "Proportional attention in every merged setting.")
     var propAttn = false
+    @Option(name: .long, help: "FastV's K for the fastv settings: the language-model layers that see every visual token.")
+    var fastvLayer = MergeOptions().fastvLayer
 
     @Option(name: .customLong("repeat"), help: "Timed runs per setting.")
     var repeats = 3
@@ -145,6 +147,7 @@ struct Bench: ParsableCommand {
         v.metric = mergeMetric
         v.options.weighting = mergeWeighting
         v.proportionalAttention = propAttn
+        v.options.fastvLayer = fastvLayer
         return v
     }
 

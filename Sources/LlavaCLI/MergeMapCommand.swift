@@ -74,6 +74,9 @@ struct MergeMap: ParsableCommand {
         if methods.contains(.dct) {
             throw ValidationError("dct has no merge map: it is a low-pass transform along the token axis, so every output token mixes every patch (pick pitome, tome, tofu, diffrate, random, pool or none)")
         }
+        if methods.contains(.fastV) {
+            throw ValidationError("fastv has no merge map: it cuts visual tokens inside the language model (after decoder layer K, by the attention of the last prompt token), not in the vision tower")
+        }
         for method in methods { try validateMergeSettings(settings(method)) }
     }
 

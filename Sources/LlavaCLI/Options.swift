@@ -66,7 +66,7 @@ extension ImageMode: ExpressibleByArgument {}
 
 /// Token merging inside the vision tower.
 struct MergeFlags: ParsableArguments {
-    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, crossget, mctf.")
+    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, crossget, mctf, fastv (cuts inside the language model).")
     var merge: MergeMethod = .none
 
     @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
@@ -90,6 +90,9 @@ struct MergeFlags: ParsableArguments {
     @Option(name: .long, help: "Seed of the random-drop baseline.")
     var mergeSeed: UInt64 = 0
 
+    @Option(name: .long, help: "FastV: the language-model layers that see every visual token before the cut (K, at least 1).")
+    var fastvLayer = MergeOptions().fastvLayer
+
     func validate() throws {
         try validateMergeSettings(settings)
     }
@@ -97,7 +100,7 @@ struct MergeFlags: ParsableArguments {
     var settings: VisionMergeSettings {
         VisionMergeSettings(
             options: MergeOptions(method: merge, ratio: ratio, keep: keep, weighting: mergeWeighting,
-                                  pitomeEveryLayer: pitomeEveryLayer, seed: mergeSeed),
+                                  pitomeEveryLayer: pitomeEveryLayer, seed: mergeSeed, fastvLayer: fastvLayer),
             metric: mergeMetric, proportionalAttention: propAttn)
     }
 }

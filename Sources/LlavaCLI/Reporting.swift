@@ -93,6 +93,8 @@ func mergeFlagError(_ error: Error, ratioFlag: String = "--ratio", keepFlag: Str
     case .missingAmount(let method)?: return ValidationError("--merge \(method.rawValue) needs \(ratioFlag) or \(keepFlag)")
     case .amountWithoutMethod?: return ValidationError("\(ratioFlag)/\(keepFlag) need a merge method (--merge pitome, tome, ...)")
     case .everyLayerWithoutPiToMe?: return ValidationError("--pitome-every-layer only applies to --merge pitome")
+    case .invalidFastVLayer(let k, nil)?: return invalid("--fastv-layer", "at least 1", k)
+    case .fastvLayerWithoutFastV?: return ValidationError("--fastv-layer only applies to --merge fastv")
     default: return ValidationError("merge settings: \(error)")
     }
 }
@@ -129,7 +131,8 @@ func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSet
     let prompt = r.promptIds.count
     let decoded = max(0, r.generatedIds.count - 1)
     func f(_ x: Double, _ w: Int = 9) -> String { String(format: "%\(w).2f", x) }
-    let merged = settings.isActive ? " (\(settings.label))" : ""
+    let merged = settings.options.method == .fastV ? " (\(settings.label), cut inside the language model)"
+        : settings.isActive ? " (\(settings.label))" : ""
     printErr("")
     printErr("llava: load time       = \(f(loadMs)) ms")
     printErr("llava: image           = \(f(t.imageMs)) ms (decode + preprocess)")

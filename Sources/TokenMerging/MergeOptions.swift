@@ -28,6 +28,9 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     /// MCTF as in the official PiToMe code's CLIP wiring: bidirectional matching, merges weighted
     /// by attention received × size; odd layers only.
     case mctf
+    /// FastV: visual tokens cut once inside the language model, after decoder layer
+    /// `MergeOptions.fastvLayer`, by the attention the last prompt token pays them; the tower runs unreduced.
+    case fastV = "fastv"
 }
 
 /// How merged token features are combined.
@@ -61,6 +64,8 @@ public struct MergeOptions: Hashable, Sendable {
     public var seed: UInt64
     /// Track which original patches every current token holds.
     public var trackSources: Bool
+    /// FastV's K: the language-model layers that see every visual token (at least 1).
+    public var fastvLayer: Int
 
     public init(
         method: MergeMethod = .none,
@@ -71,7 +76,8 @@ public struct MergeOptions: Hashable, Sendable {
         alpha: Float = 1,
         marginBase: Double = 0.9,
         seed: UInt64 = 0,
-        trackSources: Bool = false
+        trackSources: Bool = false,
+        fastvLayer: Int = 2
     ) {
         self.method = method
         self.ratio = ratio
@@ -82,6 +88,7 @@ public struct MergeOptions: Hashable, Sendable {
         self.marginBase = marginBase
         self.seed = seed
         self.trackSources = trackSources
+        self.fastvLayer = fastvLayer
     }
 
     /// Throws the first rule these options break, as far as it can be told without a tower
@@ -94,6 +101,8 @@ public struct MergeOptions: Hashable, Sendable {
         if let keep, keep < 1 { throw MergeError.invalidBudget(keep) }
         if pitomeEveryLayer && method != .pitome { throw MergeError.everyLayerWithoutPiToMe(method) }
         if trackSources && method == .dct { throw MergeError.sourcesUnavailable(method) }
+        if fastvLayer < 1 { throw MergeError.invalidFastVLayer(layer: fastvLayer, textLayers: nil) }
+        if fastvLayer != MergeOptions().fastvLayer && method != .fastV { throw MergeError.fastvLayerWithoutFastV(method) }
         switch method {
         case .none:
             if ratio != nil || keep != nil { throw MergeError.amountWithoutMethod }
@@ -123,6 +132,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
     case poolKeep(keep: Int, pooled: Int)
     case poolWithoutLayers
     case sourcesUnavailable(MergeMethod)
+    case invalidFastVLayer(layer: Int, textLayers: Int?)
+    case fastvLayerWithoutFastV(MergeMethod)
 
     public var description: String {
         switch self {
@@ -158,6 +169,12 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
             return "2x2 pooling needs at least one merge layer"
         case .sourcesUnavailable(let m):
             return "source tracking is not available for method \(m.rawValue): its output tokens mix every patch"
+        case .invalidFastVLayer(let k, let layers?):
+            return "FastV layer \(k) is out of range: it must be between 1 and \(layers - 1) (the language model has \(layers) layers)"
+        case .invalidFastVLayer(let k, nil):
+            return "FastV layer \(k) is out of range: it must be at least 1"
+        case .fastvLayerWithoutFastV(let m):
+            return "a FastV layer only applies to method fastv, not \(m.rawValue)"
         }
     }
 }

@@ -86,7 +86,7 @@ public struct MergeSchedule: Equatable, Sendable {
                        pitomeEveryLayer: options.pitomeEveryLayer)
         }
         let removals: [Int]
-        if method == .divPrune {
+        if method == .divPrune || method == .fastV {
             removals = stages.map { _ in 0 }
         } else if method == .visionZip {
             let keep = Self.outputBudget(options: options, patchTokens: patches)
@@ -131,7 +131,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return i % 2 == 0 ? .dct : .none
         case .diffRate: return i % 2 == 0 ? .diffRate : .none
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
-        case .divPrune: return .none
+        case .divPrune, .fastV: return .none
         case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
         case .crossGet: return i % 2 == 1 ? .crossGet : .none
         case .mctf: return i % 2 == 1 ? .mctf : .none
