@@ -5,7 +5,7 @@ import XCTest
 final class ReducerCommandTests: XCTestCase {
     static let model = CLI.sharedFixtures + "/llava-small/model"
     static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
-    static let methods = ["divprune", "visionzip", "crossget", "mctf"]
+    static let methods = ["divprune", "visionzip", "prumerge-plus", "crossget", "mctf"]
 
     func scratch() throws -> String {
         let dir = NSTemporaryDirectory() + "llava-reducers-\(UUID().uuidString)"
@@ -23,6 +23,15 @@ final class ReducerCommandTests: XCTestCase {
         }
     }
 
+    /// Without --keep or --ratio PruMerge+ keeps its adaptive count: on this image the official
+    /// code keeps 4 patches plus the extra token (Tests/Fixtures/reducers/prumerge_plus_llava_small).
+    func testAskWithAdaptivePruMergePlus() throws {
+        let r = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--merge", "prumerge-plus",
+                             "-n", "2", "--json", "What color is the square?"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, 5)
+    }
+
     func testBenchRunsEveryReducerAtEachBudget() throws {
         let prefix = try scratch() + "/reducers"
         let r = try CLI.run(["bench", "--model", Self.model, "--image", Self.image, "--merge", Self.methods.joined(separator: ","),
@@ -37,7 +46,7 @@ final class ReducerCommandTests: XCTestCase {
     }
 
     func testMergeMapDrawsTheReducers() throws {
-        for (method, dropped) in [("divprune", 52), ("visionzip", 0), ("crossget", 0), ("mctf", 0)] {
+        for (method, dropped) in [("divprune", 52), ("visionzip", 0), ("prumerge-plus", 0), ("crossget", 0), ("mctf", 0)] {
             let out = try scratch() + "/map.png"
             let r = try CLI.run(["merge-map", "--model", Self.model, "--image", Self.image, "--merge", method, "--keep", "12", "--out", out])
             XCTAssertEqual(r.status, 0, r.stderr)
