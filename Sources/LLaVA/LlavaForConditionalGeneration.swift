@@ -10,7 +10,7 @@ public enum LlavaError: Error, CustomStringConvertible {
     case mergeWithSeveralFeatureLayers([Int])
     case tokenOutOfRange(id: Int, vocab: Int)
     case contextTooLarge(requested: Int, context: Int, configPath: String)
-    case missingProbeLayer(Int)
+    case missingProbeLayer(Int, directory: String)
 
     public var description: String {
         switch self {
@@ -26,8 +26,8 @@ public enum LlavaError: Error, CustomStringConvertible {
             "token merging needs a single vision feature layer, the config selects \(layers)"
         case .contextTooLarge(let requested, let context, let configPath):
             "a context of \(requested) tokens was asked for but the model's context is \(context) (max_position_embeddings in \(configPath))"
-        case .missingProbeLayer(let layer):
-            "prumerge-plus reads the attention of vision layer \(layer), which the weights do not hold (vision_tower.vision_model.encoder.layers.\(layer).*)"
+        case .missingProbeLayer(let layer, let directory):
+            "\(directory): prumerge-plus reads the attention of vision layer \(layer), which the weights do not hold (vision_tower.vision_model.encoder.layers.\(layer).*)"
         }
     }
 }

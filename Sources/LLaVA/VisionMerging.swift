@@ -184,7 +184,7 @@ extension LlavaForConditionalGeneration {
     func pruMergePlusFeatures(pixels: [Float], merger: TowerMerger) throws -> Matrix {
         _ = try config.plannedVisualTokens(merger.settings)
         let layer = config.visionLayersToRun
-        guard let probe = visionTower.nextLayerProbe else { throw LlavaError.missingProbeLayer(layer) }
+        guard let probe = visionTower.nextLayerProbe else { throw LlavaError.missingProbeLayer(layer, directory: directory) }
         let expected = 3 * config.vision.imageSize * config.vision.imageSize
         guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
         let hidden = visionTower(pixels: pixels, hiddenStates: [layer], merger: merger)[layer]!

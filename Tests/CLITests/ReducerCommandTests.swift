@@ -32,6 +32,24 @@ final class ReducerCommandTests: XCTestCase {
         XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, 5)
     }
 
+    /// PruMerge+ reads the layer after the feature layer; weights that stop at the feature layer
+    /// give one line naming the model folder.
+    func testPruMergePlusWithoutTheNextLayerIsOneLineError() throws {
+        let model = try scratch() + "/model"
+        try FileManager.default.copyItem(atPath: Self.model, toPath: model)
+        let configPath = model + "/config.json"
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        var vision = try XCTUnwrap(config["vision_config"] as? [String: Any])
+        vision["num_hidden_layers"] = 13  // feature layer -2 is now layer 12, the last the weights hold
+        config["vision_config"] = vision
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let r = try CLI.run(["ask", "--model", model, "--image", Self.image, "--merge", "prumerge-plus", "--keep", "8",
+                             "-n", "2", "What color is the square?"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains(model) && r.stderr.contains("vision layer 12"), r.stderr)
+    }
+
     func testBenchRunsEveryReducerAtEachBudget() throws {
         let prefix = try scratch() + "/reducers"
         let r = try CLI.run(["bench", "--model", Self.model, "--image", Self.image, "--merge", Self.methods.joined(separator: ","),

@@ -133,6 +133,34 @@ final class ReducerWiringTests: XCTestCase {
         }
     }
 
+    /// PruMerge+ on LLaVA-1.5's tower: its counts, the towers it cannot read, and its operations
+    /// (the full tower, the next layer's keys and CLS query, the projector on the kept tokens).
+    func testPruMergePlusPlanOnCLIPLarge336() throws {
+        var config = LlavaConfiguration()
+        func settings(ratio: Double? = nil, keep: Int? = nil) -> VisionMergeSettings {
+            VisionMergeSettings(options: MergeOptions(method: .pruMergePlus, ratio: ratio, keep: keep))
+        }
+        XCTAssertEqual(try config.plannedVisualTokens(settings(keep: 64)), 64)
+        XCTAssertEqual(try config.plannedVisualTokens(settings(ratio: 0.25)), 144)
+        XCTAssertNil(try config.plannedVisualTokens(settings()))
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 577)))
+        let full = try config.visionFLOPs(.none)
+        let probe = 2.0 * 577 * 1024 * 1024 + 2.0 * 1024 * 1024 + 2.0 * 577 * 1024
+        let projector = 2.0 * (1024 * 4096 + 4096 * 4096)
+        XCTAssertEqual(try config.visionFLOPs(settings(keep: 64)), full + probe - (576 - 64) * projector, accuracy: 1)
+        XCTAssertEqual(try config.visionFLOPs(settings()), full + probe, accuracy: 1)
+
+        config.visionFeatureLayers = [-1]
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 64))) {
+            XCTAssertTrue("\($0)".contains("the feature layer is the tower's last"), "\($0)")
+        }
+        config.visionFeatureLayers = [-2]
+        config.visionFeatureSelectStrategy = .full
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 64))) {
+            XCTAssertTrue("\($0)".contains("CLS token dropped"), "\($0)")
+        }
+    }
+
     func maxDifference(_ a: Matrix, _ b: Matrix) -> Float {
         guard a.rows == b.rows && a.cols == b.cols else { return .infinity }
         return zip(a.toArray(), b.toArray()).reduce(0) { max($0, abs($1.0 - $1.1)) }
