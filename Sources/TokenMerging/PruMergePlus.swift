@@ -21,8 +21,9 @@ import Kernels
 ///
 /// Where we differ: the official sample range ends at 575 (N − 1 for 576 patches); we use N − 1
 /// for any N. With no outlier the official code divides by zero; we keep the most attended patch
-/// (o = 1). s is at least 1. Fewer than 33 patches: every other patch is a neighbour. Ties in a and
-/// in the similarities keep index order. Keys are normalised by max(‖k‖, 1e-12) in Double.
+/// (o = 1). s is at least 1. Fewer than 33 patches: every other patch is a neighbour. Ties in a
+/// keep index order; ties in the similarities keep the official candidate order (the other kept
+/// patches, then the pruned ones). Keys are normalised by max(‖k‖, 1e-12) in Double.
 /// A token budget K (the official code has none) keeps K − 1 tokens plus the extra one: the
 /// outliers by decreasing a, at most K − 1 of them, then, when they are fewer, m evenly spaced
 /// patches from the remaining ones in raster order (the j-th of the r remaining at ⌊j·r / m⌋).
