@@ -5,7 +5,7 @@ official implementations on our test inputs.
 Usage (from the repository root; rewrites the fixture folder)::
 
     python3 Scripts/reference/make_reducer_fixtures.py \\
-        --divprune PATH --visionzip PATH --pitome PATH
+        --divprune PATH --visionzip PATH --pitome PATH --prumerge PATH
 
 Each PATH is the official repository, either a checkout (a folder with the files) or a git
 directory (a bare clone or mirror: the files are read with ``git show HEAD:<file>``):
@@ -13,6 +13,9 @@ directory (a bare clone or mirror: the files are read with ``git show HEAD:<file
 * ``--divprune``:  vbdi/divprune           (``LLaVA/llava/model/llava_arch.py``)
 * ``--visionzip``: dvlab-research/VisionZip (``visionzip/clip_encoder.py``)
 * ``--pitome``:    hchautran/PiToMe          (``algo/crossget/merge.py``, ``algo/mctf/merge.py``)
+* ``--prumerge``:  42Shawn/LLaVA-PruMerge     (``llava/model/multimodal_encoder/clip_encoder.py``)
+
+Each repository is optional: only the fixtures of the repositories given are written.
 
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
@@ -30,6 +33,7 @@ import math
 import os
 import subprocess
 import sys
+import textwrap
 import types
 import typing
 
@@ -48,10 +52,13 @@ def read_official(repo, path):
                           check=True, capture_output=True, text=True).stdout
 
 
-def official_functions(repo, path, names, namespace=None):
+def official_functions(repo, path, names, namespace=None, edits=()):
     """Executes the official definitions of ``names`` (top-level functions, or methods given as
-    ``Class.method``) from ``path`` in a namespace with torch, and returns them by name."""
-    tree = ast.parse(read_official(repo, path))
+    ``Class.method``) from ``path`` in a namespace with torch, and returns them by name.
+    ``edits``: (old, new) text replacements in those definitions, each of which must occur in
+    exactly one of them, once."""
+    text = read_official(repo, path)
+    tree = ast.parse(text)
     wanted = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in names:
@@ -68,8 +75,16 @@ def official_functions(repo, path, names, namespace=None):
     ns = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math,
           "Callable": typing.Callable, "Tuple": typing.Tuple, "List": typing.List, "Union": typing.Union}
     ns.update(namespace or {})
+    sources = {key: textwrap.dedent(ast.get_source_segment(text, node, padded=True)) for key, node in wanted.items()}
+    for old, new in edits:
+        if sum(code.count(old) for code in sources.values()) != 1:
+            sys.exit(f"{path}: expected exactly one {old!r} in {sorted(names)}")
+        sources = {key: code.replace(old, new) for key, code in sources.items()}
     out = {}
     for key, node in wanted.items():
+        if edits:
+            node = ast.parse(sources[key]).body[0]
+            node.decorator_list = []
         module = ast.Module(body=[node], type_ignores=[])
         exec(compile(module, f"<official {path}>", "exec"), ns)
         out[key] = ns[node.name]
@@ -273,21 +288,143 @@ def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
     save("llava_small_end_to_end.safetensors", tensors, {"model": "llava-small", "image": "shapes.png"})
 
 
+# PruMerge+ -------------------------------------------------------------------------------------
+# Official: `CLIPVisionTower.token_prune_merge_advanced_plus` (adaptive, as `forward` calls it) with
+# `outlier_dectection`, `complement_idx` and the k/q hooks, from
+# llava/model/multimodal_encoder/clip_encoder.py. Two edits, for towers other than CLIP-L: the
+# hooked layer 23 becomes the layer after the feature layer (23 for CLIP-L), and the sample range's
+# end 575 becomes N - 1 (575 for 576 patches). The kept indices are read from the function's first
+# torch.cat (the top patches followed by the samples), the CLS attention from its call to
+# outlier_dectection.
+def prumerge_functions(repo, layer):
+    captured = {"cat": []}
+
+    class RecordingTorch:
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def cat(tensors, dim=0):
+            out = torch.cat(tensors, dim=dim)
+            captured["cat"].append(out)
+            return out
+
+    import numpy
+    fns = official_functions(
+        repo, "llava/model/multimodal_encoder/clip_encoder.py",
+        ["complement_idx", "hook_k", "hook_q", "outlier_dectection", "CLIPVisionTower.feature_select",
+         "CLIPVisionTower.token_prune_merge_advanced_plus"],
+        {"torch": RecordingTorch(), "np": numpy, "outputs": {}},
+        edits=[("encoder.layers[23].self_attn.k_proj", f"encoder.layers[{layer}].self_attn.k_proj"),
+               ("encoder.layers[23].self_attn.q_proj", f"encoder.layers[{layer}].self_attn.q_proj"),
+               ("torch.arange(0, 575, int(step_length/3))", "torch.arange(0, N - 1, int(step_length/3))")])
+    env = fns["CLIPVisionTower.token_prune_merge_advanced_plus"].__globals__
+    outlier = env["outlier_dectection"]
+
+    def recording_outlier(attn):
+        captured["cls"] = attn.clone()
+        return outlier(attn)
+    env["outlier_dectection"] = recording_outlier
+
+    def run(tower, images):
+        captured["cat"].clear()
+        holder = types.SimpleNamespace(vision_tower=tower, device="cpu", dtype=torch.float32, select_layer=-2,
+                                       select_feature="patch")
+        holder.feature_select = lambda out: fns["CLIPVisionTower.feature_select"](holder, out)
+        out = fns["CLIPVisionTower.token_prune_merge_advanced_plus"](holder, images, if_adaptive=True)
+        return out[0], captured["cat"][0][0].tolist(), captured["cls"][0]
+    return run
+
+
+# Fixture `prumerge_plus_T{t}_s{scale}`: hidden [T, C] (the feature layer's output, row 0 = CLS),
+# q, k [T, C] (the next layer's q_proj and k_proj outputs, which the official hooks capture),
+# cls_attention [T - 1, 1] (the official CLS attention), kept [M, 1] (kept patch indices in output
+# order), expected [M + 1, C] (the official output). `scale` multiplies q to vary the outliers.
+def prumerge_fixtures(repo):
+    run = prumerge_functions(repo, 23)
+    g = torch.Generator().manual_seed(1619)
+    for t, c, scales in [(65, 24, [0.1, 0.3]), (577, 32, [0.5, 1.0])]:
+        hidden = clustered(g, t, c, 10, noise=0.7)
+        k = clustered(g, t, c, 10, noise=0.7)
+        base_q = torch.randn(t, c, generator=g)
+        for scale in scales:
+            q = base_q * scale
+            layers = [None] * 24
+            layers[23] = types.SimpleNamespace(self_attn=types.SimpleNamespace(q_proj=torch.nn.Identity(),
+                                                                               k_proj=torch.nn.Identity()))
+
+            class Tower:
+                vision_model = types.SimpleNamespace(encoder=types.SimpleNamespace(layers=layers))
+
+                def __call__(self, images, output_hidden_states):
+                    layers[23].self_attn.q_proj(q[None])
+                    layers[23].self_attn.k_proj(k[None])
+                    return types.SimpleNamespace(hidden_states=[None, hidden[None], None])
+
+            out, kept, cls = run(Tower(), torch.zeros(1, 3, 2, 2))
+            assert out.shape[0] == len(kept) + 1 and len(set(kept)) == len(kept)
+            save(f"prumerge_plus_T{t}_s{scale}.safetensors",
+                 {"hidden": hidden, "q": q, "k": k, "cls_attention": cls[:, None], "kept": column(kept),
+                  "expected": out},
+                 {"method": "prumerge-plus", "tokens": t, "scale": repr(scale)})
+
+
+# Fixture `prumerge_plus_llava_small`: the official function run on the real tower of
+# ../shared/fixtures/llava-small (transformers, eager attention) with its shapes.png, the hooks on
+# the layer after the feature layer: features [M + 1, C] (the official output, before the
+# projector), embeddings [M + 1, D] (the projector on them), kept [M, 1].
+@torch.no_grad()
+def prumerge_end_to_end(repo, model_dir):
+    from PIL import Image
+    from transformers import LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+    with Image.open(os.path.join(os.path.dirname(model_dir.rstrip("/")), "shapes.png")) as image:
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    tower = model.model.vision_tower
+    assert model.config.vision_feature_layer == -2
+    layers = tower.config.num_hidden_layers
+    run = prumerge_functions(repo, layers - 1)
+
+    class Tower:  # the official code reaches the layers through `vision_model`, as older transformers had it
+        vision_model = getattr(tower, "vision_model", tower)
+
+        def __call__(self, images, output_hidden_states):
+            return tower(images, output_hidden_states=output_hidden_states)
+
+    features, kept, _ = run(Tower(), pixels)
+    embeddings = model.model.multi_modal_projector(features[None])[0]
+    save("prumerge_plus_llava_small.safetensors",
+         {"features": features, "embeddings": embeddings, "kept": column(kept)},
+         {"model": "llava-small", "image": "shapes.png", "method": "prumerge-plus"})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--divprune", required=True, help="vbdi/divprune checkout or git directory")
-    parser.add_argument("--visionzip", required=True, help="dvlab-research/VisionZip checkout or git directory")
-    parser.add_argument("--pitome", required=True, help="hchautran/PiToMe checkout or git directory")
+    parser.add_argument("--divprune", help="vbdi/divprune checkout or git directory")
+    parser.add_argument("--visionzip", help="dvlab-research/VisionZip checkout or git directory")
+    parser.add_argument("--pitome", help="hchautran/PiToMe checkout or git directory")
+    parser.add_argument("--prumerge", help="42Shawn/LLaVA-PruMerge checkout or git directory")
     parser.add_argument("--llava-small", default=os.path.join("..", "shared", "fixtures", "llava-small", "model"),
                         help="the shared small random LLaVA checkpoint (default: ../shared/fixtures/llava-small/model)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
-    divprune_fixtures(args.divprune)
-    visionzip_fixtures(args.visionzip)
-    crossget_fixtures(args.pitome)
-    mctf_fixtures(args.pitome)
-    end_to_end_fixtures(args.visionzip, args.divprune, args.llava_small)
+    if args.divprune:
+        divprune_fixtures(args.divprune)
+    if args.visionzip:
+        visionzip_fixtures(args.visionzip)
+    if args.pitome:
+        crossget_fixtures(args.pitome)
+        mctf_fixtures(args.pitome)
+    if args.visionzip and args.divprune:
+        end_to_end_fixtures(args.visionzip, args.divprune, args.llava_small)
+    if args.prumerge:
+        prumerge_fixtures(args.prumerge)
+        prumerge_end_to_end(args.prumerge, args.llava_small)
 
 
 if __name__ == "__main__":

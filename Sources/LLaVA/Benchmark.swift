@@ -47,7 +47,9 @@ public struct BenchmarkPlan: Sendable {
                     notes.append("\(r.method.rawValue) keep=\(keep) skipped: the tower gives only \(patches) visual tokens")
                     continue
                 }
-                planned = try config.plannedVisualTokens(s)
+                // Every request has a ratio or a budget, so even PruMerge+ has a planned count.
+                guard let count = try config.plannedVisualTokens(s) else { preconditionFailure("\(s.label) has no planned count") }
+                planned = count
             } catch let error as MergeError where r.keep != nil {
                 notes.append("\(r.method.rawValue) keep=\(r.keep!) skipped: \(error.description)")
                 continue

@@ -226,6 +226,8 @@ public final class CLIPVisionModel {
     let positionEmbedding: Weight   // [patches + 1, C]
     let preLayrnorm: (weight: [Float], bias: [Float])
     let layers: [CLIPEncoderLayer]
+    /// The q/k half of layer `layerCount` (PruMerge+), when the tower and the weights have it.
+    let nextLayerProbe: CLIPAttentionProbe?
 
     /// Loads the first `layerCount` encoder layers (layers past the feature layer are never run).
     init(_ ckpt: CheckpointFolder, config: CLIPVisionConfiguration, layerCount: Int,
@@ -239,6 +241,8 @@ public final class CLIPVisionModel {
         positionEmbedding = try ckpt.weight(p + "embeddings.position_embedding.weight", shape: [config.numPatches + 1, c])
         preLayrnorm = (try ckpt.floats(p + "pre_layrnorm.weight", shape: [c]), try ckpt.floats(p + "pre_layrnorm.bias", shape: [c]))
         layers = try (0..<layerCount).map { try CLIPEncoderLayer(ckpt, load, prefix: p + "encoder.layers.\($0).", config: config) }
+        nextLayerProbe = layerCount < config.numHiddenLayers && ckpt.layerCount(prefix: p + "encoder.layers.") > layerCount
+            ? try CLIPAttentionProbe(ckpt, load, prefix: p + "encoder.layers.\(layerCount).", config: config) : nil
     }
 
     /// CLIPVisionEmbeddings + pre_layrnorm: [CLS; patches] + positions, normalised. `pixels` is CHW.

@@ -13,6 +13,7 @@ public enum LlavaError: Error, CustomStringConvertible {
     case contextTooLarge(requested: Int, context: Int, configPath: String)
     case imageTokenLast
     case fastvInChat
+    case missingProbeLayer(Int, directory: String)
 
     public var description: String {
         switch self {
@@ -32,6 +33,8 @@ public enum LlavaError: Error, CustomStringConvertible {
             "FastV ranks visual tokens by the attention of the last prompt token, but the prompt ends with an image token"
         case .fastvInChat:
             "--merge fastv is not available in chat: it cuts the first prompt pass inside the language model, and a chat rolls its cache back to that prompt's start (use ask or eval)"
+        case .missingProbeLayer(let layer, let directory):
+            "\(directory): prumerge-plus reads the attention of vision layer \(layer), which the weights do not hold (vision_tower.vision_model.encoder.layers.\(layer).*)"
         }
     }
 }

@@ -130,11 +130,21 @@ extension LlavaConfiguration {
     /// Visual tokens that reach the language model under `settings`, computed by the same
     /// schedule the tower's merger runs (merges after each of the `visionLayersToRun` layers;
     /// margins and stage switches use the full tower depth).
-    /// For FastV, the visual tokens left after its cut inside the language model.
-    public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
+    /// For FastV, the visual tokens left after its cut inside the language model; nil for
+    /// PruMerge+'s adaptive count, which each image decides.
+    public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int? {
         let schedule = try MergeSchedule(options: settings.options, towerDepth: vision.numHiddenLayers,
                                          mergeLayers: visionLayersToRun, initialTokens: vision.numPatches + 1)
         if let cut = try languageModelCut(settings) { return cut.keep }
+        if settings.options.method == .pruMergePlus {
+            if visionLayersToRun >= vision.numHiddenLayers {
+                throw MergeError.invalidGeometry("prumerge-plus reads the attention of the layer after the feature layer, but the feature layer is the tower's last")
+            }
+            if visionFeatureSelectStrategy.droppedTokens != 1 {
+                throw MergeError.invalidGeometry("prumerge-plus needs the CLS token dropped from the features (vision_feature_select_strategy default)")
+            }
+            return schedule.featureKeep
+        }
         return schedule.projectorKeep ?? schedule.tokenCounts.last! - visionFeatureSelectStrategy.droppedTokens
     }
 
@@ -157,7 +167,7 @@ extension LlavaConfiguration {
 }
 
 extension LlavaForConditionalGeneration {
-    public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int {
+    public func plannedVisualTokens(_ settings: VisionMergeSettings) throws -> Int? {
         try config.plannedVisualTokens(settings)
     }
 
@@ -175,6 +185,9 @@ extension LlavaForConditionalGeneration {
     /// Image embeddings under a merge setting; also returns the source map when tracked.
     public func encodeImage(pixels: [Float], merge settings: VisionMergeSettings) throws -> (embeddings: Matrix, sources: [[Int]]?) {
         let merger = try makeMerger(settings)
+        if let merger, settings.options.method == .pruMergePlus {
+            return (projector(try pruMergePlusFeatures(pixels: pixels, merger: merger)), merger.merger.sources)
+        }
         var embeddings = try encodeImage(pixels: pixels, merger: merger)
         if let merger {
             embeddings = stage("merge") {
@@ -182,5 +195,21 @@ extension LlavaForConditionalGeneration {
             }
         }
         return (embeddings, merger?.merger.sources)
+    }
+
+    /// PruMerge+ on the feature layer's patch tokens, with the CLS attention and keys of the layer after it.
+    func pruMergePlusFeatures(pixels: [Float], merger: TowerMerger) throws -> Matrix {
+        _ = try config.plannedVisualTokens(merger.settings)
+        let layer = config.visionLayersToRun
+        guard let probe = visionTower.nextLayerProbe else { throw LlavaError.missingProbeLayer(layer, directory: directory) }
+        let expected = 3 * config.vision.imageSize * config.vision.imageSize
+        guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
+        let hidden = visionTower(pixels: pixels, hiddenStates: [layer], merger: merger)[layer]!
+        return stage("merge") {
+            let (attention, keys) = probe.clsAttentionAndKeys(hidden)
+            let patches = Array(1..<hidden.rows)
+            return merger.merger.reducePatchFeatures(hidden.gatherRows(patches), keys: keys.gatherRows(patches),
+                                                     clsAttention: Array(attention[1...]), droppedTokens: 1)
+        }
     }
 }

@@ -196,8 +196,12 @@ struct MergeMapDrawing {
         for (t, patches) in ordered.enumerated() {
             for p in patches where p >= 0 && p < owner.count { owner[p] = t }
         }
-        self.owner = owner
-        tokenCount = ordered.count
+        // A patch that several tokens hold (PruMerge+ shares neighbours) is drawn with the last of
+        // them; only the tokens left holding a patch are numbered.
+        let shown = Set(owner.filter { $0 >= 0 }).sorted()
+        let number = Dictionary(uniqueKeysWithValues: shown.enumerated().map { ($0.element, $0.offset) })
+        self.owner = owner.map { $0 >= 0 ? number[$0]! : -1 }
+        tokenCount = shown.count
     }
 
     var droppedPatches: Int { owner.filter { $0 < 0 }.count }

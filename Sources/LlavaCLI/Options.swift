@@ -66,7 +66,7 @@ extension ImageMode: ExpressibleByArgument {}
 
 /// Token merging inside the vision tower.
 struct MergeFlags: ParsableArguments {
-    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, crossget, mctf, fastv (cuts inside the language model).")
+    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, prumerge-plus, crossget, mctf, fastv (cuts inside the language model).")
     var merge: MergeMethod = .none
 
     @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")

@@ -23,6 +23,10 @@ public enum MergeMethod: String, CaseIterable, Sendable, Codable {
     /// VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key
     /// similarity, once, at the selected feature layer.
     case visionZip = "visionzip"
+    /// PruMerge+: CLS-attention outliers plus uniform samples, each absorbing its key-nearest
+    /// neighbours, once, on the tower's patch features; without a ratio or budget the count is
+    /// decided per image (the official adaptive rule).
+    case pruMergePlus = "prumerge-plus"
     /// CrossGET as in the official PiToMe code (vision only); odd layers only.
     case crossGet = "crossget"
     /// MCTF as in the official PiToMe code's CLIP wiring: bidirectional matching, merges weighted
@@ -42,12 +46,13 @@ public enum MergeWeighting: String, CaseIterable, Sendable, Codable {
 }
 
 /// Configuration of the token merger. Exactly one of `ratio` and `keep` is set for every
-/// method except `none` (neither) and `pool2x2` (at most `keep`, which must equal the pooled count).
+/// method except `none` (neither), `pool2x2` (at most `keep`, which must equal the pooled count)
+/// and `pruMergePlus` (at most one; neither is its adaptive count).
 /// `validate()` holds the rules; a schedule checks them again with the tower's geometry.
 public struct MergeOptions: Hashable, Sendable {
     public var method: MergeMethod
     /// ρ in (0, 1]: the fraction of tokens each merging layer keeps (compounded over layers); for the
-    /// methods that cut once (DivPrune, VisionZip), the fraction of patch tokens kept, int(round(ρ·P)).
+    /// methods that cut once (DivPrune, VisionZip, PruMerge+), the fraction of patch tokens kept, int(round(ρ·P)).
     public var ratio: Double?
     /// Token budget: exactly this many patch tokens remain after the last merge layer. The
     /// per-layer schedule follows the rule documented on `MergeSchedule` (a deviation from the
@@ -108,6 +113,8 @@ public struct MergeOptions: Hashable, Sendable {
             if ratio != nil || keep != nil { throw MergeError.amountWithoutMethod }
         case .pool2x2:
             if ratio != nil { throw MergeError.poolRatio }
+        case .pruMergePlus:
+            break
         default:
             if ratio == nil && keep == nil { throw MergeError.missingAmount(method) }
         }

@@ -57,6 +57,9 @@ public struct MergeSchedule: Equatable, Sendable {
     /// Image tokens kept after the projector (DivPrune), or nil when the projector's output is
     /// passed on whole. The tower's counts above are then unchanged.
     public let projectorKeep: Int?
+    /// PruMerge+: visual tokens made from the tower's patch features before the projector under a
+    /// ratio or budget; nil for its adaptive count (decided per image) and for every other method.
+    public let featureKeep: Int?
 
     /// - Parameters:
     ///   - towerDepth: L, the number of layers of the vision tower (margins and stage switches use it).
@@ -86,7 +89,7 @@ public struct MergeSchedule: Equatable, Sendable {
                        pitomeEveryLayer: options.pitomeEveryLayer)
         }
         let removals: [Int]
-        if method == .divPrune || method == .fastV {
+        if method == .divPrune || method == .fastV || method == .pruMergePlus {
             removals = stages.map { _ in 0 }
         } else if method == .visionZip {
             let keep = Self.outputBudget(options: options, patchTokens: patches)
@@ -110,6 +113,8 @@ public struct MergeSchedule: Equatable, Sendable {
         } else {
             projectorKeep = nil
         }
+        featureKeep = method == .pruMergePlus && (options.keep != nil || options.ratio != nil)
+            ? Self.outputBudget(options: options, patchTokens: patches) : nil
     }
 
     /// The stage after layer `i` (official LLaVA wiring):
@@ -131,7 +136,7 @@ public struct MergeSchedule: Equatable, Sendable {
         case .dct: return i % 2 == 0 ? .dct : .none
         case .diffRate: return i % 2 == 0 ? .diffRate : .none
         case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
-        case .divPrune, .fastV: return .none
+        case .divPrune, .fastV, .pruMergePlus: return .none
         case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
         case .crossGet: return i % 2 == 1 ? .crossGet : .none
         case .mctf: return i % 2 == 1 ? .mctf : .none

@@ -134,4 +134,38 @@ public final class TokenMerger {
         if let m = sourceMatrix { sourceMatrix = apply(lifted, to: m, .max) }
         return apply(plan, to: embeddings)
     }
+
+    /// PruMerge+ on the tower's patch features [N, C] (the tower's last rows less the first
+    /// `droppedTokens`), with those patches' keys and CLS attention from the layer after the
+    /// feature layer: the schedule's `featureKeep` tokens, or the adaptive count when it has none.
+    /// A kept token's size and sources are its own plus its neighbours' (neighbours are shared, so
+    /// sizes add up to more than the patches); the extra token's are the pruned patches'.
+    public func reducePatchFeatures(_ features: Matrix, keys: Matrix, clsAttention: [Float], droppedTokens: Int) -> Matrix {
+        precondition(options.method == .pruMergePlus, "patch features are reduced by PruMerge+ only")
+        precondition(features.rows == sizeMatrix.rows - droppedTokens,
+                     "the tower gave \(features.rows) patch rows, expected \(sizeMatrix.rows - droppedTokens)")
+        let kept = schedule.featureKeep.map { PruMergePlus.budgetSelection(clsAttention: clsAttention, keep: $0) }
+            ?? PruMergePlus.adaptiveSelection(clsAttention: clsAttention)
+        let result = PruMergePlus.merge(features: features, keys: keys, clsAttention: clsAttention, kept: kept)
+        let groups = (0..<droppedTokens).map { [$0] }
+            + zip(result.kept, result.neighbours).map { ([$0] + $1).map { $0 + droppedTokens } }
+            + [result.pruned.map { $0 + droppedTokens }]
+        sizeMatrix = Self.combine(sizeMatrix, groups, max: false)
+        if let m = sourceMatrix { sourceMatrix = Self.combine(m, groups, max: true) }
+        return result.features
+    }
+
+    /// One row per group: the sum (or element-wise maximum) of its rows; groups may overlap,
+    /// an empty group gives zeros.
+    private static func combine(_ m: Matrix, _ groups: [[Int]], max: Bool) -> Matrix {
+        let out = Matrix(rows: groups.count, cols: m.cols)
+        for (k, group) in groups.enumerated() {
+            let o = out.row(k)
+            for r in group {
+                let src = m.row(r)
+                for j in 0..<m.cols { o[j] = max ? Swift.max(o[j], src[j]) : o[j] + src[j] }
+            }
+        }
+        return out
+    }
 }

@@ -5,7 +5,7 @@ import XCTest
 final class ReducerCommandTests: XCTestCase {
     static let model = CLI.sharedFixtures + "/llava-small/model"
     static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
-    static let methods = ["divprune", "visionzip", "crossget", "mctf"]
+    static let methods = ["divprune", "visionzip", "prumerge-plus", "crossget", "mctf"]
 
     func scratch() throws -> String {
         let dir = NSTemporaryDirectory() + "llava-reducers-\(UUID().uuidString)"
@@ -23,6 +23,33 @@ final class ReducerCommandTests: XCTestCase {
         }
     }
 
+    /// Without --keep or --ratio PruMerge+ keeps its adaptive count: on this image the official
+    /// code keeps 4 patches plus the extra token (Tests/Fixtures/reducers/prumerge_plus_llava_small).
+    func testAskWithAdaptivePruMergePlus() throws {
+        let r = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--merge", "prumerge-plus",
+                             "-n", "2", "--json", "What color is the square?"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, 5)
+    }
+
+    /// PruMerge+ reads the layer after the feature layer; weights that stop at the feature layer
+    /// give one line naming the model folder.
+    func testPruMergePlusWithoutTheNextLayerIsOneLineError() throws {
+        let model = try scratch() + "/model"
+        try FileManager.default.copyItem(atPath: Self.model, toPath: model)
+        let configPath = model + "/config.json"
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        var vision = try XCTUnwrap(config["vision_config"] as? [String: Any])
+        vision["num_hidden_layers"] = 13  // feature layer -2 is now layer 12, the last the weights hold
+        config["vision_config"] = vision
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let r = try CLI.run(["ask", "--model", model, "--image", Self.image, "--merge", "prumerge-plus", "--keep", "8",
+                             "-n", "2", "What color is the square?"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains(model) && r.stderr.contains("vision layer 12"), r.stderr)
+    }
+
     func testBenchRunsEveryReducerAtEachBudget() throws {
         let prefix = try scratch() + "/reducers"
         let r = try CLI.run(["bench", "--model", Self.model, "--image", Self.image, "--merge", Self.methods.joined(separator: ","),
@@ -37,7 +64,7 @@ final class ReducerCommandTests: XCTestCase {
     }
 
     func testMergeMapDrawsTheReducers() throws {
-        for (method, dropped) in [("divprune", 52), ("visionzip", 0), ("crossget", 0), ("mctf", 0)] {
+        for (method, dropped) in [("divprune", 52), ("visionzip", 0), ("prumerge-plus", 0), ("crossget", 0), ("mctf", 0)] {
             let out = try scratch() + "/map.png"
             let r = try CLI.run(["merge-map", "--model", Self.model, "--image", Self.image, "--merge", method, "--keep", "12", "--out", out])
             XCTAssertEqual(r.status, 0, r.stderr)

@@ -105,6 +105,62 @@ final class ReducerWiringTests: XCTestCase {
         }
     }
 
+    /// PruMerge+ against the official function run on transformers' tower of the same model and
+    /// image (Tests/Fixtures/reducers/prumerge_plus_llava_small), hooked on the layer after the
+    /// feature layer: the adaptive count, the merged features and their projection; then a budget.
+    func testPruMergePlusMatchesTheOfficialCodeOnTheSmallModel() throws {
+        let pipeline = try Fixtures.pipeline(Fixtures.shared + "/llava-small/model")
+        let m = pipeline.model
+        let px = try pipeline.pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        let file = try SafeTensorsFile(path: FixtureLocations.project + "/reducers/prumerge_plus_llava_small.safetensors")
+        let adaptive = VisionMergeSettings(options: MergeOptions(method: .pruMergePlus, trackSources: true))
+        XCTAssertNil(try m.plannedVisualTokens(adaptive), "the adaptive count is the image's")
+        let features = try m.pruMergePlusFeatures(pixels: px, merger: try XCTUnwrap(try m.makeMerger(adaptive)))
+        XCTAssertLessThanOrEqual(maxDifference(features, try file.matrix("features")), 1e-4)
+        let (embeddings, sources) = try m.encodeImage(pixels: px, merge: adaptive)
+        XCTAssertLessThanOrEqual(maxDifference(embeddings, try file.matrix("embeddings")), 1e-4)
+        let kept = try file.matrix("kept").toArray().map { Int($0) }
+        let held = try XCTUnwrap(sources)
+        XCTAssertEqual(held.count, kept.count + 2, "CLS, the kept tokens, the extra one")
+        for (row, patch) in kept.enumerated() { XCTAssertTrue(held[row + 1].contains(patch), "token \(row) holds patch \(patch)") }
+
+        for keep in [16, 1] {
+            let s = VisionMergeSettings(options: MergeOptions(method: .pruMergePlus, keep: keep))
+            XCTAssertEqual(try m.plannedVisualTokens(s), keep)
+            let e = try m.encodeImage(pixels: px, merge: s).embeddings
+            XCTAssertEqual(e.rows, keep)
+            XCTAssertTrue(e.toArray().allSatisfy { $0.isFinite })
+        }
+    }
+
+    /// PruMerge+ on LLaVA-1.5's tower: its counts, the towers it cannot read, and its operations
+    /// (the full tower, the next layer's keys and CLS query, the projector on the kept tokens).
+    func testPruMergePlusPlanOnCLIPLarge336() throws {
+        var config = LlavaConfiguration()
+        func settings(ratio: Double? = nil, keep: Int? = nil) -> VisionMergeSettings {
+            VisionMergeSettings(options: MergeOptions(method: .pruMergePlus, ratio: ratio, keep: keep))
+        }
+        XCTAssertEqual(try config.plannedVisualTokens(settings(keep: 64)), 64)
+        XCTAssertEqual(try config.plannedVisualTokens(settings(ratio: 0.25)), 144)
+        XCTAssertNil(try config.plannedVisualTokens(settings()))
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 577)))
+        let full = try config.visionFLOPs(.none)
+        let probe = 2.0 * 577 * 1024 * 1024 + 2.0 * 1024 * 1024 + 2.0 * 577 * 1024
+        let projector = 2.0 * (1024 * 4096 + 4096 * 4096)
+        XCTAssertEqual(try config.visionFLOPs(settings(keep: 64)), full + probe - (576 - 64) * projector, accuracy: 1)
+        XCTAssertEqual(try config.visionFLOPs(settings()), full + probe, accuracy: 1)
+
+        config.visionFeatureLayers = [-1]
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 64))) {
+            XCTAssertTrue("\($0)".contains("the feature layer is the tower's last"), "\($0)")
+        }
+        config.visionFeatureLayers = [-2]
+        config.visionFeatureSelectStrategy = .full
+        XCTAssertThrowsError(try config.plannedVisualTokens(settings(keep: 64))) {
+            XCTAssertTrue("\($0)".contains("CLS token dropped"), "\($0)")
+        }
+    }
+
     func maxDifference(_ a: Matrix, _ b: Matrix) -> Float {
         guard a.rows == b.rows && a.cols == b.cols else { return .infinity }
         return zip(a.toArray(), b.toArray()).reduce(0) { max($0, abs($1.0 - $1.1)) }

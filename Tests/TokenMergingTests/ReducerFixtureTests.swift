@@ -81,6 +81,25 @@ final class ReducerFixtureTests: XCTestCase {
         }
     }
 
+    /// The official adaptive PruMerge+ on the same CLS attention, hidden states and keys: the same
+    /// kept patches in the same order, the same merged tokens and the extra one, the same count.
+    func testPruMergePlusMatchesTheOfficialAdaptiveSelectionAndMerge() throws {
+        let cases = try fixtures("prumerge_plus").filter { $0.name.hasPrefix("prumerge_plus_T") }
+        XCTAssertEqual(cases.count, 4, "expected the 4 PruMerge+ fixtures in \(Self.directory.path)")
+        for (name, file) in cases {
+            let hidden = try file.matrix("hidden"), keys = try file.matrix("k")
+            let patches = Array(1..<hidden.rows)
+            let cls = try file.matrix("cls_attention").toArray()
+            let kept = PruMergePlus.adaptiveSelection(clsAttention: cls)
+            XCTAssertEqual(kept, try indices(file, "kept"), "kept patches of \(name)")
+            let result = PruMergePlus.merge(features: hidden.gatherRows(patches), keys: keys.gatherRows(patches),
+                                            clsAttention: cls, kept: kept)
+            let expected = try file.matrix("expected")
+            XCTAssertEqual(result.features.rows, expected.rows, "visual tokens of \(name)")
+            XCTAssertRowsClose(result.features, expected, accuracy: 1e-5, name)
+        }
+    }
+
     /// A stored column of indices (float32, exact for these sizes).
     func indices(_ file: SafeTensorsFile, _ name: String) throws -> [Int] {
         try file.matrix(name).toArray().map { Int($0) }

@@ -1,3 +1,4 @@
+import Foundation
 import Kernels
 import TokenMerging
 import XCTest
@@ -141,6 +142,116 @@ final class ReducerPropertyTests: XCTestCase {
                 tokens = out
             }
             if let keep = options.keep { XCTAssertEqual(tokens.rows, keep + 1) }
+        }
+    }
+
+    /// CLS attention as PruMerge+ sees it: a softmax row (here over the patches only), with a few
+    /// patches attended to far more than the rest.
+    func pruMergeAttention(_ random: inout TestRandom, patches n: Int) -> [Float] {
+        var logits = (0..<n).map { _ in random.float() }
+        for _ in 0..<3 { logits[Int(random.next() % UInt64(n))] += 4 }
+        let e = logits.map { expf($0) }
+        let total = e.reduce(0, +)
+        return e.map { $0 / total }
+    }
+
+    func testPruMergePlusKeepsExactlyKDistinctPatches() {
+        var random = TestRandom(seed: 31)
+        for n in [64, 200] {
+            let a = pruMergeAttention(&random, patches: n)
+            let x = random.matrix(rows: n, cols: 6), keys = random.matrix(rows: n, cols: 5)
+            let outliers = PruMergePlus.outlierCount(a)
+            XCTAssertGreaterThan(outliers, 0)
+            for k in [1, 2, 3, outliers, outliers + 1, n / 2, n - 1, n] {
+                let kept = PruMergePlus.budgetSelection(clsAttention: a, keep: k)
+                XCTAssertEqual(kept.count, k - 1, "n \(n) keep \(k)")
+                XCTAssertEqual(Set(kept).count, kept.count, "unique, n \(n) keep \(k)")
+                XCTAssertTrue(kept.allSatisfy { $0 >= 0 && $0 < n }, "in range, n \(n) keep \(k)")
+                // The outliers come first, most attended first.
+                let ranked = a.indices.sorted { a[$0] > a[$1] }
+                XCTAssertEqual(Array(kept.prefix(min(outliers, k - 1))), Array(ranked.prefix(min(outliers, k - 1))))
+                XCTAssertEqual(PruMergePlus.merge(features: x, keys: keys, clsAttention: a, kept: kept).features.rows, k)
+            }
+            let adaptive = PruMergePlus.adaptiveSelection(clsAttention: a)
+            XCTAssertEqual(Set(adaptive).count, adaptive.count)
+            XCTAssertTrue(adaptive.allSatisfy { $0 >= 0 && $0 < n })
+            XCTAssertGreaterThan(adaptive.count, outliers, "outliers plus samples")
+        }
+    }
+
+    /// With one-hot features every output row shows its coefficients: a kept row is its own patch
+    /// with weight 1 plus its 32 key-nearest other patches weighted by their CLS attention (not a
+    /// convex combination: the official weights are not normalised); the extra row is the pruned
+    /// patches weighted the same way.
+    func testPruMergePlusRowsAreTheDocumentedCombinations() {
+        var random = TestRandom(seed: 32)
+        let n = 64
+        let a = pruMergeAttention(&random, patches: n)
+        let x = Matrix(rows: n, cols: n)
+        for i in 0..<n { x[i, i] = 1 }
+        let keys = random.matrix(rows: n, cols: 8)
+        for kept in [PruMergePlus.adaptiveSelection(clsAttention: a), PruMergePlus.budgetSelection(clsAttention: a, keep: 12)] {
+            let r = PruMergePlus.merge(features: x, keys: keys, clsAttention: a, kept: kept)
+            XCTAssertEqual(r.features.rows, kept.count + 1)
+            for (row, own) in kept.enumerated() {
+                let neighbours = r.neighbours[row]
+                XCTAssertEqual(neighbours.count, PruMergePlus.neighbours)
+                XCTAssertFalse(neighbours.contains(own))
+                XCTAssertEqual(Set(neighbours).count, neighbours.count)
+                for j in 0..<n {
+                    let expected: Float = j == own ? 1 : (neighbours.contains(j) ? a[j] : 0)
+                    XCTAssertEqual(r.features[row, j], expected, accuracy: 1e-7, "row \(row), patch \(j)")
+                }
+                let others = (0..<n).filter { $0 != own }.reduce(Float(0)) { $0 + r.features[row, $1] }
+                XCTAssertLessThan(others, 1, "the absorbed weights sum to less than 1")
+                // The neighbours are the most similar keys among the other patches.
+                let unit = (0..<n).map { i -> [Float] in
+                    let v = keys.rowArray(i), norm = sqrtf(v.reduce(0) { $0 + $1 * $1 })
+                    return v.map { $0 / norm }
+                }
+                let sim = (0..<n).map { j in zip(unit[own], unit[j]).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+                let weakestIn = neighbours.map { sim[$0] }.min()!
+                let strongestOut = (0..<n).filter { $0 != own && !neighbours.contains($0) }.map { sim[$0] }.max()!
+                XCTAssertGreaterThanOrEqual(weakestIn, strongestOut - 1e-6)
+            }
+            let pruned = Set(r.pruned)
+            XCTAssertEqual(pruned.count + kept.count, n)
+            for j in 0..<n {
+                XCTAssertEqual(r.features[kept.count, j], pruned.contains(j) ? a[j] : 0, accuracy: 1e-7, "extra token, patch \(j)")
+            }
+        }
+    }
+
+    /// Through the merger: the tower runs unreduced, the patch features come down to K tokens (or
+    /// the adaptive count), and each kept token holds its own patch and its neighbours.
+    func testPruMergePlusThroughTheMergerTracksSources() throws {
+        var random = TestRandom(seed: 33)
+        let a = pruMergeAttention(&random, patches: 64)
+        let features = random.matrix(rows: 64, cols: 6), keys = random.matrix(rows: 64, cols: 5)
+        for options in [MergeOptions(method: .pruMergePlus, keep: 9, trackSources: true),
+                        MergeOptions(method: .pruMergePlus, ratio: 0.25, trackSources: true),
+                        MergeOptions(method: .pruMergePlus, trackSources: true)] {
+            XCTAssertNoThrow(try options.validate())
+            let merger = try TokenMerger(options: options, towerDepth: 12, mergeLayers: 11, initialTokens: 65)
+            XCTAssertEqual(merger.plannedTokenCounts, Array(repeating: 65, count: 12))
+            XCTAssertEqual(merger.schedule.featureKeep, options.keep ?? options.ratio.map { _ in 16 })
+            var tokens = random.matrix(rows: 65, cols: 6)
+            for layer in 0..<11 {
+                tokens = merger.merge(layer: layer, tokens: tokens, metric: tokens, clsAttention: nil)
+            }
+            let out = merger.reducePatchFeatures(features, keys: keys, clsAttention: a, droppedTokens: 1)
+            let kept = merger.schedule.featureKeep.map { PruMergePlus.budgetSelection(clsAttention: a, keep: $0) }
+                ?? PruMergePlus.adaptiveSelection(clsAttention: a)
+            XCTAssertEqual(out.rows, kept.count + 1)
+            if let k = merger.schedule.featureKeep { XCTAssertEqual(out.rows, k) }
+            let sources = try XCTUnwrap(merger.sources)
+            XCTAssertEqual(sources.count, out.rows + 1)
+            XCTAssertEqual(sources[0], [])
+            for (row, patch) in kept.enumerated() {
+                XCTAssertTrue(sources[row + 1].contains(patch))
+                XCTAssertEqual(sources[row + 1].count, 1 + PruMergePlus.neighbours)
+            }
+            XCTAssertEqual(Set(sources.last!), Set((0..<64).filter { !kept.contains($0) }))
         }
     }
 }
