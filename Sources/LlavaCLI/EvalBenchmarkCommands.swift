@@ -250,27 +250,25 @@ final class BenchmarkAsker {
         cache = ImageCache(budgetBytes: cacheBytes)
     }
 
-    /// Embeddings of an image, with the time spent reading it and running the tower.
-    func embeddings(_ image: BenchmarkImage) throws -> (Matrix, hit: Bool, imageMs: Double, visionMs: Double) {
-        let encoded: CachedImage
+    /// An image encoded for the language model (from the cache when it was seen before).
+    func encode(_ image: BenchmarkImage) throws -> CachedImage {
         switch image {
         case .file(let path):
-            encoded = try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge, cache: cache)
+            return try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge, cache: cache)
         case .base64:
             guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            encoded = try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
-                                          merge: settings.merge, cache: cache)
+            return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
+                                       merge: settings.merge, cache: cache)
         }
-        return (encoded.image.embeddings, encoded.hit, encoded.image.imageMs, encoded.image.visionMs)
     }
 
     func answer(_ q: BenchmarkItem) throws -> Answer {
-        var image: (Matrix, hit: Bool, imageMs: Double, visionMs: Double)?
-        if let source = q.image { image = try embeddings(source) }
+        let encoded = try q.image.map(encode)
+        let image = encoded?.image
         let ids: [Int]
         let m = pipeline.model
         if let image {
-            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.0.rows)
+            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.visualTokens)
         } else {
             // A text-only question (ScienceQA without a picture): the turn without its image slot.
             var textOnly = settings.template
@@ -279,10 +277,11 @@ final class BenchmarkAsker {
             ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
                                      imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
         }
-        let g = try m.generate(ids: ids, imageEmbeddings: image?.0, options: settings.options)
+        // FastV's cut (when asked for) travels with the encoded image, as in `LlavaPipeline.ask`.
+        let g = try m.generate(ids: ids, imageEmbeddings: image?.embeddings, options: settings.options, cut: image?.cut)
         let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
-        return Answer(text: g.text, visualTokens: image?.0.rows ?? 0, generatedTokens: g.generatedIds.count,
-                      stopReason: g.stopReason.rawValue, cacheHit: image?.hit ?? false, imageMs: imageMs,
+        return Answer(text: g.text, visualTokens: image?.keptVisualTokens ?? 0, generatedTokens: g.generatedIds.count,
+                      stopReason: g.stopReason.rawValue, cacheHit: encoded?.hit ?? false, imageMs: imageMs,
                       visionMs: visionMs, prefillMs: g.prefillMs, ttftMs: imageMs + visionMs + g.firstTokenMs,
                       decodeMs: g.decodeMs)
     }

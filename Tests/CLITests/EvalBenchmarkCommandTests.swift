@@ -62,6 +62,21 @@ final class EvalBenchmarkCommandTests: XCTestCase {
         XCTAssertTrue(sqa.contains { ($0["prompt"] as? String)?.hasPrefix("<image>") == false })
     }
 
+    /// A benchmark run carries FastV's cut into the language model like `ask` does: every answer
+    /// records the kept count.
+    func testABenchmarkRunAppliesFastVsCut() throws {
+        for (label, flags) in [("none", [String]()), ("fastv", ["--merge", "fastv", "--keep", "8"])] {
+            let answers = dir + "/pope-\(label).jsonl"
+            let r = try CLI.run(["eval", "run", "--quiet", "--benchmark", "pope", "--data", root + "/pope",
+                                 "--answers", answers] + flags, timeout: 300)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let written = try lines(answers)
+            XCTAssertEqual(written.count, 30)
+            let metadata = written.map { $0["metadata"] as! [String: Any] }
+            XCTAssertEqual(Set(metadata.map { $0["visual_tokens"] as! Int }), [label == "none" ? 64 : 8], label)
+        }
+    }
+
     func testARunResumesAndWritesTheSubmissionFile() throws {
         let answers = dir + "/vizwiz.jsonl", upload = dir + "/upload.json"
         let args = ["eval", "run", "--benchmark", "vizwiz", "--data", root + "/vizwiz", "--answers", answers,
