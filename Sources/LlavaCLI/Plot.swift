@@ -212,9 +212,10 @@ enum ChartDrawing {
         return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * magnitude
     }
 
-    /// The smallest 1/2/5 × 10^k multiple of a nice step at or above `x`.
+    /// The smallest multiple of a nice step (1/2/5 × 10^k, about a tenth of `x`) at or above `x`,
+    /// so the axis ends near the data (107 → 120, not 150).
     static func niceCeiling(_ x: Double) -> Double {
-        let step = niceStep(x / 5)
+        let step = niceStep(x / 10)
         return (x / step).rounded(.up) * step
     }
 
