@@ -35,24 +35,20 @@ import argparse
 import ast
 import json
 import os
-import subprocess
+
+import sys
 
 import torch
 from PIL import Image
 from transformers import DynamicCache, LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_reducer_fixtures import read_official  # noqa: E402
+
 OFFICIAL_FILE = "src/FastV/llava-hf/transformers/src/transformers/models/llama/modeling_llama.py"
 OUT = os.path.join("Tests", "Fixtures", "fastv", "cases.json")
 GREEDY_STEPS = 8
-
-
-def read_official(repo, path):
-    if os.path.isfile(os.path.join(repo, path)):
-        with open(os.path.join(repo, path)) as f:
-            return f.read()
-    return subprocess.run(["git", "--git-dir", repo, "show", f"HEAD:{path}"],
-                          check=True, capture_output=True, text=True).stdout
 
 
 def official_cut_block(repo):

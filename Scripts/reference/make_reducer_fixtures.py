@@ -228,13 +228,9 @@ def mctf_fixtures(repo):
 
 
 # End to end on the small random LLaVA ----------------------------------------------------------
-# transformers' LlavaForConditionalGeneration (eager attention) on ../shared/fixtures/llava-small:
-# the feature layer's hidden states, attention and keys (a hook on its k_proj, averaged over heads
-# as visionzip/utils.py does) go to the official VisionZip forward; the unreduced projector output
-# goes to the official DivPrune. Fixture `llava_small_end_to_end`: visionzip_k{K} [K + 1, C] (the
-# official output, CLS first) and divprune_k{K} [K, D] (the kept projector rows, in order).
-@torch.no_grad()
-def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
+def load_llava_small(model_dir):
+    """transformers' LlavaForConditionalGeneration (Float32, eager attention) from `model_dir` and the
+    pixels of the shapes.png beside it, through the checkpoint's own image processor."""
     from PIL import Image
     from transformers import LlavaForConditionalGeneration
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -244,6 +240,17 @@ def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
     processor = CLIPImageProcessorPil.from_pretrained(model_dir)
     with Image.open(os.path.join(os.path.dirname(model_dir.rstrip("/")), "shapes.png")) as image:
         pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    return model, pixels
+
+
+# transformers' LlavaForConditionalGeneration (eager attention) on ../shared/fixtures/llava-small:
+# the feature layer's hidden states, attention and keys (a hook on its k_proj, averaged over heads
+# as visionzip/utils.py does) go to the official VisionZip forward; the unreduced projector output
+# goes to the official DivPrune. Fixture `llava_small_end_to_end`: visionzip_k{K} [K + 1, C] (the
+# official output, CLS first) and divprune_k{K} [K, D] (the kept projector rows, in order).
+@torch.no_grad()
+def end_to_end_fixtures(visionzip_repo, divprune_repo, model_dir):
+    model, pixels = load_llava_small(model_dir)
     tower = model.model.vision_tower
     layer = model.config.vision_feature_layer
     encoder_layers = getattr(tower, "vision_model", tower).encoder.layers
@@ -375,15 +382,7 @@ def prumerge_fixtures(repo):
 # projector), embeddings [M + 1, D] (the projector on them), kept [M, 1].
 @torch.no_grad()
 def prumerge_end_to_end(repo, model_dir):
-    from PIL import Image
-    from transformers import LlavaForConditionalGeneration
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
-    processor = CLIPImageProcessorPil.from_pretrained(model_dir)
-    with Image.open(os.path.join(os.path.dirname(model_dir.rstrip("/")), "shapes.png")) as image:
-        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    model, pixels = load_llava_small(model_dir)
     tower = model.model.vision_tower
     assert model.config.vision_feature_layer == -2
     layers = tower.config.num_hidden_layers
