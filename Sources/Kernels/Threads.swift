@@ -45,6 +45,9 @@ public enum Threads {
 
 /// Runs `body` over `0..<n` split into contiguous chunks, one per thread.
 /// Small problems (fewer than `minPerThread` items per thread) run on the calling thread.
+/// The chunks go to the worker pool of `k_pool_run` (workers that spin briefly between jobs, so
+/// the many short steps of decoding do not each pay a thread wake-up); when the pool is taken
+/// (a loop inside a loop, or a second caller) Dispatch runs them instead.
 @inline(__always)
 public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
     let threads = min(Threads.count, max(1, n / max(1, minPerThread)))
@@ -53,9 +56,29 @@ public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) ->
         return
     }
     let chunk = (n + threads - 1) / threads
-    DispatchQueue.concurrentPerform(iterations: threads) { t in
+    let chunks = (n + chunk - 1) / chunk
+    let ran = withoutActuallyEscaping(body) { body -> Bool in
+        var job = PoolJob(n: n, chunk: chunk, body: body)
+        return withUnsafeMutablePointer(to: &job) { k_pool_run(threads, chunks, poolTrampoline, $0) } != 0
+    }
+    if ran { return }
+    DispatchQueue.concurrentPerform(iterations: chunks) { t in
         let start = t * chunk
         let end = min(n, start + chunk)
         if start < end { body(start..<end) }
     }
+}
+
+/// One `parallelFor` call as the pool sees it: chunk `i` is `i·chunk ..< min(n, (i+1)·chunk)`.
+struct PoolJob {
+    let n: Int
+    let chunk: Int
+    let body: (Range<Int>) -> Void
+}
+
+private let poolTrampoline: k_pool_fn = { context, index in
+    let job = context!.assumingMemoryBound(to: PoolJob.self).pointee
+    let start = Int(index) * job.chunk
+    let end = min(job.n, start + job.chunk)
+    if start < end { job.body(start..<end) }
 }

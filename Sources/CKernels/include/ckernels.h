@@ -96,6 +96,17 @@ uint64_t k_cpu_features(void);
 int k_amx_request(void);
 
 /// The instruction set the kernels run with: "avx512", "avx2" or "base".
+// Worker pool for parallel loops (pool.c). `k_pool_run` calls fn(ctx, i) for every i < items on
+// up to `threads` threads (the caller included) and returns 1 when done; it returns 0 without
+// running anything when it cannot take the job (one thread, called from inside a job, or another
+// job running), and the caller then runs the items itself.
+typedef void (*k_pool_fn)(void *ctx, size_t index);
+int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx);
+// Sends workers spinning between jobs to sleep now (before work on other threads, e.g. OpenBLAS's).
+void k_pool_park(void);
+// CPUs this process may run on (sched_getaffinity).
+long k_pool_cpu_count(void);
+
 const char *k_instruction_set(void);
 
 // Vectorisable exp used by softmax and the activations (about 1 ulp on the normal range).
