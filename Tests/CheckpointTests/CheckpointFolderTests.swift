@@ -73,12 +73,17 @@ final class CheckpointFolderTests: XCTestCase {
             ("{\"vision_feature_select_strategy\": \"cls\"}", "must be \"default\" or \"full\""),
             ("{\"vision_config\": {\"image_size\": 100, \"patch_size\": 14}}", "not a multiple of patch_size"),
         ]
+        try expectRejected(cases)
+    }
+
+    /// Each config text is refused with one message naming config.json and containing its fragment.
+    func expectRejected(_ cases: [(String, String)], file: StaticString = #filePath, line: UInt = #line) throws {
         for (text, fragment) in cases {
             try write("config.json", text)
-            XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
+            XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json"), file: file, line: line) { error in
                 let message = "\(error)"
-                XCTAssertTrue(message.hasPrefix(dir + "/config.json: "), message)
-                XCTAssertTrue(message.contains(fragment), "\(message) should contain \(fragment)")
+                XCTAssertTrue(message.hasPrefix(dir + "/config.json: "), message, file: file, line: line)
+                XCTAssertTrue(message.contains(fragment), "\(message) should contain \(fragment)", file: file, line: line)
             }
         }
     }
@@ -159,14 +164,7 @@ final class CheckpointFolderTests: XCTestCase {
             ("{\"vision_config\": {\"intermediate_size\": 99999999999}}", "vision_config.intermediate_size is 99999999999"),
             ("{\"image_token_index\": 99999999999}", "image_token_index 99999999999 is larger than a token id can be"),
         ]
-        for (text, fragment) in cases {
-            try write("config.json", text)
-            XCTAssertThrowsError(try LlavaConfiguration.load(path: dir + "/config.json")) { error in
-                let message = "\(error)"
-                XCTAssertTrue(message.hasPrefix(dir + "/config.json: "), message)
-                XCTAssertTrue(message.contains(fragment), "\(message) should contain \(fragment)")
-            }
-        }
+        try expectRejected(cases)
     }
 
     func testConfigFilesMustBeRegularAndSmall() throws {
