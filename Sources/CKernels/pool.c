@@ -5,7 +5,8 @@
 // step's work. So after a job, workers spin (with `pause`) for a while, watching for the next job,
 // and only then sleep on a condition variable. Before a product that OpenBLAS runs on its own
 // threads, `k_pool_park` sends the spinning workers to sleep at once so they leave the cores free. One job at a time: a call made while another job
-// runs (from a worker inside a job, or from a second thread) runs its items on the calling thread.
+// runs (from a worker inside a job, or from a second thread) is declined, and the caller runs the
+// items another way (`parallelFor` hands them to Dispatch).
 #define _GNU_SOURCE
 #include "ckernels.h"
 
@@ -49,7 +50,7 @@ static void run_items(void) {
 
 static void *worker_main(void *arg) {
     const int id = (int)(size_t)arg;
-    inside_job = true;  // a parallelFor inside a job runs serially
+    inside_job = true;  // the pool declines a call made from inside a job
     unsigned long seen = 0;
     for (;;) {
         unsigned long g;

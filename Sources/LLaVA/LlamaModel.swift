@@ -186,19 +186,20 @@ final class LlamaAttention {
     func lastQueryAttention(layer: Int, keys n: Int, cache: KVCache, state: LlamaRunState) -> [Float] {
         let d = shape.headDim, group = shape.heads / shape.kvHeads, w = cache.width
         let q = state.q.row(state.q.rows - 1), keys = cache.keys[layer].data
-        var mean = [Float](repeating: 0, count: n)
-        var scores = [Float](repeating: 0, count: n)
+        let probabilities = Matrix(rows: shape.heads, cols: n)
         for h in 0..<shape.heads {
-            let qh = q + h * d, kh = keys + (h / group) * d
+            let qh = q + h * d, kh = keys + (h / group) * d, scores = probabilities.row(h)
             for j in 0..<n {
                 var dot: Float = 0
                 for i in 0..<d { dot += qh[i] * kh[j * w + i] }
                 scores[j] = dot * shape.scale
             }
-            let top = scores.max()!
-            var sum: Float = 0
-            for j in 0..<n { scores[j] = exp(scores[j] - top); sum += scores[j] }
-            for j in 0..<n { mean[j] += scores[j] / sum }
+        }
+        softmaxRows(probabilities)
+        var mean = [Float](repeating: 0, count: n)
+        for h in 0..<shape.heads {
+            let p = probabilities.row(h)
+            for j in 0..<n { mean[j] += p[j] }
         }
         return mean.map { $0 / Float(shape.heads) }
     }

@@ -172,11 +172,16 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
 
     public var configPath: String { (directory as NSString).appendingPathComponent("config.json") }
 
+    /// Throws unless `pixels` is one CHW image at the tower's resolution.
+    func checkPixelCount(_ pixels: [Float]) throws {
+        let expected = 3 * config.vision.imageSize * config.vision.imageSize
+        guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
+    }
+
     /// Vision features for one preprocessed image (CHW pixels at the tower's resolution):
     /// the selected hidden state(s), CLS dropped for the "default" strategy.
     public func imageFeatures(pixels: [Float], merger: VisionMergeHook? = nil) throws -> Matrix {
-        let expected = 3 * config.vision.imageSize * config.vision.imageSize
-        guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
+        try checkPixelCount(pixels)
         let indices = config.visionFeatureLayers.map { config.resolvedFeatureIndex($0) }
         let states = visionTower(pixels: pixels, hiddenStates: indices, merger: merger)
         let selected = indices.map { states[$0]! }

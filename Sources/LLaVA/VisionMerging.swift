@@ -202,8 +202,7 @@ extension LlavaForConditionalGeneration {
         _ = try config.plannedVisualTokens(merger.settings)
         let layer = config.visionLayersToRun
         guard let probe = visionTower.nextLayerProbe else { throw LlavaError.missingProbeLayer(layer, directory: directory) }
-        let expected = 3 * config.vision.imageSize * config.vision.imageSize
-        guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
+        try checkPixelCount(pixels)
         let hidden = visionTower(pixels: pixels, hiddenStates: [layer], merger: merger)[layer]!
         return stage("merge") {
             let (attention, keys) = probe.clsAttentionAndKeys(hidden)

@@ -23,8 +23,6 @@ public enum FastV {
     /// The indices of the `keep` highest `scores` (clamped to 0 ... scores.count), in increasing
     /// index order; ties go to the lower index.
     public static func select(scores: [Float], keep: Int) -> [Int] {
-        let k = max(0, min(keep, scores.count))
-        let ranked = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return ranked.prefix(k).sorted()
+        descendingOrder(scores).prefix(max(0, keep)).sorted()
     }
 }

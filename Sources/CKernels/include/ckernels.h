@@ -99,7 +99,7 @@ int k_amx_request(void);
 // Worker pool for parallel loops (pool.c). `k_pool_run` calls fn(ctx, i) for every i < items on
 // up to `threads` threads (the caller included) and returns 1 when done; it returns 0 without
 // running anything when it cannot take the job (one thread, called from inside a job, or another
-// job running), and the caller then runs the items itself.
+// job running), and the caller then runs the items another way.
 typedef void (*k_pool_fn)(void *ctx, size_t index);
 int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx);
 // Sends workers spinning between jobs to sleep now (before work on other threads, e.g. OpenBLAS's).
