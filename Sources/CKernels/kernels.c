@@ -34,6 +34,8 @@ typedef struct {
     void (*gemv_f32)(const float *, size_t, const float *, float *, size_t, size_t, size_t);
     void (*gemv_f16)(const uint16_t *, size_t, const float *, float *, size_t, size_t, size_t);
     void (*gemv_bf16)(const uint16_t *, size_t, const float *, float *, size_t, size_t, size_t);
+    void (*normalize_rows)(float *, size_t, size_t, size_t);
+    size_t (*argmax)(const float *, size_t);
     void (*layer_norm)(const float *, float *, const float *, const float *, size_t, float);
     void (*rms_norm)(const float *, float *, const float *, size_t, float);
     void (*softmax)(float *, size_t);
@@ -50,7 +52,7 @@ typedef struct {
 
 #define TABLE(S)                                                                                   \
     {#S, k_f16_to_f32_##S, k_bf16_to_f32_##S, k_f32_to_f16_##S, k_gemv_f32_##S, k_gemv_f16_##S,    \
-     k_gemv_bf16_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
+     k_gemv_bf16_##S, k_normalize_rows_##S, k_argmax_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
      k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S,           \
      k_q8p_pack_##S, k_quantize_rows_u8_##S}
 
@@ -97,6 +99,8 @@ void k_gemv_f16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t 
 void k_gemv_bf16(const uint16_t *w, size_t ldw, const float *x, float *y, size_t cols, size_t r0, size_t r1) {
     kernels()->gemv_bf16(w, ldw, x, y, cols, r0, r1);
 }
+void k_normalize_rows(float *x, size_t n, size_t cols, size_t ld) { kernels()->normalize_rows(x, n, cols, ld); }
+size_t k_argmax(const float *x, size_t n) { return kernels()->argmax(x, n); }
 void k_layer_norm(const float *x, float *y, const float *w, const float *b, size_t n, float eps) {
     kernels()->layer_norm(x, y, w, b, n, eps);
 }

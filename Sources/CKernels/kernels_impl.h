@@ -55,6 +55,43 @@ static void SUFFIX(k_gemv_bf16)(const uint16_t *w, size_t ldw, const float *x, f
     }
 }
 
+// The first index of the largest of n ≥ 1 values, as the plain loop `if (x[i] > x[best]) best = i`
+// finds it (NaNs never win, and a NaN in front wins everything): the maximum 16 lanes at a time,
+// then the first index holding it.
+typedef float SUFFIX(v16f) __attribute__((ext_vector_type(16)));
+static size_t SUFFIX(k_argmax)(const float *x, size_t n) {
+    if (x[0] != x[0]) return 0;
+    float m = x[0];
+    size_t i = 0;
+    if (n >= 16) {
+        SUFFIX(v16f) acc, v;
+        memcpy(&acc, x, sizeof acc);
+        for (i = 16; i + 16 <= n; i += 16) {
+            memcpy(&v, x + i, sizeof v);
+            acc = __builtin_elementwise_max(acc, v);
+        }
+        m = __builtin_reduce_max(acc);
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (i = 0; i < n; i++)
+        if (x[i] == m) return i;
+    return 0;
+}
+
+// Each of n rows (stride ld) scaled by 1 / max(‖row‖, 1e-12), the norm, its inverse and the
+// products in double and rounded to float once, so each row has unit norm to float precision.
+static void SUFFIX(k_normalize_rows)(float *x, size_t n, size_t cols, size_t ld) {
+    for (size_t r = 0; r < n; r++) {
+        float *row = x + r * ld;
+        double ss = 0.0;
+        for (size_t k = 0; k < cols; k++) ss += (double)row[k] * (double)row[k];
+        double norm = sqrt(ss);
+        if (norm < 1e-12) norm = 1e-12;
+        const double inv = 1.0 / norm;
+        for (size_t k = 0; k < cols; k++) row[k] = (float)((double)row[k] * inv);
+    }
+}
+
 static void SUFFIX(k_layer_norm)(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps) {
     float sum = 0.0f;
     for (size_t i = 0; i < n; i++) sum += x[i];

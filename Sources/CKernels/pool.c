@@ -91,7 +91,12 @@ static void start_workers(void) {
     }
 }
 
-void k_pool_park(void) { atomic_fetch_add_explicit(&parks, 1, memory_order_relaxed); }
+// A product called from inside a job runs on single-threaded BLAS (the caller's threads are the
+// parallelism), and a parked worker would have to be woken for the next job: nothing to free.
+void k_pool_park(void) {
+    if (inside_job) return;
+    atomic_fetch_add_explicit(&parks, 1, memory_order_relaxed);
+}
 
 long k_pool_cpu_count(void) {
     cpu_set_t set;

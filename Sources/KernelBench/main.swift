@@ -4,7 +4,7 @@ import Kernels
 import TokenMerging
 
 // Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
-// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,q4,attention,merge]
+// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,stream,q4,attention,merge]
 
 func time(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
@@ -142,6 +142,41 @@ if section("decode") {
         var diff: Float = 0
         for i in 0..<n { diff = max(diff, abs(y.data[i] - yOld.data[i])) }
         print(line + String(format: "  max |diff| %.2g", diff))
+    }
+}
+
+// Decoding streams every weight of the model once per token, far more than the caches hold: the
+// seven matrix-vector products of each of 22 TinyLlama-shaped layers (2048 wide, MLP 5632, 4 KV
+// heads of 64) and the lm_head, back to back, in F16, q8 and q4. Only the products are timed (no
+// attention or norms), so the rate is what the weight streams reach.
+if section("stream") {
+    let (layers, hidden, inter, kv, vocab) = (22, 2048, 5632, 256, 32064)
+    let shapes = [(hidden, hidden), (kv, hidden), (kv, hidden), (hidden, hidden), (inter, hidden), (inter, hidden), (hidden, inter)]
+    var f16: [Weight] = []
+    for l in 0..<layers {
+        for (i, (n, k)) in shapes.enumerated() {
+            let m = randomMatrix(n, k)
+            m.data[0] = Float(l * 7 + i)  // distinct matrices
+            f16.append(halfWeight(m))
+        }
+    }
+    f16.append(halfWeight(randomMatrix(vocab, hidden)))
+    let xs = f16.map { randomMatrix(1, $0.cols) }, ys = f16.map { Matrix(rows: 1, cols: $0.rows) }
+    for (name, weights) in [("f16", f16), ("q8", f16.map { $0.quantizedQ8() }), ("q4", f16.map { $0.quantizedQ4() })] {
+        let bytes = Double(weights.reduce(0) { $0 + $1.byteCount })
+        let t = time(5) {
+            for (i, w) in weights.enumerated() { linear(xs[i], w, into: ys[i]) }
+        }
+        if only.contains("stream-detail") {
+            for kind in 0...shapes.count {
+                let idx = kind == shapes.count ? [weights.count - 1] : (0..<layers).map { $0 * shapes.count + kind }
+                let b = Double(idx.reduce(0) { $0 + weights[$1].byteCount })
+                let tk = time(5) { for i in idx { linear(xs[i], weights[i], into: ys[i]) } }
+                print(String(format: "  %@ %5dx%5d  %6.2f ms  %5.1f GB/s", name, weights[idx[0]].rows, weights[idx[0]].cols, tk * 1e3, b / tk / 1e9))
+            }
+        }
+        print(String(format: "stream %@  %.2f GB per token: %6.2f ms, %5.1f GB/s, %5.1f tokens/s", name, bytes / 1e9, t * 1e3,
+                     bytes / t / 1e9, 1 / t))
     }
 }
 

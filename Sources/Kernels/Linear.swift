@@ -148,16 +148,25 @@ public func addBias(_ y: Matrix, _ bias: [Float]) {
     }
 }
 
-/// C = A · Bᵀ for plain matrices: A [M, K], B [N, K], C [M, N].
+/// C = A · Bᵀ for plain matrices: A [M, K], B [N, K], C [M, N]. These are the token-sized
+/// products (similarities of a few hundred tokens, attention read-outs), too short for OpenBLAS's
+/// threads, whose hand-offs cost more than they save there: the rows of A are split over the
+/// worker pool and each block is one single-threaded sgemm, so every element is computed as one
+/// sgemm would, whatever the thread count.
 public func matmulTransposed(_ a: Matrix, _ b: Matrix, into c: Matrix) {
     precondition(a.cols == b.cols && c.cols == b.rows)
     c.rows = a.rows
     if a.rows == 0 || b.rows == 0 { return }
-    sgemm(.none, .transposed, a.rows, b.rows, a.cols, 1, a.data, a.cols, b.data, b.cols, 0, c.data, c.cols)
+    Threads.withSingleThreadedBLAS {
+        parallelFor(a.rows, minPerThread: 16) { rows in
+            sgemm(.none, .transposed, rows.count, b.rows, a.cols, 1, a.row(rows.lowerBound), a.cols, b.data, b.cols,
+                  0, c.row(rows.lowerBound), c.cols)
+        }
+    }
 }
 
 public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {
-    let c = Matrix(rows: a.rows, cols: b.rows)
+    let c = Matrix(uninitializedRows: a.rows, cols: b.rows)
     matmulTransposed(a, b, into: c)
     return c
 }

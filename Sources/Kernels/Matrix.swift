@@ -14,7 +14,15 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A zero-filled matrix.
-    public init(rows: Int, cols: Int, capacityRows: Int? = nil) {
+    public convenience init(rows: Int, cols: Int, capacityRows: Int? = nil) {
+        self.init(uninitializedRows: rows, cols: cols, capacityRows: capacityRows)
+        memset(data, 0, max(self.capacityRows * cols, 1) * MemoryLayout<Float>.stride)
+    }
+
+    /// A matrix whose values are left as the allocator gives them, for results that overwrite
+    /// every value (a gather, a product with β = 0): zeroing them first would be a serial pass
+    /// over memory that the parallel work then writes again.
+    init(uninitializedRows rows: Int, cols: Int, capacityRows: Int? = nil) {
         precondition(rows >= 0 && cols >= 0)
         let capacity = max(capacityRows ?? rows, rows)
         self.rows = rows
@@ -25,7 +33,6 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             fatalError("out of memory allocating a \(capacity)x\(cols) matrix")
         }
-        memset(raw, 0, bytes)
         data = raw.bindMemory(to: Float.self, capacity: max(capacity * cols, 1))
     }
 
@@ -59,7 +66,7 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
 
     /// A new matrix holding the listed rows, in the listed order.
     public func gatherRows(_ indices: [Int]) -> Matrix {
-        let m = Matrix(rows: indices.count, cols: cols)
+        let m = Matrix(uninitializedRows: indices.count, cols: cols)
         indices.withUnsafeBufferPointer { rows in
             parallelFor(rows.count, minPerThread: 64) { range in
                 for i in range { m.row(i).update(from: row(rows[i]), count: cols) }

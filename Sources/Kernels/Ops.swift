@@ -27,6 +27,30 @@ public func rmsNorm(_ x: Matrix, weight: [Float], eps: Float, into y: Matrix) {
     }
 }
 
+/// The listed rows of `m`, each divided by max(‖row‖, 1e-12) (PyTorch's `F.normalize`; official
+/// ToMe divides without the epsilon, which gives NaN for a zero row). The norm, its inverse and
+/// the products are computed in Double and rounded once, so every row has unit norm to Float32
+/// precision (a Float32 norm would scale whole rows of similarities by its rounding error). One
+/// pass: each thread copies its rows and normalises them while they are in cache.
+public func normalizedRows(_ m: Matrix, _ indices: [Int]) -> Matrix {
+    let out = Matrix(uninitializedRows: indices.count, cols: m.cols)
+    let c = m.cols
+    indices.withUnsafeBufferPointer { rows in
+        parallelFor(rows.count, minPerThread: 16) { range in
+            for i in range { out.row(i).update(from: m.row(rows[i]), count: c) }
+            k_normalize_rows(out.row(range.lowerBound), range.count, c, c)
+        }
+    }
+    return out
+}
+
+/// The first index holding the largest of `count` values (a NaN never wins, unless it comes first).
+public func firstArgmax(_ p: UnsafePointer<Float>, _ count: Int) -> (index: Int, value: Float) {
+    precondition(count > 0, "argmax of no values")
+    let i = k_argmax(p, count)
+    return (i, p[i])
+}
+
 /// Activation functions, applied in place.
 public enum Activation: String, Sendable {
     case quickGelu = "quick_gelu"

@@ -17,13 +17,28 @@ public enum Threads {
     }
 
     /// Runs `body` with BLAS limited to one thread, for code that calls BLAS from several of its
-    /// own threads at once (nested thread pools are slower than either alone).
+    /// own threads at once (nested thread pools are slower than either alone). Calls may nest;
+    /// the outermost one restores the thread count.
     public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
         BLASEnvironment.prepare()
-        if _count > 1 { blas_set_num_threads(1) }
-        defer { if _count > 1 { blas_set_num_threads(Int32(_count)) } }
+        singleThreadedDepth.withLock { depth in
+            if depth == 0 && _count > 1 { blas_set_num_threads(1) }
+            depth += 1
+        }
+        defer {
+            singleThreadedDepth.withLock { depth in
+                depth -= 1
+                if depth == 0 && _count > 1 { blas_set_num_threads(Int32(_count)) }
+            }
+        }
         return try body()
     }
+
+    private static let singleThreadedDepth = LockedCounter()
+
+    /// Whether a BLAS call made now may run on OpenBLAS's threads (more than one thread, and not
+    /// inside `withSingleThreadedBLAS`).
+    static var blasRunsThreads: Bool { _count > 1 && singleThreadedDepth.withLock { $0 } == 0 }
 
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
@@ -40,6 +55,18 @@ public enum Threads {
     public static var blasCoreName: String {
         BLASEnvironment.prepare()
         return String(cString: blas_corename())
+    }
+}
+
+/// A count behind a lock.
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func withLock<T>(_ body: (inout Int) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
     }
 }
 

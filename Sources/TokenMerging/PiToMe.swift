@@ -143,7 +143,7 @@ public enum PiToMe {
         if r <= 0 { return .identity(rows: n) }
         let patches = metric.gatherRows(Array(1..<n))
         let w = stage("merge.similarity") {
-            let v = normalizedRows(patches, Array(0..<p))
+            let v = normalizedRows(metric, Array(1..<n))
             return matmulTransposed(v, v)
         }
         let order = stage("merge.energy") { energyOrder(patches: patches, similarity: w, margin: margin, alpha: alpha) }

@@ -27,6 +27,11 @@ public enum ToMe {
         let aRows = Array(stride(from: 0, to: n, by: 2))
         let bRows = Array(stride(from: 1, to: n, by: 2))
         let scores = stage("merge.similarity") { matmulTransposed(normalizedRows(metric, aRows), normalizedRows(metric, bRows)) }
+        return stage("merge.matching") { match(scores: scores, aRows: aRows, bRows: bRows, remove: r) }
+    }
+
+    /// Each A row's best B row; the r A rows with the highest best scores merge into theirs.
+    static func match(scores: Matrix, aRows: [Int], bRows: [Int], remove r: Int) -> MergePlan {
         var best = [Float](repeating: 0, count: aRows.count)
         var bestB = [Int](repeating: 0, count: aRows.count)
         best.withUnsafeMutableBufferPointer { bestOut in
@@ -42,6 +47,6 @@ public enum ToMe {
         var bGroups = bRows.map { [$0] }
         for a in order[..<r] { bGroups[bestB[a]].append(aRows[a]) }
         let kept = order[r...].sorted().map { [aRows[$0]] }
-        return MergePlan(inputRows: n, groups: kept + bGroups)
+        return MergePlan(inputRows: aRows.count + bRows.count, groups: kept + bGroups)
     }
 }

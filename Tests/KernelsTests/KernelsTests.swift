@@ -221,3 +221,64 @@ final class DoubleDotTests: XCTestCase {
         }
     }
 }
+
+final class TokenProductTests: XCTestCase {
+    /// The loop `firstArgmax` replaces.
+    func plainArgmax(_ x: [Float]) -> Int {
+        var best = 0
+        for j in 1..<x.count where x[j] > x[best] { best = j }
+        return best
+    }
+
+    func testFirstArgmaxFindsTheFirstLargestLikeThePlainLoop() {
+        var rng = LCG(state: 7)
+        for n in [1, 2, 15, 16, 17, 31, 32, 33, 288, 577] {
+            var cases = [rng.array(n), [Float](repeating: 0.5, count: n)]
+            // Ties with the maximum in several places, and NaNs (never the winner unless first).
+            var ties = rng.array(n).map { ($0 * 4).rounded() }
+            if n > 3 { ties[n / 2] = .nan }
+            cases.append(ties)
+            var nanFirst = rng.array(n)
+            nanFirst[0] = .nan
+            cases.append(nanFirst)
+            for x in cases {
+                let (index, value) = x.withUnsafeBufferPointer { firstArgmax($0.baseAddress!, n) }
+                XCTAssertEqual(index, plainArgmax(x), "n = \(n), values \(x.prefix(8))")
+                XCTAssertEqual(value.bitPattern, x[index].bitPattern)
+            }
+        }
+    }
+
+    func testNormalizedRowsHaveUnitNormAndZeroRowsStayZero() {
+        var rng = LCG(state: 11)
+        let m = Matrix(rows: 40, cols: 1027, values: rng.array(40 * 1027).map { $0 * 1e3 })
+        m.row(5).update(repeating: 0, count: m.cols)
+        let picked = [5, 0, 39, 17, 17]
+        let out = normalizedRows(m, picked)
+        XCTAssertEqual(out.rows, picked.count)
+        for (i, r) in picked.enumerated() {
+            let src = m.rowArray(r), got = out.rowArray(i)
+            let norm = src.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            for j in 0..<m.cols {
+                let expected = norm == 0 ? 0 : Float(Double(src[j]) / norm)
+                XCTAssertEqual(got[j], expected, accuracy: 1e-7 * max(1, abs(expected)), "row \(r) column \(j)")
+            }
+        }
+    }
+
+    func testTokenProductsAreTheSameOnAnyThreadCount() {
+        var rng = LCG(state: 3)
+        let a = Matrix(rows: 289, cols: 1024, values: rng.array(289 * 1024))
+        let b = Matrix(rows: 288, cols: 1024, values: rng.array(288 * 1024))
+        let before = Threads.count
+        defer { Threads.set(before) }
+        Threads.set(1)
+        let one = matmulTransposed(a, b)
+        let expected = Reference.matmulT(a.toArray(), b.toArray(), m: 289, n: 288, k: 1024)
+        XCTAssertLessThan(maxAbsDiff(one.toArray(), expected), 1e-3)
+        for threads in [2, 3, 4] {
+            Threads.set(threads)
+            XCTAssertEqual(matmulTransposed(a, b).toArray(), one.toArray(), "\(threads) threads")
+        }
+    }
+}

@@ -71,6 +71,10 @@ void k_dots_double(const float *a, const float *rows, size_t ld, size_t count, s
 
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
+// Rows divided by max(‖row‖, 1e-12), computed in double.
+void k_normalize_rows(float *x, size_t n, size_t cols, size_t ld);
+// The first index of the largest of n ≥ 1 values (NaNs never win unless in front).
+size_t k_argmax(const float *x, size_t n);
 void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps);
 // In-place softmax of one row.
 void k_softmax(float *x, size_t n);
