@@ -39,6 +39,7 @@ typedef struct {
     void (*layer_norm)(const float *, float *, const float *, const float *, size_t, float);
     void (*rms_norm)(const float *, float *, const float *, size_t, float);
     void (*softmax)(float *, size_t);
+    void (*attend_row)(const float *, size_t, size_t, const float *, size_t, const float *, size_t, size_t, float, float *, float *);
     void (*exp_shift)(float *, float, size_t);
     void (*quick_gelu)(float *, size_t);
     void (*gelu_erf)(float *, size_t);
@@ -52,7 +53,7 @@ typedef struct {
 
 #define TABLE(S)                                                                                   \
     {#S, k_f16_to_f32_##S, k_bf16_to_f32_##S, k_f32_to_f16_##S, k_gemv_f32_##S, k_gemv_f16_##S,    \
-     k_gemv_bf16_##S, k_normalize_rows_##S, k_argmax_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_exp_shift_##S,            \
+     k_gemv_bf16_##S, k_normalize_rows_##S, k_argmax_##S, k_layer_norm_##S, k_rms_norm_##S, k_softmax_##S, k_attend_row_##S, k_exp_shift_##S,            \
      k_quick_gelu_##S, k_gelu_erf_##S, k_silu_##S, k_silu_mul_##S, k_add_##S, k_scale_##S,           \
      k_q8p_pack_##S, k_quantize_rows_u8_##S}
 
@@ -106,6 +107,10 @@ void k_layer_norm(const float *x, float *y, const float *w, const float *b, size
 }
 void k_rms_norm(const float *x, float *y, const float *w, size_t n, float eps) { kernels()->rms_norm(x, y, w, n, eps); }
 void k_softmax(float *x, size_t n) { kernels()->softmax(x, n); }
+void k_attend_row(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv, size_t n,
+                  float scale, float *scores, float *out) {
+    kernels()->attend_row(q, heads, d, k, ldk, v, ldv, n, scale, scores, out);
+}
 void k_exp_shift(float *x, float shift, size_t n) { kernels()->exp_shift(x, shift, n); }
 void k_quick_gelu(float *x, size_t n) { kernels()->quick_gelu(x, n); }
 void k_gelu_erf(float *x, size_t n) { kernels()->gelu_erf(x, n); }

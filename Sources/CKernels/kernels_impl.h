@@ -147,6 +147,36 @@ static void SUFFIX(k_softmax)(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+// Attention of one query row for `heads` query heads that share one key/value head (grouped-query
+// attention), over the first n keys: scores = scale · q_h · k_j, a softmax per head, then
+// out_h = Σ_j p_hj · v_j. Each key and value row is read once for all the heads. q and out hold
+// the heads side by side (d values each); k and v rows are ldk and ldv apart; scores holds
+// heads · n values of scratch.
+static void SUFFIX(k_attend_row)(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v,
+                                 size_t ldv, size_t n, float scale, float *scores, float *out) {
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + j * ldk;
+        for (size_t h = 0; h < heads; h++) {
+            const float *qh = q + h * d;
+            float s = 0.0f;
+            for (size_t c = 0; c < d; c++) s += qh[c] * kj[c];
+            scores[h * n + j] = s * scale;
+        }
+    }
+    for (size_t h = 0; h < heads; h++) {
+        SUFFIX(k_softmax)(scores + h * n, n);
+        for (size_t c = 0; c < d; c++) out[h * d + c] = 0.0f;
+    }
+    for (size_t j = 0; j < n; j++) {
+        const float *vj = v + j * ldv;
+        for (size_t h = 0; h < heads; h++) {
+            const float p = scores[h * n + j];
+            float *oh = out + h * d;
+            for (size_t c = 0; c < d; c++) oh[c] += p * vj[c];
+        }
+    }
+}
+
 static void SUFFIX(k_exp_shift)(float *x, float shift, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = SUFFIX(expf_inline)(x[i] - shift);
 }

@@ -43,6 +43,11 @@ public func attention(
     if m == 0 || n == 0 { return }
     let d = shape.headDim
     let group = shape.heads / shape.kvHeads
+    if m <= rowByRowQueries && keyBias == nil && clsAttention == nil {
+        attendRowByRow(q: q, ldq: ldq, k: k, ldk: ldk, v: v, ldv: ldv, out: out, ldo: ldo, queries: m, keys: n,
+                       shape: shape, causalOffset: causalOffset)
+        return
+    }
     // Queries go in blocks; with a causal mask a block only scores the keys its last row sees.
     let block = min(m, 128)
     let clsRows = clsAttention.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: shape.heads * n) }
@@ -85,6 +90,34 @@ public func attention(
             var sum: Float = 0
             for h in 0..<shape.heads { sum += clsRows[h * n + j] }
             clsAttention[j] = sum * inv
+        }
+    }
+}
+
+/// Up to this many query rows (decoding, short follow-ups) attend row by row with `k_attend_row`;
+/// longer prompts use products. One query row's scores are a matrix-vector product per head, where
+/// two small sgemm calls per head cost more in set-up than in arithmetic.
+let rowByRowQueries = 4
+
+/// Attention row by row: each row and each group of query heads sharing a key/value head reads
+/// the visible keys and values once. Heads are split over threads.
+private func attendRowByRow(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                            v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
+                            queries m: Int, keys n: Int, shape: AttentionShape, causalOffset: Int?) {
+    let d = shape.headDim, group = shape.heads / shape.kvHeads
+    parallelFor(shape.heads) { heads in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * n)
+        defer { scores.deallocate() }
+        for i in 0..<m {
+            let visible = causalOffset.map { min(n, $0 + i + 1) } ?? n
+            var h = heads.lowerBound
+            while h < heads.upperBound {
+                // The heads of this thread that share key/value head g.
+                let g = h / group, end = min(heads.upperBound, (g + 1) * group)
+                k_attend_row(q + i * ldq + h * d, end - h, d, k + g * d, ldk, v + g * d, ldv, visible, shape.scale,
+                             scores, out + i * ldo + h * d)
+                h = end
+            }
         }
     }
 }

@@ -124,9 +124,15 @@ final class KernelsTests: XCTestCase {
         checkAttention(m: 5, past: 3)
         // More queries than one block of 128, so causal blocks see different key ranges.
         checkAttention(m: 300, past: 40)
+        // Without a key bias or CLS read-out: up to `rowByRowQueries` rows go row by row (decoding),
+        // more go through products; both against the same direct computation.
+        for m in 1...(rowByRowQueries + 1) {
+            checkAttention(m: m, past: 37, biasAndCLS: false)
+        }
+        checkAttention(m: 1, past: 0, biasAndCLS: false)
     }
 
-    func checkAttention(m: Int, past: Int) {
+    func checkAttention(m: Int, past: Int, biasAndCLS: Bool = true) {
         var rng = LCG(state: 11)
         let heads = 4, kvHeads = 2, d = 8, n = past + m
         let q = rng.array(m * heads * d), k = rng.array(n * kvHeads * d), v = rng.array(n * kvHeads * d)
@@ -139,10 +145,13 @@ final class KernelsTests: XCTestCase {
                 k.withUnsafeBufferPointer { kp in
                     v.withUnsafeBufferPointer { vp in
                         bias.withUnsafeBufferPointer { bp in
-                            attention(q: qp.baseAddress!, ldq: heads * d, k: kp.baseAddress!, ldk: kvHeads * d,
-                                      v: vp.baseAddress!, ldv: kvHeads * d, out: &out, ldo: heads * d,
-                                      queries: m, keys: n, shape: shape, causalOffset: causal ? past : nil,
-                                      keyBias: bp.baseAddress!, clsAttention: &cls)
+                            cls.withUnsafeMutableBufferPointer { cp in
+                                attention(q: qp.baseAddress!, ldq: heads * d, k: kp.baseAddress!, ldk: kvHeads * d,
+                                          v: vp.baseAddress!, ldv: kvHeads * d, out: &out, ldo: heads * d,
+                                          queries: m, keys: n, shape: shape, causalOffset: causal ? past : nil,
+                                          keyBias: biasAndCLS ? bp.baseAddress! : nil,
+                                          clsAttention: biasAndCLS ? cp.baseAddress! : nil)
+                            }
                         }
                     }
                 }
@@ -155,7 +164,7 @@ final class KernelsTests: XCTestCase {
                     var logits = (0..<visible).map { j -> Double in
                         var s = 0.0
                         for t in 0..<d { s += Double(q[i * heads * d + h * d + t]) * Double(k[j * kvHeads * d + g * d + t]) }
-                        return s / Double(d).squareRoot() + Double(bias[j])
+                        return s / Double(d).squareRoot() + (biasAndCLS ? Double(bias[j]) : 0)
                     }
                     let mx = logits.max()!
                     logits = logits.map { exp($0 - mx) }
@@ -168,7 +177,7 @@ final class KernelsTests: XCTestCase {
                     }
                 }
             }
-            for j in 0..<n { XCTAssertEqual(cls[j], Float(expectedCLS[j]), accuracy: 1e-6) }
+            if biasAndCLS { for j in 0..<n { XCTAssertEqual(cls[j], Float(expectedCLS[j]), accuracy: 1e-6) } }
         }
     }
 

@@ -78,6 +78,10 @@ size_t k_argmax(const float *x, size_t n);
 void k_rms_norm(const float *x, float *y, const float *weight, size_t n, float eps);
 // In-place softmax of one row.
 void k_softmax(float *x, size_t n);
+// One query row's attention for `heads` query heads sharing one key/value head, over n keys
+// (scores: heads · n floats of scratch).
+void k_attend_row(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv, size_t n,
+                  float scale, float *scores, float *out);
 
 // Element-wise, in place.
 void k_quick_gelu(float *x, size_t n);          // x * sigmoid(1.702 x)
