@@ -4,9 +4,10 @@
 // Waking a sleeping thread costs tens of microseconds on virtual machines, as much as a decoding
 // step's work. So after a job, workers spin (with `pause`) for a while, watching for the next job,
 // and only then sleep on a condition variable. Before a product that OpenBLAS runs on its own
-// threads, `k_pool_park` sends the spinning workers to sleep at once so they leave the cores free. One job at a time: a call made while another job
-// runs (from a worker inside a job, or from a second thread) is declined, and the caller runs the
-// items another way (`parallelFor` hands them to Dispatch).
+// threads, `k_pool_park` sends the spinning workers to sleep at once so they leave the cores free.
+// One job at a time: a call made from inside a job is declined and its items run on the calling
+// thread (the job already has every thread); a call from a second thread while a job runs is
+// declined and `parallelFor` hands its items to Dispatch.
 #define _GNU_SOURCE
 #include "ckernels.h"
 
@@ -107,12 +108,13 @@ long k_pool_cpu_count(void) {
 
 int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     if (items == 0) return 1;
-    if (inside_job || threads <= 1 || pthread_mutex_trylock(&busy) != 0) return 0;
+    if (inside_job || threads <= 1) return -1;
+    if (pthread_mutex_trylock(&busy) != 0) return 0;
     pthread_once(&started_once, start_workers);
     int helpers = (int)(threads - 1) < workers ? (int)(threads - 1) : workers;
     if (helpers == 0) {
         pthread_mutex_unlock(&busy);
-        return 0;
+        return -1;
     }
     job_fn = fn;
     job_ctx = ctx;

@@ -73,8 +73,9 @@ final class LockedCounter: @unchecked Sendable {
 /// Runs `body` over `0..<n` split into contiguous chunks, one per thread.
 /// Small problems (fewer than `minPerThread` items per thread) run on the calling thread.
 /// The chunks go to the worker pool of `k_pool_run` (workers that spin briefly between jobs, so
-/// the many short steps of decoding do not each pay a thread wake-up); when the pool is taken
-/// (a loop inside a loop, or a second caller) Dispatch runs them instead.
+/// the many short steps of decoding do not each pay a thread wake-up). A loop inside a loop runs
+/// on its calling thread (the outer loop already keeps every thread busy); a second caller while
+/// the pool is taken gets Dispatch's threads.
 @inline(__always)
 public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
     let threads = min(Threads.count, max(1, n / max(1, minPerThread)))
@@ -84,11 +85,15 @@ public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) ->
     }
     let chunk = (n + threads - 1) / threads
     let chunks = (n + chunk - 1) / chunk
-    let ran = withoutActuallyEscaping(body) { body -> Bool in
+    let outcome = withoutActuallyEscaping(body) { body -> Int32 in
         var job = PoolJob(n: n, chunk: chunk, body: body)
-        return withUnsafeMutablePointer(to: &job) { k_pool_run(threads, chunks, poolTrampoline, $0) } != 0
+        return withUnsafeMutablePointer(to: &job) { k_pool_run(threads, chunks, poolTrampoline, $0) }
     }
-    if ran { return }
+    if outcome == 1 { return }
+    if outcome < 0 {
+        body(0..<n)
+        return
+    }
     DispatchQueue.concurrentPerform(iterations: chunks) { t in
         let start = t * chunk
         let end = min(n, start + chunk)

@@ -355,17 +355,18 @@ public final class LlamaForCausalLM {
     }
 }
 
-/// FastV's cut of one prompt pass: before decoder layer `layer` (≥ 1), keep the `keep` rows of
-/// `candidates` (row indices of the pass, the visual tokens) that the last row attended to most
-/// in layer `layer − 1`; every other row goes on.
+/// FastV's cut applied to one prompt pass: the setting (before decoder layer `layer` ≥ 1, keep
+/// `keep` candidates) and the candidates, the row indices of the pass that are visual tokens;
+/// every other row goes on.
 public struct PrefillCut: Sendable, Hashable {
-    public var layer: Int
+    public var setting: LanguageModelCut
     public var candidates: [Int]
-    public var keep: Int
 
-    public init(layer: Int, candidates: [Int], keep: Int) {
-        self.layer = layer
+    public init(_ setting: LanguageModelCut, candidates: [Int]) {
+        self.setting = setting
         self.candidates = candidates
-        self.keep = keep
     }
+
+    public var layer: Int { setting.layer }
+    public var keep: Int { setting.keep }
 }

@@ -320,13 +320,9 @@ extension LlavaForConditionalGeneration {
     /// The cut of one prompt pass: the image-token positions of `ids` are the candidates.
     func prefillCut(_ cut: LanguageModelCut?, ids: [Int]) throws -> PrefillCut? {
         guard let cut else { return nil }
-        let layers = config.text.numHiddenLayers
-        guard cut.layer >= 1 && cut.layer < layers else {
-            throw MergeError.invalidFastVLayer(layer: cut.layer, textLayers: layers)
-        }
-        guard cut.keep >= 1 else { throw MergeError.invalidBudget(cut.keep) }
+        try config.check(cut)
         if ids.last == config.imageTokenIndex { throw LlavaError.imageTokenLast }
-        return PrefillCut(layer: cut.layer, candidates: ids.indices.filter { ids[$0] == config.imageTokenIndex }, keep: cut.keep)
+        return PrefillCut(cut, candidates: ids.indices.filter { ids[$0] == config.imageTokenIndex })
     }
 }
 

@@ -152,11 +152,23 @@ extension LlavaConfiguration {
     /// model's depth and the image tokens the tower gives.
     public func languageModelCut(_ settings: VisionMergeSettings) throws -> LanguageModelCut? {
         guard settings.options.method == .fastV else { return nil }
-        let layers = text.numHiddenLayers, k = settings.options.fastvLayer
-        guard k >= 1 && k < layers else { throw MergeError.invalidFastVLayer(layer: k, textLayers: layers) }
         let visual = vision.numPatches + 1 - visionFeatureSelectStrategy.droppedTokens
         if let keep = settings.options.keep, keep > visual { throw MergeError.invalidKeep(keep: keep, patchTokens: visual) }
-        return LanguageModelCut(layer: k, keep: FastV.keptCount(visualTokens: visual, options: settings.options))
+        let cut = LanguageModelCut(layer: settings.options.fastvLayer,
+                                   keep: FastV.keptCount(visualTokens: visual, options: settings.options))
+        try check(cut)
+        return cut
+    }
+
+    /// A FastV cut checked against the language model: a layer after the first and before the
+    /// end (the ranking reads the layer before it), at least one token kept. Every way into the
+    /// decoder (settings, or a cut given to `generate`) goes through this check.
+    func check(_ cut: LanguageModelCut) throws {
+        let layers = text.numHiddenLayers
+        guard cut.layer >= 1 && cut.layer < layers else {
+            throw MergeError.invalidFastVLayer(layer: cut.layer, textLayers: layers)
+        }
+        guard cut.keep >= 1 else { throw MergeError.invalidBudget(cut.keep) }
     }
 
     /// Tokens (CLS included) entering the first layer and after each merge layer.

@@ -4,8 +4,8 @@ import Kernels
 import XCTest
 
 /// `parallelFor` on the worker pool: every index once, whatever the size and thread count, also
-/// for a loop inside a loop (run by the inner caller) and for several callers at once (one gets
-/// the pool, the others fall back to Dispatch).
+/// for a loop inside a loop (run whole by the inner caller) and for several callers at once (one
+/// gets the pool, the others fall back to Dispatch).
 final class ParallelForTests: XCTestCase {
     var before = 1
 
@@ -45,14 +45,22 @@ final class ParallelForTests: XCTestCase {
         Threads.set(4)
         let outer = 16, inner = 100
         var hits = [Int](repeating: 0, count: outer * inner)
+        var innerCalls = [Int](repeating: 0, count: outer)
         hits.withUnsafeMutableBufferPointer { p in
-            parallelFor(outer) { rows in
-                for r in rows {
-                    parallelFor(inner) { cols in for c in cols { p[r * inner + c] += 1 } }
+            innerCalls.withUnsafeMutableBufferPointer { calls in
+                parallelFor(outer) { rows in
+                    for r in rows {
+                        parallelFor(inner) { cols in
+                            calls[r] += 1
+                            for c in cols { p[r * inner + c] += 1 }
+                        }
+                    }
                 }
             }
         }
         XCTAssertEqual(hits, Array(repeating: 1, count: outer * inner))
+        // The outer loop holds the threads: each inner loop runs whole on its calling thread.
+        XCTAssertEqual(innerCalls, Array(repeating: 1, count: outer))
     }
 
     func testSeveralCallersAtOnce() {
