@@ -54,24 +54,66 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
 
 /// y[i] = W[i, :] · x for every row of W.
 public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    let k = w.cols
-    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: 1) {
-        int8Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows, kernel: kernel)
+    readyGEMV(w, x, y).runOnThreads()
+}
+
+/// y_i = x · W_iᵀ for several weights that read the same input (q, k and v; gate and up). With
+/// one input row (decoding) all the products run in one parallel pass, so the threads meet once
+/// instead of once per weight; longer inputs run one product after the other.
+public func linear(_ x: Matrix, _ weights: [Weight], into outputs: [Matrix]) {
+    precondition(weights.count == outputs.count, "linear: \(weights.count) weights for \(outputs.count) outputs")
+    guard x.rows == 1 && weights.count > 1 else {
+        for (w, y) in zip(weights, outputs) { linear(x, w, into: y) }
         return
     }
+    let products = zip(weights, outputs).map { w, y -> ReadyProduct in
+        precondition(x.cols == w.cols && y.cols == w.rows, "linear: shapes do not match")
+        y.rows = 1
+        return readyGEMV(w, x.data, y.data)
+    }
+    defer { for p in products { p.release() } }
+    let total = products.reduce(0) { $0 + $1.units }
+    parallelFor(total, minPerThread: products.map(\.minUnitsPerThread).min()!) { range in
+        var start = 0
+        for p in products {
+            let mine = range.clamped(to: start..<(start + p.units))
+            if !mine.isEmpty { p.run((mine.lowerBound - start)..<(mine.upperBound - start)) }
+            start += p.units
+        }
+    }
+}
+
+/// A product y = x · Wᵀ made ready to run on threads: the input quantized when the weight's
+/// kernel needs it, and the outputs cut into `units` that `run` computes, any contiguous range
+/// of them on any thread. `release` frees what the preparation allocated.
+struct ReadyProduct {
+    let units: Int
+    let minUnitsPerThread: Int
+    let run: (Range<Int>) -> Void
+    let release: () -> Void
+
+    func runOnThreads() {
+        parallelFor(units, minPerThread: minUnitsPerThread, run)
+        release()
+    }
+}
+
+/// The matrix-vector product y = W · x in the weight's stored type.
+func readyGEMV(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) -> ReadyProduct {
+    let k = w.cols, n = w.rows
+    if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: 1) {
+        return readyInt8Product(x, rows: 1, ldx: k, p, into: y, ldy: n, kernel: kernel)
+    }
     if case .q4(let p) = w.storage, CPU.hasVNNI {
-        q4Product(x, rows: 1, ldx: k, p, into: y, ldy: w.rows)
-        return
+        return readyQ4Product(x, rows: 1, ldx: k, p, into: y, ldy: n)
     }
     if let (p, bf16) = w.halfStorage {
         // Groups of 8 rows (the kernel's register block), at least 64 rows per thread.
-        let n = w.rows, groups = (n + 7) / 8
-        parallelFor(groups, minPerThread: 8) { range in
+        return ReadyProduct(units: (n + 7) / 8, minUnitsPerThread: 8, run: { range in
             k_gemv_half(p, k, x, y, k, range.lowerBound * 8, min(n, range.upperBound * 8), bf16 ? 1 : 0)
-        }
-        return
+        }, release: {})
     }
-    parallelFor(w.rows, minPerThread: 64) { range in
+    return ReadyProduct(units: n, minUnitsPerThread: 64, run: { range in
         let r0 = range.lowerBound, r1 = range.upperBound
         switch w.storage {
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
@@ -85,56 +127,62 @@ public func gemv(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
                 k_gemv_f32(tmp, k, x, y + r, k, 0, 1)
             }
         }
-    }
+    }, release: {})
 }
 
 /// y = x · Wᵀ with int8 weights: the rows of x are quantized per block to u8 and the product
 /// runs in integer dot products (`kernel`), split over threads by groups of output columns.
 func int8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8,
                  into y: UnsafeMutablePointer<Float>, ldy: Int, kernel: Int8Kernel) {
+    readyInt8Product(x, rows: m, ldx: ldx, p, into: y, ldy: ldy, kernel: kernel).runOnThreads()
+}
+
+func readyInt8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ8,
+                      into y: UnsafeMutablePointer<Float>, ldy: Int, kernel: Int8Kernel) -> ReadyProduct {
     let k = p.cols
     let blocks = k / p.block
     let q = UnsafeMutablePointer<UInt8>.allocate(capacity: m * k)
     let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
-    defer {
-        q.deallocate()
-        scales.deallocate()
-    }
     parallelFor(m, minPerThread: 8) { range in
         k_quantize_rows_u8(x + range.lowerBound * ldx, range.count, k, ldx, p.block,
                            q + range.lowerBound * k, scales + range.lowerBound * blocks)
     }
     // Work units of 3 row groups (48 output columns), the width of the register tile.
-    let units = (p.rowGroups + 2) / 3
-    parallelFor(units) { range in
+    return ReadyProduct(units: (p.rowGroups + 2) / 3, minUnitsPerThread: 1, run: { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
         k_gemm_q8p(kernel.rawValue, q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
-    }
+    }, release: {
+        q.deallocate()
+        scales.deallocate()
+    })
 }
 
 /// y = x · Wᵀ with 4-bit weights: the rows of x are quantized per block of 32 to s8 and the
 /// product runs in VNNI integer dot products, split over threads by groups of output columns.
 func q4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ4,
                into y: UnsafeMutablePointer<Float>, ldy: Int) {
+    readyQ4Product(x, rows: m, ldx: ldx, p, into: y, ldy: ldy).runOnThreads()
+}
+
+func readyQ4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ4,
+                    into y: UnsafeMutablePointer<Float>, ldy: Int) -> ReadyProduct {
     let k = p.cols
     let blocks = k / 32
     let q = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)
     let scales = UnsafeMutablePointer<Float>.allocate(capacity: m * blocks)
     let sums = UnsafeMutablePointer<Int32>.allocate(capacity: m * blocks)
-    defer {
-        q.deallocate()
-        scales.deallocate()
-        sums.deallocate()
-    }
     parallelFor(m, minPerThread: 8) { range in
         k_quantize_rows_s8(x + range.lowerBound * ldx, range.count, k, ldx, q + range.lowerBound * k,
                            scales + range.lowerBound * blocks, sums + range.lowerBound * blocks)
     }
-    let units = (p.rowGroups + 2) / 3
-    parallelFor(units) { range in
+    return ReadyProduct(units: (p.rowGroups + 2) / 3, minUnitsPerThread: 1, run: { range in
         let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
         k_gemm_q4p(q, scales, sums, m, k, p.values, p.scales, p.rows, nb0, nb1, y, ldy)
-    }
+    }, release: {
+        q.deallocate()
+        scales.deallocate()
+        sums.deallocate()
+    })
 }
 
 /// Adds `bias` to every row of `y`.

@@ -164,9 +164,7 @@ final class LlamaAttention {
     func callAsFunction(_ x: Matrix, layer: Int, cache: KVCache, rope: LlamaRotaryEmbedding, state: LlamaRunState,
                         positions: [Int]?) -> Matrix {
         let m = x.rows, start = cache.storedRows(layer: layer)
-        linear(x, qProj, into: state.q)
-        linear(x, kProj, into: state.k)
-        linear(x, vProj, into: state.v)
+        linear(x, [qProj, kProj, vProj], into: [state.q, state.k, state.v])
         rope.apply(state.q, heads: shape.heads, start: cache.length, positions: positions)
         rope.apply(state.k, heads: shape.kvHeads, start: cache.length, positions: positions)
         let keys = cache.keys[layer], values = cache.values[layer]
@@ -216,8 +214,7 @@ final class LlamaMLP {
     }
 
     func callAsFunction(_ x: Matrix, state: LlamaRunState) -> Matrix {
-        linear(x, gateProj, into: state.gate)
-        linear(x, upProj, into: state.up)
+        linear(x, [gateProj, upProj], into: [state.gate, state.up])
         siluMul(state.gate, state.up)
         linear(state.gate, downProj, into: state.down)
         return state.down

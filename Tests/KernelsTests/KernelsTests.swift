@@ -67,6 +67,31 @@ final class KernelsTests: XCTestCase {
         }
     }
 
+    /// Several weights on one input in one pass (decoding's q, k, v and gate, up) give exactly what
+    /// one product per weight gives, for every storage, on one and on several threads.
+    func testFusedProductsEqualOneProductPerWeight() {
+        var rng = LCG(state: 19)
+        let k = 256
+        let before = Threads.count
+        defer { Threads.set(before) }
+        for m in [1, 3] {
+            let input = Matrix(rows: m, cols: k, values: rng.array(m * k))
+            let shapes = [2048, 256, 40]
+            let f32 = shapes.map { Weight(rows: $0, cols: k, values: rng.array($0 * k)) }
+            let f16 = shapes.map { halfWeight(rng.array($0 * k), rows: $0, cols: k).0 }
+            for (name, weights) in [("f32", f32), ("f16", f16), ("q8", f16.map { $0.quantizedQ8() }),
+                                    ("q4", f16.map { $0.quantizedQ4() }), ("mixed", [f16[0], f32[1], f16[2].quantizedQ8()])] {
+                for threads in [1, 2, 3] {
+                    Threads.set(threads)
+                    let separate = weights.map { linear(input, $0).toArray() }
+                    let outputs = weights.map { Matrix(rows: m, cols: $0.rows) }
+                    linear(input, weights, into: outputs)
+                    XCTAssertEqual(outputs.map { $0.toArray() }, separate, "\(name), \(m) rows, \(threads) threads")
+                }
+            }
+        }
+    }
+
     func testHalfWideningIsExact() {
         let values: [Float] = [0, -0.0, 1, 65504, -65504, 6.1035156e-05, 5.9604645e-08, 0.33325195, .infinity]
         let (w, exact) = halfWeight(values, rows: 1, cols: values.count)
