@@ -107,8 +107,8 @@ void k_layer_norm(const float *x, float *y, const float *w, const float *b, size
 }
 void k_rms_norm(const float *x, float *y, const float *w, size_t n, float eps) { kernels()->rms_norm(x, y, w, n, eps); }
 void k_softmax(float *x, size_t n) { kernels()->softmax(x, n); }
-void k_attend_row(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv, size_t n,
-                  float scale, float *scores, float *out) {
+void k_attend_row_plain(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv,
+                        size_t n, float scale, float *scores, float *out) {
     kernels()->attend_row(q, heads, d, k, ldk, v, ldv, n, scale, scores, out);
 }
 void k_exp_shift(float *x, float shift, size_t n) { kernels()->exp_shift(x, shift, n); }

@@ -155,11 +155,16 @@ final class KernelsTests: XCTestCase {
             checkAttention(m: m, past: 37, biasAndCLS: false)
         }
         checkAttention(m: 1, past: 0, biasAndCLS: false)
+        // The head sizes with a vectorised row-by-row kernel (64, 128), groups of 1 to 8 heads.
+        for (d, heads, kvHeads) in [(64, 32, 4), (64, 6, 2), (128, 5, 5), (128, 8, 1), (48, 4, 2)] {
+            checkAttention(m: 1, past: 70, biasAndCLS: false, heads: heads, kvHeads: kvHeads, d: d)
+            checkAttention(m: 3, past: 5, biasAndCLS: false, heads: heads, kvHeads: kvHeads, d: d)
+        }
     }
 
-    func checkAttention(m: Int, past: Int, biasAndCLS: Bool = true) {
+    func checkAttention(m: Int, past: Int, biasAndCLS: Bool = true, heads: Int = 4, kvHeads: Int = 2, d: Int = 8) {
         var rng = LCG(state: 11)
-        let heads = 4, kvHeads = 2, d = 8, n = past + m
+        let n = past + m
         let q = rng.array(m * heads * d), k = rng.array(n * kvHeads * d), v = rng.array(n * kvHeads * d)
         let bias = rng.array(n)
         for causal in [false, true] {
@@ -198,7 +203,8 @@ final class KernelsTests: XCTestCase {
                     for t in 0..<d {
                         var acc = 0.0
                         for j in 0..<visible { acc += logits[j] / sum * Double(v[j * kvHeads * d + g * d + t]) }
-                        XCTAssertEqual(out[i * heads * d + h * d + t], Float(acc), accuracy: 1e-5)
+                        XCTAssertEqual(out[i * heads * d + h * d + t], Float(acc), accuracy: 1e-5,
+                                       "head \(h) of \(heads) (\(kvHeads) kv), d \(d), row \(i) of \(m)")
                     }
                 }
             }

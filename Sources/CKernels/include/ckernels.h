@@ -82,6 +82,9 @@ void k_softmax(float *x, size_t n);
 // (scores: heads · n floats of scratch).
 void k_attend_row(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv, size_t n,
                   float scale, float *scores, float *out);
+// The same with the plain loops of kernels_impl.h (the reference for the AVX-512 version of attend.c).
+void k_attend_row_plain(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv,
+                        size_t n, float scale, float *scores, float *out);
 
 // Element-wise, in place.
 void k_quick_gelu(float *x, size_t n);          // x * sigmoid(1.702 x)
