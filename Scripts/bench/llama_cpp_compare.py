@@ -20,9 +20,12 @@ image tokens), first token ms (request to the first new token, without model loa
 tokens/s (the remaining tokens). llama-mtmd-cli's numbers come from its own timing lines ("image
 slice encoded in", "image decoded ... in", llama_perf's "prompt eval time" and "eval time"); a
 number its output does not contain is shown as "-". With --llama-bench, a second table gives
-llama-bench's prompt (pp) and generation (tg) rates for each GGUF (-p = our prompt's length).
-Without --mtmd-cli (no mmproj GGUF at hand) only llama-bench runs on the GGUFs: the decoder alone,
-which is what the decode rates compare. The older llama-llava-cli can stand in for llama-mtmd-cli.
+llama-bench's prompt (pp) and generation (tg) rates for each GGUF (-p = our prompt's length), one
+run of it per GGUF in every round. Its generation test starts from an empty context; to compare
+with it, add an "ours" setting with a short prompt, e.g. --ours "q4, 19-token prompt=--quantize q4
+--merge pitome --keep 8". Without --mtmd-cli (no mmproj GGUF at hand) only llama-bench runs on
+the GGUFs: the decoder alone, which is what the decode rates compare. The older llama-llava-cli
+can stand in for llama-mtmd-cli.
 """
 
 import argparse
@@ -107,9 +110,10 @@ def mtmd_once(args, gguf, question):
 
 
 def llama_bench(args, gguf, prompt_tokens):
+    """One llama-bench run (-r 1) of the prompt and generation tests: their tokens/s."""
     cmd = [args.llama_bench, "-m", gguf, "-p", str(prompt_tokens), "-n", str(args.n_predict), "-t", str(args.threads),
-           "-r", str(args.repeat), "-o", "json"]
-    stdout, _ = run(cmd, args.timeout * args.repeat)
+           "-r", "1", "-o", "json"]
+    stdout, _ = run(cmd, args.timeout)
     rates = {}
     for test in json.loads(stdout):
         kind = "pp" if test.get("n_gen", 0) == 0 else "tg"
@@ -168,13 +172,25 @@ def main():
     if args.mtmd_cli:
         configs += [("llama.cpp " + label, lambda g=path: mtmd_once(args, g, question)) for label, path in ggufs]
     samples = {name: [] for name, _ in configs}
+    # llama-bench runs inside every round too (once per GGUF), so that a slow moment of the machine
+    # spreads over it as over the rest; its prompt test uses our first prompt's length.
+    benched = ggufs if args.llama_bench else []
+    bench_samples = {label: [] for label, _ in benched}
+    prompt_tokens = None
     for r in range(args.warmup + args.repeat):
         timed = r >= args.warmup
+        round_name = 'round ' + str(r - args.warmup + 1) if timed else 'warm-up'
         for name, once in configs:
             result = once()
-            print(f"{'round ' + str(r - args.warmup + 1) if timed else 'warm-up'}: {name}: {result}", file=sys.stderr)
+            prompt_tokens = prompt_tokens or result.get("prompt_tokens")
+            print(f"{round_name}: {name}: {result}", file=sys.stderr)
             if timed:
                 samples[name].append(result)
+        for label, path in benched:
+            rates = llama_bench(args, path, prompt_tokens or 600)
+            print(f"{round_name}: llama-bench {label}: {rates}", file=sys.stderr)
+            if timed:
+                bench_samples[label].append(rates)
 
     header = "| engine, weights | vision ms | prefill ms | first token ms | decode tok/s |"
     print(f"{args.threads} threads, {args.n_predict} new tokens, medians of {args.repeat} interleaved rounds")
@@ -186,19 +202,18 @@ def main():
               f"{cell(m['ttft'], '{:.0f}')} | {cell(m['decode'], '{:.1f}')} |")
 
     bench = {}
-    if args.llama_bench and ggufs:
-        first = samples[configs[0][0]]
-        prompt_tokens = first[0].get("prompt_tokens", 600) if first else 600
-        print(f"\nllama-bench -p {prompt_tokens} -n {args.n_predict} -t {args.threads} -r {args.repeat}")
+    if benched:
+        print(f"\nllama-bench -p {prompt_tokens or 600} -n {args.n_predict} -t {args.threads} -r 1 in each round, medians")
         print("| GGUF | pp t/s | tg t/s |\n|---|---:|---:|")
-        for label, path in ggufs:
-            bench[label] = llama_bench(args, path, prompt_tokens)
-            print(f"| {label} | {cell(bench[label].get('pp'), '{:.1f}')} | {cell(bench[label].get('tg'), '{:.1f}')} |")
+        for label, _ in benched:
+            runs = bench_samples[label]
+            bench[label] = {k: median([x[k] for x in runs if x.get(k) is not None]) for k in ("pp", "tg")}
+            print(f"| {label} | {cell(bench[label]['pp'], '{:.1f}')} | {cell(bench[label]['tg'], '{:.1f}')} |")
 
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump({"threads": args.threads, "n_predict": args.n_predict, "repeat": args.repeat,
-                       "samples": samples, "llama_bench": bench}, f, indent=2)
+                       "samples": samples, "llama_bench": bench, "llama_bench_samples": bench_samples}, f, indent=2)
 
 
 if __name__ == "__main__":
