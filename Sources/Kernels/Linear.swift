@@ -26,16 +26,21 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     } else if case .f32(let p) = w.storage {
         sgemm(.none, .transposed, m, n, k, 1, x.data, k, p, k, 0, y.data, n)
     } else {
-        let tile = tileRows(n: n, k: k)
-        let scratch = Scratch.shared.buffer(tile * k)
-        var r0 = 0
-        while r0 < n {
-            let rowsHere = min(tile, n - r0)
-            parallelFor(rowsHere, minPerThread: 8) { range in
-                w.widenRows(r0 + range.lowerBound, count: range.count, into: scratch + range.lowerBound * k)
+        // Each thread takes its own tiles of weight rows, widens them into its own scratch and
+        // multiplies them on single-threaded BLAS: the threads never wait for one another inside
+        // a product, and OpenBLAS's threads never take turns with ours.
+        let threads = Threads.count
+        let (tile, tiles) = weightTiles(n: n, k: k, threads: threads)
+        Threads.withSingleThreadedBLAS {
+            parallelFor(tiles) { range in
+                Scratch.shared.withBuffer(tile * k) { scratch in
+                    for t in range {
+                        let r0 = t * tile, rows = min(tile, n - r0)
+                        w.widenRows(r0, count: rows, into: scratch)
+                        sgemm(.none, .transposed, m, rows, k, 1, x.data, k, scratch, k, 0, y.data + r0, n)
+                    }
+                }
             }
-            sgemm(.none, .transposed, m, rowsHere, k, 1, x.data, k, scratch, k, 0, y.data + r0, n)
-            r0 += rowsHere
         }
     }
     if let bias { addBias(y, bias) }
@@ -219,28 +224,41 @@ public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {
     return c
 }
 
-/// Rows of a weight tile: about 16 MB of Float32, a multiple of 16 rows. Each tile is one sgemm
-/// call, and OpenBLAS re-packs the activations once per call, so tiles should not be small.
-func tileRows(n: Int, k: Int) -> Int {
-    let target = max(16, (1 << 22) / max(k, 1))
-    return min(n, (target + 15) / 16 * 16)
+/// Tiles of weight rows for widening: each at most about 16 MB of Float32 shared by the threads
+/// (at least 4 MB each; OpenBLAS re-packs the activations for every tile, so tiles should not be
+/// small), a multiple of 16 rows, and as many tiles as a multiple of the thread count so the
+/// threads get equal shares. Returns the rows per tile and the number of tiles.
+func weightTiles(n: Int, k: Int, threads: Int) -> (rows: Int, count: Int) {
+    let threads = max(1, threads)
+    let floatsPerThread = max(1 << 20, (1 << 22) / threads)
+    let cap = max(16, floatsPerThread / max(k, 1) / 16 * 16)
+    let rounds = max(1, (n + threads * cap - 1) / (threads * cap))
+    let rows = min(n, ((n + threads * rounds - 1) / (threads * rounds) + 15) / 16 * 16)
+    return (rows, (n + rows - 1) / rows)
 }
 
-/// A reusable scratch buffer for weight tiles (grown on demand, never shrunk).
+/// Scratch buffers for weight tiles, one per thread using one at a time; they grow on demand and
+/// are kept for the next product.
 final class Scratch: @unchecked Sendable {
     static let shared = Scratch()
-    private var pointer: UnsafeMutablePointer<Float>?
-    private var capacity = 0
+    private var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
     private let lock = NSLock()
 
-    func buffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+    /// Runs `body` with a buffer of at least `count` floats that no one else uses meanwhile.
+    func withBuffer<T>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> T) rethrows -> T {
         lock.lock()
-        defer { lock.unlock() }
-        if count > capacity {
-            pointer?.deallocate()
-            pointer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            capacity = count
+        var buffer = free.popLast()
+        lock.unlock()
+        if let b = buffer, b.capacity < count {
+            b.pointer.deallocate()
+            buffer = nil
         }
-        return pointer!
+        let held = buffer ?? (UnsafeMutablePointer<Float>.allocate(capacity: count), count)
+        defer {
+            lock.lock()
+            free.append(held)
+            lock.unlock()
+        }
+        return try body(held.pointer)
     }
 }

@@ -92,6 +92,42 @@ final class KernelsTests: XCTestCase {
         }
     }
 
+    func testWeightTilesCoverEveryRowInEqualShares() {
+        for (n, k) in [(5632, 2048), (4096, 1024), (32064, 2048), (70, 40), (1, 5), (1000, 100_000)] {
+            for threads in [1, 2, 3, 16] {
+                let (rows, count) = weightTiles(n: n, k: k, threads: threads)
+                XCTAssertGreaterThanOrEqual(rows * count, n, "\(n)x\(k), \(threads) threads")
+                XCTAssertLessThan((count - 1) * rows, n, "\(n)x\(k), \(threads) threads: an empty tile")
+                XCTAssertTrue(rows == n || rows % 16 == 0, "\(n)x\(k), \(threads) threads: \(rows) rows")
+                if n >= 16 * threads * 4 {
+                    // parallelFor gives each thread ⌈count / threads⌉ tiles at most.
+                    let largestShare = (count + threads - 1) / threads * rows
+                    XCTAssertLessThanOrEqual(Double(largestShare), Double(n) / Double(threads) * 1.1 + 16,
+                                             "\(n)x\(k), \(threads) threads: \(count) tiles of \(rows)")
+                }
+            }
+        }
+    }
+
+    /// Long inputs with F16 weights: tiles widened and multiplied per thread give the same values
+    /// on any thread count (each element is one sgemm's).
+    func testWidenedProductsAreTheSameOnAnyThreadCount() {
+        var rng = LCG(state: 23)
+        let (m, n, k) = (200, 3000, 1500)
+        let input = Matrix(rows: m, cols: k, values: rng.array(m * k))
+        let (w, exact) = halfWeight(rng.array(n * k), rows: n, cols: k)
+        let before = Threads.count
+        defer { Threads.set(before) }
+        Threads.set(1)
+        let one = linear(input, w).toArray()
+        let expected = Reference.matmulT(Array(input.toArray()[0..<(3 * k)]), exact, m: 3, n: n, k: k)
+        XCTAssertLessThan(maxAbsDiff(Array(one[0..<(3 * n)]), expected), 1e-3)
+        for threads in [2, 3] {
+            Threads.set(threads)
+            XCTAssertEqual(linear(input, w).toArray(), one, "\(threads) threads")
+        }
+    }
+
     func testHalfWideningIsExact() {
         let values: [Float] = [0, -0.0, 1, 65504, -65504, 6.1035156e-05, 5.9604645e-08, 0.33325195, .infinity]
         let (w, exact) = halfWeight(values, rows: 1, cols: values.count)
