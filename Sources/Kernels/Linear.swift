@@ -4,9 +4,10 @@ import Foundation
 /// y = x · Wᵀ (+ bias): x [M, K], W [N, K] (PyTorch Linear layout), y [M, N].
 ///
 /// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
-/// - f32 weights: one `sgemm` straight on the (mapped) weight.
+/// - f32 weights: `sgemm` straight on the (mapped) weight, a block of output columns per thread.
 /// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
 ///   tile goes through `sgemm`, so no second Float32 copy of the checkpoint exists.
+/// Long products run on the worker pool with single-threaded BLAS calls, one block per thread.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
     precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
     precondition(y.cols == w.rows, "linear: output has \(y.cols) features, weight gives \(w.rows)")
@@ -24,7 +25,13 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
             k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)
         }
     } else if case .f32(let p) = w.storage {
-        sgemm(.none, .transposed, m, n, k, 1, x.data, k, p, k, 0, y.data, n)
+        // Output columns split over the pool, each block one single-threaded sgemm (as below).
+        Threads.withSingleThreadedBLAS {
+            parallelFor((n + 15) / 16) { groups in
+                let c0 = groups.lowerBound * 16, c1 = min(n, groups.upperBound * 16)
+                sgemm(.none, .transposed, m, c1 - c0, k, 1, x.data, k, p + c0 * k, k, 0, y.data + c0, n)
+            }
+        }
     } else {
         // Each thread takes its own tiles of weight rows, widens them into its own scratch and
         // multiplies them on single-threaded BLAS: the threads never wait for one another inside
