@@ -251,25 +251,32 @@ public final class CLIPVisionModel {
         let patchDim = 3 * ps * ps
         let patches = Matrix(rows: g * g, cols: patchDim)
         pixels.withUnsafeBufferPointer { px in
-            for py in 0..<g {
-                for pxi in 0..<g {
-                    let row = patches.row(py * g + pxi)
-                    for ch in 0..<3 {
-                        for ky in 0..<ps {
-                            let src = px.baseAddress! + ch * side * side + (py * ps + ky) * side + pxi * ps
-                            (row + ch * ps * ps + ky * ps).update(from: src, count: ps)
+            parallelFor(g) { patchRows in
+                for py in patchRows {
+                    for pxi in 0..<g {
+                        let row = patches.row(py * g + pxi)
+                        for ch in 0..<3 {
+                            for ky in 0..<ps {
+                                let src = px.baseAddress! + ch * side * side + (py * ps + ky) * side + pxi * ps
+                                (row + ch * ps * ps + ky * ps).update(from: src, count: ps)
+                            }
                         }
                     }
                 }
             }
         }
         let projected = linear(patches, patchEmbedding)
+        // Row 0 is CLS, row r the projection of patch r − 1; each plus its position embedding.
         let h = Matrix(rows: g * g + 1, cols: c)
-        h.row(0).update(from: classEmbedding, count: c)
-        (h.data + c).update(from: projected.data, count: g * g * c)
-        let positions = Matrix(rows: g * g + 1, cols: c)
-        positionEmbedding.widenRows(0, count: g * g + 1, into: positions.data)
-        addInPlace(h, positions)
+        classEmbedding.withUnsafeBufferPointer { cls in
+            parallelFor(g * g + 1, minPerThread: 16) { rows in
+                positionEmbedding.widenRows(rows.lowerBound, count: rows.count, into: h.row(rows.lowerBound))
+                for r in rows {
+                    let dst = h.row(r), src = r == 0 ? cls.baseAddress! : UnsafePointer(projected.row(r - 1))
+                    for j in 0..<c { dst[j] += src[j] }
+                }
+            }
+        }
         layerNorm(h, weight: preLayrnorm.weight, bias: preLayrnorm.bias, eps: config.layerNormEps, into: h)
         return h
     }
