@@ -162,6 +162,26 @@ if section("stream") {
     }
     f16.append(halfWeight(randomMatrix(vocab, hidden)))
     let xs = f16.map { randomMatrix(1, $0.cols) }, ys = f16.map { Matrix(rows: 1, cols: $0.rows) }
+    // The ceiling: the same F16 bytes read and summed, nothing else, split over the threads alike.
+    do {
+        let bytes = Double(f16.reduce(0) { $0 + $1.byteCount })
+        let t = time(5) {
+            for w in f16 {
+                guard case .f16(let p) = w.storage else { continue }
+                let words = UnsafeRawPointer(p).assumingMemoryBound(to: UInt64.self), count = w.byteCount / 8
+                var partial = [UInt64](repeating: 0, count: 64)
+                partial.withUnsafeMutableBufferPointer { out in
+                    parallelFor(count, minPerThread: 1 << 14) { range in
+                        var sum: UInt64 = 0
+                        for i in range { sum &+= words[i] }
+                        out[range.lowerBound * 64 / count] &+= sum
+                    }
+                }
+                if partial.reduce(0, &+) == 42 { print("") }
+            }
+        }
+        print(String(format: "stream read only  %.2f GB: %6.2f ms, %5.1f GB/s", bytes / 1e9, t * 1e3, bytes / t / 1e9))
+    }
     for (name, weights) in [("f16", f16), ("q8", f16.map { $0.quantizedQ8() }), ("q4", f16.map { $0.quantizedQ4() })] {
         let bytes = Double(weights.reduce(0) { $0 + $1.byteCount })
         let t = time(5) {
