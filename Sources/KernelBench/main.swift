@@ -5,6 +5,7 @@ import TokenMerging
 
 // Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
 // sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,stream,q4,attention,merge]
+// ("stream-detail" with "stream" also times each kind of matrix of the stream alone)
 
 func time(_ repeats: Int, _ body: () -> Void) -> Double {
     body()
