@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A dense row-major matrix of Float32 in 64-byte-aligned memory.
@@ -20,9 +21,9 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A matrix whose values are left as the allocator gives them, for results that overwrite
-    /// every value (a gather, a product with β = 0): zeroing them first would be a serial pass
-    /// over memory that the parallel work then writes again.
-    init(uninitializedRows rows: Int, cols: Int, capacityRows: Int? = nil) {
+    /// every value (a gather, a product with β = 0, a merge): zeroing them first would be a
+    /// serial pass over memory that the parallel work then writes again.
+    public init(uninitializedRows rows: Int, cols: Int, capacityRows: Int? = nil) {
         precondition(rows >= 0 && cols >= 0)
         let capacity = max(capacityRows ?? rows, rows)
         self.rows = rows
@@ -44,6 +45,12 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
     }
 
     deinit { free(data) }
+
+    /// Asks the allocator to keep freed matrices for reuse instead of returning them to the system
+    /// (`k_keep_freed_memory`): the tower frees and allocates matrices of a few megabytes at every
+    /// layer, and returned pages fault in again one by one. For programs, not for a library's
+    /// callers to decide: it changes the whole process's allocator.
+    public static func keepFreedMemoryForReuse() { k_keep_freed_memory() }
 
     public var count: Int { rows * cols }
 

@@ -62,7 +62,9 @@ public enum Reduction: Sendable {
 /// Groups of one row are copied unchanged whatever the reduction.
 public func apply(_ plan: MergePlan, to x: Matrix, _ reduction: Reduction = .mean) -> Matrix {
     precondition(x.rows == plan.inputRows, "merge plan expects \(plan.inputRows) rows, the matrix has \(x.rows)")
-    let out = Matrix(rows: plan.outputRows, cols: x.cols)
+    // Every output row is written below (its group's first row copied, then combined), so the
+    // threads first touch their own rows instead of rows zeroed by this one.
+    let out = Matrix(uninitializedRows: plan.outputRows, cols: x.cols)
     let c = x.cols
     var weights: [Float] = []
     if case .weightedMean(let sizes) = reduction {

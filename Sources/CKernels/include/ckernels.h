@@ -106,6 +106,10 @@ uint64_t k_cpu_features(void);
 // Asks Linux for the AMX tile state for this process; returns 1 when granted.
 int k_amx_request(void);
 
+// Keeps freed blocks of up to 32 MB (and up to 512 MB of freed heap) in the process for reuse
+// (memory.c); for short-lived processes that allocate and free large matrices repeatedly.
+void k_keep_freed_memory(void);
+
 /// The instruction set the kernels run with: "avx512", "avx2" or "base".
 // Worker pool for parallel loops (pool.c). `k_pool_run` calls fn(ctx, i) for every i < items on
 // up to `threads` threads (the caller included) and returns 1 when done. Without running anything
