@@ -25,7 +25,7 @@ struct Llava: ParsableCommand {
     /// Help and --version print as usual; every other parse or validation error is one line on
     /// stderr and exit status 1.
     static func main() {
-        // A short-lived process: freed matrices stay for the next layer (2–8 % faster towers in
+        // A short-lived process: freed matrices stay for the next layer (towers 4–6 % faster in
         // interleaved runs on a 2-core AMD EPYC).
         Matrix.keepFreedMemoryForReuse()
         BLASEnvironment.prepare()
