@@ -59,7 +59,7 @@ public nonisolated(unsafe) var smallProductRows = 128
 
 /// Convenience: allocates the output.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
-    let y = Matrix(rows: x.rows, cols: w.rows)
+    let y = Matrix(uninitializedRows: x.rows, cols: w.rows)  // every path writes every value
     linear(x, w, bias: bias, into: y)
     return y
 }

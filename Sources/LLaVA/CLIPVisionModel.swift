@@ -249,7 +249,7 @@ public final class CLIPVisionModel {
     func embeddings(_ pixels: [Float]) -> Matrix {
         let c = config.hiddenSize, ps = config.patchSize, side = config.imageSize, g = config.patchesPerSide
         let patchDim = 3 * ps * ps
-        let patches = Matrix(rows: g * g, cols: patchDim)
+        let patches = Matrix(uninitializedRows: g * g, cols: patchDim)  // every value written below
         pixels.withUnsafeBufferPointer { px in
             parallelFor(g) { patchRows in
                 for py in patchRows {
@@ -267,7 +267,7 @@ public final class CLIPVisionModel {
         }
         let projected = linear(patches, patchEmbedding)
         // Row 0 is CLS, row r the projection of patch r − 1; each plus its position embedding.
-        let h = Matrix(rows: g * g + 1, cols: c)
+        let h = Matrix(uninitializedRows: g * g + 1, cols: c)
         classEmbedding.withUnsafeBufferPointer { cls in
             parallelFor(g * g + 1, minPerThread: 16) { rows in
                 positionEmbedding.widenRows(rows.lowerBound, count: rows.count, into: h.row(rows.lowerBound))
