@@ -95,6 +95,12 @@ static inline __attribute__((always_inline)) VNNI void tile(
 static VNNI void gemm_vnni(const uint8_t *a, const float *sa, size_t m, size_t k, size_t block, const int8_t *values,
                            const float *scales, const int32_t *sums, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc) {
     const size_t kbCount = k / block;
+    if (m == 1) {
+        // Decoding: one group of 16 output rows at a time, so each thread reads one stream of
+        // weights (and one each of scales and sums), which the hardware prefetcher follows.
+        for (size_t nb = nb0; nb < nb1; nb++) tile(1, 1, a, k, sa, values, scales, sums, nb, kbCount, block, c, ldc, n, nb * 16);
+        return;
+    }
     const size_t rowsPerChunk = 96;
     for (size_t m0 = 0; m0 < m; m0 += rowsPerChunk) {
         const size_t m1 = m0 + rowsPerChunk < m ? m0 + rowsPerChunk : m;
