@@ -25,7 +25,7 @@
 #endif
 
 #define MAX_WORKERS 255
-// 20,000 rounds: 0.1–0.5 ms of spinning (a `pause` takes roughly 10–150 cycles depending on the CPU;
+// 20,000 rounds: 0.1–1 ms of spinning (a `pause` takes roughly 10–150 cycles depending on the CPU;
 // about 0.46 ms in all on a 2-core AMD EPYC).
 #define SPIN_ROUNDS 20000
 
