@@ -150,10 +150,9 @@ public enum PiToMe {
         return stage("merge.matching") {
             let a = stride(from: 0, to: 2 * r, by: 2).map { order[$0] }
             let b = stride(from: 1, to: 2 * r, by: 2).map { order[$0] }
-            var bGroups = b.map { [$0 + 1] }
-            for (src, dst) in zip(a, mostSimilar(of: a, among: b, similarity: w)) { bGroups[dst].append(src + 1) }
-            let protected = order[(2 * r)...].map { [$0 + 1] }
-            return MergePlan(inputRows: n, groups: [[0]] + protected + bGroups)
+            let protected = order[(2 * r)...].map { $0 + 1 }
+            let merges = zip(a, mostSimilar(of: a, among: b, similarity: w)).map { (row: $0 + 1, into: 1 + protected.count + $1) }
+            return MergePlan(inputRows: n, heads: [0] + protected + b.map { $0 + 1 }, merges: merges)
         }
     }
 }

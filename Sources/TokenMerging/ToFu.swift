@@ -20,11 +20,11 @@ public enum ToFu {
     public static func preserveNorms(merged: Matrix, input: Matrix, plan: MergePlan) {
         precondition(merged.rows == plan.outputRows && input.rows == plan.inputRows && merged.cols == input.cols)
         let c = input.cols
-        plan.groups.withUnsafeBufferPointer { groups in
-            parallelFor(groups.count, minPerThread: 32) { range in
-                for k in range where groups[k].count > 1 {
-                    let group = groups[k]
-                    let dstNorm = rowNorm(input.row(group[0]), c)
+        plan.members.withUnsafeBufferPointer { members in
+            parallelFor(plan.outputRows, minPerThread: 32) { range in
+                for k in range where plan.starts[k + 1] - plan.starts[k] > 1 {
+                    let group = members[plan.starts[k]..<plan.starts[k + 1]]
+                    let dstNorm = rowNorm(input.row(group.first!), c)
                     var largest = dstNorm
                     for r in group.dropFirst() { largest = max(largest, rowNorm(input.row(r), c)) }
                     let divisor = max(dstNorm, 1e-12)

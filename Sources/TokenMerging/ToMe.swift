@@ -44,9 +44,10 @@ public enum ToMe {
         }
         best[0] = -.infinity  // CLS: never a source
         let order = descendingOrder(best)
-        var bGroups = bRows.map { [$0] }
-        for a in order[..<r] { bGroups[bestB[a]].append(aRows[a]) }
-        let kept = order[r...].sorted().map { [aRows[$0]] }
-        return MergePlan(inputRows: aRows.count + bRows.count, groups: kept + bGroups)
+        var merged = [Bool](repeating: false, count: aRows.count)
+        for a in order[..<r] { merged[a] = true }
+        let kept = aRows.indices.filter { !merged[$0] }.map { aRows[$0] }
+        return MergePlan(inputRows: aRows.count + bRows.count, heads: kept + bRows,
+                         merges: order[..<r].map { (row: aRows[$0], into: kept.count + bestB[$0]) })
     }
 }

@@ -112,5 +112,18 @@ final class AlgorithmTests: XCTestCase {
         XCTAssertEqual(plan.droppingMergedRows().groups, [[0], [3]])
         XCTAssertTrue(MergePlan.identity(rows: 3).isIdentity)
         XCTAssertFalse(plan.isIdentity)
+        XCTAssertFalse(MergePlan(inputRows: 3, groups: [[1], [0], [2]]).isIdentity)
+    }
+
+    func testPlanFromHeadsAndMerges() {
+        // Merges join their output in the order listed, after the head; unlisted rows are dropped.
+        let plan = MergePlan(inputRows: 7, heads: [0, 5, 2], merges: [(row: 6, into: 2), (row: 1, into: 0), (row: 3, into: 2)])
+        XCTAssertEqual(plan, MergePlan(inputRows: 7, groups: [[0, 1], [5], [2, 6, 3]]))
+        XCTAssertEqual(plan.groups, [[0, 1], [5], [2, 6, 3]])
+        XCTAssertEqual(plan.members, [0, 1, 5, 2, 6, 3])
+        XCTAssertEqual(plan.starts, [0, 2, 3, 6])
+        XCTAssertEqual(Array(plan.group(2)), [2, 6, 3])
+        XCTAssertEqual(plan.outputRows, 3)
+        XCTAssertEqual(MergePlan(inputRows: 2, heads: [1, 0], merges: []).groups, [[1], [0]])
     }
 }
