@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoint", dependencies: ["Kernels", "FileAccess"]),
         .target(name: "Tokenizer", dependencies: ["CSentencePiece", "FileAccess"]),
-        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "FileAccess"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "FileAccess", "Kernels"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
         .target(name: "VQAEval", dependencies: ["FileAccess"]),
         .target(

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -100,6 +101,26 @@ void k_pool_park(void) {
     atomic_fetch_add_explicit(&parks, 1, memory_order_relaxed);
 }
 
+static _Thread_local int region_depth = 0;
+static _Thread_local uint64_t region_started = 0;
+static _Thread_local uint64_t region_total = 0;
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+void k_region_begin(void) {
+    if (region_depth++ == 0) region_started = now_ns();
+}
+
+void k_region_end(void) {
+    if (--region_depth == 0) region_total += now_ns() - region_started;
+}
+
+uint64_t k_region_ns(void) { return region_total + (region_depth > 0 ? now_ns() - region_started : 0); }
+
 long k_pool_cpu_count(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -117,6 +138,7 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&busy);
         return -1;
     }
+    k_region_begin();
     job_fn = fn;
     job_ctx = ctx;
     item_count = items;
@@ -132,5 +154,6 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     inside_job = false;
     while (atomic_load_explicit(&checked_in, memory_order_acquire) < helpers) CPU_RELAX();
     pthread_mutex_unlock(&busy);
+    k_region_end();
     return 1;
 }

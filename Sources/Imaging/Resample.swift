@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// Pillow's resampling filters, numbered as `PIL.Image.Resampling` (the `resample` field of a
 /// preprocessor config).
@@ -185,30 +186,33 @@ private func clip8(_ accumulator: Int32) -> UInt8 {
 
 private let roundingHalf = Int32(1) << Int32(ResampleKernel.precisionBits - 1)
 
-/// Resamples every row of an interleaved RGB image to `kernel.first.count` columns.
+/// Resamples every row of an interleaved RGB image to `kernel.first.count` columns (rows split
+/// over threads).
 private func horizontalPass(_ source: [UInt8], width: Int, height: Int, kernel: ResampleKernel) -> [UInt8] {
     let outWidth = kernel.first.count
     var out = [UInt8](repeating: 0, count: outWidth * height * 3)
     source.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             kernel.weights.withUnsafeBufferPointer { weights in
-                for y in 0..<height {
-                    let row = src.baseAddress! + y * width * 3
-                    let outRow = dst.baseAddress! + y * outWidth * 3
-                    for x in 0..<outWidth {
-                        let k = weights.baseAddress! + x * kernel.taps
-                        var p = row + kernel.first[x] * 3
-                        var r = roundingHalf, g = roundingHalf, b = roundingHalf
-                        for j in 0..<kernel.count[x] {
-                            let w = k[j]
-                            r &+= Int32(p[0]) &* w
-                            g &+= Int32(p[1]) &* w
-                            b &+= Int32(p[2]) &* w
-                            p += 3
+                parallelFor(height, minPerThread: 16) { rows in
+                    for y in rows {
+                        let row = src.baseAddress! + y * width * 3
+                        let outRow = dst.baseAddress! + y * outWidth * 3
+                        for x in 0..<outWidth {
+                            let k = weights.baseAddress! + x * kernel.taps
+                            var p = row + kernel.first[x] * 3
+                            var r = roundingHalf, g = roundingHalf, b = roundingHalf
+                            for j in 0..<kernel.count[x] {
+                                let w = k[j]
+                                r &+= Int32(p[0]) &* w
+                                g &+= Int32(p[1]) &* w
+                                b &+= Int32(p[2]) &* w
+                                p += 3
+                            }
+                            outRow[3 * x] = clip8(r)
+                            outRow[3 * x + 1] = clip8(g)
+                            outRow[3 * x + 2] = clip8(b)
                         }
-                        outRow[3 * x] = clip8(r)
-                        outRow[3 * x + 1] = clip8(g)
-                        outRow[3 * x + 2] = clip8(b)
                     }
                 }
             }
@@ -218,17 +222,18 @@ private func horizontalPass(_ source: [UInt8], width: Int, height: Int, kernel: 
 }
 
 /// Resamples every column of an interleaved RGB image (rows of `width` pixels) to
-/// `kernel.first.count` rows.
+/// `kernel.first.count` rows (output rows split over threads).
 private func verticalPass(_ source: [UInt8], width: Int, kernel: ResampleKernel) -> [UInt8] {
     let outHeight = kernel.first.count
     let rowLength = width * 3
     var out = [UInt8](repeating: 0, count: outHeight * rowLength)
-    var accumulator = [Int32](repeating: 0, count: rowLength)
     source.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             kernel.weights.withUnsafeBufferPointer { weights in
-                accumulator.withUnsafeMutableBufferPointer { acc in
-                    for y in 0..<outHeight {
+                parallelFor(outHeight, minPerThread: 16) { rows in
+                    let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rowLength)
+                    defer { acc.deallocate() }
+                    for y in rows {
                         for i in 0..<rowLength { acc[i] = roundingHalf }
                         let k = weights.baseAddress! + y * kernel.taps
                         for j in 0..<kernel.count[y] {

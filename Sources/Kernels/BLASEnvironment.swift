@@ -78,15 +78,15 @@ public func sgemm(_ ta: Transpose, _ tb: Transpose, _ m: Int, _ n: Int, _ k: Int
                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     BLASEnvironment.prepare()
-    if Threads.blasRunsThreads { k_pool_park() }  // OpenBLAS's threads need the cores our spinning workers would hold
-    blas_sgemm(ta == .transposed ? 1 : 0, tb == .transposed ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
-               a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    Threads.onBLASThreads {
+        blas_sgemm(ta == .transposed ? 1 : 0, tb == .transposed ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                   a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
 }
 
 /// y = A · x for a row-major A [m, n] (OpenBLAS sgemv).
 public func sgemv(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ x: UnsafePointer<Float>,
                   _ y: UnsafeMutablePointer<Float>) {
     BLASEnvironment.prepare()
-    if Threads.blasRunsThreads { k_pool_park() }
-    blas_sgemv(Int32(m), Int32(n), 1, a, Int32(lda), x, 0, y)
+    Threads.onBLASThreads { blas_sgemv(Int32(m), Int32(n), 1, a, Int32(lda), x, 0, y) }
 }

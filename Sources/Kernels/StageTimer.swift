@@ -26,17 +26,26 @@ public struct StageTimes: Sendable, Equatable {
 
     /// Accumulated nanoseconds per stage.
     public var nanoseconds: [Key: UInt64] = [:]
+    /// Of those, the nanoseconds the stage's thread ran alone, outside parallel regions (see
+    /// `OneThreadClock`).
+    public var aloneNanoseconds: [Key: UInt64] = [:]
 
-    public init(nanoseconds: [Key: UInt64] = [:]) {
+    public init(nanoseconds: [Key: UInt64] = [:], aloneNanoseconds: [Key: UInt64] = [:]) {
         self.nanoseconds = nanoseconds
+        self.aloneNanoseconds = aloneNanoseconds
     }
 
     public func milliseconds(_ key: Key) -> Double { Double(nanoseconds[key] ?? 0) / 1e6 }
 
     /// Milliseconds per stage name, summed over the tower's layers ("attention" of every layer).
-    public var byName: [String: Double] {
+    public var byName: [String: Double] { Self.sumByName(nanoseconds) }
+
+    /// Milliseconds on one thread per stage name, summed over the tower's layers.
+    public var aloneByName: [String: Double] { Self.sumByName(aloneNanoseconds) }
+
+    private static func sumByName(_ ns: [Key: UInt64]) -> [String: Double] {
         var out: [String: Double] = [:]
-        for (key, ns) in nanoseconds { out[key.name, default: 0] += Double(ns) / 1e6 }
+        for (key, value) in ns { out[key.name, default: 0] += Double(value) / 1e6 }
         return out
     }
 }
@@ -73,18 +82,22 @@ public final class StageTimer: @unchecked Sendable {
         timer.lock.unlock()
     }
 
-    func add(_ name: String, _ ns: UInt64) {
+    func add(_ name: String, _ clock: OneThreadClock) {
+        let ns = clock.elapsedNanoseconds, alone = clock.aloneNanoseconds
         lock.lock()
-        times.nanoseconds[StageTimes.Key(layer: currentLayer, name: name), default: 0] += ns
+        let key = StageTimes.Key(layer: currentLayer, name: name)
+        times.nanoseconds[key, default: 0] += ns
+        times.aloneNanoseconds[key, default: 0] += alone
         lock.unlock()
     }
 }
 
-/// Runs `body`, adding its wall time to stage `name` when a recording is running.
+/// Runs `body`, adding its wall time (and the part of it outside parallel regions) to stage
+/// `name` when a recording is running.
 @inline(__always)
 public func stage<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
     guard let timer = StageTimer.active else { return try body() }
-    let start = DispatchTime.now().uptimeNanoseconds
-    defer { timer.add(name, DispatchTime.now().uptimeNanoseconds - start) }
+    let clock = OneThreadClock()
+    defer { timer.add(name, clock) }
     return try body()
 }

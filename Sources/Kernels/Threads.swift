@@ -40,6 +40,22 @@ public enum Threads {
     /// inside `withSingleThreadedBLAS`).
     static var blasRunsThreads: Bool { _count > 1 && singleThreadedDepth.withLock { $0 } == 0 }
 
+    /// Runs a BLAS call. When it may run on OpenBLAS's threads, our spinning workers are sent to
+    /// sleep first (they would hold the cores) and the call counts as a parallel region.
+    @inline(__always)
+    static func onBLASThreads(_ call: () -> Void) {
+        guard blasRunsThreads else { return call() }
+        k_pool_park()
+        k_region_begin()
+        call()
+        k_region_end()
+    }
+
+    /// Nanoseconds the calling thread has spent in parallel regions so far: pool jobs it ran and
+    /// BLAS calls that may use OpenBLAS's threads (the region it is in included). Over a span of
+    /// wall time, the rest ran on this thread alone (see `OneThreadClock`).
+    public static var parallelNanoseconds: UInt64 { k_region_ns() }
+
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base"), followed by
@@ -55,6 +71,25 @@ public enum Threads {
     public static var blasCoreName: String {
         BLASEnvironment.prepare()
         return String(cString: blas_corename())
+    }
+}
+
+/// Wall time since it was made, and how much of it the making thread ran alone: outside pool jobs
+/// and BLAS calls that may use OpenBLAS's threads. With perfect scaling of the rest, the time
+/// alone bounds how much faster more threads could make the span (Amdahl's law).
+public struct OneThreadClock: Sendable {
+    private let wall = DispatchTime.now().uptimeNanoseconds
+    private let parallel = Threads.parallelNanoseconds
+
+    public init() {}
+
+    /// Wall nanoseconds since `init`.
+    public var elapsedNanoseconds: UInt64 { DispatchTime.now().uptimeNanoseconds - wall }
+
+    /// Of `elapsedNanoseconds`, those outside parallel regions (read on the making thread).
+    public var aloneNanoseconds: UInt64 {
+        let elapsed = elapsedNanoseconds, inRegions = Threads.parallelNanoseconds - parallel
+        return elapsed > inRegions ? elapsed - inRegions : 0
     }
 }
 
@@ -94,11 +129,13 @@ public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) ->
         body(0..<n)
         return
     }
+    k_region_begin()
     DispatchQueue.concurrentPerform(iterations: chunks) { t in
         let start = t * chunk
         let end = min(n, start + chunk)
         if start < end { body(start..<end) }
     }
+    k_region_end()
 }
 
 /// One `parallelFor` call as the pool sees it: chunk `i` is `i·chunk ..< min(n, (i+1)·chunk)`.

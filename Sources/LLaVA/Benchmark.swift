@@ -147,12 +147,16 @@ public struct BenchmarkRow: Sendable {
     public var visionMs: BenchmarkStatistic
     public var prefillMs: BenchmarkStatistic
     public var ttftMs: BenchmarkStatistic
+    /// Of the time to first token, the time run on one thread (see `AskTimings.ttftAloneMs`).
+    public var ttftAloneMs: BenchmarkStatistic
     public var decodeTokensPerS: BenchmarkStatistic
     public var totalMs: BenchmarkStatistic
     /// Milliseconds per stage and vision layer (see `StageTimes`), over the timed runs.
     public var stageMs: [StageTimes.Key: BenchmarkStatistic]
     /// Milliseconds per stage name, summed over the vision layers in each run, over the runs.
     public var stageTotalsMs: [String: BenchmarkStatistic]
+    /// Of those, the milliseconds run on one thread (outside parallel regions), likewise.
+    public var stageAloneTotalsMs: [String: BenchmarkStatistic]
     public var accuracy: BenchmarkAccuracy?
 }
 
@@ -182,6 +186,8 @@ public struct BenchmarkScaling: Sendable, Equatable {
         public var speedup: [Double]
         /// speed-up ÷ (count ÷ smallest count).
         public var efficiency: [Double]
+        /// Median milliseconds run on one thread at each count (nil where not measured).
+        public var aloneMs: [Double]?
     }
 
     public var setting: String
@@ -198,20 +204,23 @@ public struct BenchmarkScaling: Sendable, Equatable {
         return labels.compactMap { label in
             let byThreads = threads.compactMap { t in rows.first { $0.setting.label == label && $0.threads == t } }
             guard byThreads.count == threads.count else { return nil }
-            var named: [(String, String, (BenchmarkRow) -> Double?)] = [
-                ("vision_ms", "vision (whole)", { $0.visionMs.median }),
-                ("prefill_ms", "prefill (whole)", { $0.prefillMs.median }),
-                ("ttft_ms", "time to first token", { $0.ttftMs.median }),
+            typealias Value = (BenchmarkRow) -> Double?
+            var named: [(String, String, Value, Value?)] = [
+                ("vision_ms", "vision (whole)", { $0.visionMs.median }, nil),
+                ("prefill_ms", "prefill (whole)", { $0.prefillMs.median }, nil),
+                ("ttft_ms", "time to first token", { $0.ttftMs.median }, { $0.ttftAloneMs.median }),
             ]
             for (stage, title) in BenchmarkStages.names {
-                named.append((stage, title.trimmingCharacters(in: .whitespaces), { $0.stageTotalsMs[stage]?.median }))
+                named.append((stage, title.trimmingCharacters(in: .whitespaces), { $0.stageTotalsMs[stage]?.median },
+                              { $0.stageAloneTotalsMs[stage]?.median }))
             }
-            let lines: [Line] = named.compactMap { stage, title, value in
+            let lines: [Line] = named.compactMap { stage, title, value, alone in
                 let ms = byThreads.map { value($0) ?? 0 }
                 guard ms.contains(where: { $0 > 0 }) else { return nil }
                 let speedup = ms.map { $0 > 0 ? ms[0] / $0 : 0 }
                 let efficiency = zip(speedup, threads).map { s, t in s / (Double(t) / Double(threads[0])) }
-                return Line(stage: stage, title: title, ms: ms, speedup: speedup, efficiency: efficiency)
+                return Line(stage: stage, title: title, ms: ms, speedup: speedup, efficiency: efficiency,
+                            aloneMs: alone.map { a in byThreads.map { a($0) ?? 0 } })
             }
             return BenchmarkScaling(setting: label, threads: threads, lines: lines)
         }
@@ -382,9 +391,13 @@ public final class BenchmarkRunner {
             setting: setting, threads: threads, visualTokens: first.visualTokens, promptTokens: first.promptIds.count,
             generatedTokens: first.generatedIds.count, runOrder: order,
             imageMs: stat(\.imageMs), visionMs: stat(\.visionMs), prefillMs: stat(\.prefillMs), ttftMs: stat(\.ttftMs),
+            ttftAloneMs: stat(\.ttftAloneMs),
             decodeTokensPerS: stat(\.decodeTokensPerS), totalMs: stat(\.totalMs),
             stageMs: Dictionary(uniqueKeysWithValues: keys.map { k in (k, BenchmarkStatistic(results.map { $0.1.milliseconds(k) })) }),
             stageTotalsMs: Dictionary(uniqueKeysWithValues: names.map { n in (n, BenchmarkStatistic(results.map { $0.1.byName[n] ?? 0 })) }),
+            stageAloneTotalsMs: Dictionary(uniqueKeysWithValues: names.map { n in
+                (n, BenchmarkStatistic(results.map { $0.1.aloneByName[n] ?? 0 }))
+            }),
             accuracy: accuracy)
     }
 

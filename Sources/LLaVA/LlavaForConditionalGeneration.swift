@@ -90,6 +90,8 @@ public struct Generation: Sendable {
     public var keptVisualTokens: [Int]?
     /// From the start of the call to the first token being chosen.
     public var firstTokenMs: Double
+    /// Of `firstTokenMs`, the time the calling thread ran alone (see `OneThreadClock`).
+    public var firstTokenAloneMs: Double = 0
     public var decodeMs: Double
     /// Tokens per second after the first token.
     public var decodeTokensPerSecond: Double {
@@ -262,7 +264,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         guard cache.length + ids.count <= context else {
             throw PromptError.tooLong(tokens: cache.length + ids.count, context: context, configPath: configPath)
         }
-        let start = DispatchTime.now()
+        let start = DispatchTime.now(), clock = OneThreadClock()
         let embeddings = try inputEmbeddings(ids, imageEmbeddings: imageEmbeddings)
         let prefill = languageModel.run(embeddings, cache: cache, cut: try prefillCut(cut, ids: ids))
         var logits = prefill.logits
@@ -273,7 +275,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         var stream = AnswerStream(tokenizer: tokenizer)
         var generated: [Int] = []
         var stop = StopReason.maxTokens
-        var firstTokenMs = 0.0
+        var firstTokenMs = 0.0, firstTokenAloneMs = 0.0
         var decodeStart = DispatchTime.now()
         while generated.count < options.maxTokens {
             let next = stage("sampling") { sampler.sample(logits) }
@@ -281,6 +283,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
             generated.append(next)
             if generated.count == 1 {
                 firstTokenMs = elapsedMs(since: start)
+                firstTokenAloneMs = Double(clock.aloneNanoseconds) / 1e6
                 decodeStart = DispatchTime.now()
             }
             if options.stopAtEOS && eosTokenIds.contains(next) {
@@ -300,7 +303,8 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         let tail = stream.finish()
         if !tail.isEmpty { onText?(tail) }
         return Generation(text: stream.text, generatedIds: generated, stopReason: stop, firstLogits: firstLogits,
-                          prefillMs: prefillMs, keptVisualTokens: prefill.kept, firstTokenMs: firstTokenMs, decodeMs: decodeMs)
+                          prefillMs: prefillMs, keptVisualTokens: prefill.kept, firstTokenMs: firstTokenMs,
+                          firstTokenAloneMs: firstTokenAloneMs, decodeMs: decodeMs)
     }
 }
 

@@ -15,6 +15,9 @@ public struct AskTimings: Codable, Sendable, Equatable {
     public var prefillMs: Double = 0
     /// From the request to the first generated token (image + vision + prefill + sampling).
     public var ttftMs: Double = 0
+    /// Of `ttftMs`, the time the calling thread ran alone, outside pool jobs and BLAS calls that
+    /// may use OpenBLAS's threads: what more threads cannot shorten (see `OneThreadClock`).
+    public var ttftAloneMs: Double = 0
     /// Generating the remaining tokens.
     public var decodeMs: Double = 0
     public var decodeTokensPerS: Double = 0
@@ -22,6 +25,7 @@ public struct AskTimings: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case imageMs = "image_ms", visionMs = "vision_ms", prefillMs = "prefill_ms", ttftMs = "ttft_ms"
+        case ttftAloneMs = "ttft_one_thread_ms"
         case decodeMs = "decode_ms", decodeTokensPerS = "decode_tokens_per_s", totalMs = "total_ms"
     }
 
@@ -52,6 +56,8 @@ public struct EncodedImage: @unchecked Sendable {
     public let visionMs: Double
     /// FastV's cut inside the language model, when the merge settings ask for it.
     public var cut: LanguageModelCut? = nil
+    /// Of `imageMs + visionMs`, the time spent on the calling thread alone (see `OneThreadClock`).
+    public var aloneMs: Double = 0
     public var visualTokens: Int { embeddings.rows }
     /// Visual tokens the language model's later layers see: FastV's budget, or every one.
     public var keptVisualTokens: Int { cut.map { min($0.keep, visualTokens) } ?? visualTokens }
@@ -102,13 +108,13 @@ public final class LlavaPipeline: @unchecked Sendable {
 
     /// Image file → embeddings for the language model, merged as `merge` says.
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none) throws -> EncodedImage {
-        let t0 = DispatchTime.now()
+        let t0 = DispatchTime.now(), clock = OneThreadClock()
         let px = try pixels(imagePath: imagePath, mode: mode)
         let imageMs = elapsedMs(since: t0)
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
         return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
-                            cut: try model.config.languageModelCut(merge))
+                            cut: try model.config.languageModelCut(merge), aloneMs: Double(clock.aloneNanoseconds) / 1e6)
     }
 
     /// Answers `question` about an encoded image.
@@ -122,6 +128,7 @@ public final class LlavaPipeline: @unchecked Sendable {
         t.visionMs = image.visionMs
         t.prefillMs = g.prefillMs
         t.ttftMs = image.imageMs + image.visionMs + g.firstTokenMs
+        t.ttftAloneMs = image.aloneMs + g.firstTokenAloneMs
         t.decodeMs = g.decodeMs
         t.decodeTokensPerS = g.decodeTokensPerSecond
         t.totalMs = image.imageMs + image.visionMs + g.firstTokenMs + g.decodeMs

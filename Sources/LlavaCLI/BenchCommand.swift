@@ -51,8 +51,11 @@ struct Bench: ParsableCommand {
         the prompt (prefill) and per new token (decode), lm_head and sampling. The JSON has them \
         per layer; stdout shows a stage table summed over the layers. --threads 1,2,4 runs every \
         setting at each count (interleaved within each round) and prints a scaling table: per \
-        stage, the median at each count, the speed-up over the smallest count and the parallel \
-        efficiency (speed-up ÷ ratio of counts).
+        stage, the median at each count, the speed-up over the smallest count, the parallel \
+        efficiency (speed-up ÷ ratio of counts) and, at the largest count, the time the stage ran \
+        on one thread (outside pool jobs and threaded BLAS calls; the JSON has it per stage and \
+        count), then the most that 16 threads (or 4× the largest count) could gain over the largest \
+        count with that time fixed (Amdahl's law).
 
         Writes PREFIX.csv, PREFIX.json (with machine details) and the plot as PREFIX.svg and \
         PREFIX.png: time to first token (and accuracy when measured) against the merge ratio, or \
@@ -317,20 +320,36 @@ struct BenchReport {
     }
 
     /// Per setting and stage: median ms at each thread count, with the speed-up over the smallest
-    /// count and the parallel efficiency. One table per setting; nil with one thread count.
+    /// count, the parallel efficiency and, at the largest count, the time run on one thread; then
+    /// the bound that time puts on a larger count (Amdahl's law). One table per setting; nil with
+    /// one thread count.
     func scalingTable() -> String? {
         let blocks = BenchmarkScaling.from(rows)
-        guard let first = blocks.first else { return nil }
+        guard let first = blocks.first, let largest = first.threads.last else { return nil }
         let counts = first.threads
+        let last = counts.count - 1
         let header = ["stage"] + counts.map { "\($0) thr ms" } + counts.dropFirst().map { "×\($0) / eff." }
+            + ["alone @\(largest) ms"]
         return blocks.map { block in
             let body = block.lines.map { line in
                 [line.title] + line.ms.map { String(format: "%.2f", $0) } + counts.indices.dropFirst().map { i in
                     String(format: "%.2fx / %.0f%%", line.speedup[i], line.efficiency[i] * 100)
-                }
+                } + [line.aloneMs.map { a in
+                    String(format: "%.2f (%.0f%%)", a[last], line.ms[last] > 0 ? a[last] / line.ms[last] * 100 : 0)
+                } ?? "-"]
             }
-            return "scaling of \(block.setting) from \(counts[0]) thread\(counts[0] == 1 ? "" : "s") (speed-up ×N / parallel efficiency):\n"
+            var text = "scaling of \(block.setting) from \(counts[0]) thread\(counts[0] == 1 ? "" : "s") (speed-up ×N / parallel efficiency;"
+                + " alone: time on one thread, outside pool jobs and threaded BLAS calls):\n"
                 + markdownTable(header: header, rows: body)
+            if let ttft = block.lines.first(where: { $0.stage == "ttft_ms" }), let alone = ttft.aloneMs, ttft.ms[last] > 0 {
+                let target = max(16, largest * 4)
+                let fraction = alone[last] / ttft.ms[last]
+                let bound = 1 / (fraction + (1 - fraction) * Double(largest) / Double(target))
+                text += String(format: "\ntime to first token at %d threads: %.2f ms, %.2f ms of it (%.1f%%) on one thread: %d threads"
+                               + " could make it at most %.2fx faster, if everything else scaled perfectly (Amdahl's law)",
+                               largest, ttft.ms[last], alone[last], fraction * 100, target, bound)
+            }
+            return text
         }.joined(separator: "\n")
     }
 
@@ -421,13 +440,15 @@ struct BenchReport {
                 "threads": r.threads,
                 "stages": [
                     "totals_ms": Dictionary(uniqueKeysWithValues: r.stageTotalsMs.map { ($0.key, stat($0.value)) }),
+                    "one_thread_totals_ms": Dictionary(uniqueKeysWithValues: r.stageAloneTotalsMs.map { ($0.key, stat($0.value)) }),
                     "per_layer": r.stageMs.keys.sorted().map { k -> [String: Any] in
                         ["stage": k.name, "layer": k.layer.map { $0 as Any } ?? NSNull(), "label": k.label, "ms": stat(r.stageMs[k]!)]
                     },
                 ] as [String: Any],
                 "timings": [
                     "image_ms": stat(r.imageMs), "vision_ms": stat(r.visionMs), "prefill_ms": stat(r.prefillMs),
-                    "ttft_ms": stat(r.ttftMs), "decode_tokens_per_s": stat(r.decodeTokensPerS), "total_ms": stat(r.totalMs),
+                    "ttft_ms": stat(r.ttftMs), "ttft_one_thread_ms": stat(r.ttftAloneMs),
+                    "decode_tokens_per_s": stat(r.decodeTokensPerS), "total_ms": stat(r.totalMs),
                 ],
                 "ttft_speedup": speedup(r).map { rounded($0) as Any } ?? NSNull(),
             ]
@@ -464,7 +485,8 @@ struct BenchReport {
                 ["setting": b.setting, "threads": b.threads,
                  "stages": b.lines.map { l -> [String: Any] in
                      ["stage": l.stage, "title": l.title, "ms": l.ms.map(rounded), "speedup": l.speedup.map(rounded),
-                      "efficiency": l.efficiency.map(rounded)]
+                      "efficiency": l.efficiency.map(rounded),
+                      "one_thread_ms": l.aloneMs.map { $0.map(rounded) as Any } ?? NSNull()]
                  }]
             },
             "max_tokens": maxTokens,

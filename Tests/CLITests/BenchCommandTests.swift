@@ -331,6 +331,8 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("| stage (ms, median)"), r.stdout)
         XCTAssertTrue(r.stdout.contains("scaling of none from 1 thread"), r.stdout)
         XCTAssertTrue(r.stdout.contains("×2 / eff."), r.stdout)
+        XCTAssertTrue(r.stdout.contains("alone @2 ms"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("16 threads could make it at most"), r.stdout)
 
         let (_, rows) = try csvRows(prefix + ".csv")
         XCTAssertEqual(rows.map { $0["method"]! }, ["none", "none", "pitome", "pitome"])
@@ -348,6 +350,18 @@ final class BenchCommandTests: XCTestCase {
             var expected: Set<String> = ["embeddings", "attention", "mlp", "projector", "prefill", "lm_head", "decode", "sampling"]
             if i >= 2 { expected.formUnion(["merge", "merge.similarity", "merge.energy", "merge.matching", "merge.apply"]) }
             XCTAssertEqual(Set(totals.keys), expected, "row \(i)")
+            // The time on one thread: per stage, never more than the stage's time.
+            let alone = stages["one_thread_totals_ms"] as! [String: [String: Any]]
+            XCTAssertEqual(Set(alone.keys), expected, "row \(i)")
+            for (name, stat) in alone {
+                let all = (totals[name]!["samples"] as! [NSNumber]).map(\.doubleValue)
+                for (a, w) in zip((stat["samples"] as! [NSNumber]).map(\.doubleValue), all) {
+                    XCTAssertLessThanOrEqual(a, w + 1e-3, name)
+                }
+            }
+            let timings = row["timings"] as! [String: [String: Any]]
+            XCTAssertLessThanOrEqual((timings["ttft_one_thread_ms"]!["median"] as! NSNumber).doubleValue,
+                                     (timings["ttft_ms"]!["max"] as! NSNumber).doubleValue * 1.01 + 0.01)
             for (name, stat) in totals {
                 XCTAssertEqual((stat["samples"] as! [Any]).count, 2, name)
                 XCTAssertGreaterThanOrEqual((stat["median"] as! NSNumber).doubleValue, 0, name)
@@ -375,6 +389,13 @@ final class BenchCommandTests: XCTestCase {
                 // (The report rounds to 3 decimals: compare ms only where they are large.)
                 if ms[1] > 1 { XCTAssertEqual(speedup[1], ms[0] / ms[1], accuracy: 0.01 * speedup[1] + 1e-3) }
                 XCTAssertEqual(efficiency[1], speedup[1] / 2, accuracy: 2e-3)
+                if let alone = line["one_thread_ms"] as? [NSNumber] {
+                    XCTAssertEqual(alone.count, 2)
+                    // (Measured over spans a few microseconds apart from the stage's.)
+                    for (a, w) in zip(alone.map(\.doubleValue), ms) { XCTAssertLessThanOrEqual(a, w * 1.01 + 0.01, "\(line["stage"]!)") }
+                } else {
+                    XCTAssertTrue(line["one_thread_ms"] is NSNull)
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 import XCTest
 
+import CKernels
 @testable import Kernels
 
 final class StageTimerTests: XCTestCase {
@@ -31,5 +32,42 @@ final class StageTimerTests: XCTestCase {
         XCTAssertEqual(Set(times.byName.keys), ["attention", "mlp", "lm_head"])
         XCTAssertGreaterThanOrEqual(times.byName["attention"]!, 0.6)
         XCTAssertEqual(times.milliseconds(StageTimes.Key(layer: nil, name: "absent")), 0)
+    }
+
+    func testTimeAloneExcludesParallelRegions() throws {
+        try XCTSkipIf(k_pool_cpu_count() < 2, "one CPU: the pool has no workers, so every loop runs alone")
+        let saved = Threads.count
+        defer { Threads.set(saved) }
+        Threads.set(2)
+        let (_, times) = StageTimer.record {
+            stage("alone") { usleep(20_000) }
+            stage("parallel") {
+                parallelFor(2) { _ in
+                    usleep(20_000)
+                    parallelFor(2) { _ in usleep(5_000) }  // inside a job: counted once, with its job
+                }
+            }
+            stage("both") {
+                usleep(20_000)
+                parallelFor(2) { _ in usleep(20_000) }
+            }
+        }
+        func ms(_ name: String) -> (all: Double, alone: Double) {
+            let key = StageTimes.Key(layer: nil, name: name)
+            return (times.milliseconds(key), Double(times.aloneNanoseconds[key] ?? 0) / 1e6)
+        }
+        // Sleeps last at least as long as asked; the checks leave 5 ms for the scheduler.
+        XCTAssertGreaterThanOrEqual(ms("alone").alone, 20)
+        XCTAssertEqual(ms("alone").alone, ms("alone").all, accuracy: 0.01)
+        XCTAssertGreaterThanOrEqual(ms("parallel").all, 25)
+        XCTAssertLessThan(ms("parallel").alone, 5)
+        XCTAssertGreaterThanOrEqual(ms("both").alone, 20)
+        XCTAssertLessThan(ms("both").alone, ms("both").all - 15)
+        XCTAssertEqual(times.aloneByName["alone"]!, ms("alone").alone, accuracy: 1e-9)
+
+        let clock = OneThreadClock()
+        usleep(10_000)
+        XCTAssertGreaterThanOrEqual(clock.aloneNanoseconds, 10_000_000)
+        XCTAssertLessThanOrEqual(clock.aloneNanoseconds, clock.elapsedNanoseconds)
     }
 }

@@ -110,7 +110,6 @@ int k_amx_request(void);
 // (memory.c); for short-lived processes that allocate and free large matrices repeatedly.
 void k_keep_freed_memory(void);
 
-/// The instruction set the kernels run with: "avx512", "avx2" or "base".
 // Worker pool for parallel loops (pool.c). `k_pool_run` calls fn(ctx, i) for every i < items on
 // up to `threads` threads (the caller included) and returns 1 when done. Without running anything
 // it returns -1 when the items are best run on the calling thread (called from inside a job, whose
@@ -122,7 +121,15 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx);
 void k_pool_park(void);
 // CPUs this process may run on (sched_getaffinity).
 long k_pool_cpu_count(void);
+// Time in parallel regions, per thread (pool.c): a region is a pool job run by this thread or a
+// product that OpenBLAS may spread over its threads; regions inside regions count once.
+// `k_region_ns` is this thread's total so far, the region it is in included, so the wall time
+// of a span less the growth of this total is the time the span ran on one thread.
+void k_region_begin(void);
+void k_region_end(void);
+uint64_t k_region_ns(void);
 
+// The instruction set the kernels run with: "avx512", "avx2" or "base".
 const char *k_instruction_set(void);
 
 // Vectorisable exp used by softmax and the activations (about 1 ulp on the normal range).
