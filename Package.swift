@@ -22,6 +22,7 @@ let package = Package(
     targets: [
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CCairo", path: "Sources/CCairo"),
         .systemLibrary(name: "CEditLine", path: "Sources/CEditLine"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -38,7 +39,7 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoint", dependencies: ["Kernels", "FileAccess"]),
         .target(name: "Tokenizer", dependencies: ["CSentencePiece", "FileAccess"]),
-        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "FileAccess", "Kernels"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "CZlib", "FileAccess", "Kernels"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
         .target(name: "VQAEval", dependencies: ["FileAccess"]),
         .target(

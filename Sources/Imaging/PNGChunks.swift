@@ -1,3 +1,5 @@
+import CZlib
+
 /// stb_image skips the CRC of every PNG chunk. This walks the chunk list as libpng reads it:
 /// each chunk (length, type, data, CRC) must lie inside the file with a matching CRC, up to and
 /// including IEND. As in Pillow, a file cut after its image data (in the chunks that follow the
@@ -28,18 +30,16 @@ enum PNGChunks {
         }
     }
 
-    private static let table: [UInt32] = (0..<256).map { n in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    /// The CRC-32 of PNG (ISO 3309), over the chunk type and data.
+    /// The CRC-32 of PNG (ISO 3309, zlib's `crc32`), over the chunk type and data.
     static func crc32(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        table.withUnsafeBufferPointer { t in
-            for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        var c = CZlib.crc32(0, nil, 0)
+        var start = bytes.startIndex
+        // zlib takes 32-bit lengths: chunks are below 2^31 bytes, but stay safe.
+        while start < bytes.endIndex {
+            let n = min(bytes.endIndex - start, Int(Int32.max))
+            c = CZlib.crc32(c, bytes.base.baseAddress! + start, UInt32(n))
+            start += n
         }
-        return c ^ 0xFFFF_FFFF
+        return UInt32(c)
     }
 }
