@@ -45,7 +45,10 @@ A Llama-style SentencePiece model trained here (BPE, byte_fallback, identity nor
 dummy prefix, whitespace kept, digits split, unk 0 / bos 1 / eos 2, no pad, ``--sp-vocab``
 pieces) on generated English: sentences about images plus the docstrings of some Python
 standard-library modules. The model vocabulary (32064) is larger than the tokenizer's; the
-image token 32000 and pad 32001 lie above it, as in llava-hf.
+image token 32000 and pad 32001 lie above it, as in llava-hf. With ``--inputs-from DIR`` the
+tokenizer and the benchmark inputs are copied from a folder made earlier with the same seed and
+pieces (no sentencepiece or Pillow needed); the weights depend only on the seed, so the folder is
+the same byte for byte.
 
 Benchmark inputs
 ----------------
@@ -80,9 +83,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 import torch
-from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common  # noqa: E402
@@ -430,8 +431,10 @@ def tokenizer_files(max_positions: int) -> dict[str, dict]:
     }
 
 
-def bench_image(seed: int) -> Image.Image:
-    """640x480: a smooth colour gradient, a few filled shapes and outlines, mild noise."""
+def bench_image(seed: int):
+    """640x480: a smooth colour gradient, a few filled shapes and outlines, mild noise (a PIL image)."""
+    from PIL import Image, ImageDraw, ImageFilter
+
     width, height = 640, 480
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
@@ -555,6 +558,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument("--no-verify", action="store_true")
     parser.add_argument("--verify-shard", type=int, default=-1, help="shard read back in full (index)")
+    parser.add_argument("--inputs-from", type=Path,
+                        help="take the tokenizer and the benchmark inputs (bench.png, question files) from this "
+                             "folder, written earlier by this script with the same --sp-vocab and --seed, instead "
+                             "of making them (needs neither sentencepiece nor Pillow; for machines without them)")
     args = parser.parse_args()
 
     if not 259 < args.sp_vocab <= IMAGE_TOKEN_ID:
@@ -585,29 +592,49 @@ def main() -> None:
 
     # Tokenizer and side files.
     t0 = time.perf_counter()
-    proto = train_tokenizer(args.sp_vocab, args.seed)
-    (out / "tokenizer.model").write_bytes(proto)
-    sp = spm.SentencePieceProcessor(model_proto=proto)
-    if sp.get_piece_size() != args.sp_vocab:
-        raise SystemExit(f"the tokenizer has {sp.get_piece_size()} pieces, expected {args.sp_vocab}")
-    if (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id()) != (0, 1, 2, -1):
-        raise SystemExit("unexpected special ids in the trained tokenizer")
-    sample = "USER: \nWhat objects are in this picture? 42 café ASSISTANT:"
-    if sp.decode(sp.encode(sample)) != sample:
-        raise SystemExit("tokenizer does not round-trip")
+    template = bench_common.load_template("llava-hf")
+    if args.inputs_from is not None:
+        source = args.inputs_from.resolve()
+        try:
+            made = json.loads((source / "bench_info.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"{source}: no readable bench_info.json ({error})")
+        if (made.get("tokenizer_pieces"), made.get("seed")) != (args.sp_vocab, args.seed):
+            raise SystemExit(f"{source} was made with {made.get('tokenizer_pieces')} pieces and seed {made.get('seed')}, "
+                             f"not {args.sp_vocab} and {args.seed}")
+        for name in ["tokenizer.model", "bench.png", "question.txt", f"question-{BENCH_PROMPT_TOKENS}.txt"]:
+            if not (source / name).is_file():
+                raise SystemExit(f"{source}: {name} is missing")
+            shutil.copyfile(source / name, out / name)
+        pieces, prompt_tokens = args.sp_vocab, made["bench_prompt_tokens"]
+        print(f"tokenizer and benchmark inputs copied from {source}", flush=True)
+    else:
+        import sentencepiece as spm
+
+        proto = train_tokenizer(args.sp_vocab, args.seed)
+        (out / "tokenizer.model").write_bytes(proto)
+        sp = spm.SentencePieceProcessor(model_proto=proto)
+        if sp.get_piece_size() != args.sp_vocab:
+            raise SystemExit(f"the tokenizer has {sp.get_piece_size()} pieces, expected {args.sp_vocab}")
+        if (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id()) != (0, 1, 2, -1):
+            raise SystemExit("unexpected special ids in the trained tokenizer")
+        sample = "USER: \nWhat objects are in this picture? 42 café ASSISTANT:"
+        if sp.decode(sp.encode(sample)) != sample:
+            raise SystemExit("tokenizer does not round-trip")
+        pieces = sp.get_piece_size()
+        print(f"tokenizer: {pieces} pieces ({time.perf_counter() - t0:.1f} s)", flush=True)
+        bench_image(args.seed).save(out / "bench.png", format="PNG")
+        (out / "question.txt").write_text(QUESTION + "\n", encoding="utf-8")
+        padded, ids = bench_common.build_prompt(sp, template, QUESTION, IMAGE_TOKEN_ID, 576, BENCH_PROMPT_TOKENS)
+        (out / f"question-{BENCH_PROMPT_TOKENS}.txt").write_text(padded + "\n", encoding="utf-8")
+        prompt_tokens = len(ids)
+        print(f"bench prompt: {prompt_tokens} tokens with the llava-hf template", flush=True)
     tokenizer_s = time.perf_counter() - t0
-    print(f"tokenizer: {sp.get_piece_size()} pieces ({tokenizer_s:.1f} s)", flush=True)
 
     write_json(out / "config.json", config_json(args.shape, shape, dtype_name))
     write_json(out / "preprocessor_config.json", llava_folder.preprocessor_config(VISION["image_size"]))
     for name, data in tokenizer_files(shape["max_positions"]).items():
         write_json(out / name, data)
-    bench_image(args.seed).save(out / "bench.png", format="PNG")
-    (out / "question.txt").write_text(QUESTION + "\n", encoding="utf-8")
-    template = bench_common.load_template("llava-hf")
-    padded, ids = bench_common.build_prompt(sp, template, QUESTION, IMAGE_TOKEN_ID, 576, BENCH_PROMPT_TOKENS)
-    (out / f"question-{BENCH_PROMPT_TOKENS}.txt").write_text(padded + "\n", encoding="utf-8")
-    print(f"bench prompt: {len(ids)} tokens with the llava-hf template", flush=True)
 
     # Weights, shard by shard.
     shards = split_shards(specs, element_size, int(args.max_shard_gb * 1e9))
@@ -631,9 +658,9 @@ def main() -> None:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = {
         "shape": args.shape, "dtype": dtype_tag, "seed": args.seed, "parameters": params,
-        "weight_bytes": total_bytes, "shards": shard_sizes, "tokenizer_pieces": sp.get_piece_size(),
+        "weight_bytes": total_bytes, "shards": shard_sizes, "tokenizer_pieces": pieces,
         "image_token_index": IMAGE_TOKEN_ID, "model_vocab": MODEL_VOCAB,
-        "bench_prompt_tokens": len(ids), "tokenizer_seconds": round(tokenizer_s, 1),
+        "bench_prompt_tokens": prompt_tokens, "tokenizer_seconds": round(tokenizer_s, 1),
         "weights_seconds": round(weights_s, 1), "generate_seconds": round(generate_s, 1),
         "peak_rss_mb": round(peak_rss_mb), "torch_version": torch.__version__,
         "init": {"weights_std": WEIGHT_STD, "bias_std": BIAS_STD, "norm": f"1 + N(0, {NORM_STD}^2)",
@@ -642,7 +669,7 @@ def main() -> None:
     print(f"generated in {generate_s:.1f} s (weights {weights_s:.1f} s), peak RSS {peak_rss_mb:.0f} MB", flush=True)
 
     if not args.no_verify:
-        result = verify(out, specs, shape, dtype_tag, args.verify_shard, sp.get_piece_size())
+        result = verify(out, specs, shape, dtype_tag, args.verify_shard, pieces)
         info["verify"] = result
         print(f"verified: {result}", flush=True)
     write_json(out / "bench_info.json", info)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 
-import sentencepiece as spm
-
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -16,6 +14,7 @@ def train_llama_tokenizer(lines, vocab_size: int, character_coverage: float = 1.
     """A SentencePiece model set up as Llama's: BPE with byte fallback, identity normalisation, a dummy
     prefix, whitespace kept as it is, digits split, unk 0 / bos 1 / eos 2 and no pad. Trained on `lines`
     (an iterable of str); `options` add or override trainer settings. Returns the serialized model."""
+    import sentencepiece as spm  # only for training; the JSON helpers need nothing
     settings = dict(
         model_type="bpe",
         vocab_size=vocab_size,

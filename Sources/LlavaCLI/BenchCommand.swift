@@ -196,7 +196,7 @@ struct Bench: ParsableCommand {
                                        threadCounts: threadCounts)
         let runner = try BenchmarkRunner(pipeline: pipeline, options: options)
         let threadText = threadCounts.map { $0.map(String.init).joined(separator: ",") } ?? String(Threads.count)
-        printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(threadText), BLAS \(Threads.blasCoreName)"
+        printErr("bench: \(directory), \(plan.settings.count) settings, \(repeats) repeats after \(warmup) warm-up, -n \(maxTokens), threads \(threadText), BLAS \(Threads.blasCoreName), kernels \(Threads.kernelInstructionSet)"
                  + (questionList.isEmpty ? "" : ", \(questionList.count) questions"))
         let rows = try runner.run(plan, onRun: { round, setting, threads, result in
             printErr(String(format: "bench: round %d/%d: %@, %d threads: %d visual tokens, ttft %.2f ms", round + 1, repeats,
@@ -517,7 +517,7 @@ struct BenchReport {
             cpu = value.trimmingCharacters(in: .whitespaces)
         }
         let p = ProcessInfo.processInfo
-        return ["threads": Threads.count, "blas_core": Threads.blasCoreName, "cpu": cpu,
+        return ["threads": Threads.count, "blas_core": Threads.blasCoreName, "kernels": Threads.kernelInstructionSet, "cpu": cpu,
                 "logical_cpus": p.activeProcessorCount, "os": p.operatingSystemVersionString,
                 "memory_gb": rounded(Double(p.physicalMemory) / 1_073_741_824)]
     }
