@@ -136,7 +136,7 @@ static inline float SUFFIX(expf_inline)(float x) {
 static void SUFFIX(k_softmax)(float *x, size_t n) {
     if (n == 0) return;
     float m = x[0];
-    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (size_t i = 1; i < n; i++) m = fmaxf(m, x[i]);  // a max reduction the vectoriser recognises
     float sum = 0.0f;
     for (size_t i = 0; i < n; i++) {
         float e = SUFFIX(expf_inline)(x[i] - m);
