@@ -49,38 +49,37 @@ public func attention(
         return
     }
     // Queries go in blocks; with a causal mask a block only scores the keys its last row sees.
+    // The threads share out (head, block) pairs, so that more threads than heads still find work.
     let block = min(m, 128)
+    let blocks = (m + block - 1) / block
     let clsRows = clsAttention.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: shape.heads * n) }
     defer { clsRows?.deallocate() }
     Threads.withSingleThreadedBLAS {
-        parallelFor(shape.heads) { heads in
+        parallelFor(shape.heads * blocks) { units in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * n)
             defer { scores.deallocate() }
-            for h in heads {
-                let g = h / group
-                var i0 = 0
-                while i0 < m {
-                    let rows = min(block, m - i0)
-                    let width = causalOffset.map { min(n, $0 + i0 + rows) } ?? n
-                    // scores = scale · Q_h · K_gᵀ over the visible keys
-                    sgemm(.none, .transposed, rows, width, d,
-                          shape.scale, q + i0 * ldq + h * d, ldq, k + g * d, ldk, 0, scores, width)
-                    for r in 0..<rows {
-                        let row = scores + r * width
-                        if let keyBias { k_add(row, keyBias, width) }
-                        let visible = causalOffset.map { min(n, $0 + i0 + r + 1) } ?? n
-                        k_softmax(row, visible)
-                        if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
-                    }
-                    if i0 == 0, let clsRows {
-                        (clsRows + h * n).update(from: scores, count: width)
-                        (clsRows + h * n + width).update(repeating: 0, count: n - width)
-                    }
-                    // out_h = P · V_g
-                    sgemm(.none, .none, rows, d, width,
-                          1, scores, width, v + g * d, ldv, 0, out + i0 * ldo + h * d, ldo)
-                    i0 += rows
+            for unit in units {
+                let h = unit / blocks, g = h / group
+                let i0 = (unit % blocks) * block
+                let rows = min(block, m - i0)
+                let width = causalOffset.map { min(n, $0 + i0 + rows) } ?? n
+                // scores = scale · Q_h · K_gᵀ over the visible keys
+                sgemm(.none, .transposed, rows, width, d,
+                      shape.scale, q + i0 * ldq + h * d, ldq, k + g * d, ldk, 0, scores, width)
+                for r in 0..<rows {
+                    let row = scores + r * width
+                    if let keyBias { k_add(row, keyBias, width) }
+                    let visible = causalOffset.map { min(n, $0 + i0 + r + 1) } ?? n
+                    k_softmax(row, visible)
+                    if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
                 }
+                if i0 == 0, let clsRows {
+                    (clsRows + h * n).update(from: scores, count: width)
+                    (clsRows + h * n + width).update(repeating: 0, count: n - width)
+                }
+                // out_h = P · V_g
+                sgemm(.none, .none, rows, d, width,
+                      1, scores, width, v + g * d, ldv, 0, out + i0 * ldo + h * d, ldo)
             }
         }
     }
