@@ -60,11 +60,18 @@ public enum BLASEnvironment {
     static let loaded: Choice = {
         let choice = choose(environment: ProcessInfo.processInfo.environment, cpuFlags: CPU.flags)
         var error = [CChar](repeating: 0, count: 512)
+        let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "llava").lastPathComponent
         if blas_open(library, choice.coreType, &error, error.count) != 0 {
             let reason = String(cString: error)
-            let program = URL(fileURLWithPath: CommandLine.arguments.first ?? "llava").lastPathComponent
             FileHandle.standardError.write(Data("\(program): error: cannot load OpenBLAS (\(library)): \(reason) (Scripts/setup installs it)\n".utf8))
             exit(1)
+        }
+        // OpenBLAS quietly picks a family itself when it does not know the forced one (or the CPU
+        // cannot run it): say so, since that is the slow fallback the forced name was meant to avoid.
+        let running = String(cString: blas_corename())
+        if choice.source == "LLAVA_BLAS_CORETYPE" && running.lowercased() != choice.coreType.lowercased() {
+            FileHandle.standardError.write(Data(("\(program): warning: LLAVA_BLAS_CORETYPE=\(choice.coreType) is not a kernel family "
+                + "OpenBLAS can run here; it chose \(running) itself\n").utf8))
         }
         return choice
     }()

@@ -30,6 +30,25 @@ final class FlagTests: XCTestCase {
         XCTAssertEqual(promptDash.stdout, plain.stdout)
     }
 
+    /// A forced BLAS family OpenBLAS does not know still answers (OpenBLAS picks one itself), with
+    /// one warning naming the variable and the family in use; a known one gives no warning.
+    func testUnknownForcedBLASFamilyIsAWarning() throws {
+        let question = "What color is the square?"
+        let plain = try ask([question])
+        let odd = try CLI.run(["ask", "--model", model, "--image", image, "-n", "6", question],
+                              environment: ["LLAVA_BLAS_CORETYPE": "NoSuchFamily"])
+        XCTAssertEqual(odd.status, 0, odd.stderr)
+        XCTAssertEqual(odd.stdout, plain.stdout)
+        let warnings = odd.stderrLines.filter { $0.contains("warning") }
+        XCTAssertEqual(warnings.count, 1, odd.stderr)
+        XCTAssertTrue(warnings[0].hasPrefix("llava: warning: LLAVA_BLAS_CORETYPE=NoSuchFamily is not a kernel family"), odd.stderr)
+        let known = try CLI.run(["ask", "--model", model, "--image", image, "-n", "6", question],
+                                environment: ["LLAVA_BLAS_CORETYPE": "prescott"])
+        XCTAssertEqual(known.status, 0, known.stderr)
+        XCTAssertFalse(known.stderr.contains("warning"), known.stderr)
+        XCTAssertTrue(known.stderr.contains("BLAS core Prescott"), known.stderr)
+    }
+
     func testQuestionGivenTwiceOrNotAtAll() throws {
         assertOneLine(try ask(["-p", "a", "b"]), "give the question once: as the argument or with -p/--prompt, not both")
         assertOneLine(try ask([]), "no question: give it as the argument or with -p/--prompt")
