@@ -159,10 +159,12 @@ func readyInt8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: Pac
         k_quantize_rows_u8(x + range.lowerBound * ldx, range.count, k, ldx, p.block,
                            q + range.lowerBound * k, scales + range.lowerBound * blocks)
     }
-    // Work units of 3 row groups (48 output columns), the width of the register tile.
-    return ReadyProduct(units: (p.rowGroups + 2) / 3, minUnitsPerThread: 1, run: { range in
-        let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
-        k_gemm_q8p(kernel.rawValue, q, scales, m, k, p.block, p.values, p.scales, p.sums, p.rows, nb0, nb1, y, ldy)
+    let split = ProductSplit(rows: m, rowGroups: p.rowGroups, threads: Threads.count)
+    return ReadyProduct(units: split.units, minUnitsPerThread: 1, run: { range in
+        split.forEachCall(range) { r0, r1, nb0, nb1 in
+            k_gemm_q8p(kernel.rawValue, q + r0 * k, scales + r0 * blocks, r1 - r0, k, p.block, p.values, p.scales,
+                       p.sums, p.rows, nb0, nb1, y + r0 * ldy, ldy)
+        }
     }, release: {
         q.deallocate()
         scales.deallocate()
@@ -187,14 +189,66 @@ func readyQ4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: Packe
         k_quantize_rows_s8(x + range.lowerBound * ldx, range.count, k, ldx, q + range.lowerBound * k,
                            scales + range.lowerBound * blocks, sums + range.lowerBound * blocks)
     }
-    return ReadyProduct(units: (p.rowGroups + 2) / 3, minUnitsPerThread: 1, run: { range in
-        let nb0 = range.lowerBound * 3, nb1 = min(p.rowGroups, range.upperBound * 3)
-        k_gemm_q4p(q, scales, sums, m, k, p.values, p.scales, p.rows, nb0, nb1, y, ldy)
+    let split = ProductSplit(rows: m, rowGroups: p.rowGroups, threads: Threads.count)
+    return ReadyProduct(units: split.units, minUnitsPerThread: 1, run: { range in
+        split.forEachCall(range) { r0, r1, nb0, nb1 in
+            k_gemm_q4p(q + r0 * k, scales + r0 * blocks, sums + r0 * blocks, r1 - r0, k, p.values, p.scales, p.rows,
+                       nb0, nb1, y + r0 * ldy, ldy)
+        }
     }, release: {
         q.deallocate()
         scales.deallocate()
         sums.deallocate()
     })
+}
+
+/// How an int8 or 4-bit product is cut into units of work for the threads. A unit is 3 groups of
+/// 16 output columns (the width of the register tile) for a block of input rows. The rows stay
+/// whole unless the columns alone would give the threads fewer than two units each (a prompt
+/// through a 1024-wide layer on 16 threads: 22 column units, so 11 threads would work and 5
+/// would wait); then they are cut into as many blocks (of multiples of 16 rows) as it takes. A
+/// unit's outputs are computed exactly as in one whole product, so the split changes no value.
+struct ProductSplit {
+    let rows: Int
+    let rowGroups: Int
+    let columnUnits: Int
+    /// Input rows per block (the last block may be shorter), and the number of blocks.
+    let blockRows: Int
+    let blocks: Int
+
+    init(rows m: Int, rowGroups: Int, threads: Int) {
+        rows = m
+        self.rowGroups = rowGroups
+        columnUnits = (rowGroups + 2) / 3
+        let wanted = 2 * threads
+        if m > 16 && columnUnits < wanted {
+            let cuts = (wanted + columnUnits - 1) / columnUnits
+            blockRows = min(m, max(16, ((m + cuts - 1) / cuts + 15) / 16 * 16))
+        } else {
+            blockRows = max(m, 1)
+        }
+        blocks = (m + blockRows - 1) / blockRows
+    }
+
+    /// Units, numbered column unit by column unit with the row blocks inside, so that a thread's
+    /// consecutive units reuse the same weight columns.
+    var units: Int { columnUnits * blocks }
+
+    /// Calls `body(r0, r1, nb0, nb1)` for input rows r0..<r1 and column groups nb0..<nb1 covering
+    /// the units of `range` (one call for a range of whole column units).
+    func forEachCall(_ range: Range<Int>, _ body: (Int, Int, Int, Int) -> Void) {
+        if blocks == 1 {
+            body(0, rows, range.lowerBound * 3, min(rowGroups, range.upperBound * 3))
+            return
+        }
+        var u = range.lowerBound
+        while u < range.upperBound {
+            let column = u / blocks, first = u % blocks
+            let last = min(blocks, first + (range.upperBound - u))
+            body(first * blockRows, min(rows, last * blockRows), column * 3, min(rowGroups, column * 3 + 3))
+            u += last - first
+        }
+    }
 }
 
 /// Adds `bias` to every row of `y`.

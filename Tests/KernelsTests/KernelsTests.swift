@@ -109,6 +109,51 @@ final class KernelsTests: XCTestCase {
         }
     }
 
+    /// Prompt products in int8 and 4 bits are cut into (column groups, row block) units; with many
+    /// threads the rows are cut too. Every output is computed once, and the units share out well.
+    func testProductSplitCoversEveryOutputOnceAndSharesOut() {
+        for (m, rowGroups) in [(577, 64), (577, 256), (60, 64), (17, 4), (16, 64), (3, 64), (1, 128), (1000, 2)] {
+            for threads in [1, 2, 3, 16, 64] {
+                let split = ProductSplit(rows: m, rowGroups: rowGroups, threads: threads)
+                var covered = [Int](repeating: 0, count: m * rowGroups)
+                // Contiguous shares, as parallelFor hands them out.
+                let chunk = max(1, (split.units + threads - 1) / threads)
+                for start in stride(from: 0, to: split.units, by: chunk) {
+                    split.forEachCall(start..<min(split.units, start + chunk)) { r0, r1, nb0, nb1 in
+                        XCTAssertTrue(r0 < r1 && nb0 < nb1)
+                        for r in r0..<r1 { for g in nb0..<nb1 { covered[r * rowGroups + g] += 1 } }
+                    }
+                }
+                XCTAssertEqual(Set(covered), [1], "\(m) rows, \(rowGroups) groups, \(threads) threads")
+                XCTAssertTrue(split.blockRows == m || split.blockRows % 16 == 0, "\(m) rows: blocks of \(split.blockRows)")
+                if m > 16 * threads { XCTAssertGreaterThanOrEqual(split.units, min(2 * threads, split.columnUnits * m / 16)) }
+                if split.columnUnits >= 2 * threads { XCTAssertEqual(split.blocks, 1, "enough column units keep the rows whole") }
+            }
+        }
+        // A 1024-wide layer over 577 tokens on 16 threads: 22 column units alone would keep 5
+        // threads waiting; with the rows in two blocks there are 44.
+        XCTAssertEqual(ProductSplit(rows: 577, rowGroups: 64, threads: 16).units, 44)
+    }
+
+    /// int8 and 4-bit prompt products give the same bits on any thread count (the row split of
+    /// many threads included).
+    func testQuantizedProductsAreTheSameOnAnyThreadCount() {
+        var rng = LCG(state: 29)
+        let (m, n, k) = (100, 1024, 256)
+        let input = Matrix(rows: m, cols: k, values: rng.array(m * k))
+        let w = Weight(rows: n, cols: k, values: rng.array(n * k))
+        let before = Threads.count
+        defer { Threads.set(before) }
+        for (name, weight) in [("q8", w.quantizedQ8()), ("q4", w.quantizedQ4())] {
+            Threads.set(1)
+            let one = linear(input, weight).toArray().map(\.bitPattern)
+            for threads in [2, 3, 16] {
+                Threads.set(threads)
+                XCTAssertEqual(linear(input, weight).toArray().map(\.bitPattern), one, "\(name), \(threads) threads")
+            }
+        }
+    }
+
     /// Long inputs with F16 weights: tiles widened and multiplied per thread give the same values
     /// on any thread count (each element is one sgemm's).
     func testWidenedProductsAreTheSameOnAnyThreadCount() {
