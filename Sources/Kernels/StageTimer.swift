@@ -83,7 +83,7 @@ public final class StageTimer: @unchecked Sendable {
     }
 
     func add(_ name: String, _ clock: OneThreadClock) {
-        let ns = clock.elapsedNanoseconds, alone = clock.aloneNanoseconds
+        let (ns, alone) = clock.read()
         lock.lock()
         let key = StageTimes.Key(layer: currentLayer, name: name)
         times.nanoseconds[key, default: 0] += ns

@@ -83,14 +83,15 @@ public struct OneThreadClock: Sendable {
 
     public init() {}
 
-    /// Wall nanoseconds since `init`.
-    public var elapsedNanoseconds: UInt64 { DispatchTime.now().uptimeNanoseconds - wall }
-
-    /// Of `elapsedNanoseconds`, those outside parallel regions (read on the making thread).
-    public var aloneNanoseconds: UInt64 {
-        let elapsed = elapsedNanoseconds, inRegions = Threads.parallelNanoseconds - parallel
-        return elapsed > inRegions ? elapsed - inRegions : 0
+    /// Wall nanoseconds since `init`, and of those the ones outside parallel regions (read on the
+    /// making thread), from one reading of each clock.
+    public func read() -> (elapsed: UInt64, alone: UInt64) {
+        let elapsed = DispatchTime.now().uptimeNanoseconds - wall, inRegions = Threads.parallelNanoseconds - parallel
+        return (elapsed, elapsed > inRegions ? elapsed - inRegions : 0)
     }
+
+    /// Of the wall time since `init`, the nanoseconds outside parallel regions.
+    public var aloneNanoseconds: UInt64 { read().alone }
 }
 
 /// A count behind a lock.
