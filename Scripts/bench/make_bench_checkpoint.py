@@ -592,7 +592,6 @@ def main() -> None:
 
     # Tokenizer and side files.
     t0 = time.perf_counter()
-    template = bench_common.load_template("llava-hf")
     if args.inputs_from is not None:
         source = args.inputs_from.resolve()
         try:
@@ -625,6 +624,7 @@ def main() -> None:
         print(f"tokenizer: {pieces} pieces ({time.perf_counter() - t0:.1f} s)", flush=True)
         bench_image(args.seed).save(out / "bench.png", format="PNG")
         (out / "question.txt").write_text(QUESTION + "\n", encoding="utf-8")
+        template = bench_common.load_template("llava-hf")
         padded, ids = bench_common.build_prompt(sp, template, QUESTION, IMAGE_TOKEN_ID, 576, BENCH_PROMPT_TOKENS)
         (out / f"question-{BENCH_PROMPT_TOKENS}.txt").write_text(padded + "\n", encoding="utf-8")
         prompt_tokens = len(ids)

@@ -90,8 +90,11 @@ public struct OneThreadClock: Sendable {
         return (elapsed, elapsed > inRegions ? elapsed - inRegions : 0)
     }
 
-    /// Of the wall time since `init`, the nanoseconds outside parallel regions.
-    public var aloneNanoseconds: UInt64 { read().alone }
+    /// `read()` in milliseconds.
+    public func readMilliseconds() -> (elapsed: Double, alone: Double) {
+        let (elapsed, alone) = read()
+        return (Double(elapsed) / 1e6, Double(alone) / 1e6)
+    }
 }
 
 /// A count behind a lock.

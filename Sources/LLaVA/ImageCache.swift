@@ -144,30 +144,30 @@ extension LlavaPipeline {
     /// does, and stored. Named pipes are read to their end like files.
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,
                        cache: ImageCache) throws -> CachedImage {
-        let t0 = DispatchTime.now(), clock = OneThreadClock()
+        let clock = OneThreadClock()
         return try encode(imageBytes: RGBImage.readFile(imagePath), name: imagePath, mode: mode, merge: merge,
-                          cache: cache, since: t0, clock: clock)
+                          cache: cache, since: clock)
     }
 
     /// Encoded image bytes (a file's, or decoded from a benchmark's base64 column) → embeddings,
     /// through `cache`, keyed by the bytes' SHA-256; `name` stands for the image in errors.
     public func encode(imageBytes bytes: [UInt8], name: String, mode: ImageMode = .crop,
                        merge: VisionMergeSettings = .none, cache: ImageCache,
-                       since t0: DispatchTime = .now(), clock: OneThreadClock = OneThreadClock()) throws -> CachedImage {
+                       since clock: OneThreadClock = OneThreadClock()) throws -> CachedImage {
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
         let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
         if let cached = cache.lookup(key) {
+            let (imageMs, aloneMs) = clock.readMilliseconds()
             let image = EncodedImage(embeddings: cached.embeddings, sources: cached.sources,
-                                     imageMs: elapsedMs(since: t0), visionMs: 0, cut: cached.cut,
-                                     aloneMs: Double(clock.aloneNanoseconds) / 1e6)
+                                     imageMs: imageMs, visionMs: 0, cut: cached.cut, aloneMs: aloneMs)
             return CachedImage(image: image, hit: true, digest: digest)
         }
         let px = try pixels(decoding: bytes, mode: mode, name: name)
-        let imageMs = elapsedMs(since: t0)
+        let imageMs = clock.readMilliseconds().elapsed
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
         let image = EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
-                                 cut: try model.config.languageModelCut(merge), aloneMs: Double(clock.aloneNanoseconds) / 1e6)
+                                 cut: try model.config.languageModelCut(merge), aloneMs: clock.readMilliseconds().alone)
         cache.insert(image, for: key)
         return CachedImage(image: image, hit: false, digest: digest)
     }

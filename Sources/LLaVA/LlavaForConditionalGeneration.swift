@@ -264,11 +264,11 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
         guard cache.length + ids.count <= context else {
             throw PromptError.tooLong(tokens: cache.length + ids.count, context: context, configPath: configPath)
         }
-        let start = DispatchTime.now(), clock = OneThreadClock()
+        let clock = OneThreadClock()
         let embeddings = try inputEmbeddings(ids, imageEmbeddings: imageEmbeddings)
         let prefill = languageModel.run(embeddings, cache: cache, cut: try prefillCut(cut, ids: ids))
         var logits = prefill.logits
-        let prefillMs = elapsedMs(since: start)
+        let prefillMs = clock.readMilliseconds().elapsed
         let firstLogits = logits
         var sampler = Sampler(settings: options.sampling, seed: options.seed)
         sampler.accept((earlierIds + ids).filter { $0 != config.imageTokenIndex }.suffix(options.sampling.repeatLastN))
@@ -282,8 +282,7 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
             sampler.accept(next)
             generated.append(next)
             if generated.count == 1 {
-                firstTokenMs = elapsedMs(since: start)
-                firstTokenAloneMs = Double(clock.aloneNanoseconds) / 1e6
+                (firstTokenMs, firstTokenAloneMs) = clock.readMilliseconds()
                 decodeStart = DispatchTime.now()
             }
             if options.stopAtEOS && eosTokenIds.contains(next) {

@@ -108,13 +108,13 @@ public final class LlavaPipeline: @unchecked Sendable {
 
     /// Image file → embeddings for the language model, merged as `merge` says.
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none) throws -> EncodedImage {
-        let t0 = DispatchTime.now(), clock = OneThreadClock()
+        let clock = OneThreadClock()
         let px = try pixels(imagePath: imagePath, mode: mode)
-        let imageMs = elapsedMs(since: t0)
+        let imageMs = clock.readMilliseconds().elapsed
         let t1 = DispatchTime.now()
         let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
         return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
-                            cut: try model.config.languageModelCut(merge), aloneMs: Double(clock.aloneNanoseconds) / 1e6)
+                            cut: try model.config.languageModelCut(merge), aloneMs: clock.readMilliseconds().alone)
     }
 
     /// Answers `question` about an encoded image.
