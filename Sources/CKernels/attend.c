@@ -98,10 +98,7 @@ static AVX512 void attend_avx512(const float *q, size_t heads, size_t d, const f
 void k_attend_row(const float *q, size_t heads, size_t d, const float *k, size_t ldk, const float *v, size_t ldv,
                   size_t n, float scale, float *scores, float *out) {
 #if defined(__x86_64__)
-    // The CPU-feature choice of kernels.c (its AVX-512 set covers what this code uses).
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = strcmp(k_instruction_set(), "avx512") == 0;
-    if (avx512 && (d == 64 || d == 128)) {
+    if (k_path() >= K_PATH_AVX512 && (d == 64 || d == 128)) {
         attend_avx512(q, heads, d, k, ldk, v, ldv, n, scale, scores, out);
         return;
     }

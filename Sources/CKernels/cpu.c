@@ -65,3 +65,63 @@ int k_amx_request(void) {
 uint64_t k_cpu_features(void) { return 0; }
 int k_amx_request(void) { return 0; }
 #endif
+
+// The kernel path (see ckernels.h).
+#include <stdlib.h>
+#include <string.h>
+
+int k_path_requested(void) {
+    const char *v = getenv("LLAVA_KERNELS");
+    if (!v || !*v) return -1;
+    static const char *names[] = {"base", "avx2", "avx512", "vnni", "amx"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(v, names[i]) == 0) return i;
+    return -2;
+}
+
+// Paths up to VNNI, from the CPU's features alone.
+static int path_from_features(void) {
+    const uint64_t f = k_cpu_features();
+    const uint64_t avx2 = K_CPU_AVX2 | K_CPU_FMA | K_CPU_F16C;
+    const uint64_t avx512 = avx2 | K_CPU_AVX512F | K_CPU_AVX512BW | K_CPU_AVX512VL | K_CPU_AVX512DQ;
+    if ((f & avx512) == avx512) return (f & K_CPU_AVX512_VNNI) ? K_PATH_VNNI : K_PATH_AVX512;
+    if ((f & avx2) == avx2) return K_PATH_AVX2;
+    return K_PATH_BASE;
+}
+
+static int best_path = -1;
+static int current_path = -1;
+
+// The path as far as the element-wise kernels need it (never more than AVX-512 matters to them):
+// no AMX check, so the AMX check's own products can run through them.
+int k_path_vector(void) {
+    const int p = __atomic_load_n(&current_path, __ATOMIC_ACQUIRE);
+    if (p >= 0) return p;
+    const int requested = k_path_requested(), features = path_from_features();
+    return requested >= 0 && requested < features ? requested : features;
+}
+
+int k_path_best(void) {
+    int best = __atomic_load_n(&best_path, __ATOMIC_ACQUIRE);
+    if (best >= 0) return best;
+    best = path_from_features();
+    if (best == K_PATH_VNNI && (k_q8_kernels() & (1 << K_Q8_AMX))) best = K_PATH_AMX;
+    __atomic_store_n(&best_path, best, __ATOMIC_RELEASE);
+    return best;
+}
+
+int k_path(void) {
+    int p = __atomic_load_n(&current_path, __ATOMIC_ACQUIRE);
+    if (p >= 0) return p;
+    const int requested = k_path_requested(), best = k_path_best();
+    p = requested >= 0 && requested < best ? requested : best;
+    __atomic_store_n(&current_path, p, __ATOMIC_RELEASE);
+    return p;
+}
+
+int k_set_path(int path) {
+    const int best = k_path_best();
+    const int p = path < K_PATH_BASE ? K_PATH_BASE : path > best ? best : path;
+    __atomic_store_n(&current_path, p, __ATOMIC_RELEASE);
+    return p;
+}

@@ -58,8 +58,7 @@ __attribute__((target("avx2"))) static void dots_avx2(const float *a, const floa
 
 void k_dots_double(const float *a, const float *rows, size_t ld, size_t count, size_t n, double *out) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) {
+    if (k_path() >= K_PATH_AVX2) {
         dots_avx2(a, rows, ld, count, n, out);
         return;
     }

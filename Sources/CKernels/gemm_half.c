@@ -117,11 +117,127 @@ static AVX512 void gemv_avx512(const uint16_t *w, size_t ldw, const float *x, fl
     for (; r < r1; r++) gemv_rows(1, w + r * ldw, ldw, x, k, y + r, bf16);
 }
 
-static int has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+// The same on AVX2 + FMA + F16C: tiles of 3 rows of x × 4 weight rows, 8 columns per step (12
+// accumulators, 3 rows of x and 1 weight vector: the 16 registers). The last k % 8 columns are
+// copied into zero-padded vectors. Each output is one accumulator summed in the same order
+// whatever the tile's shape, so the split over threads changes no value.
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+static inline __attribute__((always_inline)) AVX2 __m256 load_weights8(const uint16_t *p, int bf16) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+static inline __attribute__((always_inline)) AVX2 float sum8(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+static inline __attribute__((always_inline)) AVX2 void tile_avx2(int MR, int NR, const float *x, size_t ldx,
+                                                                const uint16_t *w, size_t ldw, size_t k, float *y,
+                                                                size_t ldy, int bf16) {
+    __m256 acc[3][4];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 8 <= k; c += 8) {
+        __m256 xv[3];
+        for (int i = 0; i < MR; i++) xv[i] = _mm256_loadu_ps(x + i * ldx + c);
+        for (int j = 0; j < NR; j++) {
+            const __m256 wv = load_weights8(w + j * ldw + c, bf16);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(wv, xv[i], acc[i][j]);
+        }
+    }
+    if (c < k) {
+        const size_t rest = k - c;
+        float xt[3][8] = {{0}};
+        uint16_t wt[8] = {0};
+        __m256 xv[3];
+        for (int i = 0; i < MR; i++) {
+            memcpy(xt[i], x + i * ldx + c, rest * sizeof(float));
+            xv[i] = _mm256_loadu_ps(xt[i]);
+        }
+        for (int j = 0; j < NR; j++) {
+            memcpy(wt, w + j * ldw + c, rest * sizeof(uint16_t));
+            const __m256 wv = load_weights8(wt, bf16);
+            for (int i = 0; i < MR; i++) acc[i][j] = _mm256_fmadd_ps(wv, xv[i], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) y[i * ldy + j] = sum8(acc[i][j]);
+}
+
+static AVX2 void product_avx2(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k,
+                              size_t n0, size_t n1, float *y, size_t ldy, int bf16) {
+    for (size_t n = n0; n < n1; n += 4) {
+        const size_t nr = n1 - n < 4 ? n1 - n : 4;
+        for (size_t i = 0; i < m; i += 3) {
+            const size_t mr = m - i < 3 ? m - i : 3;
+            const float *xi = x + i * ldx;
+            const uint16_t *wn = w + n * ldw;
+            float *yi = y + i * ldy + n;
+#define T(MR, NR) tile_avx2(MR, NR, xi, ldx, wn, ldw, k, yi, ldy, bf16)
+            switch (mr * 8 + nr) {
+            case 3 * 8 + 4: T(3, 4); break;
+            case 3 * 8 + 3: T(3, 3); break;
+            case 3 * 8 + 2: T(3, 2); break;
+            case 3 * 8 + 1: T(3, 1); break;
+            case 2 * 8 + 4: T(2, 4); break;
+            case 2 * 8 + 3: T(2, 3); break;
+            case 2 * 8 + 2: T(2, 2); break;
+            case 2 * 8 + 1: T(2, 1); break;
+            case 1 * 8 + 4: T(1, 4); break;
+            case 1 * 8 + 3: T(1, 3); break;
+            case 1 * 8 + 2: T(1, 2); break;
+            default: T(1, 1); break;
+            }
+#undef T
+        }
+    }
+}
+
+// Decoding with long rows on AVX2: 4 weight rows at a time, 16 columns per step in two
+// accumulators per row, so each load of the vector serves 4 rows.
+static inline __attribute__((always_inline)) AVX2 void gemv_rows_avx2(int NR, const uint16_t *w, size_t ldw,
+                                                                     const float *x, size_t k, float *y, int bf16) {
+    __m256 a[4], b[4];
+    for (int j = 0; j < NR; j++) a[j] = b[j] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= k; c += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+        for (int j = 0; j < NR; j++) {
+            const uint16_t *p = w + j * ldw + c;
+            a[j] = _mm256_fmadd_ps(load_weights8(p, bf16), x0, a[j]);
+            b[j] = _mm256_fmadd_ps(load_weights8(p + 8, bf16), x1, b[j]);
+        }
+    }
+    float tail[4] = {0, 0, 0, 0};
+    for (; c < k; c++) {
+        const float xc = x[c];
+        for (int j = 0; j < NR; j++) {
+            const uint16_t h = w[j * ldw + c];
+            float v;
+            if (bf16) {
+                const uint32_t bits = (uint32_t)h << 16;
+                memcpy(&v, &bits, 4);
+            } else {
+                _Float16 f;
+                memcpy(&f, &h, 2);
+                v = (float)f;
+            }
+            tail[j] += v * xc;
+        }
+    }
+    for (int j = 0; j < NR; j++) y[j] = sum8(_mm256_add_ps(a[j], b[j])) + tail[j];
+}
+
+static AVX2 void gemv_avx2(const uint16_t *w, size_t ldw, const float *x, float *y, size_t k, size_t r0, size_t r1,
+                           int bf16) {
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) gemv_rows_avx2(4, w + r * ldw, ldw, x, k, y + r, bf16);
+    for (; r < r1; r++) gemv_rows_avx2(1, w + r * ldw, ldw, x, k, y + r, bf16);
 }
 #endif
 
@@ -145,10 +261,13 @@ static void product_portable(const float *x, size_t m, size_t ldx, const uint16_
 void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t ldw, size_t k, size_t n0, size_t n1,
                  float *y, size_t ldy, int bf16) {
 #if defined(__x86_64__)
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = has_avx512();
-    if (avx512) {
+    const int path = k_path();
+    if (path >= K_PATH_AVX512) {
         product_avx512(x, m, ldx, w, ldw, k, n0, n1, y, ldy, bf16);
+        return;
+    }
+    if (path >= K_PATH_AVX2) {
+        product_avx2(x, m, ldx, w, ldw, k, n0, n1, y, ldy, bf16);
         return;
     }
 #endif
@@ -157,10 +276,13 @@ void k_gemm_half(const float *x, size_t m, size_t ldx, const uint16_t *w, size_t
 
 void k_gemv_half(const uint16_t *w, size_t ldw, const float *x, float *y, size_t k, size_t r0, size_t r1, int bf16) {
 #if defined(__x86_64__)
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = has_avx512();
-    if (avx512 && k > 4096) {
+    const int path = k_path();
+    if (path >= K_PATH_AVX512 && k > 4096) {
         gemv_avx512(w, ldw, x, y, k, r0, r1, bf16);
+        return;
+    }
+    if (path == K_PATH_AVX2) {
+        gemv_avx2(w, ldw, x, y, k, r0, r1, bf16);
         return;
     }
 #endif

@@ -1,4 +1,4 @@
-// 4-bit weights ("q4") and their products with AVX-512 VNNI.
+// 4-bit weights ("q4") and their products with AVX-512 VNNI or AVX2 (identical results).
 //
 // Quantization: each row is cut into blocks of 32 columns. A block's scale d is its value of
 // largest magnitude (the positive one on a tie) divided by −8, rounded to F16; its values are
@@ -134,10 +134,7 @@ static HASWELL void quantize_rows_haswell(const float *x, size_t m, size_t k, si
                                           int32_t *sums) {
     quantize_rows(x, m, k, ldx, q, scales, sums);
 }
-static int has_haswell(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
+static int has_haswell(void) { return k_path() >= K_PATH_AVX2; }
 #endif
 
 void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_t r1, uint8_t *values,
@@ -240,11 +237,102 @@ static VNNI4 void gemm_q4_vnni(const int8_t *a, const float *sa, const int32_t *
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2: the same integers with vpmaddubsw (u8 nibbles × s8 activations, pairs summed to s16)
+// and vpmaddwd (pairs of those summed to s32). A 32-byte load holds 8 rows × 4 columns of a
+// group: its low nibbles are columns 4g..4g+3, its high nibbles columns 4(g+4)..4(g+4)+3, and the
+// two products are added in s16 (at most 4 · 15 · 127 in magnitude) before widening. Each
+// block's integer sum is exact and is turned into floats as the VNNI kernel does (same
+// operations, same order), so the outputs are identical to it. MR activation rows (≤ 4) × one
+// group of 16 output columns.
+#define AVX2Q4 __attribute__((target("avx2,fma,f16c")))
+
+static inline __attribute__((always_inline)) AVX2Q4 void tile4_avx2(int MR, const int8_t *a, size_t k,
+                                                                   const float *sa, const int32_t *sumsa,
+                                                                   const uint8_t *values, const uint16_t *scales,
+                                                                   size_t nb, float *c, size_t ldc, size_t n) {
+    const size_t kbCount = k / 32;
+    const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 accf[4][2];
+    for (int i = 0; i < MR; i++) accf[i][0] = accf[i][1] = _mm256_setzero_ps();
+    for (size_t kb = 0; kb < kbCount; kb++) {
+        const uint8_t *block = values + (nb * kbCount + kb) * 256;
+        __m256i acc[4][2];
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            for (int h = 0; h < 2; h++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(block + g * 64 + h * 32));
+                const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                for (int i = 0; i < MR; i++) {
+                    int32_t four0, four1;
+                    memcpy(&four0, a + i * k + kb * 32 + g * 4, 4);
+                    memcpy(&four1, a + i * k + kb * 32 + (g + 4) * 4, 4);
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(four0)),
+                                                       _mm256_maddubs_epi16(hi, _mm256_set1_epi32(four1)));
+                    acc[i][h] = _mm256_add_epi32(acc[i][h], _mm256_madd_epi16(p, ones));
+                }
+            }
+        }
+        const uint16_t *sw16 = scales + (nb * kbCount + kb) * 16;
+        const __m256 sw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sw16)),
+                              _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sw16 + 8)))};
+        for (int i = 0; i < MR; i++) {
+            const __m256 sx = _mm256_set1_ps(sa[i * kbCount + kb]);
+            const __m256i corr = _mm256_set1_epi32(sumsa[i * kbCount + kb]);
+            for (int h = 0; h < 2; h++) {
+                const __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], corr));
+                accf[i][h] = _mm256_fmadd_ps(v, _mm256_mul_ps(sw[h], sx), accf[i][h]);
+            }
+        }
+    }
+    const size_t col = nb * 16;
+    for (int i = 0; i < MR; i++) {
+        if (col + 16 <= n) {
+            _mm256_storeu_ps(c + i * ldc + col, accf[i][0]);
+            _mm256_storeu_ps(c + i * ldc + col + 8, accf[i][1]);
+        } else {
+            float out[16];
+            _mm256_storeu_ps(out, accf[i][0]);
+            _mm256_storeu_ps(out + 8, accf[i][1]);
+            for (size_t j = 0; col + j < n; j++) c[i * ldc + col + j] = out[j];
+        }
+    }
+}
+
+static AVX2Q4 void gemm_q4_avx2(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k,
+                                const uint8_t *values, const uint16_t *scales, size_t n, size_t nb0, size_t nb1,
+                                float *c, size_t ldc) {
+    const size_t kbCount = k / 32;
+    for (size_t nb = nb0; nb < nb1; nb++) {
+        for (size_t i = 0; i < m; i += 4) {
+            const size_t mr = m - i < 4 ? m - i : 4;
+            const int8_t *ai = a + i * k;
+            const float *si = sa + i * kbCount;
+            const int32_t *ui = sumsa + i * kbCount;
+            float *ci = c + i * ldc;
+            switch (mr) {
+            case 4: tile4_avx2(4, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+            case 3: tile4_avx2(3, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+            case 2: tile4_avx2(2, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+            default: tile4_avx2(1, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+            }
+        }
+    }
+}
+#endif
+
+int k_q4_available(void) { return k_path() >= K_PATH_AVX2; }
+
 void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k, const uint8_t *values,
                 const uint16_t *scales, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc) {
 #if defined(__x86_64__)
-    if (k_has_vnni()) {
+    const int path = k_path();
+    if (path >= K_PATH_VNNI) {
         gemm_q4_vnni(a, sa, sumsa, m, k, values, scales, n, nb0, nb1, c, ldc);
+        return;
+    }
+    if (path >= K_PATH_AVX2) {
+        gemm_q4_avx2(a, sa, sumsa, m, k, values, scales, n, nb0, nb1, c, ldc);
         return;
     }
 #endif

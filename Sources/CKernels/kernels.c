@@ -1,6 +1,7 @@
 // Run-time dispatch of the hand-written kernels: kernels_impl.h is compiled three times, for
-// AVX-512 (F/BW/VL/DQ + FMA + F16C), for AVX2 (+ FMA + F16C) and for baseline x86-64, and the
-// first call picks the widest set the CPU supports (by feature, not by CPU model name).
+// AVX-512 (F/BW/VL/DQ + FMA + F16C), for AVX2 (+ FMA + F16C) and for baseline x86-64, and each
+// call runs the set of the kernel path in use (cpu.c: the widest the CPU supports, by feature and
+// not by CPU model name, unless lowered).
 #include "ckernels.h"
 
 #include <math.h>
@@ -63,27 +64,15 @@ static const kernel_table table_avx2 = TABLE(avx2);
 static const kernel_table table_avx512 = TABLE(avx512);
 #endif
 
-static const kernel_table *select_table(void) {
+// The table of the kernel path in use (k_path_vector: paths above AVX-512 add no element-wise
+// kernels of their own).
+static const kernel_table *kernels(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &table_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &table_avx2;
+    const int path = k_path_vector();
+    if (path >= K_PATH_AVX512) return &table_avx512;
+    if (path >= K_PATH_AVX2) return &table_avx2;
 #endif
     return &table_base;
-}
-
-static const kernel_table *kernels(void) {
-    static const kernel_table *selected = 0;
-    const kernel_table *t = __atomic_load_n(&selected, __ATOMIC_ACQUIRE);
-    if (!t) {
-        t = select_table();
-        __atomic_store_n(&selected, t, __ATOMIC_RELEASE);
-    }
-    return t;
 }
 
 const char *k_instruction_set(void) { return kernels()->name; }

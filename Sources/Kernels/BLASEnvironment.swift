@@ -36,12 +36,26 @@ public enum BLASEnvironment {
         public let source: String
     }
 
-    /// The choice under an environment and a CPU (pure: the rule above).
+    /// The choice under an environment and a CPU (pure: the rule above). A kernel path lowered by
+    /// `LLAVA_KERNELS` lowers the family too (avx2 → Haswell, base → the family of the CPU without
+    /// AVX), so the narrower path is measured and tested with OpenBLAS's matching kernels.
     public static func choose(environment: [String: String], cpuFlags: Set<String>) -> Choice {
         if let forced = environment["LLAVA_BLAS_CORETYPE"], !forced.isEmpty {
             return Choice(coreType: forced, source: "LLAVA_BLAS_CORETYPE")
         }
+        if let name = environment["LLAVA_KERNELS"], let path = KernelPath(name: name) {
+            return Choice(coreType: coreType(forCPUFlags: flags(cpuFlags, upTo: path)), source: "cpu")
+        }
         return Choice(coreType: coreType(forCPUFlags: cpuFlags), source: "cpu")
+    }
+
+    /// The CPU's flags less those a kernel path does not use.
+    static func flags(_ flags: Set<String>, upTo path: KernelPath) -> Set<String> {
+        switch path {
+        case .base: return flags.filter { !$0.hasPrefix("avx") && $0 != "fma" && $0 != "f16c" && !$0.hasPrefix("amx") }
+        case .avx2: return flags.filter { !$0.hasPrefix("avx512") && !$0.hasPrefix("amx") }
+        case .avx512, .vnni, .amx: return flags
+        }
     }
 
     /// The choice this process made (loads OpenBLAS if it is not loaded yet).

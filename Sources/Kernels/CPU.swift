@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 /// CPU features the kernels choose by, read once with CPUID.
 public enum CPU {
@@ -16,8 +17,77 @@ public enum CPU {
         return Set(names.filter { bits & UInt64($0.0) != 0 }.map(\.1))
     }()
 
-    /// AVX-512 with VNNI: int8 products run as integer dot products.
-    public static let hasVNNI = k_has_vnni() != 0
+}
+
+/// The kernel path: the widest instruction set the hand-written kernels use. Each path has its own
+/// kernels where it helps and runs those of the paths below it elsewhere. The default is the best
+/// path this CPU runs; `LLAVA_KERNELS=base|avx2|avx512|vnni|amx` (or `use`) lowers it, so a CPU
+/// with AVX-512 also runs, measures and tests the AVX2 and baseline paths.
+///
+/// - base: plain C loops the compiler vectorises for baseline x86-64; quantized weights are
+///   widened to Float32 for OpenBLAS.
+/// - avx2: AVX2 + FMA + F16C: F16/BF16 products in registers, int8 and 4-bit integer products.
+/// - avx512: AVX-512 F/BW/VL/DQ versions of the same.
+/// - vnni: AVX-512 VNNI integer dot products for int8 and 4-bit weights.
+/// - amx: AMX tiles for int8 prompts.
+public enum KernelPath: Int32, CaseIterable, Comparable, Sendable, CustomStringConvertible {
+    case base = 0, avx2 = 1, avx512 = 2, vnni = 3, amx = 4
+
+    public var description: String {
+        switch self {
+        case .base: "base"
+        case .avx2: "avx2"
+        case .avx512: "avx512"
+        case .vnni: "vnni"
+        case .amx: "amx"
+        }
+    }
+
+    public init?(name: String) {
+        guard let path = KernelPath.allCases.first(where: { $0.description == name }) else { return nil }
+        self = path
+    }
+
+    public static func < (a: KernelPath, b: KernelPath) -> Bool { a.rawValue < b.rawValue }
+
+    /// The widest path this CPU runs.
+    public static var best: KernelPath { KernelPath(rawValue: k_path_best()) ?? .base }
+
+    /// Every path this CPU runs, narrowest first.
+    public static var available: [KernelPath] { allCases.filter { $0 <= best } }
+
+    /// The path in use.
+    public static var current: KernelPath { KernelPath(rawValue: k_path()) ?? .base }
+
+    /// Uses `path` from now on (or the best this CPU runs, when it runs no wider); returns the path in use.
+    @discardableResult
+    public static func use(_ path: KernelPath) -> KernelPath { KernelPath(rawValue: k_set_path(path.rawValue)) ?? .base }
+
+    /// Runs `body` on `path`, then returns to the path in use before.
+    public static func with<T>(_ path: KernelPath, _ body: () throws -> T) rethrows -> T {
+        let before = current
+        use(path)
+        defer { use(before) }
+        return try body()
+    }
+
+    /// Runs `body` on every path this CPU runs, narrowest first, then returns to the path in use.
+    public static func forEachAvailable(_ body: (KernelPath) throws -> Void) rethrows {
+        for path in available { try with(path) { try body(path) } }
+    }
+
+    /// What `LLAVA_KERNELS` asks for that cannot be had, in one line (nil when it is unset or granted).
+    public static var environmentProblem: String? {
+        let value = ProcessInfo.processInfo.environment["LLAVA_KERNELS"] ?? ""
+        switch k_path_requested() {
+        case -1: return nil
+        case -2:
+            return "LLAVA_KERNELS=\(value) names no kernel path (base, avx2, avx512, vnni, amx); using \(current)"
+        default:
+            let asked = KernelPath(rawValue: k_path_requested()) ?? .base
+            return asked > best ? "LLAVA_KERNELS=\(value): this CPU runs at most \(best); using \(current)" : nil
+        }
+    }
 }
 
 /// The kernels of the int8 product (`--quantize q8`). All give identical results: the block sums
@@ -33,8 +103,18 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable {
         }
     }
 
-    /// Whether this CPU runs the kernel (AMX: once Linux granted the tile state to the process).
-    public var isAvailable: Bool { k_q8_kernels() & (1 << rawValue) != 0 }
+    /// The kernel path the kernel belongs to.
+    public var path: KernelPath {
+        switch self {
+        case .avx2: .avx2
+        case .vnni: .vnni
+        case .amx: .amx
+        }
+    }
+
+    /// Whether this CPU runs the kernel (AMX: once Linux granted the tile state to the process)
+    /// on the kernel path in use.
+    public var isAvailable: Bool { k_q8_kernels() & (1 << rawValue) != 0 && path <= KernelPath.current }
 
     /// When set (and available), every int8 product uses this kernel (for measurements).
     public nonisolated(unsafe) static var forced: Int8Kernel?

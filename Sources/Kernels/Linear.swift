@@ -7,7 +7,10 @@ import Foundation
 /// - f32 weights: `sgemm` straight on the (mapped) weight, a block of output columns per thread.
 /// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
 ///   tile goes through `sgemm`, so no second Float32 copy of the checkpoint exists.
-/// Long products run on the worker pool with single-threaded BLAS calls, one block per thread.
+/// Long products run on the worker pool with single-threaded BLAS calls. The blocks each call
+/// computes depend on the product's shape only, never on the thread count: OpenBLAS's kernels
+/// round an element differently depending on where it falls in the block they are given (its
+/// AVX2 kernels do), so blocks cut per thread would change results with the thread count.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matrix) {
     precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
     precondition(y.cols == w.rows, "linear: output has \(y.cols) features, weight gives \(w.rows)")
@@ -16,30 +19,32 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
     if m == 0 { return }
     if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: m) {
         int8Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols, kernel: kernel)
-    } else if case .q4(let p) = w.storage, CPU.hasVNNI {
+    } else if case .q4(let p) = w.storage, k_q4_available() != 0 {
         q4Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
     } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
-        parallelFor((n + 3) / 4) { groups in
+        parallelFor((n + 3) / 4, minPerThread: blocksPerThread(m * 4 * k)) { groups in
             k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)
         }
     } else if case .f32(let p) = w.storage {
-        // Output columns split over the pool, each block one single-threaded sgemm (as below).
+        // Blocks of output columns over the pool, each one single-threaded sgemm (as below).
+        let (block, blocks) = weightTiles(n: n, k: k)
         Threads.withSingleThreadedBLAS {
-            parallelFor((n + 15) / 16) { groups in
-                let c0 = groups.lowerBound * 16, c1 = min(n, groups.upperBound * 16)
-                sgemm(.none, .transposed, m, c1 - c0, k, 1, x.data, k, p + c0 * k, k, 0, y.data + c0, n)
+            parallelFor(blocks, minPerThread: blocksPerThread(m * block * k)) { range in
+                for t in range {
+                    let c0 = t * block, c1 = min(n, c0 + block)
+                    sgemm(.none, .transposed, m, c1 - c0, k, 1, x.data, k, p + c0 * k, k, 0, y.data + c0, n)
+                }
             }
         }
     } else {
         // Each thread takes its own tiles of weight rows, widens them into its own scratch and
         // multiplies them on single-threaded BLAS: the threads never wait for one another inside
         // a product, and OpenBLAS's threads never take turns with ours.
-        let threads = Threads.count
-        let (tile, tiles) = weightTiles(n: n, k: k, threads: threads)
+        let (tile, tiles) = weightTiles(n: n, k: k)
         Threads.withSingleThreadedBLAS {
-            parallelFor(tiles) { range in
+            parallelFor(tiles, minPerThread: blocksPerThread(m * tile * k)) { range in
                 Scratch.shared.withBuffer(tile * k) { scratch in
                     for t in range {
                         let r0 = t * tile, rows = min(tile, n - r0)
@@ -116,16 +121,16 @@ func readyGEMV(_ w: Weight, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer
     if case .q8(let p) = w.storage, let kernel = Int8Kernel.best(rows: 1) {
         return readyInt8Product(x, rows: 1, ldx: k, p, into: y, ldy: n, kernel: kernel)
     }
-    if case .q4(let p) = w.storage, CPU.hasVNNI {
+    if case .q4(let p) = w.storage, k_q4_available() != 0 {
         return readyQ4Product(x, rows: 1, ldx: k, p, into: y, ldy: n)
     }
     if let (p, bf16) = w.halfStorage {
         // Groups of 8 rows (the kernel's register block), at least 64 rows per thread.
-        return ReadyProduct(units: (n + 7) / 8, minUnitsPerThread: 8, run: { range in
+        return ReadyProduct(units: (n + 7) / 8, minUnitsPerThread: max(8, blocksPerThread(8 * k)), run: { range in
             k_gemv_half(p, k, x, y, k, range.lowerBound * 8, min(n, range.upperBound * 8), bf16 ? 1 : 0)
         }, release: {})
     }
-    return ReadyProduct(units: n, minUnitsPerThread: 64, run: { range in
+    return ReadyProduct(units: n, minUnitsPerThread: max(64, blocksPerThread(k)), run: { range in
         let r0 = range.lowerBound, r1 = range.upperBound
         switch w.storage {
         case .f32(let p): k_gemv_f32(p, k, x, y, k, r0, r1)
@@ -160,7 +165,7 @@ func readyInt8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: Pac
                            q + range.lowerBound * k, scales + range.lowerBound * blocks)
     }
     let split = ProductSplit(rows: m, rowGroups: p.rowGroups, threads: Threads.count)
-    return ReadyProduct(units: split.units, minUnitsPerThread: 1, run: { range in
+    return ReadyProduct(units: split.units, minUnitsPerThread: blocksPerThread(48 * k * split.blockRows), run: { range in
         split.forEachCall(range) { r0, r1, nb0, nb1 in
             k_gemm_q8p(kernel.rawValue, q + r0 * k, scales + r0 * blocks, r1 - r0, k, p.block, p.values, p.scales,
                        p.sums, p.rows, nb0, nb1, y + r0 * ldy, ldy)
@@ -172,7 +177,8 @@ func readyInt8Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: Pac
 }
 
 /// y = x · Wᵀ with 4-bit weights: the rows of x are quantized per block of 32 to s8 and the
-/// product runs in VNNI integer dot products, split over threads by groups of output columns.
+/// product runs in integer dot products (VNNI or AVX2, identical results), split over threads by
+/// groups of output columns.
 func q4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: PackedQ4,
                into y: UnsafeMutablePointer<Float>, ldy: Int) {
     readyQ4Product(x, rows: m, ldx: ldx, p, into: y, ldy: ldy).runOnThreads()
@@ -190,7 +196,7 @@ func readyQ4Product(_ x: UnsafePointer<Float>, rows m: Int, ldx: Int, _ p: Packe
                            scales + range.lowerBound * blocks, sums + range.lowerBound * blocks)
     }
     let split = ProductSplit(rows: m, rowGroups: p.rowGroups, threads: Threads.count)
-    return ReadyProduct(units: split.units, minUnitsPerThread: 1, run: { range in
+    return ReadyProduct(units: split.units, minUnitsPerThread: blocksPerThread(48 * k * split.blockRows), run: { range in
         split.forEachCall(range) { r0, r1, nb0, nb1 in
             k_gemm_q4p(q + r0 * k, scales + r0 * blocks, sums + r0 * blocks, r1 - r0, k, p.values, p.scales, p.rows,
                        nb0, nb1, y + r0 * ldy, ldy)
@@ -264,17 +270,23 @@ public func addBias(_ y: Matrix, _ bias: [Float]) {
 
 /// C = A · Bᵀ for plain matrices: A [M, K], B [N, K], C [M, N]. These are the token-sized
 /// products (similarities of a few hundred tokens, attention read-outs), too short for OpenBLAS's
-/// threads, whose hand-offs cost more than they save there: the rows of A are split over the
-/// worker pool and each block is one single-threaded sgemm, so every element is computed as one
-/// sgemm would, whatever the thread count.
+/// threads, whose hand-offs cost more than they save there: the rows of A are cut into blocks
+/// that depend on M alone (about an eighth of the rows, a multiple of 16, at least 32), the
+/// blocks are shared out over the worker pool and each is one single-threaded sgemm, so every
+/// element is computed by the same call whatever the thread count.
 public func matmulTransposed(_ a: Matrix, _ b: Matrix, into c: Matrix) {
     precondition(a.cols == b.cols && c.cols == b.rows)
     c.rows = a.rows
     if a.rows == 0 || b.rows == 0 { return }
+    let m = a.rows
+    let block = max(32, ((m + 7) / 8 + 15) / 16 * 16)
+    let blocks = (m + block - 1) / block
     Threads.withSingleThreadedBLAS {
-        parallelFor(a.rows, minPerThread: 16) { rows in
-            sgemm(.none, .transposed, rows.count, b.rows, a.cols, 1, a.row(rows.lowerBound), a.cols, b.data, b.cols,
-                  0, c.row(rows.lowerBound), c.cols)
+        parallelFor(blocks, minPerThread: blocksPerThread(block * b.rows * a.cols)) { range in
+            for t in range {
+                let r0 = t * block, rows = min(block, m - r0)
+                sgemm(.none, .transposed, rows, b.rows, a.cols, 1, a.row(r0), a.cols, b.data, b.cols, 0, c.row(r0), c.cols)
+            }
         }
     }
 }
@@ -285,18 +297,25 @@ public func matmulTransposed(_ a: Matrix, _ b: Matrix) -> Matrix {
     return c
 }
 
-/// Tiles of weight rows for widening: each at most about 16 MB of Float32 shared by the threads
-/// (at least 4 MB each; OpenBLAS re-packs the activations for every tile, so tiles should not be
-/// small), a multiple of 16 rows, and as many tiles as a multiple of the thread count so the
-/// threads get equal shares. Returns the rows per tile and the number of tiles.
-func weightTiles(n: Int, k: Int, threads: Int) -> (rows: Int, count: Int) {
-    let threads = max(1, threads)
-    let floatsPerThread = max(1 << 20, (1 << 22) / threads)
-    let cap = max(16, floatsPerThread / max(k, 1) / 16 * 16)
-    let rounds = max(1, (n + threads * cap - 1) / (threads * cap))
-    let rows = min(n, ((n + threads * rounds - 1) / (threads * rounds) + 15) / 16 * 16)
+/// Tiles of weight rows (for widening, or blocks of output columns), from the shape alone so the
+/// thread count changes no value: a multiple of 16 rows, about a sixteenth of the rows so up to 16
+/// threads share the product, but at least 128 rows (OpenBLAS re-packs the activations for every
+/// tile, so tiles should not be small) and at most about 4 MB of Float32. Returns the rows per
+/// tile and the number of tiles.
+func weightTiles(n: Int, k: Int) -> (rows: Int, count: Int) {
+    let cap = max(16, (1 << 20) / max(k, 1) / 16 * 16)
+    let sixteenth = ((n + 15) / 16 + 15) / 16 * 16
+    let rows = min((n + 15) / 16 * 16, min(cap, max(128, sixteenth)))
     return (rows, (n + rows - 1) / rows)
 }
+
+/// Multiply-adds below which a thread's share of a product does not pay for handing it over: a
+/// thread takes at least this much of a product, so small products run on the calling thread.
+public nonisolated(unsafe) var minProductWorkPerThread = 1 << 18
+
+/// The least number of blocks of `work` multiply-adds each that a thread should take.
+@inline(__always)
+func blocksPerThread(_ work: Int) -> Int { max(1, minProductWorkPerThread / max(work, 1)) }
 
 /// Scratch buffers for weight tiles, one per thread using one at a time; they grow on demand and
 /// are kept for the next product.

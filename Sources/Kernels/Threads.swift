@@ -58,10 +58,10 @@ public enum Threads {
 
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
-    /// The instruction set the hand-written kernels use ("avx512", "avx2" or "base"), followed by
-    /// the int8 product's kernels for prompts and for decoding ("avx512, int8 amx+avx512-vnni").
+    /// The kernel path in use and, when it uses one, the int8 product's kernels for prompts and
+    /// for decoding ("avx2, int8 avx2"; "amx, int8 amx+avx512-vnni").
     public static var kernelInstructionSet: String {
-        let base = String(cString: k_instruction_set())
+        let base = KernelPath.current.description
         let prompt = Int8Kernel.best(rows: 16), decode = Int8Kernel.best(rows: 1)
         let int8 = [prompt, decode].compactMap { $0?.name }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         return int8.isEmpty ? base : "\(base), int8 \(int8.joined(separator: "+"))"

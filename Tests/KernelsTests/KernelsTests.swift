@@ -31,6 +31,15 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
 
+/// Fails unless `a` and `b` hold the same bits, naming how many values differ and the first one.
+func assertSameBits(_ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    guard a.count == b.count else { return XCTFail("\(what): \(a.count) values against \(b.count)", file: file, line: line) }
+    let differ = a.indices.filter { a[$0].bitPattern != b[$0].bitPattern }
+    if let i = differ.first {
+        XCTFail("\(what): \(differ.count) of \(a.count) values differ, first at \(i): \(a[i]) against \(b[i])", file: file, line: line)
+    }
+}
+
 final class KernelsTests: XCTestCase {
     func halfWeight(_ values: [Float], rows: Int, cols: Int) -> (Weight, [Float]) {
         let bits = values.map { Float16($0).bitPattern }
@@ -92,20 +101,16 @@ final class KernelsTests: XCTestCase {
         }
     }
 
-    func testWeightTilesCoverEveryRowInEqualShares() {
-        for (n, k) in [(5632, 2048), (4096, 1024), (32064, 2048), (70, 40), (1, 5), (1000, 100_000)] {
-            for threads in [1, 2, 3, 16] {
-                let (rows, count) = weightTiles(n: n, k: k, threads: threads)
-                XCTAssertGreaterThanOrEqual(rows * count, n, "\(n)x\(k), \(threads) threads")
-                XCTAssertLessThan((count - 1) * rows, n, "\(n)x\(k), \(threads) threads: an empty tile")
-                XCTAssertTrue(rows == n || rows % 16 == 0, "\(n)x\(k), \(threads) threads: \(rows) rows")
-                if n >= 16 * threads * 4 {
-                    // parallelFor gives each thread ⌈count / threads⌉ tiles at most.
-                    let largestShare = (count + threads - 1) / threads * rows
-                    XCTAssertLessThanOrEqual(Double(largestShare), Double(n) / Double(threads) * 1.1 + 16,
-                                             "\(n)x\(k), \(threads) threads: \(count) tiles of \(rows)")
-                }
-            }
+    /// Weight tiles come from the shape alone (so the thread count changes no value), cover every
+    /// row once, and give up to 16 threads work on the wide layers.
+    func testWeightTilesCoverEveryRowFromTheShapeAlone() {
+        for (n, k) in [(5632, 2048), (4096, 1024), (1024, 1024), (32064, 2048), (70, 40), (1, 5), (1000, 100_000)] {
+            let (rows, count) = weightTiles(n: n, k: k)
+            XCTAssertGreaterThanOrEqual(rows * count, n, "\(n)x\(k)")
+            XCTAssertLessThan((count - 1) * rows, n, "\(n)x\(k): an empty tile")
+            XCTAssertTrue(rows % 16 == 0, "\(n)x\(k): \(rows) rows")
+            XCTAssertLessThanOrEqual(rows * k, max(16 * k, 1 << 20), "\(n)x\(k): a tile over 4 MB")
+            if n >= 2048 && k <= 4096 { XCTAssertGreaterThanOrEqual(count, 16, "\(n)x\(k): \(count) tiles") }
         }
     }
 
@@ -144,32 +149,46 @@ final class KernelsTests: XCTestCase {
         let w = Weight(rows: n, cols: k, values: rng.array(n * k))
         let before = Threads.count
         defer { Threads.set(before) }
-        for (name, weight) in [("q8", w.quantizedQ8()), ("q4", w.quantizedQ4())] {
-            Threads.set(1)
-            let one = linear(input, weight).toArray().map(\.bitPattern)
-            for threads in [2, 3, 16] {
-                Threads.set(threads)
-                XCTAssertEqual(linear(input, weight).toArray().map(\.bitPattern), one, "\(name), \(threads) threads")
+        KernelPath.forEachAvailable { path in
+            for (name, weight) in [("q8", w.quantizedQ8()), ("q4", w.quantizedQ4())] {
+                for rows in [m, 1] {
+                    let x = Matrix(rows: rows, cols: k, values: Array(input.toArray()[0..<(rows * k)]))
+                    Threads.set(1)
+                    let one = linear(x, weight).toArray()
+                    for threads in [2, 3, 4, 16] {
+                        Threads.set(threads)
+                        assertSameBits(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
+                    }
+                }
             }
         }
     }
 
-    /// Long inputs with F16 weights: tiles widened and multiplied per thread give the same values
-    /// on any thread count (each element is one sgemm's).
+    /// Inputs of any length with F16 and F32 weights (in-register products for short inputs, tiles
+    /// widened for sgemm for long ones) give the same values on any thread count.
     func testWidenedProductsAreTheSameOnAnyThreadCount() {
         var rng = LCG(state: 23)
         let (m, n, k) = (200, 3000, 1500)
         let input = Matrix(rows: m, cols: k, values: rng.array(m * k))
         let (w, exact) = halfWeight(rng.array(n * k), rows: n, cols: k)
+        let f32 = Weight(rows: n, cols: k, values: exact)
         let before = Threads.count
         defer { Threads.set(before) }
-        Threads.set(1)
-        let one = linear(input, w).toArray()
-        let expected = Reference.matmulT(Array(input.toArray()[0..<(3 * k)]), exact, m: 3, n: n, k: k)
-        XCTAssertLessThan(maxAbsDiff(Array(one[0..<(3 * n)]), expected), 1e-3)
-        for threads in [2, 3] {
-            Threads.set(threads)
-            XCTAssertEqual(linear(input, w).toArray(), one, "\(threads) threads")
+        KernelPath.forEachAvailable { path in
+            for rows in [m, 37, 1] {
+                let x = Matrix(rows: rows, cols: k, values: Array(input.toArray()[0..<(rows * k)]))
+                for (name, weight) in [("f16", w), ("f32", f32)] {
+                    Threads.set(1)
+                    let one = linear(x, weight).toArray()
+                    let check = min(rows, 3)
+                    let expected = Reference.matmulT(Array(x.toArray()[0..<(check * k)]), exact, m: check, n: n, k: k)
+                    XCTAssertLessThan(maxAbsDiff(Array(one[0..<(check * n)]), expected), 1e-3, "\(path) \(name), \(rows) rows")
+                    for threads in [2, 3, 4, 16] {
+                        Threads.set(threads)
+                        assertSameBits(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
+                    }
+                }
+            }
         }
     }
 
@@ -397,9 +416,9 @@ final class TokenProductTests: XCTestCase {
         let one = matmulTransposed(a, b)
         let expected = Reference.matmulT(a.toArray(), b.toArray(), m: 289, n: 288, k: 1024)
         XCTAssertLessThan(maxAbsDiff(one.toArray(), expected), 1e-3)
-        for threads in [2, 3, 4] {
+        for threads in [2, 3, 4, 16] {
             Threads.set(threads)
-            XCTAssertEqual(matmulTransposed(a, b).toArray(), one.toArray(), "\(threads) threads")
+            assertSameBits(matmulTransposed(a, b).toArray(), one.toArray(), "\(threads) threads")
         }
     }
 }

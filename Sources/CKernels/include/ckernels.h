@@ -50,7 +50,9 @@ void k_q4p_pack(const float *w, size_t ldw, size_t n, size_t k, size_t r0, size_
 void k_q4p_unpack_rows(const uint8_t *values, const uint16_t *scales, size_t k, size_t r0, size_t count, float *dst);
 // Activations for the q4 product: per row and block of 32, s8 values, their scale and 8 × their sum.
 void k_quantize_rows_s8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales, int32_t *sums);
-// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_has_vnni().
+// Whether the kernel path in use has a 4-bit product (AVX2 and above; VNNI and AVX2 give identical results).
+int k_q4_available(void);
+// c[i, j] for rows i < m and columns j in row groups [nb0, nb1) of 16 (j < n). Requires k_q4_available().
 void k_gemm_q4p(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k, const uint8_t *values,
                 const uint16_t *scales, size_t n, size_t nb0, size_t nb1, float *c, size_t ldc);
 
@@ -129,7 +131,23 @@ void k_region_begin(void);
 void k_region_end(void);
 uint64_t k_region_ns(void);
 
-// The instruction set the kernels run with: "avx512", "avx2" or "base".
+// The kernel path: the widest instruction set the hand-written kernels may use. Each path runs
+// every kernel of the paths below it where it has none of its own. The best path this CPU runs is
+// the default; LLAVA_KERNELS=base|avx2|avx512|vnni|amx (read on first use) or k_set_path lower
+// it, so a wide CPU also runs, and tests, the narrower paths.
+enum { K_PATH_BASE = 0, K_PATH_AVX2 = 1, K_PATH_AVX512 = 2, K_PATH_VNNI = 3, K_PATH_AMX = 4 };
+// The widest path this CPU runs (AMX: once Linux granted the tile state and a self-check passed).
+int k_path_best(void);
+// The path in use.
+int k_path(void);
+// Sets the path (clamped to k_path_best()); returns the path now in use.
+int k_set_path(int path);
+// The path LLAVA_KERNELS asks for (-1 when unset, -2 when it names no path).
+int k_path_requested(void);
+// k_path() for the element-wise kernels, which need no AMX check to choose (internal).
+int k_path_vector(void);
+
+// The instruction set the element-wise kernels run with: "avx512", "avx2" or "base".
 const char *k_instruction_set(void);
 
 // Vectorisable exp used by softmax and the activations (about 1 ulp on the normal range).
