@@ -29,6 +29,7 @@ struct Llava: ParsableCommand {
         // interleaved runs on a 2-core AMD EPYC).
         Matrix.keepFreedMemoryForReuse()
         BLASEnvironment.prepare()
+        if let problem = KernelPath.environmentProblem { printErr("llava: warning: \(problem)") }
         let arguments = ArgumentCheck.joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))
         do {
             try ArgumentCheck.rejectUnknownAndRepeatedOptions(arguments)

@@ -1,5 +1,6 @@
 import Foundation
 import TokenMerging
+import Kernels
 import XCTest
 
 @testable import LLaVA
@@ -7,7 +8,12 @@ import XCTest
 /// End to end with merging against the official PiToMe code: ../shared/fixtures/llava-small
 /// (12-layer CLIP at 112 px, 4-layer Llama, merges after each layer feeding feature layer −2).
 final class OfficialMergeParityTests: XCTestCase {
+    /// On every kernel path this CPU runs.
     func testEveryLineOfExpectedMatches() throws {
+        try KernelPath.forEachAvailable { path in try everyLineOfExpectedMatches(path) }
+    }
+
+    func everyLineOfExpectedMatches(_ path: KernelPath) throws {
         let dir = Fixtures.shared + "/llava-small"
         let lines = try Fixtures.jsonLines(dir + "/expected.jsonl")
         XCTAssertGreaterThanOrEqual(lines.count, 8)
@@ -19,7 +25,7 @@ final class OfficialMergeParityTests: XCTestCase {
             let algo = line["algo"] as! String
             let ratio = (line["ratio"] as! NSNumber).doubleValue
             let result = line["result"] as! [String: Any]
-            let name = "\(algo) ρ=\(ratio)"
+            let name = "\(path): \(algo) ρ=\(ratio)"
             let method = MergeMethod(rawValue: algo)!
             let settings = VisionMergeSettings(options: MergeOptions(method: ratio < 1 ? method : .none, ratio: ratio < 1 ? ratio : nil))
             let (embeddings, _) = try model.encodeImage(pixels: pixels, merge: settings)

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import XCTest
 
 @testable import LLaVA
@@ -12,12 +13,17 @@ final class TransformersParityTests: XCTestCase {
         try Fixtures.json(Fixtures.llava + "/expected.json") as! [[String: Any]]
     }
 
+    /// On every kernel path this CPU runs.
     func testEveryCaseMatchesTransformers() throws {
+        try KernelPath.forEachAvailable { path in try everyCaseMatchesTransformers(path) }
+    }
+
+    func everyCaseMatchesTransformers(_ path: KernelPath) throws {
         let all = try cases()
         XCTAssertGreaterThanOrEqual(all.count, 12)
         var models = Set<String>()
         for c in all {
-            let name = "\(c["model"]!) \(c["image"]!) \(c["template"]!)"
+            let name = "\(path): \(c["model"]!) \(c["image"]!) \(c["template"]!)"
             let pipeline = try Fixtures.pipeline(Fixtures.llava + "/" + (c["model"] as! String))
             models.insert(c["model"] as! String)
             let model = pipeline.model

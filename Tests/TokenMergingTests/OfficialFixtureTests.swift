@@ -6,7 +6,12 @@ import XCTest
 
 /// The 80 merge units produced by the official PiToMe code (../shared/fixtures/pitome), read in place.
 final class OfficialFixtureTests: XCTestCase {
+    /// On every kernel path this CPU runs.
     func testEveryOfficialMergeUnitMatchesWithin1e5() throws {
+        try KernelPath.forEachAvailable { path in try everyOfficialMergeUnitMatches(path) }
+    }
+
+    func everyOfficialMergeUnitMatches(_ path: KernelPath) throws {
         let dir = fixturesDirectory.appendingPathComponent("pitome")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
             .filter { $0.hasSuffix(".safetensors") }
@@ -35,7 +40,7 @@ final class OfficialFixtureTests: XCTestCase {
             let remove = MergeSchedule.removal(stage: stage, patchTokens: x.rows - 1, ratio: ratio)
             let step = LayerStep(layer: layer, stage: stage, remove: remove, margin: margin)
             let out = apply(step.plan(metric: x, alpha: alpha), to: x, .mean)
-            XCTAssertRowsClose(out, expected, accuracy: 1e-5, name)
+            XCTAssertRowsClose(out, expected, accuracy: 1e-5, "\(path): \(name)")
             if remove == 0 { unchanged += 1 } else { merged += 1 }
         }
         XCTAssertGreaterThan(merged, 60, "most units merge something")
