@@ -302,19 +302,23 @@ static inline __attribute__((always_inline)) AVX2Q4 void tile4_avx2(int MR, cons
 static AVX2Q4 void gemm_q4_avx2(const int8_t *a, const float *sa, const int32_t *sumsa, size_t m, size_t k,
                                 const uint8_t *values, const uint16_t *scales, size_t n, size_t nb0, size_t nb1,
                                 float *c, size_t ldc) {
-    const size_t kbCount = k / 32;
-    for (size_t nb = nb0; nb < nb1; nb++) {
-        for (size_t i = 0; i < m; i += 4) {
-            const size_t mr = m - i < 4 ? m - i : 4;
-            const int8_t *ai = a + i * k;
-            const float *si = sa + i * kbCount;
-            const int32_t *ui = sumsa + i * kbCount;
-            float *ci = c + i * ldc;
-            switch (mr) {
-            case 4: tile4_avx2(4, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
-            case 3: tile4_avx2(3, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
-            case 2: tile4_avx2(2, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
-            default: tile4_avx2(1, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+    const size_t kbCount = k / 32, rowsPerChunk = 96;
+    // Chunks of activation rows that stay in L2 while every column group passes over them.
+    for (size_t m0 = 0; m0 < m; m0 += rowsPerChunk) {
+        const size_t m1 = m0 + rowsPerChunk < m ? m0 + rowsPerChunk : m;
+        for (size_t nb = nb0; nb < nb1; nb++) {
+            for (size_t i = m0; i < m1; i += 4) {
+                const size_t mr = m1 - i < 4 ? m1 - i : 4;
+                const int8_t *ai = a + i * k;
+                const float *si = sa + i * kbCount;
+                const int32_t *ui = sumsa + i * kbCount;
+                float *ci = c + i * ldc;
+                switch (mr) {
+                case 4: tile4_avx2(4, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+                case 3: tile4_avx2(3, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+                case 2: tile4_avx2(2, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+                default: tile4_avx2(1, ai, k, si, ui, values, scales, nb, ci, ldc, n); break;
+                }
             }
         }
     }

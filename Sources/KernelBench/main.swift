@@ -4,7 +4,8 @@ import Kernels
 import TokenMerging
 
 // Throughput of the engine's numeric kernels on this machine, side by side with OpenBLAS's
-// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,stream,q4,attention,merge]
+// sgemm peak. Usage: kernel-bench [--threads N] [--only gemm,int8,short,gemv,decode,stream,q4,attention,merge,rows]
+// [--rows-csv FILE] (LLAVA_KERNELS=base|avx2|... runs a narrower kernel path)
 // ("stream-detail" with "stream" also times each kind of matrix of the stream alone)
 
 func time(_ repeats: Int, _ body: () -> Void) -> Double {
@@ -39,11 +40,13 @@ func halfWeight(_ m: Matrix) -> Weight {
 BLASEnvironment.prepare()
 var threads = ProcessInfo.processInfo.activeProcessorCount
 var only: Set<String> = []
+var rowsCSV: String?
 var args = CommandLine.arguments.dropFirst()
 while let a = args.first {
     args = args.dropFirst()
     if a == "--threads", let v = args.first, let n = Int(v) { threads = n; args = args.dropFirst() }
     if a == "--only", let v = args.first { only = Set(v.split(separator: ",").map(String.init)); args = args.dropFirst() }
+    if a == "--rows-csv", let v = args.first { rowsCSV = v; args = args.dropFirst() }
 }
 /// Whether a section runs (all of them without --only).
 func section(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
@@ -272,4 +275,43 @@ if section("merge") {
         print(String(format: "  %-20@ %8.3f | %8.3f | %5.2fx", name, columns[0][i] * 1e3, columns[1][i] * 1e3,
                      columns[0][i] / columns[1][i]))
     }
+}
+
+// Time per input row of `linear` against the row count, for each kind of weight, on the CLIP-L
+// tower's 1024 × 1024 and 4096 × 1024 layers: every row count a prompt or a merged tower gives
+// (the tower's merged sizes under PiToMe and ToMe included) should cost no more per row than a
+// longer input, so no size falls off a cliff where the product changes kernel.
+if section("rows") {
+    let counts = [1, 2, 4, 8, 12, 16, 24, 32, 40, 48, 55, 64, 80, 96, 112, 128, 129, 144, 160, 192, 224, 256, 289, 320,
+                  384, 448, 512, 577, 640, 768, 896, 1024]
+    var csv = "path,family,n,k,rows,ms,us_per_row\n"
+    for (n, k) in [(1024, 1024), (4096, 1024)] {
+        let source = randomMatrix(n, k)
+        let f32 = Weight(rows: n, cols: k, storage: .f32(UnsafePointer(source.data)), owner: source)
+        let f16 = halfWeight(source)
+        let families: [(String, Weight)] = [("f32", f32), ("f16", f16), ("q8", f16.quantizedQ8()), ("q4", f16.quantizedQ4())]
+        let input = randomMatrix(counts.last!, k)
+        print("rows sweep \(n)x\(k), \(KernelPath.current): microseconds per input row")
+        print("  rows " + families.map { String(format: "%9@", $0.0) }.joined() + "  f16 sgemm  f16 regs")
+        for m in counts {
+            let x = Matrix(rows: m, cols: k)
+            x.data.update(from: input.data, count: m * k)
+            let y = Matrix(rows: m, cols: n)
+            var line = String(format: "  %4d ", m)
+            for (name, w) in families {
+                let seconds = time(m < 64 ? 5 : 2) { linear(x, w, into: y) }
+                line += String(format: "%9.2f", seconds * 1e6 / Double(m))
+                csv += "\(KernelPath.current),\(name),\(n),\(k),\(m),\(seconds * 1e3),\(seconds * 1e6 / Double(m))\n"
+            }
+            // The two ways an F16 product can run, whichever `linear` picks at this size.
+            let saved = smallProductRows
+            for limit in [0, Int.max] {
+                smallProductRows = limit
+                line += String(format: "%11.2f", time(m < 64 ? 5 : 2) { linear(x, f16, into: y) } * 1e6 / Double(m))
+            }
+            smallProductRows = saved
+            print(line)
+        }
+    }
+    if let rowsCSV { try? csv.write(toFile: rowsCSV, atomically: true, encoding: .utf8) }
 }
