@@ -129,10 +129,13 @@ static AVX2 void gemm_avx2(const uint8_t *a, const float *sa, size_t m, size_t k
                            size_t ldc) {
     const size_t kbCount = k / block, groupsPerBlock = block / 4;
     const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    const size_t rowsPerChunk = 96;  // activation rows that stay in L2 while the columns pass over them
+    for (size_t m0 = 0; m0 < m; m0 += rowsPerChunk) {
+    const size_t m1 = m0 + rowsPerChunk < m ? m0 + rowsPerChunk : m;
     for (size_t nb = nb0; nb < nb1; nb++) {
         const int8_t *wv = values + nb * (k / 4) * 64;
-        for (size_t i = 0; i < m; i += 2) {
-            const size_t mr = m - i < 2 ? m - i : 2;
+        for (size_t i = m0; i < m1; i += 2) {
+            const size_t mr = m1 - i < 2 ? m1 - i : 2;
             __m256 accf[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()}, {_mm256_setzero_ps(), _mm256_setzero_ps()}};
             for (size_t kb = 0; kb < kbCount; kb++) {
                 __m256i acc[2][4];
@@ -170,6 +173,7 @@ static AVX2 void gemm_avx2(const uint8_t *a, const float *sa, size_t m, size_t k
                 for (size_t j = 0; j < 16 && col0 + j < n; j++) c[(i + r) * ldc + col0 + j] = out[j];
             }
         }
+    }
     }
 }
 

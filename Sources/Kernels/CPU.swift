@@ -120,13 +120,14 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable {
     public nonisolated(unsafe) static var forced: Int8Kernel?
 
     /// The kernel for a product with `rows` activation rows: AMX from 16 rows (its tiles are 16
-    /// rows tall), else VNNI, else AVX2 below 16 rows (decoding). Nil otherwise: longer prompts on
-    /// CPUs without VNNI widen the int8 weights into sgemm, about twice as fast as the AVX2 kernel.
+    /// rows tall), else VNNI, else AVX2. Nil on the baseline path, where int8 weights are widened
+    /// into sgemm. (On AVX2, widening for sgemm cost 1.2-5x the AVX2 kernel's time per row at every
+    /// row count up to 1024: kernel-bench rows, 1024 × 1024, 2-core AMD EPYC.)
     public static func best(rows: Int) -> Int8Kernel? {
         if let forced, forced.isAvailable { return forced }
         if rows >= 16, Int8Kernel.amx.isAvailable { return .amx }
         if Int8Kernel.vnni.isAvailable { return .vnni }
-        if rows < 16, Int8Kernel.avx2.isAvailable { return .avx2 }
+        if Int8Kernel.avx2.isAvailable { return .avx2 }
         return nil
     }
 }

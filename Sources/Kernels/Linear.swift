@@ -59,8 +59,21 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
 }
 
 /// Up to this many rows, F16/BF16 products widen the weights in registers (`k_gemm_half`)
-/// instead of into scratch for sgemm: below it the widening, not the arithmetic, dominates.
-public nonisolated(unsafe) var smallProductRows = 128
+/// instead of into scratch for sgemm: below it the widening, not the arithmetic, dominates. The
+/// crossing point depends on the kernel path (kernel-bench rows, 1024 × 1024 on one thread):
+/// 128 rows with AVX-512, 16 with AVX2 (the in-register kernel runs 47-50 µs per row at every
+/// count, sgemm on widened tiles 44 µs at 16 rows and 26-34 µs from 48 rows, 2-core AMD EPYC);
+/// none on the baseline path, whose in-register loop is scalar. Setting it overrides the choice.
+public var smallProductRows: Int {
+    get {
+        if let smallProductRowsOverride { return smallProductRowsOverride }
+        let path = KernelPath.current
+        return path >= .avx512 ? 128 : path >= .avx2 ? 16 : 0
+    }
+    set { smallProductRowsOverride = newValue }
+}
+
+nonisolated(unsafe) private var smallProductRowsOverride: Int?
 
 /// Convenience: allocates the output.
 public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil) -> Matrix {
