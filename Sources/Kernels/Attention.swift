@@ -55,7 +55,8 @@ public func attention(
     let clsRows = clsAttention.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: shape.heads * n) }
     defer { clsRows?.deallocate() }
     Threads.withSingleThreadedBLAS {
-        parallelFor(shape.heads * blocks) { units in
+        // A unit scores and reads out `block` queries against n keys: 2 · block · n · d multiply-adds.
+        parallelFor(shape.heads * blocks, minPerThread: blocksPerThread(2 * block * n * d)) { units in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: block * n)
             defer { scores.deallocate() }
             for unit in units {
@@ -104,7 +105,7 @@ private func attendRowByRow(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<
                             v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
                             queries m: Int, keys n: Int, shape: AttentionShape, causalOffset: Int?) {
     let d = shape.headDim, group = shape.heads / shape.kvHeads
-    parallelFor(shape.heads) { heads in
+    parallelFor(shape.heads, minPerThread: blocksPerThread(2 * m * n * d)) { heads in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * n)
         defer { scores.deallocate() }
         for i in 0..<m {

@@ -58,13 +58,17 @@ public enum Threads {
 
     static func defaultCount() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
-    /// The kernel path in use and, when it uses one, the int8 product's kernels for prompts and
-    /// for decoding ("avx2, int8 avx2"; "amx, int8 amx+avx512-vnni").
+    /// The kernel path in use and the kernels each kind of product runs on it, e.g. "avx2: f16
+    /// in registers up to 16 rows, int8 avx2, q4 avx2" or "amx: f16 in registers up to 128 rows,
+    /// int8 amx+avx512-vnni, q4 vnni" (int8: prompts, then decoding where they differ). Products
+    /// not named run on OpenBLAS (`blasCoreName`), F16/BF16 weights widened for it.
     public static var kernelInstructionSet: String {
-        let base = KernelPath.current.description
+        let path = KernelPath.current
         let prompt = Int8Kernel.best(rows: 16), decode = Int8Kernel.best(rows: 1)
         let int8 = [prompt, decode].compactMap { $0?.name }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        return int8.isEmpty ? base : "\(base), int8 \(int8.joined(separator: "+"))"
+        let half = smallProductRows > 0 ? "f16 in registers up to \(smallProductRows) rows" : "f16 widened"
+        let q4 = k_q4_available() == 0 ? "widened" : path >= .vnni ? "vnni" : "avx2"
+        return "\(path): \(half), int8 \(int8.isEmpty ? "widened" : int8.joined(separator: "+")), q4 \(q4)"
     }
 
     /// The kernel family OpenBLAS runs (e.g. "Cooperlake", "Haswell"; see `BLASEnvironment`).

@@ -18,7 +18,7 @@ final class KernelPathTests: XCTestCase {
                 let object = try r.lastJSONObject()
                 XCTAssertEqual((object["text"] as? String)?.trimmingCharacters(in: .whitespaces), "red", "\(path) \(quantize)")
                 let kernels = object["kernels"] as? String ?? ""
-                XCTAssertTrue(kernels == path.description || kernels.hasPrefix("\(path), "), "\(path): reported \(kernels)")
+                XCTAssertTrue(kernels.hasPrefix("\(path): "), "\(path): reported \(kernels)")
                 families[path] = object["blas_core"] as? String
             }
         }
