@@ -34,7 +34,7 @@ COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category"
 #  model text for copy 0, 1, ... (one per option; copy k has the options rotated by k))
 GROUPS = [
     (310, "Which shape is drawn in the middle?", None, ["circle", "square", "triangle", "star"], 0,
-     "image_topic", "coarse_perception", "MMBench", ["A", "D", "C", "B"]),
+     "image_topic", "coarse_perception", "MMBench", ["A", "D", "C", "B. circle"]),
     (312, "What is the color of the background?", None, ["orange", "purple", "gray", "pink"], 2,
      "attribute_recognition", "finegrained_perception (instance-level)", "MMBench", ["C.", "(B)", "Option A", "D"]),
     (315, "Which object is on the left?", "Look at both shapes.", ["the box", "the ball", "the cup", "the pen"], 1,
@@ -53,9 +53,9 @@ GROUPS = [
      "nature_relation", "relation_reasoning", "ScienceQA", ["", "B"]),
     (331, "What happens if the glass falls?", None, ["it breaks", "it floats", "it sings", "it grows"], 0,
      "future_prediction", "logic_reasoning", "MMBench",
-     ["Glasses are fragile, so the answer is A", "D", "C", "**B**"]),
+     ["Glasses are fragile, so the answer is A", "D", "C, definitely not D", "**B**"]),
     (334, "What is the man most likely doing?", None, ["cooking", "sleeping", "running", "reading"], 3,
-     "action_recognition", "finegrained_perception (cross-instance)", "MMBench", ["D", "C", "B) running", "A"]),
+     "action_recognition", "finegrained_perception (cross-instance)", "MMBench", ["The correct answer is **D**", "C", "B) running", "A"]),
 ]
 
 

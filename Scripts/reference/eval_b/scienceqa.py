@@ -58,6 +58,9 @@ TEST = [
      "biology", "grade9", "A"),
     ("88", False, "", "Which word is spelled correctly?", ["recieve", "receive"], 1, "language", "vocabulary", "grade7",
      "The answer is B, receive."),
+    ("91", True, "", "Which tool measures temperature?", ["ruler", "thermometer", "scale"], 1, "natural",
+     "units-and-measurement", "grade4", "B.\nA thermometer measures temperature."),
+    ("93", False, "", "Which word is a verb?", ["sing", "blue"], 0, "language", "verbs", "grade1", "\uff21"),
 ]
 # Problems outside the test split (the scorer must leave them out).
 OTHER = [

@@ -36,6 +36,8 @@ IMAGE_ROWS = [
     ("100208", 8, "5102_2", "What would happen if the circle moved right?", ["it would hit the square", "nothing", "it would vanish", "it would grow"], "B", ""),
     ("110054", 9, "5103_3", "What is written on the sign?", ["STOP", "EXIT", "OPEN", "SALE"], "D", "D"),
     ("110055", 9, "5104_4", "Which letter appears in the image?", ["A", "B", "C", "D"], "A", "a."),
+    ("110056", 9, "5105_5", "What number is on the sign?", ["7", "8", "9", "10"], "D", "\uff24"),
+    ("100209", 8, "5106_6", "What will the circle most likely do?", ["roll", "fly", "melt", "sing"], "A", "A B"),
 ]
 VIDEO_ROWS = [
     ("v2210", 10, "P11/cam01/P11_sandwich.avi", [12, 140], "What is the person doing?",

@@ -25,7 +25,7 @@ LICENSE = {"url": "http://creativecommons.org/licenses/by/4.0/",
 # test2015: image id -> [(question, model text or None)]; the last two images are test-standard only.
 TEST_DEV = {
     524289: [("Is the door open?", "Yes"), ("How many windows are there?", "Three"), ("What color is the car?", "A blue one.")],
-    524291: [("What is the woman holding?", "An umbrella"), ("Is it raining?", "No, it isn't."), ("What time is it?", "5:45")],
+    524291: [("What is the woman holding?", "Her umbrella \U0001F642"), ("Is it raining?", "No, it isn't."), ("What time is it?", "5:45")],
     524300: [("How many people are there?", "None"), ("What is on the table?", "Cups/plates"), ("Where is the cat?", None)],
     524305: [("What sport is this?", "Frisbee\nat the park")],
 }
@@ -72,6 +72,12 @@ VAL = {
         ("What sport is being played?", "what sport is", "other", ["baseball"] * 10, "Baseball"),
         ("Is the man smiling?", "is the", "yes/no", ["yes"] * 5 + ["no"] * 5, "yes\nhe is"),
         ("What shape is the kite?", "what is the", "other", ["diamond"] * 3 + ["square"] * 7, "Diamond"),
+    ],
+    458785: [
+        ("What is the shop selling?", "what is the", "other", ["hot dogs"] * 5 + ["hot-dogs"] * 5, "Hot-dogs!"),
+        ("What is the name of the shop?", "what is the", "other", ["caf\u00e9"] * 7 + ["cafe"] * 3, "Caf\u00e9."),
+        ("How much does it cost?", "how", "other", ["$5"] * 6 + ["5 dollars"] * 4, "$5."),
+        ("What percent is shown?", "what", "other", ["50%"] * 10, "50%"),
     ],
 }
 
