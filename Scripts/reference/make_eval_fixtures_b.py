@@ -22,8 +22,11 @@ records what it computed in ``<benchmark>/expected.json`` and the files it wrote
 ``<benchmark>/expected/``. Nothing of the official code is kept in this repository: it is read at
 run time; the Python 2 VQA API is converted mechanically in a temporary folder.
 
-Requirements: Python 3.10+, ``pip install pillow pandas openpyxl pycocoevalcap==1.2`` and Java
-(pycocoevalcap's tokenizer and METEOR).
+Requirements: Python 3.10+, ``pip install pillow numpy pandas openpyxl tqdm pycocoevalcap==1.2``
+and Java (pycocoevalcap's tokenizer and METEOR). Made with Python 3.11, pandas 3.1, openpyxl 3.1,
+pycocoevalcap 1.2, OpenJDK 17; the caption part takes a few minutes (Java starts once per metric).
+Images are drawn with Pillow and saved as JPEG/PNG, so other Pillow or libjpeg versions may write
+other image bytes; no score depends on them.
 """
 
 import argparse

@@ -7,11 +7,10 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 import types
 
-from .common import CHECKPOINT, answer_line, definitions, save_picture, write_expected, write_json, write_jsonl
+from .common import CHECKPOINT, clear, answer_line, definitions, save_picture, write_expected, write_json, write_jsonl
 
 PROMPT = "Describe the image briefly."
 METRICS = ["Bleu_4", "Bleu_3", "Bleu_2", "Bleu_1", "METEOR", "ROUGE_L", "CIDEr"]
@@ -77,7 +76,7 @@ def filename(cocoid):
 
 def build(out, lmms):
     folder = os.path.join(out, "coco-caption")
-    shutil.rmtree(folder, ignore_errors=True)
+    clear(folder)
     images, rows, answers, sentid = [], [], [], 0
     entries = [(c, "test", refs, text) for c, refs, text in IMAGES]
     entries.insert(5, (OTHER[0], OTHER[1], OTHER[2], None))

@@ -2,11 +2,10 @@
 LLaVA's formats, drawing tiny images, running official scripts."""
 
 import ast
-import contextlib
 import hashlib
-import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -76,13 +75,6 @@ def run_script(path, args, cwd, env=None):
     return r.stdout
 
 
-@contextlib.contextmanager
-def captured():
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        yield buf
-
-
 def answer_id(*parts):
     """A stable stand-in for the shortuuid LLaVA writes (the value is arbitrary)."""
     alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -148,3 +140,17 @@ def save_picture(path, seed, size=48):
 def write_expected(folder, content):
     """expected.json with the key order the fixtures use."""
     write_json(os.path.join(folder, "expected.json"), content, indent=2)
+
+
+def clear(folder):
+    """Empties a benchmark folder before it is written again, keeping its README.md."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name == "README.md":
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pandas as pd
 
-from .common import CHECKPOINT, answer_line, definitions, picture, run_script, write_expected, write_jsonl
+from .common import CHECKPOINT, clear, answer_line, definitions, picture, run_script, write_expected, write_jsonl
 
 SPLIT = "mmbench_dev_20230712"
 COLUMNS = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source", "l2-category",
@@ -132,8 +132,8 @@ def lmms_evaluator(repo, tmp):
 
 def build(out, llava, vlmevalkit, lmms):
     folder = os.path.join(out, "mmbench")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
+    clear(folder)
+    os.makedirs(folder, exist_ok=True)
     rows, texts = table_rows()
     tsv = os.path.join(folder, f"{SPLIT}.tsv")
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tsv, sep="\t", index=False)

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from .common import CHECKPOINT, CHOICE_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
+from .common import CHECKPOINT, clear, CHOICE_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
     write_json, write_jsonl
 
 SUBJECT = {"natural": "natural science", "social": "social science", "language": "language science"}
@@ -87,7 +87,7 @@ def llava_question(pid, p):
 
 def build(out, llava, scienceqa, lmms):
     folder = os.path.join(out, "scienceqa")
-    shutil.rmtree(folder, ignore_errors=True)
+    clear(folder)
     problems, splits = {}, {"train": [], "val": [], "test": []}
     for pid, split, *rest in OTHER:
         problems[pid] = problem(split, *rest)

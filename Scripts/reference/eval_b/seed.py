@@ -1,12 +1,11 @@
 """SEED-Bench-1 fixture (folder ``seed``): release file, LLaVA question file, images, answers;
 scored by LLaVA's ``scripts/convert_seed_for_submission.py`` and lmms-eval's seedbench utils."""
 
-import json
 import os
 import shutil
 import tempfile
 
-from .common import CHECKPOINT, CHOICE_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
+from .common import CHECKPOINT, clear, CHOICE_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
     write_json, write_jsonl
 
 TYPES = ["Scene Understanding", "Instance Identity", "Instance Attributes", "Instance Location", "Instances Counting",
@@ -57,7 +56,7 @@ def question_text(q, choices):
 
 def build(out, llava, lmms):
     folder = os.path.join(out, "seed")
-    shutil.rmtree(folder, ignore_errors=True)
+    clear(folder)
     questions, llava_rows, answers = [], [], []
     for qid, tid, key, q, choices, answer, text in IMAGE_ROWS:
         data_id = f"{key}.jpg"

@@ -14,7 +14,7 @@ import statistics
 import sys
 import tempfile
 
-from .common import CHECKPOINT, SHORT_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
+from .common import CHECKPOINT, clear, SHORT_SUFFIX, answer_line, definitions, run_script, save_picture, write_expected, \
     write_json, write_jsonl
 
 INFO = {"description": "This is v2.0 of the VQA dataset.", "url": "http://visualqa.org", "version": "2.0", "year": 2017,
@@ -99,7 +99,7 @@ def llava_rows(images, prefix, ids):
 
 def build(out, llava, vqa, lmms):
     folder = os.path.join(out, "vqav2")
-    shutil.rmtree(folder, ignore_errors=True)
+    clear(folder)
     # test2015 part.
     dev, standard, dev_answers = [], [], []
     for image, qs in TEST_DEV.items():
