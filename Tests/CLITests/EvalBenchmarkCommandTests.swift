@@ -28,9 +28,9 @@ final class EvalBenchmarkCommandTests: XCTestCase {
 
     func testEveryBenchmarkRunsEndToEndWithTheShippedModel() throws {
         let benchmarks: [(name: String, folder: String, questions: Int)] = [
-            ("vqav2", "vqav2", 12), ("gqa", "gqa", 21), ("vizwiz", "vizwiz", 16), ("scienceqa", "scienceqa", 24),
+            ("vqav2", "vqav2", 10), ("gqa", "gqa", 21), ("vizwiz", "vizwiz", 16), ("scienceqa", "scienceqa", 26),
             ("textvqa", "textvqa", 20), ("pope", "pope", 30), ("mme", "mme", 40), ("mmbench", "mmbench", 32),
-            ("seed", "seed", 24), ("coco-caption", "coco-caption", 12),
+            ("seed", "seed", 26), ("coco-caption", "coco-caption", 12),
         ]
         for b in benchmarks {
             let answers = dir + "/\(b.name).jsonl", summary = dir + "/\(b.name).summary.json"
@@ -111,7 +111,7 @@ final class EvalBenchmarkCommandTests: XCTestCase {
         let official = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
             root + "/vqav2/expected/answers_upload/llava_vqav2_mscoco_test-dev2015/llava-v1.5-7b.json"))) as! NSArray
         XCTAssertEqual(mine, official)
-        XCTAssertTrue(v.stderr.contains("1 of 12 questions have no usable answer"), v.stderr)
+        XCTAssertTrue(v.stderr.contains("1 of 10 questions have no usable answer"), v.stderr)
     }
 
     func testCaptionsScoredAgainstAnAnnotationFile() throws {
@@ -120,7 +120,8 @@ final class EvalBenchmarkCommandTests: XCTestCase {
                              "--answers", root + "/coco-caption/answers/llava-v1.5-7b.jsonl", "--summary", summary])
         XCTAssertEqual(r.status, 0, r.stderr)
         let cider = ((try json(summary))["headline"] as! [String: Any])["CIDEr"] as! Double
-        XCTAssertEqual(cider, 1.4450056087382128, accuracy: 1e-9)
+        let official = ((try json(root + "/coco-caption/expected.json"))["headline"] as! [String: Any])["CIDEr"] as! Double
+        XCTAssertEqual(cider, official, accuracy: 1e-9)
     }
 
     func testBadBenchmarkInputIsOneLine() throws {
