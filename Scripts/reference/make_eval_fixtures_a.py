@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Generate the benchmark fixtures for GQA, POPE, MME, TextVQA and VizWiz under
+``Tests/Fixtures/reference/eval/<benchmark>/`` and score them with the official code.
+
+Usage (from the repository root; rewrites those five folders)::
+
+    python3 Scripts/reference/make_eval_fixtures_a.py \\
+        --llava PATH --gqa-eval PATH --mme-tools PATH --lmms-eval PATH [--only gqa,pope,...]
+
+Each PATH is an official repository, either a checkout (a folder with the files) or a git
+directory (a bare clone or mirror; files are read with ``git show <commit>:<file>``, at the
+commit listed below, so one mirror serves every revision it holds):
+
+* ``--llava``:     haotian-liu/LLaVA @ c121f0432da27facab705978f83c4ada465e46fd
+                   (``scripts/convert_gqa_for_eval.py``, ``llava/eval/eval_pope.py``,
+                   ``llava/eval/eval_textvqa.py``, ``llava/eval/m4c_evaluator.py``,
+                   ``scripts/convert_vizwiz_for_submission.py``) and
+                   @ 32cebc3809441cc40d8ac7b2855d148308741f2a
+                   (``playground/data/eval/MME/convert_answer_to_mme.py``, from LLaVA's eval.zip).
+                   With a checkout instead of a git directory, pass the second revision's
+                   checkout as ``--llava-eval-data``.
+* ``--gqa-eval``:  SHI-Labs/VCoder @ 2f95684dddff603383b18d59dd7153481a98863e
+                   (``playground/data/eval/gqa/data/eval/eval.py``: GQA's eval.py with the
+                   testdev patch LLaVA's documentation points to).
+* ``--mme-tools``: BradyFU/Awesome-Multimodal-Large-Language-Models
+                   @ 1c1d69e138b57cf8b0400427927bfb8ed4285458 (``tools/eval_tool.zip`` →
+                   ``eval_tool/calculation.py``).
+* ``--lmms-eval``: EvolvingLMMs-Lab/lmms-eval @ 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3
+                   (``lmms_eval/tasks/textvqa/utils.py``, ``lmms_eval/tasks/pope/utils.py``,
+                   ``lmms_eval/tasks/_task_utils/vqa_eval_metric.py``; comparison numbers only).
+
+Nothing of the official code is kept in this repository. The script writes the inputs of each
+benchmark (question file, release files, small generated images, a model answer file with
+awkward answers) in the layout of LLaVA's ``playground/data/eval/<folder>/``, copies that folder
+to a temporary directory, puts the official files next to it exactly where LLaVA's scripts expect
+them, runs them there with the commands recorded in ``expected.json``, and keeps their outputs
+(printed text, written files, and the values they computed) as the expected results.
+
+Requirements: Python 3.10+, ``pip install pillow scikit-learn tqdm`` (scikit-learn for MME's
+calculation.py, tqdm for GQA's eval.py and LLaVA's m4c_evaluator.py). Runs in a few seconds.
+"""
+
+import argparse
+import ast
+import contextlib
+import io
+import json
+import os
+import random
+import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from PIL import Image, ImageDraw
+
+OUT = os.path.join("Tests", "Fixtures", "reference", "eval")
+CKPT = "llava-v1.5-7b"
+SHORT = "\nAnswer the question using a single word or phrase."
+
+LLAVA = ("haotian-liu/LLaVA", "c121f0432da27facab705978f83c4ada465e46fd")
+LLAVA_EVAL_ZIP = ("haotian-liu/LLaVA", "32cebc3809441cc40d8ac7b2855d148308741f2a")
+VCODER = ("SHI-Labs/VCoder", "2f95684dddff603383b18d59dd7153481a98863e")
+MME_REPO = ("BradyFU/Awesome-Multimodal-Large-Language-Models", "1c1d69e138b57cf8b0400427927bfb8ed4285458")
+LMMS = ("EvolvingLMMs-Lab/lmms-eval", "75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3")
+
+
+# Reading the official repositories ------------------------------------------------------------
+
+def read_official(repo, path, commit, binary=False):
+    """The bytes (or text) of ``path`` in ``repo``: a checkout, or a git directory read at ``commit``."""
+    if os.path.isfile(os.path.join(repo, path)):
+        with open(os.path.join(repo, path), "rb") as f:
+            data = f.read()
+    else:
+        data = subprocess.run(["git", "--git-dir", repo, "show", f"{commit}:{path}"],
+                              check=True, capture_output=True).stdout
+    return data if binary else data.decode("utf-8")
+
+
+def place(text, *parts):
+    """Writes an official file into the temporary run folder."""
+    path = os.path.join(*parts)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+@contextlib.contextmanager
+def running_in(folder, argv, extra_path=None):
+    """cwd, sys.argv and sys.path as a command line in ``folder`` would have them; stdout captured."""
+    old = os.getcwd(), sys.argv[:], sys.path[:]
+    buffer = io.StringIO()
+    os.chdir(folder)
+    sys.argv = argv
+    if extra_path:
+        sys.path.insert(0, extra_path)
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield buffer
+    finally:
+        os.chdir(old[0])
+        sys.argv, sys.path[:] = old[1], old[2]
+        for name in [m for m in sys.modules if m == "llava" or m.startswith("llava.")]:
+            del sys.modules[name]
+
+
+def llava_package(root, llava, modules):
+    """A minimal ``llava`` package in ``root`` holding the official ``llava/eval`` modules named."""
+    place("", root, "llava", "__init__.py")
+    place("", root, "llava", "eval", "__init__.py")
+    for name in modules:
+        place(read_official(llava, f"llava/eval/{name}.py", LLAVA[1]), root, "llava", "eval", f"{name}.py")
+
+
+def official_namespace(text, names, namespace):
+    """Executes the top-level definitions ``names`` of ``text`` in ``namespace`` (imports skipped)."""
+    tree = ast.parse(text)
+    body = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names]
+    missing = set(names) - {n.name for n in body}
+    if missing:
+        sys.exit(f"official definitions {sorted(missing)} not found")
+    exec(compile(ast.Module(body=body, type_ignores=[]), "<official>", "exec"), namespace)
+    return namespace
+
+
+# Writing the fixtures -------------------------------------------------------------------------
+
+def write_json(path, value, indent=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f, indent=indent)
+        if indent is not None:
+            f.write("\n")
+
+
+def write_jsonl(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def write_text(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def tiny_image(path, seed, size=(32, 32)):
+    """A small picture of two coloured shapes (JPEG or PNG by the file name)."""
+    rng = random.Random(seed)
+    colour = lambda: tuple(rng.randrange(256) for _ in range(3))
+    im = Image.new("RGB", size, colour())
+    d = ImageDraw.Draw(im)
+    w, h = size
+    x0, y0 = rng.randrange(w // 2), rng.randrange(h // 2)
+    d.rectangle([x0, y0, x0 + w // 3, y0 + h // 3], fill=colour())
+    x1, y1 = rng.randrange(w // 2), rng.randrange(h // 2)
+    d.ellipse([x1, y1, x1 + w // 2, y1 + h // 2], fill=colour())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if path.endswith(".png"):
+        im.save(path, format="PNG")
+    else:
+        im.save(path, format="JPEG", quality=70)
+
+
+class AnswerIDs:
+    """Answer ids shaped like shortuuid's, from a fixed seed."""
+    ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+
+    def __call__(self):
+        return "".join(self.rng.choice(self.ALPHABET) for _ in range(22))
+
+
+def answer_line(qid, prompt, text, answer_id):
+    return {"question_id": qid, "prompt": prompt, "text": text, "answer_id": answer_id,
+            "model_id": CKPT, "metadata": {}}
+
+
+def fresh(name):
+    folder = os.path.join(OUT, name)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    return folder
+
+
+def run_copy(folder):
+    """A temporary copy of a fixture folder to run the official code in."""
+    tmp = tempfile.mkdtemp(prefix="eval-fixture-")
+    work = os.path.join(tmp, os.path.basename(folder))
+    shutil.copytree(folder, work)
+    return tmp, work
+
+
+def save_expected(folder, expected):
+    write_json(os.path.join(folder, "expected.json"), expected, indent=2)
+    print(f"wrote {folder}")
+
+
+def official(repo_commit, path, function=None):
+    entry = {"repo": repo_commit[0], "commit": repo_commit[1], "path": path}
+    if function:
+        entry["function"] = function
+    return entry
+
+
+# GQA ------------------------------------------------------------------------------------------
+# testdev-balanced layout: llava_gqa_testdev_balanced.jsonl, data/images/<imageId>.jpg,
+# data/testdev_balanced_questions.json (release format), answers/.../<ckpt>/merge.jsonl.
+# Official: LLaVA's convert_gqa_for_eval.py, then GQA's eval.py (run from data/, as gqa.sh does).
+# Each row: id, image, question, gold, structural, semantic, detailed, program, global group,
+# model answer. The program is "operation: argument" steps chained one after the other.
+GQA_ROWS = [
+    ("201900001", "n100001", "Is the sky cloudy?", "yes", "verify", "global", "weatherVerify",
+     ["select: scene", "verify weather: cloudy"], None, "Yes"),
+    ("201900002", "n100002", "Who is holding the umbrella?", "man", "query", "rel", "relS",
+     ["select: umbrella", "relate: person,holding,s", "query: name"], "person", "The man"),
+    ("201900003", "n100002", "What color is the umbrella?", "black", "query", "attr", "colorQuery",
+     ["select: umbrella", "query: color"], "color", "Black."),
+    ("201900004", "n100003", "On which side is the dog?", "right", "query", "rel", "positionQuery",
+     ["select: dog", "query: hposition"], "hposition", "Right ."),
+    ("201900005", "n100004", "Is the shirt brown or white?", "brown", "choose", "attr", "chooseAttr",
+     ["select: shirt", "choose color: brown|white"], None, "Brown..."),
+    ("201900006", "n100005", "What is hanging above the window?", "drapes", "query", "rel", "relS",
+     ["select: window", "relate: _,hanging above,s", "query: name"], "textile", "Curtains"),
+    ("201900007", "n100006", "Are there both cars and buses in this picture?", "yes", "logic", "obj", "existAndC",
+     ["select: car", "exist: ?", "select: bus", "exist: ?", "and: "], None, "Yes, there are."),
+    ("201900008", "n100007", "What piece of furniture is to the left of the lamp?", "table", "query", "cat", "categoryRelS",
+     ["select: lamp", "relate: furniture,to the left of,s", "query: name"], "furniture", "Table.."),
+    ("201900009", "n100008", "Is the man to the left or to the right of the car?", "left", "choose", "rel", "chooseRel",
+     ["select: car", "choose rel: man,to the left of|to the right of,s"], None, "Left\nside"),
+    ("201900010", "n100009", "What animal is sitting on the grass?", "cat", "query", "cat", "categoryRelS",
+     ["select: grass", "relate: animal,sitting on,s", "query: name"], "animal", ""),
+    ("201900011", "n100010", "Do the plate and the bowl have the same color?", "no", "compare", "attr", "sameColor",
+     ["select: plate", "select: bowl", "same color: "], None, "No."),
+    ("201900012", "n100011", "What is the fence made of?", "wood", "query", "attr", "materialQuery",
+     ["select: fence", "query: material"], "material", "Wooden"),
+    ("201900013", "n100012", "Which color is the car, gray or red?", "gray", "choose", "attr", "chooseAttr",
+     ["select: car", "choose color: gray|red"], None, "Grey"),
+    ("201900014", "n100012", "Is the large car gray?", "yes", "verify", "attr", "verifyAttr",
+     ["select: car", "filter size: large", "verify color: gray"], None, "YES"),
+    ("201900015", "n100013", "What is the woman wearing?", "t-shirt", "query", "rel", "relO",
+     ["select: woman", "relate: clothing,wearing,o", "query: name"], "clothing", "T-Shirt."),
+    ("201900016", "n100014", "Are there chairs or tables in the image?", "no", "logic", "obj", "existOrC",
+     ["select: chair", "exist: ?", "select: table", "exist: ?", "or: "], None, "No, there are not."),
+    ("201900017", "n100015", "Is the table both wooden and round?", "no", "logic", "attr", "verifyAttrAnd",
+     ["select: table", "verify material: wooden", "verify shape: round", "and: "], None, "no"),
+    ("201900018", "n100016", "Which place is it?", "kitchen", "query", "global", "placeQuery",
+     ["select: scene", "query: place"], "place", "It is a kitchen."),
+    ("201900019", "n100017", "How large is the clock on the wall?", "small", "query", "attr", "sizeQuery",
+     ["select: wall", "relate: clock,on,s", "query: size"], "size", "Small"),
+    ("201900020", "n100018", "Who is wearing the helmet?", "boy", "query", "rel", "relS",
+     ["select: helmet", "relate: person,wearing,s", "query: name"], "person", "BOY!"),
+    ("201900021", "n100019", "Is the cup on the left side?", "yes", "verify", "rel", "positionVerify",
+     ["select: cup", "verify hposition: left"], None, "Yes.."),
+    ("201900022", "n100020", "Which vehicle is in front of the building?", "bus", "query", "rel", "relS",
+     ["select: building", "relate: vehicle,in front of,s", "query: name"], "vehicle", "bus."),
+    ("201900023", "n100020", "Is the bus red or blue?", "red", "choose", "attr", "chooseAttr",
+     ["select: bus", "choose color: red|blue"], None, "Red or blue"),
+    ("201900024", "n100021", "What is the color of the large sign?", "white", "query", "attr", "colorQuery",
+     ["select: sign", "filter size: large", "query: color"], "color", "whitE"),
+]
+# In the release but not balanced (so not in LLaVA's question file, and not scored).
+GQA_UNBALANCED = ("201900025", "n100021", "Is the sign white?", "yes", "verify", "attr", "verifyAttr",
+                  ["select: sign", "verify color: white"], None)
+
+
+def gqa_release_entry(row, balanced):
+    qid, image, question, gold, structural, semantic_type, detailed, program, group = row[:9]
+    steps = []
+    for i, step in enumerate(program):
+        operation, argument = step.split(": ", 1)
+        steps.append({"operation": operation, "dependencies": [i - 1] if i else [], "argument": argument})
+    return {"semantic": steps, "entailed": [], "equivalent": [qid], "question": question, "imageId": image,
+            "isBalanced": balanced, "groups": {"global": group, "local": f"0{len(program)}-{detailed}"},
+            "answer": gold, "semanticStr": " ".join(program),
+            "annotations": {"answer": {}, "question": {}, "fullAnswer": {}},
+            "types": {"detailed": detailed, "semantic": semantic_type, "structural": structural},
+            "fullAnswer": gold.capitalize() + "."}
+
+
+def make_gqa(args):
+    folder = fresh("gqa")
+    ids = AnswerIDs("gqa")
+    answers_path = f"answers/llava_gqa_testdev_balanced/{CKPT}/merge.jsonl"
+    questions, answers, release = [], [], {}
+    for row in GQA_ROWS:
+        qid, image, question = row[:3]
+        prompt = question + SHORT
+        questions.append({"question_id": qid, "image": f"{image}.jpg", "text": prompt, "category": "default"})
+        answers.append(answer_line(qid, prompt, row[9], ids()))
+        release[qid] = gqa_release_entry(row, True)
+    release[GQA_UNBALANCED[0]] = gqa_release_entry(GQA_UNBALANCED, False)
+    for image in sorted({row[1] for row in GQA_ROWS} | {GQA_UNBALANCED[1]}):
+        tiny_image(os.path.join(folder, "data", "images", f"{image}.jpg"), "gqa" + image)
+    write_jsonl(os.path.join(folder, "llava_gqa_testdev_balanced.jsonl"), questions)
+    write_json(os.path.join(folder, "data", "testdev_balanced_questions.json"), release)
+    write_jsonl(os.path.join(folder, answers_path), answers)
+
+    tmp, work = run_copy(folder)
+    converter = place(read_official(args.llava, "scripts/convert_gqa_for_eval.py", LLAVA[1]),
+                      tmp, "scripts", "convert_gqa_for_eval.py")
+    gqa_eval = place(read_official(args.gqa_eval, "playground/data/eval/gqa/data/eval/eval.py", VCODER[1]),
+                     work, "data", "eval", "eval.py")
+    convert = ["scripts/convert_gqa_for_eval.py", "--src", answers_path, "--dst", "data/testdev_balanced_predictions.json"]
+    with running_in(work, convert) as out:
+        runpy.run_path(converter, run_name="__main__")
+    stdout = out.getvalue()
+    with running_in(os.path.join(work, "data"), ["eval/eval.py", "--tier", "testdev_balanced"]) as out:
+        g = runpy.run_path(gqa_eval, run_name="__main__")
+    stdout += out.getvalue()
+    scores = g["scores"]
+    predictions_file = os.path.join(work, "data", "testdev_balanced_predictions.json")
+    os.makedirs(os.path.join(folder, "expected", "data"), exist_ok=True)
+    shutil.copy(predictions_file, os.path.join(folder, "expected", "data"))
+    with open(predictions_file) as f:
+        predictions = {p["questionId"]: p["prediction"] for p in json.load(f)}
+
+    def per(kind):
+        return {str(k): {"accuracy": v[0], "count": v[1]} for k, v in sorted(scores[kind].items())}
+
+    metrics = {"accuracy": scores["accuracy"], "binary": scores["binary"], "open": scores["open"],
+               "validity": scores["validity"], "plausibility": scores["plausibility"],
+               "distribution": scores["distribution"],
+               "accuracy_per_structural_type": per("accuracyPerStructuralType"),
+               "accuracy_per_semantic_type": per("accuracyPerSemanticType"),
+               "accuracy_per_steps": per("accuracyPerSteps"),
+               "accuracy_per_words": per("accuracyPerLength")}
+    per_item = [{"question_id": row[0], "model_text": row[9], "prediction": predictions[row[0]], "gold": row[3],
+                 "structural": row[4], "semantic": row[5], "correct": predictions[row[0]] == row[3]}
+                for row in GQA_ROWS]
+    save_expected(folder, {
+        "benchmark": "GQA testdev-balanced (LLaVA-1.5 protocol)",
+        "official_code": [
+            official(LLAVA, "scripts/convert_gqa_for_eval.py"),
+            official(VCODER, "playground/data/eval/gqa/data/eval/eval.py",
+                     "GQA eval.py (gqadataset.org eval.zip) with the testdev patch LLaVA's docs link to; vendored copy"),
+            official(LLAVA, "scripts/v1_5/eval/gqa.sh")],
+        "commands": ["python scripts/convert_gqa_for_eval.py --src " + answers_path
+                     + " --dst data/testdev_balanced_predictions.json",
+                     "cd data && python eval/eval.py --tier testdev_balanced"],
+        "metrics": metrics,
+        "metrics_note": "Values are percentages at full precision, read from the script's `scores` after it ran; stdout "
+                        "shows the same rounded to 2 decimals. Validity and plausibility are 0 because the testdev "
+                        "release has no choices file (the script then scores every question invalid); distribution "
+                        "needs no choices. Question 201900025 is in the release but not balanced: it has no "
+                        "prediction and is not scored.",
+        "headline": {"accuracy": scores["accuracy"]},
+        "per_item": per_item,
+        "stdout": stdout,
+    })
+    shutil.rmtree(tmp)
+
+
+BENCHMARKS = {"gqa": "make_gqa", "pope": "make_pope", "mme": "make_mme", "textvqa": "make_textvqa",
+              "vizwiz": "make_vizwiz"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--llava", required=True, help="haotian-liu/LLaVA checkout or git directory")
+    parser.add_argument("--llava-eval-data", help="haotian-liu/LLaVA at 32cebc3 (only needed when --llava is a checkout)")
+    parser.add_argument("--gqa-eval", help="SHI-Labs/VCoder checkout or git directory (for gqa)")
+    parser.add_argument("--mme-tools", help="BradyFU/Awesome-Multimodal-Large-Language-Models checkout or git directory (for mme)")
+    parser.add_argument("--lmms-eval", help="EvolvingLMMs-Lab/lmms-eval checkout or git directory (for pope and textvqa)")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmarks (default: all five)")
+    args = parser.parse_args()
+    args.llava_eval_data = args.llava_eval_data or args.llava
+    for name in args.only.split(","):
+        globals()[BENCHMARKS[name]](args)
+
+
+if __name__ == "__main__":
+    main()
