@@ -360,6 +360,134 @@ def make_gqa(args):
     shutil.rmtree(tmp)
 
 
+# POPE -----------------------------------------------------------------------------------------
+# Layout: llava_pope_test.jsonl (ids 1… adversarial, 10000001… random, 20000001… popular),
+# coco/coco_pope_<category>.json (POPE release: JSON lines, ids 1… per file), val2014/, answers/.
+# Official: LLaVA's eval_pope.py, which pairs the answers of a category with that file's labels
+# by position. Per category: (image number, [(object, label, model answer), ...]).
+POPE_CATEGORIES = [
+    ("adversarial", 0, [
+        (501, [("cup", "yes", "Yes"), ("fork", "no", "No"), ("person", "yes", "Yes, there is a person in the image."),
+               ("knife", "no", "There is no knife in the image."), ("chair", "yes", "NO"), ("spoon", "no", "Nope")]),
+        (502, [("dog", "yes", "No"), ("cat", "no", "Not really"), ("car", "yes", ""),
+               ("truck", "no", "I do not think so"), ("bench", "yes", "Yes but not clearly"), ("bird", "no", "Yes")]),
+    ]),
+    ("random", 10000000, [
+        (503, [("bus", "yes", "yes"), ("pizza", "no", "no."), ("person", "yes", "Yes. No."),
+               ("kite", "no", "No\nThere isn't one"), ("car", "yes", "There is a car, not a bus."), ("clock", "no", "None")]),
+        (504, [("tree", "yes", "Y"), ("sheep", "no", "no,"), ("boat", "yes", "isn't"),
+               ("zebra", "no", "Absolutely not"), ("bicycle", "yes", "There's no"), ("laptop", "no", "No, it is not there.")]),
+    ]),
+    ("popular", 20000000, [
+        (505, [("table", "yes", "Yes"), ("chair", "no", "No"), ("bottle", "yes", "I cannot see one"),
+               ("cup", "no", "no"), ("person", "yes", "Not sure."), ("dining table", "no", "NOT")]),
+        (506, [("car", "yes", "no!"), ("handbag", "no", "Yes, no doubt."), ("umbrella", "yes", "The answer is no."),
+               ("traffic light", "no", "There are no traffic lights"), ("backpack", "yes", "Nothing"), ("truck", "no", "yes")]),
+    ]),
+]
+
+
+def pope_image(number):
+    return f"COCO_val2014_{number:012d}.jpg"
+
+
+def parse_pope_stdout(stdout):
+    """Per category, the counts and the figures eval_pope.py printed (floats printed with repr)."""
+    metrics, lines, i = {}, stdout.split("\n"), 0
+    while i < len(lines):
+        if lines[i].startswith("Category: "):
+            name, samples = lines[i][len("Category: "):].split(", # samples: ")
+            tp, fp, tn, fn = (int(x) for x in lines[i + 2].split("\t"))
+            values = {}
+            for line in lines[i + 3:i + 8]:
+                key, value = line.rsplit(": ", 1)
+                values[key] = float(value)
+            metrics[name] = {"samples": int(samples), "TP": tp, "FP": fp, "TN": tn, "FN": fn,
+                             "accuracy": values["Accuracy"], "precision": values["Precision"],
+                             "recall": values["Recall"], "f1": values["F1 score"], "yes_ratio": values["Yes ratio"]}
+            i += 8
+        else:
+            i += 1
+    return metrics
+
+
+def make_pope(args):
+    folder = fresh("pope")
+    ids = AnswerIDs("pope")
+    questions, answers, items = [], [], []
+    for category, base, images in POPE_CATEGORIES:
+        labels = []
+        for number, asked in images:
+            for obj, label, text in asked:
+                n = len(labels) + 1
+                article = "an" if obj[0] in "aeiou" else "a"
+                question = f"Is there {article} {obj} in the image?"
+                labels.append({"question_id": n, "image": pope_image(number), "text": question, "label": label})
+                prompt = question + SHORT
+                questions.append({"question_id": base + n, "image": pope_image(number), "text": prompt, "category": category})
+                answers.append(answer_line(base + n, prompt, text, ids()))
+                items.append({"question_id": base + n, "category": category, "model_text": text, "label": label})
+        write_jsonl(os.path.join(folder, "coco", f"coco_pope_{category}.json"), labels)
+    for _, _, images in POPE_CATEGORIES:
+        for number, _ in images:
+            tiny_image(os.path.join(folder, "val2014", pope_image(number)), f"pope{number}")
+    write_jsonl(os.path.join(folder, "llava_pope_test.jsonl"), questions)
+    write_jsonl(os.path.join(folder, "answers", f"{CKPT}.jsonl"), answers)
+
+    tmp, work = run_copy(folder)
+    script = place(read_official(args.llava, "llava/eval/eval_pope.py", LLAVA[1]), tmp, "llava", "eval", "eval_pope.py")
+    argv = ["llava/eval/eval_pope.py", "--annotation-dir", "coco", "--question-file", "llava_pope_test.jsonl",
+            "--result-file", f"answers/{CKPT}.jsonl"]
+    with running_in(work, argv) as out:
+        g = runpy.run_path(script, run_name="__main__")
+    stdout = out.getvalue()
+    parsed = {a["question_id"]: a["text"] for a in g["answers"]}  # eval_pope rewrites each text to yes/no
+    for item in items:
+        item["parsed"] = parsed[item["question_id"]]
+        item["label"] = item.pop("label")
+    metrics = parse_pope_stdout(stdout)
+    order = [c for c, _, _ in POPE_CATEGORIES]
+    headline = {"f1_mean_over_categories": sum(metrics[c]["f1"] for c in order) / len(order),
+                "accuracy_mean_over_categories": sum(metrics[c]["accuracy"] for c in order) / len(order)}
+    expected = {
+        "benchmark": "POPE (COCO, adversarial/popular/random), LLaVA-1.5 protocol",
+        "official_code": [
+            official(LLAVA, "llava/eval/eval_pope.py", "eval_pope"),
+            official(LLAVA, "scripts/v1_5/eval/pope.sh")],
+        "commands": [" ".join(["python"] + argv)],
+        "metrics": metrics,
+        "metrics_note": "Per category, as printed by eval_pope.py (Python float repr). LLaVA papers report the F1 "
+                        "averaged over the three categories; that average (and the accuracy average) is given in "
+                        "`headline` but is NOT printed by the script.",
+        "headline": headline,
+        "per_item": items,
+        "stdout": stdout,
+    }
+    if args.lmms_eval:
+        text = read_official(args.lmms_eval, "lmms_eval/tasks/pope/utils.py", LMMS[1])
+        names = ["pope_process_results", "pope_aggregate_accuracy", "pope_aggregate_precision", "pope_aggregate_recall",
+                 "pope_aggregate_f1_score", "pope_aggregate_yes_ratio"]
+        ns = official_namespace(text, names, {})
+        per_category = {}
+        for item in items:
+            doc = {"question_id": item["question_id"], "answer": item["label"]}
+            result = ns["pope_process_results"](doc, [item["model_text"]])
+            per_category.setdefault(item["category"], []).append(result)
+            per_category.setdefault("all", []).append(result)
+        lmms = {}
+        for category, results in per_category.items():
+            lmms[category] = {key: ns[f"pope_aggregate_{fn}"]([r[f"pope_{fn}"] for r in results])
+                              for key, fn in [("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"),
+                                              ("f1", "f1_score"), ("yes_ratio", "yes_ratio")]}
+        expected["official_code"].append(official(LMMS, "lmms_eval/tasks/pope/utils.py",
+                                                   "pope_process_results + pope_aggregate_* (comparison only)"))
+        expected = {**{k: expected[k] for k in ["benchmark", "official_code", "commands", "metrics"]},
+                    "metrics_lmms_eval": lmms,
+                    **{k: expected[k] for k in ["metrics_note", "headline", "per_item", "stdout"]}}
+    save_expected(folder, expected)
+    shutil.rmtree(tmp)
+
+
 BENCHMARKS = {"gqa": "make_gqa", "pope": "make_pope", "mme": "make_mme", "textvqa": "make_textvqa",
               "vizwiz": "make_vizwiz"}
 
