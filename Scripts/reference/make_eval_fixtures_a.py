@@ -488,6 +488,179 @@ def make_pope(args):
     shutil.rmtree(tmp)
 
 
+# MME ------------------------------------------------------------------------------------------
+# Layout: llava_mme.jsonl (question_id = image = path inside MME_Benchmark_release_version/),
+# MME_Benchmark_release_version/<subtask>/ (images/ + questions_answers_YN/ for five subtasks,
+# image and .txt side by side for the others; each .txt is two lines "question<TAB>Yes|No").
+# Official: convert_answer_to_mme.py from LLaVA's eval.zip (run in the MME folder), then MME's
+# eval_tool/calculation.py (run in eval_tool/). Subtasks in the order of LLaVA's llava_mme.jsonl;
+# per image: (file name, [(question, truth, model answer), (question, truth, model answer)]).
+# A question written with "  Please answer yes or no." (two spaces) exercises the converter's fallback.
+MME_SUFFIX = " Please answer yes or no."
+MME_FOLDERS_WITH_IMAGES_DIR = {"artwork", "celebrity", "landmark", "posters", "scene"}
+MME_SUBTASKS = [
+    ("code_reasoning", [
+        ("0001.png", [("The image shows a python code. Is the output of the code '7'?", "Yes", "Yes"),
+                      ("The image shows a python code. Is the output of the code '8'?", "No", "Yes")]),
+        ("0002.png", [("The image shows a python code. Is the output of the code 'abc'?", "Yes", "yes"),
+                      ("The image shows a python code. Is the output of the code 'cba'?", "No", "Nope")])]),
+    ("artwork", [
+        ("20101.jpg", [("Is this artwork created by Claude Monet?", "Yes", "Yes"),
+                       ("Is this artwork created by Rembrandt?", "No", "No")]),
+        ("20102.jpg", [("Is this artwork titled The Harbour?", "Yes", "Yesterday"),
+                       ("Is this artwork titled Still Life with Lemons?", "No", "Not sure")])]),
+    ("celebrity", [
+        ("tt0111161_shot_0101_img_0.jpg", [("Is the actor inside the red bounding box named Tom Example?", "Yes", "Y"),
+                                           ("Is the actor inside the red bounding box named Sam Sample?", "No", "no.")])]),
+    ("numerical_calculation", [
+        ("0001.png", [("Is the answer to the arithmetic question in the image 12?", "Yes", "Yes."),
+                      ("Is the answer to the arithmetic question in the image 21?", "No", "No.")])]),
+    ("text_translation", [
+        ("0001.png", [("Is it appropriate to translate the Chinese in the image into English 'good morning' in the picture?", "Yes", "YES"),
+                      ("Is it appropriate to translate the Chinese in the image into English 'good night' in the picture?", "No", "NO")])]),
+    ("count", [
+        ("000000100001.jpg", [("Is there only one dog in the image?", "Yes", "I think yes"),
+                              ("Are there three dogs in the image?", "No", "None")]),
+        ("000000100002.jpg", [("Are there two apples in the image?", "No", "No"),
+                              ("Are there four apples in the image?", "Yes", "Yes")])]),
+    ("color", [
+        ("000000100003.jpg", [("Is there a red car in the image?", "Yes", "eyes"),
+                              ("Is there a blue car in the image?", "No", "Nothing")]),
+        ("000000100004.jpg", [("Is the bus yellow?", "Yes", "Yes, it is yellow"),
+                              ("Is the bus green?", "No", "Snow")])]),
+    ("commonsense_reasoning", [
+        ("0001.png", [("Should I take an umbrella given the weather in the picture?", "Yes", "Yes"),
+                      ("Is it safe to leave the stove on and go out?", "No", "Absolutely not")]),
+        ("0002.png", [("Is this place suitable for swimming?", "No", "I don't know"),
+                      ("Is this place suitable for a picnic?", "Yes", "")])]),
+    ("position", [
+        ("000000100005.jpg", [("Is the cup on the left of the plate?", "Yes", "Yes"),
+                              ("Is the cup on the right of the plate?", "No", "no")])]),
+    ("OCR", [
+        ("0001.jpg", [("Is the word in the logo \"CAFE\"?", "Yes", "yes, it says CAFE"),
+                      ("Is the word in the logo \"BAR\"?", "No", "Know")])]),
+    ("landmark", [
+        ("0a1b2c3d4e5f6071.jpg", [("Is this a photo of Example Tower?", "Yes", "Yeah"),
+                                  ("Is this a photo of Sample Bridge?", "No", "no way")])]),
+    ("scene", [
+        ("Places365_val_00000101.jpg", [("Is this picture captured in a place of beach?", "Yes", "Yes"),
+                                        ("Is this picture captured in a place of office?", "No", "No")]),
+        ("Places365_val_00000102.jpg", [("Is this picture captured in a place of kitchen?", "No", "There is no kitchen."),
+                                        ("Is this picture captured in a place of garage?", "Yes", "Yes")])]),
+    ("existence", [
+        ("000000100006.jpg", [("Is there a horse in this image?", "Yes", "There is a horse."),
+                              ("Is there a tiger in this image?", "No", "No")]),
+        ("000000100007.jpg", [("Is there a bottle in this image?", "No", "nO"),
+                              ("Is there a chair in this image?", "Yes", "Yes")])]),
+    ("posters", [
+        ("tt0033467.jpg", [("Is this movie originally from the country or region of United States?", "Yes", "yes"),
+                           ("Is this movie originally from the country or region of France?", "No", "No")]),
+        ("tt0047478.jpg", [("Is this movie directed by Some Director?", "Yes", "Yes"),
+                           ("Is this movie directed by Other Director?  Please answer yes or no.", "No", "Unknown")])]),
+]
+
+
+def make_mme(args):
+    folder = fresh("mme")
+    release = os.path.join(folder, "MME_Benchmark_release_version")
+    ids = AnswerIDs("mme")
+    questions, answers, items = [], [], []
+    for subtask, images in MME_SUBTASKS:
+        nested = subtask in MME_FOLDERS_WITH_IMAGES_DIR
+        for name, pair in images:
+            stem = name.rsplit(".", 1)[0]
+            image = f"{subtask}/images/{name}" if nested else f"{subtask}/{name}"
+            tiny_image(os.path.join(release, image), "mme" + image)
+            lines = []
+            answer_id = ids()
+            for question, truth, text in pair:
+                full = question if question.endswith(MME_SUFFIX) else question + MME_SUFFIX
+                lines.append(f"{full}\t{truth}\n")
+                prompt = full.replace("  Please answer yes or no.", "").replace(MME_SUFFIX, "") + SHORT
+                questions.append({"question_id": image, "image": image, "text": prompt, "category": subtask})
+                answers.append(answer_line(image, prompt, text, answer_id))
+                items.append({"category": subtask, "file": stem + ".txt", "question": full, "gt": truth, "model_text": text})
+            qa = os.path.join(release, subtask, "questions_answers_YN" if nested else "", stem + ".txt")
+            write_text(qa, "".join(lines))
+    write_jsonl(os.path.join(folder, "llava_mme.jsonl"), questions)
+    write_jsonl(os.path.join(folder, "answers", f"{CKPT}.jsonl"), answers)
+
+    tmp, work = run_copy(folder)
+    converter = place(read_official(args.llava_eval_data, "playground/data/eval/MME/convert_answer_to_mme.py",
+                                    LLAVA_EVAL_ZIP[1]), work, "convert_answer_to_mme.py")
+    with zipfile.ZipFile(io.BytesIO(read_official(args.mme_tools, "tools/eval_tool.zip", MME_REPO[1], binary=True))) as z:
+        calculation = place(z.read("eval_tool/calculation.py").decode("utf-8"), work, "eval_tool", "calculation.py")
+    with running_in(work, ["convert_answer_to_mme.py", "--experiment", CKPT]) as out:
+        runpy.run_path(converter, run_name="__main__")
+    stdout = out.getvalue()
+    results_dir = f"answers/{CKPT}"
+    with running_in(os.path.join(work, "eval_tool"), ["calculation.py", "--results_dir", results_dir]) as out:
+        g = runpy.run_path(calculation, run_name="calculation")
+        recorded = []
+
+        class Recording(g["calculate_metrics"]):
+            def compute_metric(self, gts, preds):
+                result = super().compute_metric(gts, preds)
+                recorded.append((len(gts), result))
+                return result
+
+        Recording().process_result(g["parser"].parse_args().results_dir)
+    stdout += out.getvalue()
+    parse = g["calculate_metrics"]().parse_pred_ans
+    written = os.path.join(work, "eval_tool", "answers", CKPT)
+    shutil.copytree(written, os.path.join(folder, "expected", "eval_tool", "answers", CKPT))
+
+    names = [n for group in g["eval_type_dict"].values() for n in group]
+    per_subtask = {}
+    for name, (count, m) in zip(names, recorded):
+        images = count // 2
+        with open(os.path.join(written, name + ".txt")) as f:
+            lines = f.readlines()
+        chunks = [lines[i:i + 2] for i in range(0, count, 2)]
+        both = sum(all(parse(l.split("\t")[3].lower()) == l.split("\t")[2].lower() for l in chunk) for chunk in chunks)
+        acc_plus = both / images
+        score = 0
+        for k in ["acc", "acc_plus"]:
+            score += (m["acc"] if k == "acc" else acc_plus) * 100
+        per_subtask[name] = {"acc": m["acc"] * 100, "acc_plus": acc_plus * 100, "score": score,
+                             "TP": int(m["TP"]), "FN": int(m["FN"]), "TN": int(m["TN"]), "FP": int(m["FP"]),
+                             "precision": float(m["precision"]), "recall": float(m["recall"]),
+                             "other_num": int(m["other_num"]), "questions": count, "images": images}
+    totals = {}
+    for line in stdout.split("\n"):
+        if line.startswith("=========== "):
+            current = line.strip("= ")
+        if line.startswith("total score: "):
+            totals[current] = float(line.split(": ")[1])
+        if "  score: " in line:
+            name, value = line.strip().split("  score: ")
+            assert float(value) == per_subtask[name]["score"], name
+    for eval_type, group in g["eval_type_dict"].items():
+        assert sum(per_subtask[n]["score"] for n in group) == totals[eval_type], eval_type
+    for item in items:
+        item["parsed"] = parse((item["model_text"] + "\n").lower())
+    expected = {
+        "benchmark": "MME (14 subtasks), LLaVA-1.5 protocol",
+        "official_code": [
+            official(LLAVA_EVAL_ZIP, "playground/data/eval/MME/convert_answer_to_mme.py", "from LLaVA's eval.zip"),
+            official(MME_REPO, "tools/eval_tool.zip -> eval_tool/calculation.py",
+                     "calculate_metrics.process_result (branch Evaluation)"),
+            official(LLAVA, "scripts/v1_5/eval/mme.sh")],
+        "commands": [f"python convert_answer_to_mme.py --experiment {CKPT}",
+                     f"cd eval_tool && python calculation.py --results_dir {results_dir}"],
+        "metrics": {"per_subtask": per_subtask, **totals},
+        "metrics_note": "acc and acc_plus are percentages; score = acc + acc_plus. calculation.py prints only the two "
+                        "totals and the per-subtask scores; acc and the confusion counts were read from the dict its "
+                        "compute_metric returns, acc_plus recomputed with its parse_pred_ans from the files the "
+                        "converter wrote (checked against the printed scores). precision/recall exclude 'other' answers.",
+        "headline": dict(totals),
+        "per_item": items,
+        "stdout": stdout,
+    }
+    save_expected(folder, expected)
+    shutil.rmtree(tmp)
+
+
 BENCHMARKS = {"gqa": "make_gqa", "pope": "make_pope", "mme": "make_mme", "textvqa": "make_textvqa",
               "vizwiz": "make_vizwiz"}
 
