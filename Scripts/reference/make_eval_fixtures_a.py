@@ -661,6 +661,132 @@ def make_mme(args):
     shutil.rmtree(tmp)
 
 
+# TextVQA --------------------------------------------------------------------------------------
+# Layout: llava_textvqa_val_v051_ocr.jsonl (question_id = image id), TextVQA_0.5.1_val.json
+# (release format), train_images/<image id>.jpg, answers/<ckpt>.jsonl.
+# Official: LLaVA's eval_textvqa.py with m4c_evaluator.TextVQAAccuracyEvaluator; lmms-eval's
+# textvqa_process_results on the same texts for comparison (a `metrics` key the port reproduces).
+# Each row: image id, question as asked, OCR tokens, the 10 human answers, model answer.
+TEXTVQA_ROWS = [
+    ("0a1b2c3d4e5f6001", "What brand is the soda?", ["Coca-Cola", "CLASSIC"],
+     ["coca-cola"] * 6 + ["coca cola"] * 2 + ["coke"] * 2, "Coca-Cola"),
+    ("0a1b2c3d4e5f6002", "What restaurant is this?", ["McDonald's", "i'm", "lovin'"],
+     ["mcdonald's"] * 7 + ["mcdonalds"] * 3, "McDonalds"),
+    ("0a1b2c3d4e5f6003", "How long has the whisky been aged?", ["AGED", "10", "YEARS"],
+     ["10"] * 5 + ["10 years"] * 5, "ten years"),
+    ("0a1b2c3d4e5f6004", "What is the price of the sandwich?", ["$5.99", "SANDWICH"],
+     ["$5.99"] * 4 + ["5.99"] * 6, "$5.99"),
+    ("0a1b2c3d4e5f6005", "What number is on the jersey?", ["23"], ["23"] * 10, "23."),
+    ("0a1b2c3d4e5f6005", "What name is on the jersey?", ["JORDAN", "23"],
+     ["jordan"] * 9 + ["michael jordan"], "Michael Jordan"),
+    ("0a1b2c3d4e5f6006", "Is the store open?", ["OPEN"], ["yes"] * 10, "Yes, it is."),
+    ("0a1b2c3d4e5f6007", "How many people live in this town?", ["POP.", "2,000"],
+     ["2000"] * 4 + ["2,000"] * 6, "2,000"),
+    ("0a1b2c3d4e5f6008", "What does the red sign say?", ["STOP"], ["stop"] * 10, "STOP!"),
+    ("0a1b2c3d4e5f6009", "Who is the author of this book?", ["J.K.", "ROWLING"],
+     ["j.k. rowling"] * 5 + ["jk rowling"] * 3 + ["rowling"] * 2, "J.K. Rowling"),
+    ("0a1b2c3d4e5f6010", "What time is it?", [], ["3:45"] * 6 + ["345"] + ["quarter to four"] * 3, "3:45"),
+    ("0a1b2c3d4e5f6011", "What is written on the cup?", ["Starbucks", "COFFEE"],
+     ["starbucks"] * 2 + ["starbucks coffee"] * 8, "Starbucks"),
+    ("0a1b2c3d4e5f6012", "What website is advertised?", ["www.example.com"], ["www.example.com"] * 10, "www.example.com"),
+    ("0a1b2c3d4e5f6013", "What is the brand of the laptop?", ["DELL"], ["dell"] * 10, ""),
+    ("0a1b2c3d4e5f6014", "What is the bus number?", ["42", "Downtown"], ["42"] * 10, "forty-two"),
+    ("0a1b2c3d4e5f6015", "What band is named on the poster?", ["THE", "BEATLES"],
+     ["the beatles"] * 6 + ["beatles"] * 4, "The Beatles"),
+    ("0a1b2c3d4e5f6016", "What's the discount?", ["50%", "OFF"], ["50%"] * 7 + ["50% off"] * 3, "50% off"),
+    ("0a1b2c3d4e5f6017", "What is the name of the street?", ["Main", "St."],
+     ["main st"] * 3 + ["main st."] * 3 + ["main street"] * 4, "Main St."),
+    ("0a1b2c3d4e5f6017", "What is the number on the door?", ["221B"], ["221b"] * 10, "No. 221B"),
+    ("0a1b2c3d4e5f6018", "What is the first word?", ["Hello", "World"],
+     ["hello"] * 2 + ["hello world"] + ["hallo"] * 7, "Hello"),
+    ("0a1b2c3d4e5f6019", "Which company made this phone?", ["SAMSUNG"],
+     ["samsung"] * 3 + ["samsung galaxy"] * 7, "samsung"),
+    ("0a1b2c3d4e5f6020", "What does the small text say?", ["Don't", "Walk"],
+     ["dont walk"] * 5 + ["don't walk"] * 5, "Don't walk."),
+    ("0a1b2c3d4e5f6021", "What is on the license plate?", ["ABC-123"],
+     ["abc 123"] * 5 + ["abc-123"] * 5, "ABC 123\nCalifornia"),
+]
+# In the release, not asked.
+TEXTVQA_UNASKED = ("0a1b2c3d4e5f6022", "What is the title?", ["NEWS"], ["news"] * 10)
+
+
+def textvqa_release_entry(row, number):
+    image, question, _, humans = row[:4]
+    return {"question": question.lower(), "image_id": image, "image_classes": ["Poster"],
+            "flickr_original_url": "", "flickr_300k_url": "", "image_width": 32, "image_height": 32,
+            "answers": humans, "question_tokens": question.lower().rstrip("?").replace("'s", " 's").split(),
+            "question_id": 35000 + number, "set_name": "val"}
+
+
+def make_textvqa(args):
+    folder = fresh("textvqa")
+    ids = AnswerIDs("textvqa")
+    questions, answers, data = [], [], []
+    for n, row in enumerate(TEXTVQA_ROWS):
+        image, question, tokens, _, text = row
+        prompt = f"{question}\nReference OCR token: {', '.join(tokens)}{SHORT}"
+        questions.append({"question_id": image, "image": f"{image}.jpg", "text": prompt, "category": "default"})
+        answers.append(answer_line(image, prompt, text, ids()))
+        data.append(textvqa_release_entry(row, n))
+    data.append(textvqa_release_entry(TEXTVQA_UNASKED, len(data)))
+    for image in sorted({row[0] for row in TEXTVQA_ROWS} | {TEXTVQA_UNASKED[0]}):
+        tiny_image(os.path.join(folder, "train_images", f"{image}.jpg"), "textvqa" + image)
+    write_jsonl(os.path.join(folder, "llava_textvqa_val_v051_ocr.jsonl"), questions)
+    write_json(os.path.join(folder, "TextVQA_0.5.1_val.json"),
+               {"dataset_type": "val", "dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data})
+    write_jsonl(os.path.join(folder, "answers", f"{CKPT}.jsonl"), answers)
+
+    tmp, work = run_copy(folder)
+    code = os.path.join(tmp, "code")
+    llava_package(code, args.llava, ["m4c_evaluator", "eval_textvqa"])
+    argv = ["llava/eval/eval_textvqa.py", "--annotation-file", "TextVQA_0.5.1_val.json",
+            "--result-file", f"answers/{CKPT}.jsonl"]
+    with running_in(work, argv, extra_path=code) as out:
+        runpy.run_module("llava.eval.eval_textvqa", run_name="__main__", alter_sys=True)
+    stdout = out.getvalue()
+    with running_in(work, argv, extra_path=code):
+        m4c = runpy.run_module("llava.eval.m4c_evaluator")
+        evaluator = m4c["TextVQAAccuracyEvaluator"]()
+        pred_list = [{"pred_answer": row[4], "gt_answers": row[3]} for row in TEXTVQA_ROWS]
+        accuracy = evaluator.eval_pred_list(pred_list)
+        per_item = []
+        for row in TEXTVQA_ROWS:
+            processed = evaluator.answer_processor(row[4])
+            per_item.append({"question_id": row[0], "question": row[1].lower(), "model_text": row[4],
+                             "processed": processed, "gt_processed": [evaluator.answer_processor(a) for a in row[3]],
+                             "score": evaluator._compute_answer_scores(row[3]).get(processed, 0.0)})
+    assert f"Accuracy: {100. * accuracy:.2f}%" in stdout
+    metrics = {"samples": len(TEXTVQA_ROWS), "accuracy": 100.0 * accuracy}
+    official_code = [official(LLAVA, "llava/eval/eval_textvqa.py"),
+                     official(LLAVA, "llava/eval/m4c_evaluator.py", "TextVQAAccuracyEvaluator"),
+                     official(LLAVA, "scripts/v1_5/eval/textvqa.sh")]
+    note = "accuracy = 100 * TextVQAAccuracyEvaluator.eval_pred_list (script prints it with 2 decimals)."
+    if args.lmms_eval:
+        ns = {"statistics": __import__("statistics")}
+        exec(compile(read_official(args.lmms_eval, "lmms_eval/tasks/_task_utils/vqa_eval_metric.py", LMMS[1]),
+                     "<official vqa_eval_metric.py>", "exec"), ns)
+        official_namespace(read_official(args.lmms_eval, "lmms_eval/tasks/textvqa/utils.py", LMMS[1]),
+                           ["textvqa_process_results"], ns)
+        scores = [ns["textvqa_process_results"]({"question_id": n, "answers": list(row[3])}, [row[4]])["exact_match"]
+                  for n, row in enumerate(TEXTVQA_ROWS)]
+        metrics["lmms_eval_exact_match_mean"] = 100.0 * sum(scores) / len(scores)
+        official_code.append(official(LMMS, "lmms_eval/tasks/textvqa/utils.py", "textvqa_process_results"))
+        note += (" lmms_eval_exact_match_mean is lmms-eval's textvqa_process_results averaged (x100) on the same"
+                 " texts.")
+    save_expected(folder, {
+        "benchmark": "TextVQA val 0.5.1 with the OCR-token prompt (llava_textvqa_val_v051_ocr.jsonl), LLaVA-1.5 protocol",
+        "official_code": official_code,
+        "commands": ["python -m llava.eval.eval_textvqa --annotation-file TextVQA_0.5.1_val.json --result-file "
+                     f"answers/{CKPT}.jsonl"],
+        "metrics": metrics,
+        "metrics_note": note,
+        "headline": {"accuracy": metrics["accuracy"]},
+        "per_item": per_item,
+        "stdout": stdout,
+    })
+    shutil.rmtree(tmp)
+
+
 BENCHMARKS = {"gqa": "make_gqa", "pope": "make_pope", "mme": "make_mme", "textvqa": "make_textvqa",
               "vizwiz": "make_vizwiz"}
 
