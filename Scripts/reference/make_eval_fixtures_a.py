@@ -787,6 +787,84 @@ def make_textvqa(args):
     shutil.rmtree(tmp)
 
 
+# VizWiz ---------------------------------------------------------------------------------------
+# Layout: llava_test.jsonl (integer ids), test.json (release: [{"image", "question"}]),
+# test/VizWiz_test_<8 digits>.jpg, answers/<ckpt>.jsonl. Official: LLaVA's
+# convert_vizwiz_for_submission.py, which writes the upload file (test answers are not public).
+# Each row: question as released (trailing spaces kept), model answer.
+VIZWIZ_PROMPT = "\nWhen the provided information is insufficient, respond with 'Unanswerable'." + SHORT
+VIZWIZ_ROWS = [
+    ("What color is this shirt?", "Blue"),
+    ("What is this? ", "Unanswerable"),
+    ("Can you tell me what this is?", "unanswerable."),
+    ("What does this say?", "The answer is unanswerable"),
+    ("How many pills are in the bottle?", "Three"),
+    ("How many messages do I have?", "None"),
+    ("What is in this can?", "A can of beans."),
+    ("What is this thing?", "It's a remote control"),
+    ("What flavor is this?", "dont know"),
+    ("What is the expiration date?", "03/14/2025"),
+    ("Is this light on?", "YES"),
+    ("How much is this bill?", "20 dollars, I think"),
+    ("What brand is this cereal?", "Kellogg's?"),
+    ("What colors are on this shirt?", "red\nand white"),
+    ("What is on the screen?", ""),
+    ("What date is on this letter?", "Feb. 2, 2019"),
+    ("What is the temperature on the thermostat?", "72°F"),
+    ("what is this product?  ", "Café au lait (coffee)"),
+    ("Which button is this?", "the \"OK\" button"),
+    ("How much does this weigh?", "3.5 lbs."),
+]
+
+
+def vizwiz_image(n):
+    return f"VizWiz_test_{n:08d}.jpg"
+
+
+def make_vizwiz(args):
+    folder = fresh("vizwiz")
+    ids = AnswerIDs("vizwiz")
+    questions, answers, release = [], [], []
+    for n, (question, text) in enumerate(VIZWIZ_ROWS):
+        release.append({"image": vizwiz_image(n), "question": question})
+        questions.append({"question_id": n, "image": vizwiz_image(n), "text": question + VIZWIZ_PROMPT, "category": "default"})
+        answers.append(answer_line(n, question + VIZWIZ_PROMPT, text, ids()))
+        tiny_image(os.path.join(folder, "test", vizwiz_image(n)), f"vizwiz{n}")
+    write_jsonl(os.path.join(folder, "llava_test.jsonl"), questions)
+    write_json(os.path.join(folder, "test.json"), release)
+    write_jsonl(os.path.join(folder, "answers", f"{CKPT}.jsonl"), answers)
+
+    tmp, work = run_copy(folder)
+    code = os.path.join(tmp, "code")
+    llava_package(code, args.llava, ["m4c_evaluator"])
+    script = place(read_official(args.llava, "scripts/convert_vizwiz_for_submission.py", LLAVA[1]),
+                   code, "scripts", "convert_vizwiz_for_submission.py")
+    upload = f"answers_upload/{CKPT}.json"
+    argv = ["scripts/convert_vizwiz_for_submission.py", "--annotation-file", "llava_test.jsonl",
+            "--result-file", f"answers/{CKPT}.jsonl", "--result-upload-file", upload]
+    with running_in(work, argv, extra_path=code) as out:
+        runpy.run_path(script, run_name="__main__")
+    stdout = out.getvalue()
+    os.makedirs(os.path.join(folder, "expected", "answers_upload"))
+    shutil.copy(os.path.join(work, upload), os.path.join(folder, "expected", upload))
+    with open(os.path.join(work, upload)) as f:
+        content = json.load(f)
+    per_item = [{"image": row["image"], "model_text": text, "answer": row["answer"]}
+                for row, (_, text) in zip(content, VIZWIZ_ROWS)]
+    save_expected(folder, {
+        "benchmark": "VizWiz-VQA test submission file, LLaVA-1.5 protocol (scored by the EvalAI server, no local metric)",
+        "official_code": [
+            official(LLAVA, "scripts/convert_vizwiz_for_submission.py"),
+            official(LLAVA, "llava/eval/m4c_evaluator.py", "EvalAIAnswerProcessor"),
+            official(LLAVA, "scripts/v1_5/eval/vizwiz.sh")],
+        "commands": [" ".join(["python"] + argv)],
+        "submission": {"file": f"expected/{upload}", "content": content},
+        "per_item": per_item,
+        "stdout": stdout,
+    })
+    shutil.rmtree(tmp)
+
+
 BENCHMARKS = {"gqa": "make_gqa", "pope": "make_pope", "mme": "make_mme", "textvqa": "make_textvqa",
               "vizwiz": "make_vizwiz"}
 
