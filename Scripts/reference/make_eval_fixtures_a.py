@@ -444,7 +444,7 @@ def make_pope(args):
     parsed = {a["question_id"]: a["text"] for a in g["answers"]}  # eval_pope rewrites each text to yes/no
     for item in items:
         item["parsed"] = parsed[item["question_id"]]
-        item["label"] = item.pop("label")
+        item["label"] = item.pop("label")  # listed after the reading
     metrics = parse_pope_stdout(stdout)
     order = [c for c, _, _ in POPE_CATEGORIES]
     headline = {"f1_mean_over_categories": sum(metrics[c]["f1"] for c in order) / len(order),
