@@ -510,7 +510,7 @@ MME_SUBTASKS = [
         ("20102.jpg", [("Is this artwork titled The Harbour?", "Yes", "Yesterday"),
                        ("Is this artwork titled Still Life with Lemons?", "No", "Not sure")])]),
     ("celebrity", [
-        ("tt0111161_shot_0101_img_0.jpg", [("Is the actor inside the red bounding box named Tom Example?", "Yes", "Y"),
+        ("tt0111161_shot_0101_img_0.jpg", [("Is the actor inside the red bounding box named Tom Example?", "Yes", "İYES"),
                                            ("Is the actor inside the red bounding box named Sam Sample?", "No", "no.")])]),
     ("numerical_calculation", [
         ("0001.png", [("Is the answer to the arithmetic question in the image 12?", "Yes", "Yes."),
@@ -705,6 +705,7 @@ TEXTVQA_ROWS = [
      ["dont walk"] * 5 + ["don't walk"] * 5, "Don't walk."),
     ("0a1b2c3d4e5f6021", "What is on the license plate?", ["ABC-123"],
      ["abc 123"] * 5 + ["abc-123"] * 5, "ABC 123\nCalifornia"),
+    ("0a1b2c3d4e5f6023", "What is the word on the blue sign?", ["ΟΔΟΣ"], ["οδος"] * 8 + ["οδοσ"] * 2, "ΟΔΟΣ"),
 ]
 # In the release, not asked.
 TEXTVQA_UNASKED = ("0a1b2c3d4e5f6022", "What is the title?", ["NEWS"], ["news"] * 10)
@@ -804,7 +805,7 @@ VIZWIZ_ROWS = [
     ("What is this thing?", "It's a remote control"),
     ("What flavor is this?", "dont know"),
     ("What is the expiration date?", "03/14/2025"),
-    ("Is this light on?", "YES"),
+    ("What city is on this postcard?", "İSTANBUL"),
     ("How much is this bill?", "20 dollars, I think"),
     ("What brand is this cereal?", "Kellogg's?"),
     ("What colors are on this shirt?", "red\nand white"),
