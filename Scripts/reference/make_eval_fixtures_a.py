@@ -26,7 +26,7 @@ commit listed below, so one mirror serves every revision it holds):
                    @ 1c1d69e138b57cf8b0400427927bfb8ed4285458 (``tools/eval_tool.zip`` →
                    ``eval_tool/calculation.py``).
 * ``--lmms-eval``: EvolvingLMMs-Lab/lmms-eval @ 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3
-                   (``lmms_eval/tasks/textvqa/utils.py``, ``lmms_eval/tasks/pope/utils.py``,
+                   (``lmms_eval/tasks/{textvqa,pope,mme}/utils.py``,
                    ``lmms_eval/tasks/_task_utils/vqa_eval_metric.py``; comparison numbers only).
 
 Nothing of the official code is kept in this repository. The script writes the inputs of each
@@ -520,7 +520,7 @@ MME_SUBTASKS = [
                       ("Is it appropriate to translate the Chinese in the image into English 'good night' in the picture?", "No", "NO")])]),
     ("count", [
         ("000000100001.jpg", [("Is there only one dog in the image?", "Yes", "I think yes"),
-                              ("Are there three dogs in the image?", "No", "None")]),
+                              ("Are there three dogs in the image?", "No", "n")]),
         ("000000100002.jpg", [("Are there two apples in the image?", "No", "No"),
                               ("Are there four apples in the image?", "Yes", "Yes")])]),
     ("color", [
@@ -534,7 +534,7 @@ MME_SUBTASKS = [
         ("0002.png", [("Is this place suitable for swimming?", "No", "I don't know"),
                       ("Is this place suitable for a picnic?", "Yes", "")])]),
     ("position", [
-        ("000000100005.jpg", [("Is the cup on the left of the plate?", "Yes", "Yes"),
+        ("000000100005.jpg", [("Is the cup on the left of the plate?", "Yes", "y."),
                               ("Is the cup on the right of the plate?", "No", "no")])]),
     ("OCR", [
         ("0001.jpg", [("Is the word in the logo \"CAFE\"?", "Yes", "yes, it says CAFE"),
@@ -639,6 +639,20 @@ def make_mme(args):
         assert sum(per_subtask[n]["score"] for n in group) == totals[eval_type], eval_type
     for item in items:
         item["parsed"] = parse((item["model_text"] + "\n").lower())
+    lmms = None
+    if args.lmms_eval:
+        text = read_official(args.lmms_eval, "lmms_eval/tasks/mme/utils.py", LMMS[1])
+        quiet = type("Quiet", (), {"info": staticmethod(lambda *a, **k: None)})
+        ns = official_namespace(text, ["parse_pred_ans", "mme_process_results", "mme_aggregate_results"],
+                                {"defaultdict": __import__("collections").defaultdict, "eval_logger": quiet,
+                                 "eval_type_dict": g["eval_type_dict"]})
+        results = {}
+        for item, answer in zip(items, answers):
+            doc = {"question_id": answer["question_id"], "category": item["category"], "answer": item["gt"]}
+            for key, value in ns["mme_process_results"](doc, [item["model_text"]]).items():
+                results.setdefault(key, []).append(value)
+        lmms = {"Perception": ns["mme_aggregate_results"](results["mme_perception_score"]),
+                "Cognition": ns["mme_aggregate_results"](results["mme_cognition_score"])}
     expected = {
         "benchmark": "MME (14 subtasks), LLaVA-1.5 protocol",
         "official_code": [
@@ -657,6 +671,12 @@ def make_mme(args):
         "per_item": items,
         "stdout": stdout,
     }
+    if lmms is not None:
+        expected["official_code"].append(official(LMMS, "lmms_eval/tasks/mme/utils.py",
+                                                   "mme_process_results + mme_aggregate_results (comparison only)"))
+        expected = {**{k: expected[k] for k in ["benchmark", "official_code", "commands", "metrics"]},
+                    "metrics_lmms_eval": lmms,
+                    **{k: expected[k] for k in ["metrics_note", "headline", "per_item", "stdout"]}}
     save_expected(folder, expected)
     shutil.rmtree(tmp)
 
@@ -876,7 +896,7 @@ def main():
     parser.add_argument("--llava-eval-data", help="haotian-liu/LLaVA at 32cebc3 (only needed when --llava is a checkout)")
     parser.add_argument("--gqa-eval", help="SHI-Labs/VCoder checkout or git directory (for gqa)")
     parser.add_argument("--mme-tools", help="BradyFU/Awesome-Multimodal-Large-Language-Models checkout or git directory (for mme)")
-    parser.add_argument("--lmms-eval", help="EvolvingLMMs-Lab/lmms-eval checkout or git directory (for pope and textvqa)")
+    parser.add_argument("--lmms-eval", help="EvolvingLMMs-Lab/lmms-eval checkout or git directory (comparison numbers for pope, mme, textvqa)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmarks (default: all five)")
     args = parser.parse_args()
     args.llava_eval_data = args.llava_eval_data or args.llava
