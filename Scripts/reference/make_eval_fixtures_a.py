@@ -36,8 +36,13 @@ to a temporary directory, puts the official files next to it exactly where LLaVA
 them, runs them there with the commands recorded in ``expected.json``, and keeps their outputs
 (printed text, written files, and the values they computed) as the expected results.
 
+``--lmms-eval`` is needed for textvqa (the port reproduces its ``lmms_eval_exact_match_mean``);
+for pope and mme it only adds ``metrics_lmms_eval``.
+
 Requirements: Python 3.10+, ``pip install pillow scikit-learn tqdm`` (scikit-learn for MME's
-calculation.py, tqdm for GQA's eval.py and LLaVA's m4c_evaluator.py). Runs in a few seconds.
+calculation.py, tqdm for GQA's eval.py and LLaVA's m4c_evaluator.py). The fixtures were made with
+Python 3.11.7, Pillow 13.0.0 (the JPEG/PNG bytes depend on it; nothing else does),
+scikit-learn 1.9.1 and tqdm 4.70.1. Runs in a few seconds; the same inputs give the same files.
 """
 
 import argparse
@@ -900,7 +905,14 @@ def main():
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmarks (default: all five)")
     args = parser.parse_args()
     args.llava_eval_data = args.llava_eval_data or args.llava
-    for name in args.only.split(","):
+    names = args.only.split(",")
+    needs = {"gqa": ("gqa_eval", "--gqa-eval"), "mme": ("mme_tools", "--mme-tools"), "textvqa": ("lmms_eval", "--lmms-eval")}
+    for name in names:
+        if name not in BENCHMARKS:
+            parser.error(f"unknown benchmark {name!r}")
+        if name in needs and not getattr(args, needs[name][0]):
+            parser.error(f"{name} needs {needs[name][1]}")
+    for name in names:
         globals()[BENCHMARKS[name]](args)
 
 
