@@ -28,8 +28,8 @@ final class EvalBenchmarkCommandTests: XCTestCase {
 
     func testEveryBenchmarkRunsEndToEndWithTheShippedModel() throws {
         let benchmarks: [(name: String, folder: String, questions: Int)] = [
-            ("vqav2", "vqav2", 10), ("gqa", "gqa", 21), ("vizwiz", "vizwiz", 16), ("scienceqa", "scienceqa", 26),
-            ("textvqa", "textvqa", 20), ("pope", "pope", 30), ("mme", "mme", 40), ("mmbench", "mmbench", 32),
+            ("vqav2", "vqav2", 10), ("gqa", "gqa", 24), ("vizwiz", "vizwiz", 20), ("scienceqa", "scienceqa", 26),
+            ("textvqa", "textvqa", 24), ("pope", "pope", 36), ("mme", "mme", 44), ("mmbench", "mmbench", 32),
             ("seed", "seed", 26), ("coco-caption", "coco-caption", 12),
         ]
         for b in benchmarks {
@@ -71,7 +71,7 @@ final class EvalBenchmarkCommandTests: XCTestCase {
                                  "--answers", answers] + flags, timeout: 300)
             XCTAssertEqual(r.status, 0, r.stderr)
             let written = try lines(answers)
-            XCTAssertEqual(written.count, 30)
+            XCTAssertEqual(written.count, 36)
             let metadata = written.map { $0["metadata"] as! [String: Any] }
             XCTAssertEqual(Set(metadata.map { $0["visual_tokens"] as! Int }), [label == "none" ? 64 : 8], label)
         }
@@ -85,10 +85,10 @@ final class EvalBenchmarkCommandTests: XCTestCase {
         let first = try String(contentsOfFile: answers, encoding: .utf8)
         let again = try CLI.run(args)
         XCTAssertEqual(again.status, 0, again.stderr)
-        XCTAssertTrue(again.stderr.contains("16 already answered"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("20 already answered"), again.stderr)
         XCTAssertEqual(try String(contentsOfFile: answers, encoding: .utf8), first)
         let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: upload))) as! [[String: Any]]
-        XCTAssertEqual(rows.count, 16)
+        XCTAssertEqual(rows.count, 20)
         XCTAssertEqual(rows[0]["image"] as? String, "VizWiz_test_00000000.jpg")
     }
 
@@ -154,7 +154,7 @@ extension EvalBenchmarkCommandTests {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("VizWiz_test_00000003.jpg"), r.stderr)
         let written = try lines(answers)
-        XCTAssertEqual(written.count, 16)
+        XCTAssertEqual(written.count, 20)
         let failed = written.filter { ($0["metadata"] as? [String: Any])?["error"] != nil }
         XCTAssertEqual(failed.map { $0["question_id"] as? Int }, [3])
         let s = try json(summary)
@@ -170,7 +170,7 @@ extension EvalBenchmarkCommandTests {
             return try lines(answers).map { "\($0["question_id"]!) \($0["text"]!)" }
         }
         let explicit = try run(dir + "/explicit.jsonl", ["--shard", "2/2"])
-        XCTAssertEqual(explicit.count, 15)
+        XCTAssertEqual(explicit.count, 18)
         XCTAssertEqual(try run(dir + "/k8s.jsonl", ["--shard", "auto", "--shard-count", "2"], ["JOB_COMPLETION_INDEX": "1"]), explicit)
         XCTAssertEqual(try run(dir + "/slurm.jsonl", ["--shard", "auto"],
                                ["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_COUNT": "2"]), explicit)

@@ -110,24 +110,33 @@ final class OfficialRulesTests: XCTestCase {
         let pope = FixtureLocations.shared + "/eval/pope"
         let original = try FileBytes.contents(pope + "/answers/llava-v1.5-7b.jsonl")
         var lines = String(decoding: original, as: UTF8.self).split(separator: "\n").map(String.init)
-        // Question 1 (label yes, answered "Yes") fails instead: an empty text with an error.
+        let expected = try JSONValue.parse(FileBytes.contents(pope + "/expected.json"))
+        let first = try XCTUnwrap(expected["per_item"]?.arrayValue?.first)
+        // Question 1 (an adversarial "yes" question, answered yes) fails instead: an empty text with an error.
+        XCTAssertEqual(first["question_id"]?.intValue, 1)
+        XCTAssertEqual(first["label"]?.stringValue, "yes")
+        XCTAssertEqual(first["parsed"]?.stringValue, "yes")
         lines[0] = #"{"question_id": 1, "prompt": "p", "text": "", "metadata": {"error": "image not found"}}"#
-        // Question 2 (label no, answered "No") has no line at all... kept, to keep POPE's order pairing.
         let set = try AnswerSet(path: "answers.jsonl", contents: Array((lines.joined(separator: "\n") + "\n").utf8))
         let s = try POPEBenchmark(folder: pope).score(set)
         XCTAssertEqual(s.unanswered, [.int(1)])
         let adversarial = s.metrics["adversarial"]!
-        XCTAssertEqual(adversarial["samples"]?.intValue, 10)
-        XCTAssertEqual(adversarial["TP"]?.intValue, 2) // one true positive fewer, and no false negative either
-        XCTAssertEqual(adversarial["FN"]?.intValue, 1)
-        XCTAssertEqual(adversarial["accuracy"]?.numberValue ?? 0, 0.5, accuracy: 1e-12)
+        let official = try XCTUnwrap(expected["metrics"]?["adversarial"])
+        let samples = try XCTUnwrap(official["samples"]?.intValue), tn = try XCTUnwrap(official["TN"]?.intValue)
+        let tp = try XCTUnwrap(official["TP"]?.intValue) - 1 // one true positive fewer, and no false negative either
+        XCTAssertEqual(adversarial["samples"]?.intValue, samples)
+        XCTAssertEqual(adversarial["TP"]?.intValue, tp)
+        XCTAssertEqual(adversarial["FN"]?.intValue, official["FN"]?.intValue)
+        XCTAssertEqual(adversarial["TN"]?.intValue, tn)
+        XCTAssertEqual(adversarial["accuracy"]?.numberValue ?? 0, Double(tp + tn) / Double(samples), accuracy: 1e-12)
         XCTAssertEqual(s.summary["unanswered"]?.intValue, 1)
 
         // GQA: a top-level "error" field works the same way, and a missing line is unanswered too.
         let gqa = FixtureLocations.shared + "/eval/gqa"
         let g = String(decoding: try FileBytes.contents(gqa + "/answers/llava_gqa_testdev_balanced/llava-v1.5-7b/merge.jsonl"), as: UTF8.self)
         var gl = g.split(separator: "\n").map(String.init)
-        gl[0] = #"{"question_id": "201307251", "prompt": "p", "text": "no", "error": "timeout"}"#
+        let firstID = try XCTUnwrap(try JSONValue.parse(Array(gl[0].utf8))["question_id"]?.stringValue)
+        gl[0] = #"{"question_id": "\#(firstID)", "prompt": "p", "text": "no", "error": "timeout"}"#
         gl.removeLast()
         let gs = try GQABenchmark(folder: gqa).score(AnswerSet(path: "a.jsonl", contents: Array((gl.joined(separator: "\n") + "\n").utf8)))
         XCTAssertEqual(gs.unanswered.count, 2)
@@ -138,10 +147,12 @@ final class OfficialRulesTests: XCTestCase {
     func testMMEMissingAnswerIsWrongAndPairsStayAligned() throws {
         let mme = FixtureLocations.shared + "/eval/mme"
         let text = String(decoding: try FileBytes.contents(mme + "/answers/llava-v1.5-7b.jsonl"), as: UTF8.self)
-        // Drop the second artwork question (10002, glassware: answered "No", right).
-        let kept = text.split(separator: "\n").filter { !$0.contains("glassware") }
+        // Drop the second question of the first artwork image (20101, Rembrandt: answered "No", right);
+        // the four artwork answers are all right otherwise.
+        let kept = text.split(separator: "\n").filter { !$0.contains("Rembrandt") }
+        XCTAssertEqual(kept.count, text.split(separator: "\n").count - 1)
         let s = try MMEBenchmark(folder: mme).score(AnswerSet(path: "a.jsonl", contents: Array((kept.joined(separator: "\n") + "\n").utf8)))
-        XCTAssertEqual(s.unanswered, [.string("artwork/images/10002.jpg")])
+        XCTAssertEqual(s.unanswered, [.string("artwork/images/20101.jpg")])
         let artwork = s.metrics["per_subtask"]!["artwork"]!
         XCTAssertEqual(artwork["questions"]?.intValue, 4)
         XCTAssertEqual(artwork["acc"]?.numberValue ?? 0, 75, accuracy: 1e-9)
