@@ -56,8 +56,8 @@ struct Chat: ParsableCommand {
     func repl(_ session: ChatSession) throws {
         let input = LineReader()
         let stdout = StandardStream.output
-        // Piped input has no one to read a warning and go on: a turn cut short by a full
-        // context, or refused, makes the whole run fail at the end.
+        // Piped input has no one to read a warning and go on: a turn cut short or refused for
+        // a full context makes the whole run fail at the end.
         let piped = isatty(STDIN_FILENO) == 0
         var cut = 0
         turns: while true {
@@ -101,13 +101,13 @@ struct Chat: ParsableCommand {
                     printErr("llava: the context is full (\(turn.context) tokens): the answer was cut; /clear starts over from the image")
                 }
             } catch {
-                cut += 1
+                if case ChatError.contextFull = error { cut += 1 }
                 report(error)
             }
             try stdout.check()
         }
         if piped && cut > 0 {
-            throw CLIError("\(cut) turn\(cut == 1 ? " was" : "s were") cut short or refused (context \(session.context) tokens)")
+            throw CLIError("the context (\(session.context) tokens) ran out: \(cut) turn\(cut == 1 ? " was" : "s were") cut short or refused")
         }
     }
 

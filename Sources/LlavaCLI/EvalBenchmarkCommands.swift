@@ -51,7 +51,9 @@ struct BenchmarkFlags: ParsableArguments {
 
 /// Prints a benchmark's headline and writes its summary (and submission) files.
 enum BenchmarkReport {
-    static func finish(_ score: BenchmarkScore, answers: String, flags: BenchmarkFlags, summary: String?) throws {
+    /// The default summary is not written into the benchmark folder or beside `annotations`.
+    static func finish(_ score: BenchmarkScore, answers: String, flags: BenchmarkFlags, summary: String?,
+                       annotations: String? = nil) throws {
         if flags.submission != nil && score.submission == nil {
             throw CLIError("--submission: \(score.benchmark.rawValue) has no submission file (vqav2 test-dev, vizwiz, gqa and seed have one)")
         }
@@ -63,7 +65,7 @@ enum BenchmarkReport {
         guard case .object(var object) = score.summary else { return }
         object["answers"] = .string(answers)
         object["data"] = flags.data.map { .string($0) } ?? .null
-        if let path = summary ?? defaultSummaryPath(answers, outside: flags.data.map { [$0] } ?? []) {
+        if let path = summary ?? defaultSummaryPath(answers, outside: [flags.data, annotations].compactMap { $0 }) {
             try writeSummary(object, to: path)
         }
         if let path = flags.submission { try score.writeSubmission(to: path) }
@@ -90,7 +92,7 @@ extension EvalScore {
                 let adapter = try flags.adapter()
                 score = try adapter.score(AnswerSet(path: answers))
             }
-            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary)
+            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary, annotations: annotations)
         }
     }
 }

@@ -396,7 +396,7 @@ func defaultSummaryPath(_ answers: String, outside inputs: [String]) -> String? 
         let isFolder = stat(input, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
         let inputFolder = isFolder ? input : URL(fileURLWithPath: input).deletingLastPathComponent().path
         if let folder, folder == realPath(inputFolder) {
-            printErr("llava: eval score: no summary written: \(path) would be beside \(input) (give --summary PATH to write one)")
+            printErr("llava: eval: no summary written: \(path) would be beside \(input) (give --summary PATH to write one)")
             return nil
         }
     }
