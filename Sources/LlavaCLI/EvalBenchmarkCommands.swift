@@ -20,7 +20,7 @@ struct BenchmarkFlags: ParsableArguments {
     @Option(name: .long, help: "VQAv2 questions: test-dev (writes the upload file) or val (accuracy against the val annotations).")
     var split: VQAv2Benchmark.Split = .testDev
 
-    @Option(name: .long, help: "With --benchmark: write the file the official server takes (vqav2 test-dev, vizwiz; also gqa's converted predictions and seed's upload).")
+    @Option(name: .long, help: "With --benchmark: write the file the official server takes (vqav2 test-dev, vizwiz; also gqa's converted predictions, seed's upload and mmbench's .xlsx workbook). Checked before any question is asked.")
     var submission: String?
 
     var isSet: Bool { benchmark != nil }

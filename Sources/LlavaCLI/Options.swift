@@ -64,7 +64,7 @@ enum VisionQuantization: String, CaseIterable, ExpressibleByArgument {
 
 /// Image preprocessing choice.
 struct ImageOptions: ParsableArguments {
-    @Option(name: .customLong("image-mode"), help: ArgumentHelp("Image preprocessing: crop (transformers' CLIPImageProcessor) or pad (original LLaVA: pad to a square with the mean colour). Default: crop; pad for --benchmark runs.", valueName: "image-mode"))
+    @Option(name: .customLong("image-mode"), help: ArgumentHelp("Image preprocessing: crop (transformers' CLIPImageProcessor) or pad (original LLaVA: pad to a square with the mean colour). Default: crop; pad for benchmark runs (eval --benchmark, eval sweep).", valueName: "image-mode"))
     var imageModeFlag: ImageMode?
 
     var imageMode: ImageMode {
@@ -122,7 +122,7 @@ extension MergeMetric: ExpressibleByArgument {}
 
 /// Decoding settings (llama.cpp's names where it has them).
 struct GenerationFlags: ParsableArguments {
-    @Option(name: [.customShort("n"), .customLong("max-tokens")], help: ArgumentHelp("Maximum number of new tokens. Default: 256; for --benchmark runs, LLaVA's for the benchmark.", valueName: "max-tokens"))
+    @Option(name: [.customShort("n"), .customLong("max-tokens")], help: ArgumentHelp("Maximum number of new tokens. Default: 256; for benchmark runs (eval --benchmark, eval sweep), that of the benchmark's LLaVA-1.5 script.", valueName: "max-tokens"))
     var maxTokensFlag: Int?
 
     var maxTokens: Int {
@@ -157,7 +157,7 @@ struct GenerationFlags: ParsableArguments {
     @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")
     var ignoreEos = false
 
-    @Option(name: .customLong("template"), help: ArgumentHelp("Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path. Default: llava-hf; llava-v1 (LLaVA's vicuna_v1) for --benchmark runs.", valueName: "template"))
+    @Option(name: .customLong("template"), help: ArgumentHelp("Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path. Default: llava-hf; llava-v1 (LLaVA's vicuna_v1) for benchmark runs (eval --benchmark, eval sweep).", valueName: "template"))
     var templateFlag: String?
 
     var template: String {
