@@ -18,11 +18,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CStb", path: "Sources/CStb"),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CSystemZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CCairo", path: "Sources/CCairo"),
         .systemLibrary(name: "CEditLine", path: "Sources/CEditLine"),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
@@ -39,9 +40,9 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoint", dependencies: ["Kernels", "FileAccess"]),
         .target(name: "Tokenizer", dependencies: ["CSentencePiece", "FileAccess"]),
-        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "CZlib", "FileAccess", "Kernels"]),
+        .target(name: "Imaging", dependencies: ["CStb", "CJPEG", "CSystemZlib", "FileAccess", "Kernels"]),
         .target(name: "TokenMerging", dependencies: ["Kernels"]),
-        .target(name: "VQAEval", dependencies: ["FileAccess"]),
+        .target(name: "VQAEval", dependencies: ["FileAccess", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(
             name: "LLaVA",
             dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval", "FileAccess",
@@ -59,7 +60,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint"]),
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
-        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations"]),
+        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations",
+                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval", "FixtureLocations"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,4 +1,4 @@
-import CZlib
+import CSystemZlib
 
 /// stb_image skips the CRC of every PNG chunk. This walks the chunk list as libpng reads it:
 /// each chunk (length, type, data, CRC) must lie inside the file with a matching CRC, up to and
@@ -32,12 +32,12 @@ enum PNGChunks {
 
     /// The CRC-32 of PNG (ISO 3309, zlib's `crc32`), over the chunk type and data.
     static func crc32(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> UInt32 {
-        var c = CZlib.crc32(0, nil, 0)
+        var c = CSystemZlib.crc32(0, nil, 0)
         var start = bytes.startIndex
         // zlib takes 32-bit lengths: chunks are below 2^31 bytes, but stay safe.
         while start < bytes.endIndex {
             let n = min(bytes.endIndex - start, Int(Int32.max))
-            c = CZlib.crc32(c, bytes.base.baseAddress! + start, UInt32(n))
+            c = CSystemZlib.crc32(c, bytes.base.baseAddress! + start, UInt32(n))
             start += n
         }
         return UInt32(c)

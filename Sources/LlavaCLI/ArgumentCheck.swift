@@ -79,6 +79,23 @@ enum ArgumentCheck {
         return Double(first) != nil
     }
 
+    /// Throws when `llava help` names a command that does not exist (the parser would print the
+    /// top-level help and succeed).
+    static func rejectUnknownHelpTopic(_ arguments: [String]) throws {
+        guard arguments.first == "help" else { return }
+        var current: ParsableCommand.Type = Llava.self
+        var path = "llava"
+        for name in arguments.dropFirst() where !name.hasPrefix("-") {
+            let subcommands = current.configuration.subcommands
+            guard let next = subcommands.first(where: { $0._commandName == name }) else {
+                let names = subcommands.map { $0._commandName }.joined(separator: ", ")
+                throw ValidationError("no command \(path) \(name)" + (names.isEmpty ? "" : " (commands: \(names))"))
+            }
+            current = next
+            path += " " + name
+        }
+    }
+
     /// Throws when an option is unknown (naming the nearest real one), or given more than once
     /// (a later value would silently replace the first).
     static func rejectUnknownAndRepeatedOptions(_ arguments: [String]) throws {
@@ -125,7 +142,30 @@ enum ArgumentCheck {
             let command = command(for: arguments)
             return unknownOption(name, command: command, names: optionNames(of: command))
         }
+        if let choice = invalidChoice(text) { return choice }
         return lines.filter { !$0.isEmpty }.joined(separator: "; ")
+    }
+
+    /// The parser's message for a value outside an option's list ("The value 'foo' is invalid
+    /// for '--merge <merge>'. Please provide one of the following: …") as one line:
+    /// "--merge must be none, pitome, … or fastv, got foo".
+    static func invalidChoice(_ text: String) -> String? {
+        guard text.hasPrefix("The value '"), let forRange = text.range(of: "' is invalid for '"),
+              let listRange = text.range(of: ". Please provide one of ") else { return nil }
+        let value = text[text.index(text.startIndex, offsetBy: "The value '".count)..<forRange.lowerBound]
+        let option = text[forRange.upperBound...].prefix { $0 != " " && $0 != "'" }
+        let list = text[listRange.upperBound...]
+        var choices: [String]
+        if list.hasPrefix("the following:") {
+            choices = list.split(separator: "\n").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
+        } else {
+            choices = list.split(separator: "'", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        }
+        guard !choices.isEmpty else { return nil }
+        let last = choices.removeLast()
+        let rule = choices.isEmpty ? last : choices.joined(separator: ", ") + " or " + last
+        return "\(option) must be \(rule), got \(value)"
     }
 
     /// "eval run" for EvalRun.

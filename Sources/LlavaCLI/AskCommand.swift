@@ -11,12 +11,6 @@ struct Ask: ParsableCommand {
         a single JSON object instead (text, prompt_ids, generated_ids, visual_tokens, timings, …), \
         whose text is byte for byte what streaming prints. The question is the argument or \
         -p/--prompt; a question of - is read from stdin.
-
-        Examples:
-          llava ask --image Prompts/shapes/images/shapes_0000.png "What color is the cross?"
-          llava ask -m Models/shapes-llava --image Prompts/shapes/images/shapes_0001.png --temp 0.7 --top-k 40 --min-p 0.05 -s 1 -p "Describe the image."
-          echo "How many red shapes are there?" | llava ask --image Prompts/shapes/images/shapes_0000.png --json -
-          llava ask -m ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 "Describe the image."
         """
     )
 
@@ -41,7 +35,10 @@ struct Ask: ParsableCommand {
     /// The question as given, or read from stdin for "-".
     func resolvedQuestion() throws -> String {
         let given = prompt ?? question ?? ""
-        guard given == "-" else { return given }
+        guard given == "-" else {
+            if given.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw CLIError("the question is empty") }
+            return given
+        }
         // Read in pieces up to a cap: stdin may be endless (/dev/zero, a stream).
         let limit = 1 << 20
         var data = Data()
@@ -88,4 +85,13 @@ struct Ask: ParsableCommand {
             }
         }
     }
+}
+
+extension Ask: Exemplified {
+    static let examples = [
+        "llava ask --image Prompts/shapes/images/shapes_0000.png \"What color is the cross?\"",
+        "llava ask -m Models/shapes-llava --image Prompts/shapes/images/shapes_0001.png --temp 0.7 --top-k 40 --min-p 0.05 -s 1 -p \"Describe the image.\"",
+        "echo \"How many red shapes are there?\" | llava ask --image Prompts/shapes/images/shapes_0000.png --json -",
+        "llava ask -m ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 \"Describe the image.\"",
+    ]
 }

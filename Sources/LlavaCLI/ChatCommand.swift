@@ -18,10 +18,6 @@ struct Chat: ParsableCommand {
 
         The first question goes into the template's first_turn, later ones into its next_turn; \
         with end_of_answer "</s>" (llava-v1) the EOS token closes every answer.
-
-        Examples:
-          llava chat --image Prompts/shapes/images/shapes_0000.png
-          llava chat --image Prompts/shapes/images/shapes_0002.png --template llava-v1 --merge pitome --ratio 0.9 -c 256
         """
     )
 
@@ -60,7 +56,11 @@ struct Chat: ParsableCommand {
     func repl(_ session: ChatSession) throws {
         let input = LineReader()
         let stdout = StandardStream.output
-        while true {
+        // Piped input has no one to read a warning and go on: a turn cut short or refused for
+        // a full context makes the whole run fail at the end.
+        let piped = isatty(STDIN_FILENO) == 0
+        var cut = 0
+        turns: while true {
             guard let raw = try input.next(prompt: "> ") else { break }
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
@@ -69,7 +69,7 @@ struct Chat: ParsableCommand {
                 let argument = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
                 switch parts[0] {
                 case "/quit", "/exit":
-                    return
+                    break turns
                 case "/clear":
                     session.clear()
                     printErr("llava: conversation cleared (\(session.history.count)/\(session.context) tokens: the image prefix)")
@@ -97,12 +97,17 @@ struct Chat: ParsableCommand {
                                 turn.promptTokens, turn.generation.prefillMs, turn.generation.firstTokenMs, decoded, turn.generation.decodeMs,
                                 turn.generation.decodeTokensPerSecond, turn.contextUsed, turn.context))
                 if turn.generation.stopReason == .contextFull {
+                    cut += 1
                     printErr("llava: the context is full (\(turn.context) tokens): the answer was cut; /clear starts over from the image")
                 }
             } catch {
+                if case ChatError.contextFull = error { cut += 1 }
                 report(error)
             }
             try stdout.check()
+        }
+        if piped && cut > 0 {
+            throw CLIError("the context (\(session.context) tokens) ran out: \(cut) turn\(cut == 1 ? " was" : "s were") cut short or refused")
         }
     }
 
@@ -110,4 +115,11 @@ struct Chat: ParsableCommand {
     func report(_ error: Error) {
         printErr("llava: error: \(String(describing: error))")
     }
+}
+
+extension Chat: Exemplified {
+    static let examples = [
+        "llava chat --image Prompts/shapes/images/shapes_0000.png",
+        "llava chat --image Prompts/shapes/images/shapes_0002.png --template llava-v1 --merge pitome --ratio 0.9 -c 256",
+    ]
 }

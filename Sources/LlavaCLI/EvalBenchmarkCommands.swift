@@ -11,7 +11,7 @@ extension VQAv2Benchmark.Split: ExpressibleByArgument {}
 /// `--benchmark NAME --data DIR`: a benchmark read from its folder (LLaVA's
 /// `playground/data/eval/NAME` layout) instead of a plain question file.
 struct BenchmarkFlags: ParsableArguments {
-    @Option(name: .long, help: "Benchmark: \(BenchmarkName.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(name: .long, help: "Benchmark: \(BenchmarkName.allCases.map(\.rawValue).joined(separator: ", ")). Asked with LLaVA-1.5's evaluation settings unless flags say otherwise: template llava-v1, image mode pad, greedy, the max new tokens of its script (128; mmbench and scienceqa 1024).")
     var benchmark: BenchmarkName?
 
     @Option(name: .long, help: "The benchmark's folder, laid out as LLaVA's playground/data/eval/<folder>.")
@@ -20,10 +20,25 @@ struct BenchmarkFlags: ParsableArguments {
     @Option(name: .long, help: "VQAv2 questions: test-dev (writes the upload file) or val (accuracy against the val annotations).")
     var split: VQAv2Benchmark.Split = .testDev
 
-    @Option(name: .long, help: "With --benchmark: write the file the official server takes (vqav2 test-dev, vizwiz; also gqa's converted predictions and seed's upload).")
+    @Option(name: .long, help: "With --benchmark: write the file the official server takes (vqav2 test-dev, vizwiz; also gqa's converted predictions, seed's upload and mmbench's .xlsx workbook). Checked before any question is asked.")
     var submission: String?
 
     var isSet: Bool { benchmark != nil }
+
+    /// Refuses, before anything is asked or scored, a --submission the benchmark has no file
+    /// for, and output files that could not be written.
+    func checkOutputs(summary: String) throws {
+        guard let benchmark else { return }
+        try checkWritable(summary, what: "the summary")
+        guard let submission else { return }
+        guard benchmark.hasSubmission(vqav2Split: split) else {
+            throw CLIError("--submission: \(benchmark.rawValue)\(benchmark == .vqav2 ? " " + split.rawValue : "") has no submission file (vqav2 test-dev, vizwiz, gqa, seed and mmbench have one)")
+        }
+        if benchmark == .mmbench && !submission.lowercased().hasSuffix(".xlsx") {
+            throw CLIError("--submission \(submission): MMBench takes an Excel workbook, as LLaVA's convert_mmbench_for_submission.py writes it: name it .xlsx")
+        }
+        try checkWritable(submission, what: "the submission")
+    }
 
     func adapter() throws -> any BenchmarkAdapter {
         guard let benchmark else { throw CLIError("no --benchmark given") }
@@ -36,7 +51,9 @@ struct BenchmarkFlags: ParsableArguments {
 
 /// Prints a benchmark's headline and writes its summary (and submission) files.
 enum BenchmarkReport {
-    static func finish(_ score: BenchmarkScore, answers: String, flags: BenchmarkFlags, summary: String?) throws {
+    /// The default summary is not written into the benchmark folder or beside `annotations`.
+    static func finish(_ score: BenchmarkScore, answers: String, flags: BenchmarkFlags, summary: String?,
+                       annotations: String? = nil) throws {
         if flags.submission != nil && score.submission == nil {
             throw CLIError("--submission: \(score.benchmark.rawValue) has no submission file (vqav2 test-dev, vizwiz, gqa and seed have one)")
         }
@@ -48,16 +65,10 @@ enum BenchmarkReport {
         guard case .object(var object) = score.summary else { return }
         object["answers"] = .string(answers)
         object["data"] = flags.data.map { .string($0) } ?? .null
-        try writeSummary(object, to: summary ?? defaultSummaryPath(answers))
-        if let path = flags.submission {
-            let content = score.submission!
-            let text = score.submissionText(content)
-            do {
-                try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-            } catch {
-                throw CLIError("\(path): cannot write the submission: \(error.localizedDescription)")
-            }
+        if let path = summary ?? defaultSummaryPath(answers, outside: [flags.data, annotations].compactMap { $0 }) {
+            try writeSummary(object, to: path)
         }
+        if let path = flags.submission { try score.writeSubmission(to: path) }
         if !score.unanswered.isEmpty {
             printErr("llava: eval: \(score.unanswered.count) of \(score.questions) questions have no usable answer in \(answers) (scored as wrong)")
         }
@@ -68,6 +79,8 @@ extension EvalScore {
     /// `eval score --benchmark NAME --data DIR --answers A` (or `--annotations REFS` for captions).
     func scoreBenchmark(_ flags: BenchmarkFlags, answers: String, annotations: String?, summary: String?) throws {
         try reportingErrors {
+            if AnswerKeyCheck.isAnswerKey(answers) { throw CLIError(AnswerKeyCheck.message(answers)) }
+            try flags.checkOutputs(summary: summary ?? defaultSummaryPath(answers))
             let score: BenchmarkScore
             if let annotations, flags.data == nil {
                 guard flags.benchmark == .cocoCaption else {
@@ -79,7 +92,7 @@ extension EvalScore {
                 let adapter = try flags.adapter()
                 score = try adapter.score(AnswerSet(path: answers))
             }
-            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary)
+            try BenchmarkReport.finish(score, answers: answers, flags: flags, summary: summary, annotations: annotations)
         }
     }
 }
@@ -90,14 +103,19 @@ extension EvalRun {
     func runBenchmark(_ flags: BenchmarkFlags) throws {
         if retryFailed { throw CLIError("--retry-failed does not apply to --benchmark runs; remove the failed lines from \(answers) and run again") }
         if annotations != nil { throw CLIError("--annotations does not apply to --benchmark runs: the benchmark folder has the answers") }
+        if questions != nil { throw CLIError("--questions does not apply to --benchmark runs: the benchmark folder has the questions") }
+        if imageFolder != nil { throw CLIError("--image-folder does not apply to --benchmark runs: the benchmark folder has the images") }
         let adapter = try flags.adapter()
+        try flags.checkOutputs(summary: summary ?? defaultSummaryPath(answers))
         let questions = try adapter.questions()
         let shard = try sharding.resolved()
         let mine = shard?.slice(questions) ?? questions
         let directory = try model.resolve()
+        let generation = generation.llavaDefaults(for: adapter.name)
         let template = try ConversationTemplate.load(generation.template)
-        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
-                                         generation: generation, merge: merge.settings)
+        if !quiet { printErr("llava: eval: " + LLaVAEvalSettings.line([adapter.name], generation: self.generation, image: imageOptions)) }
+        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template,
+                                             imageMode: imageOptions.llavaDefault, generation: generation, merge: merge.settings)
         let cell = try BenchmarkCell(adapter: adapter, answers: answers, settings: recorded)
         if cell.file.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(cell.file.repairedBytes) bytes) left by an interrupted run")
@@ -109,7 +127,7 @@ extension EvalRun {
         var failed = 0
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory)
-            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
+            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
             failed = try cell.answer(pending, asker: asker, quiet: quiet)
         }
         cell.file.closeFile()
@@ -121,6 +139,52 @@ extension EvalRun {
             throw CLIError("\(failed) of \(mine.count) questions failed (metadata.error in \(answers)); they count as unanswered")
         }
     }
+}
+
+/// LLaVA-1.5's own evaluation settings, the defaults of benchmark runs so that their numbers
+/// compare with the paper's: the vicuna_v1 conversation (our llava-v1 template), images padded
+/// to a square (`image_aspect_ratio pad`), greedy decoding (`--temperature 0`) and the answer
+/// length of the benchmark's script. Flags given on the command line take their place.
+enum LLaVAEvalSettings {
+    static let template = "llava-v1"
+    static let imageMode = ImageMode.pad
+
+    /// The one line a run prints at its start: "LLaVA-1.5 evaluation settings
+    /// (scripts/v1_5/eval/gqa.sh): template llava-v1, image mode pad, greedy, at most 128 new tokens".
+    static func line(_ benchmarks: [BenchmarkName], generation: GenerationFlags, image: ImageOptions) -> String {
+        func given(_ isGiven: Bool) -> String { isGiven ? " (given)" : "" }
+        var parts = [
+            "template \(generation.templateFlag ?? template)" + given(generation.templateFlag != nil),
+            "image mode \((image.imageModeFlag ?? imageMode).rawValue)" + given(image.imageModeFlag != nil),
+            generation.temperature == 0 ? "greedy" : "temperature \(shown(generation.temperature)) (given)",
+        ]
+        if let n = generation.maxTokensFlag {
+            parts.append("at most \(n) new tokens (given)")
+        } else {
+            let counts = Dictionary(grouping: benchmarks, by: \.llavaMaxNewTokens)
+            let main = counts.max { a, b in (a.value.count, b.key) < (b.value.count, a.key) }!.key
+            let others = counts.filter { $0.key != main }.sorted { $0.key < $1.key }
+                .map { "\($0.value.map(\.rawValue).joined(separator: ", ")): \($0.key)" }
+            parts.append("at most \(main) new tokens" + (others.isEmpty ? "" : " (" + others.joined(separator: "; ") + ")"))
+        }
+        let source = benchmarks.count == 1 ? " (\(benchmarks[0].llavaScript))" : ""
+        return "LLaVA-1.5 evaluation settings\(source): " + parts.joined(separator: ", ")
+    }
+}
+
+extension GenerationFlags {
+    /// These flags with LLaVA's template and answer length for `benchmark` where none was given.
+    func llavaDefaults(for benchmark: BenchmarkName) -> GenerationFlags {
+        var g = self
+        if templateFlag == nil { g.template = LLaVAEvalSettings.template }
+        if maxTokensFlag == nil { g.maxTokens = benchmark.llavaMaxNewTokens }
+        return g
+    }
+}
+
+extension ImageOptions {
+    /// --image-mode, or LLaVA's padding when none was given.
+    var llavaDefault: ImageMode { imageModeFlag ?? LLaVAEvalSettings.imageMode }
 }
 
 /// How answers are produced, as recorded in every answer line (`model_id` and `metadata`) by
@@ -244,10 +308,10 @@ final class BenchmarkAsker {
         let decodeMs: Double
     }
 
-    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cacheBytes: Int) {
+    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cache: ImageCache) {
         self.pipeline = pipeline
         self.settings = settings
-        cache = ImageCache(budgetBytes: cacheBytes)
+        self.cache = cache
     }
 
     /// An image encoded for the language model (from the cache when it was seen before).

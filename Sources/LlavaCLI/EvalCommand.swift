@@ -52,10 +52,6 @@ struct EvalRun: ParsableCommand {
         --retry-failed is given; the run goes on and exits with status 1 at the end. Decoding is \
         greedy unless --temperature is given; the sampling seed defaults to 0 here (-s sets it), so \
         a resumed run samples as an uninterrupted one.
-
-        Examples:
-          llava eval --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers answers.jsonl --annotations Prompts/shapes/answers.jsonl --quiet
-          llava eval run --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers shard2.jsonl --shard 2/4 --merge pitome --ratio 0.9 --quiet
         """
     )
 
@@ -308,6 +304,10 @@ struct EvalMerge: ParsableCommand {
 
     func run() throws {
         do {
+            if AnswerKeyCheck.isAnswerKey(answers) {
+                throw CLIError("--answers: " + AnswerKeyCheck.message(answers) + "; the merge would replace it")
+            }
+            if let key = shards.first(where: AnswerKeyCheck.isAnswerKey) { throw CLIError(AnswerKeyCheck.message(key)) }
             let n = try AnswerMerger.merge(shards: shards, into: answers, settingsFields: evalSettingsFields)
             if !quiet { printErr("llava: eval merge: \(shards.count) file\(shards.count == 1 ? "" : "s"), \(n) answers → \(answers)") }
         } catch {
@@ -345,6 +345,7 @@ struct EvalScore: ParsableCommand {
         if benchmarkFlags.isSet { return try scoreBenchmark(benchmarkFlags, answers: answers, annotations: annotations, summary: summary) }
         guard let annotations else { throw fail(CLIError("give --annotations, or --benchmark and --data")) }
         try reportingErrors {
+            if AnswerKeyCheck.isAnswerKey(answers) { throw CLIError(AnswerKeyCheck.message(answers)) }
             let contents = try AnswerFileContents.read(answers)
             if contents.tornBytes > 0 {
                 printErr("llava: \(answers): ignoring an incomplete last line (\(contents.tornBytes) bytes)")
@@ -377,14 +378,50 @@ struct EvalScore: ParsableCommand {
                 "answers": .int(Int64(contents.records.count)), "missing": .int(Int64(missing)),
             ])
             object["scores"] = report.json
-            try writeSummary(object, to: summary ?? defaultSummaryPath(answers))
+            if let path = summary ?? defaultSummaryPath(answers, outside: [annotations, questions].compactMap { $0 }) {
+                try writeSummary(object, to: path)
+            }
         }
     }
+}
+
+/// The default summary of `answers` unless that would put it into the folder of one of
+/// `inputs` (a question file, an answer key, a benchmark folder): then nil, and a line on
+/// stderr says how to ask for it.
+func defaultSummaryPath(_ answers: String, outside inputs: [String]) -> String? {
+    let path = defaultSummaryPath(answers)
+    let folder = realPath(URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    for input in inputs {
+        var info = stat()
+        let isFolder = stat(input, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+        let inputFolder = isFolder ? input : URL(fileURLWithPath: input).deletingLastPathComponent().path
+        if let folder, folder == realPath(inputFolder) {
+            printErr("llava: eval: no summary written: \(path) would be beside \(input) (give --summary PATH to write one)")
+            return nil
+        }
+    }
+    return path
 }
 
 /// OUT.jsonl → OUT.summary.json (any other name gets .summary.json appended).
 func defaultSummaryPath(_ answers: String) -> String {
     (answers.hasSuffix(".jsonl") ? String(answers.dropLast(".jsonl".count)) : answers) + ".summary.json"
+}
+
+/// Refuses an output file that could not be written: its folder missing or read-only, or the
+/// path a folder.
+func checkWritable(_ path: String, what: String) throws {
+    var info = stat()
+    if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+        throw CLIError("\(path): cannot write \(what): it is a folder")
+    }
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    guard stat(folder, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+        throw CLIError("\(path): cannot write \(what): no such folder \(folder)")
+    }
+    guard access(folder, W_OK) == 0 else {
+        throw CLIError("\(path): cannot write \(what): the folder \(folder) is not writable")
+    }
 }
 
 /// Writes a summary JSON file (pretty-printed, replaced atomically).
@@ -612,4 +649,11 @@ struct RunTally {
     let elapsed: Double
     let started: Date
     let cache: ImageCache.Statistics
+}
+
+extension EvalRun: Exemplified {
+    static let examples = [
+        "llava eval --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers answers.jsonl --annotations Prompts/shapes/answers.jsonl --quiet",
+        "llava eval run --questions Prompts/shapes/questions.jsonl --image-folder Prompts/shapes/images --answers shard2.jsonl --shard 2/4 --merge pitome --ratio 0.9 --quiet",
+    ]
 }

@@ -15,7 +15,9 @@ struct EvalSweep: ParsableCommand {
         appended durably: running the same command again resumes every cell where it stopped. Image \
         embeddings are cached per setting. After every cell OUT/table.md, table.csv, table.json and plot.svg \
         are written again: one row per setting (visual tokens, mean time to first token), one column per \
-        benchmark's headline metric.
+        benchmark's headline metric. Benchmarks scored on their server (VQAv2 test-dev, VizWiz; also \
+        GQA, SEED and MMBench) get their upload file beside each cell's answers, \
+        OUT/cells/<setting>/<benchmark>.submission.json (.xlsx for MMBench).
 
         --shard I/N (or auto) answers only the I-th of N contiguous runs of cells (settings in order, \
         benchmarks within each) and writes no table; once every shard is done, the same command \
@@ -41,7 +43,7 @@ struct EvalSweep: ParsableCommand {
     @Option(name: .long, help: "Output folder.")
     var out: String
 
-    @Option(name: .long, help: "VQAv2 questions: val (scored locally) or test-dev (upload file only).")
+    @Option(name: .long, help: "VQAv2 questions: val (scored locally) or test-dev (no score: each cell writes the upload file, OUT/cells/<setting>/vqav2.submission.json).")
     var split: VQAv2Benchmark.Split = .val
 
     @Option(name: .long, help: "Memory for cached image embeddings per setting, in MiB.")
@@ -106,7 +108,7 @@ struct EvalSweep: ParsableCommand {
         let entries = try entries()
         let questions = try entries.map { try $0.adapter.questions() }
         let directory = try model.resolve()
-        let template = try ConversationTemplate.load(generation.template)
+        if !quiet { printErr("llava: eval sweep: " + LLaVAEvalSettings.line(entries.map(\.adapter.name), generation: generation, image: imageOptions)) }
         let pipeline = try model.loadPipeline(directory)
         let plan = try BenchmarkPlan(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [],
                                      config: pipeline.model.config)
@@ -116,17 +118,20 @@ struct EvalSweep: ParsableCommand {
         let shard = try sharding.resolved()
         let mine = shard.map { Set($0.range(total: plan.settings.count * entries.count)) }
         var failed = 0
-        var table = SweepTable(benchmarks: entries.map { ($0.label, $0.adapter.name) })
+        let metrics = entries.map { $0.adapter.name == .vqav2 && split == .testDev ? nil : $0.adapter.name.primaryMetric }
+        var table = SweepTable(benchmarks: zip(entries, metrics).map { ($0.label, $0.adapter.name, $1) })
         for (settingIndex, setting) in plan.settings.enumerated() {
-            let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
-                                             generation: generation, merge: setting.merge)
-            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cacheBytes: Int(imageCacheMb * 1_048_576))
+            let cache = ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576))
             let folder = out + "/cells/" + SweepTable.folderName(setting)
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             var row = SweepTable.Row(setting: setting)
             for (entryIndex, (entry, asked)) in zip(entries, questions).enumerated() {
                 if let mine, !mine.contains(settingIndex * entries.count + entryIndex) { continue }
                 let answers = folder + "/" + entry.label + ".jsonl"
+                let generation = generation.llavaDefaults(for: entry.adapter.name)
+                let recorded = try BenchmarkSettings(modelDirectory: directory, template: ConversationTemplate.load(generation.template),
+                                                     imageMode: imageOptions.llavaDefault, generation: generation, merge: setting.merge)
+                let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: cache)
                 let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
                 let pending = cell.pending(asked)
                 if !quiet {
@@ -139,6 +144,9 @@ struct EvalSweep: ParsableCommand {
                 summary["benchmark"] = .string(entry.label)
                 summary["setting"] = .string(setting.label)
                 try writeSummary(summary, to: folder + "/" + entry.label + ".summary.json")
+                if score.submission != nil {
+                    try score.writeSubmission(to: folder + "/" + entry.label + (entry.adapter.name == .mmbench ? ".submission.xlsx" : ".submission.json"))
+                }
                 row.scores[entry.label] = score
                 row.ttft += try SweepTable.ttfts(answers)
                 if shard == nil {
@@ -167,10 +175,14 @@ struct SweepTable {
         var meanTTFT: Double? { ttft.isEmpty ? nil : ttft.reduce(0, +) / Double(ttft.count) }
     }
 
-    let benchmarks: [(label: String, name: BenchmarkName)]
+    /// Each column: its label, benchmark and headline metric (nil: none is computed locally, as
+    /// for VizWiz and VQAv2 test-dev, whose cells give only the upload file).
+    let benchmarks: [(label: String, name: BenchmarkName, metric: String?)]
     var rows: [Row] = []
 
-    init(benchmarks: [(String, BenchmarkName)]) { self.benchmarks = benchmarks.map { (label: $0.0, name: $0.1) } }
+    init(benchmarks: [(String, BenchmarkName, String?)]) {
+        self.benchmarks = benchmarks.map { (label: $0.0, name: $0.1, metric: $0.2) }
+    }
 
     mutating func put(_ row: Row) {
         if let i = rows.firstIndex(where: { $0.setting == row.setting }) { rows[i] = row } else { rows.append(row) }
@@ -189,14 +201,14 @@ struct SweepTable {
         }
     }
 
-    func value(_ row: Row, _ b: (label: String, name: BenchmarkName)) -> Double? {
-        guard let metric = b.name.primaryMetric else { return nil }
+    func value(_ row: Row, _ b: (label: String, name: BenchmarkName, metric: String?)) -> Double? {
+        guard let metric = b.metric else { return nil }
         return row.scores[b.label]?.headline[metric]?.numberValue
     }
 
     var header: [String] {
         ["method", "ratio", "keep", "visual tokens", "TTFT ms"] + benchmarks.map { b in
-            b.label + (b.name.primaryMetric.map { " " + $0 } ?? "")
+            b.label + (b.metric.map { " " + $0 } ?? "")
         }
     }
 
@@ -224,7 +236,7 @@ struct SweepTable {
             "model": .string(model),
             "benchmarks": .array(benchmarks.map { b in
                 .object(["label": .string(b.label), "benchmark": .string(b.name.rawValue),
-                         "metric": b.name.primaryMetric.map { .string($0) } ?? .null])
+                         "metric": b.metric.map { .string($0) } ?? .null])
             }),
             "rows": .array(rows.map { row in
                 let s = row.setting
@@ -246,7 +258,7 @@ struct SweepTable {
         let baseline = rows.first { $0.setting.method == "none" }
         let methods = rows.map(\.setting.method).filter { $0 != "none" }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         var panels: [PlotPanel] = []
-        for b in benchmarks where b.name.primaryMetric != nil {
+        for b in benchmarks where b.metric != nil {
             var series: [PlotSeries] = []
             for m in methods.isEmpty ? ["none"] : methods {
                 var points = rows.filter { $0.setting.method == m }.compactMap { r in value(r, b).map { (x: Double(r.setting.plannedTokens), y: $0) } }
@@ -255,7 +267,7 @@ struct SweepTable {
                 if !points.isEmpty { series.append(PlotSeries(name: m, points: points)) }
             }
             if !series.isEmpty {
-                panels.append(PlotPanel(id: b.label, title: b.label, yLabel: b.name.primaryMetric!, series: series))
+                panels.append(PlotPanel(id: b.label, title: b.label, yLabel: b.metric!, series: series))
             }
         }
         return Chart(title: "Benchmarks against visual tokens", subtitle: "one line per merge method", xLabel: "visual tokens",

@@ -13,9 +13,6 @@ struct Llava: ParsableCommand {
         discussion: """
         Without --model, the small model shipped in Models/shapes-llava is used. Paths under ~/ in \
         the examples stand for a real LLaVA-1.5 checkpoint folder.
-        Examples:
-          llava ask --image Prompts/shapes/images/shapes_0000.png "What color is the cross?"
-          llava ask --model ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 "Describe the image."
         """,
         version: version,
         subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self, Quantize.self]
@@ -32,11 +29,16 @@ struct Llava: ParsableCommand {
         if let problem = KernelPath.environmentProblem { printErr("llava: warning: \(problem)") }
         let arguments = ArgumentCheck.joiningNegativeValues(Array(CommandLine.arguments.dropFirst()))
         do {
+            try ArgumentCheck.rejectUnknownHelpTopic(arguments)
             try ArgumentCheck.rejectUnknownAndRepeatedOptions(arguments)
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             // Help and --version come here too (as errors that exit cleanly).
+            if exitCode(for: error) == .success, !(error is ExitCode), let command = HelpExamples.command(for: arguments) {
+                StandardStream.output.write(Llava.fullMessage(for: error) + "\n" + HelpExamples.section(for: command))
+                Foundation.exit(0)
+            }
             if exitCode(for: error) == .success || error is ExitCode { exit(withError: error) }
             let message = ArgumentCheck.message(for: error, arguments: arguments)
             if message.isEmpty { exit(withError: error) }
@@ -44,4 +46,11 @@ struct Llava: ParsableCommand {
             Foundation.exit(1)
         }
     }
+}
+
+extension Llava: Exemplified {
+    static let examples = [
+        "llava ask --image Prompts/shapes/images/shapes_0000.png \"What color is the cross?\"",
+        "llava ask --model ~/llava-1.5-7b-hf --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 \"Describe the image.\"",
+    ]
 }

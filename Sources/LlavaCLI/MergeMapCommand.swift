@@ -22,10 +22,6 @@ struct MergeMap: ParsableCommand {
         patch into every token, so it has no map.
 
         --out names a .png or an .svg file (the SVG holds the same picture).
-
-        Examples:
-          llava merge-map --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 --out map.png
-          llava merge-map --image Prompts/shapes/images/shapes_0000.png --side-by-side pitome,tome --keep 16 --out f.png
         """
     )
 
@@ -401,4 +397,11 @@ enum BitmapFont {
             }
         }
     }
+}
+
+extension MergeMap: Exemplified {
+    static let examples = [
+        "llava merge-map --image Prompts/shapes/images/shapes_0000.png --merge pitome --ratio 0.9 --out map.png",
+        "llava merge-map --image Prompts/shapes/images/shapes_0000.png --side-by-side pitome,tome --keep 16 --out f.png",
+    ]
 }

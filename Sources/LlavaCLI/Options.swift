@@ -16,12 +16,11 @@ struct ModelOptions: ParsableArguments {
     var quantize: WeightQuantization = .none
 
     @Option(name: .long, help: "Vision tower and projector weights: none (as stored, exact) or q8 (int8, as --quantize).")
-    var quantizeVision: WeightQuantization = .none
+    var quantizeVision: VisionQuantization = .none
 
     func validate() throws {
         if let model, model.isEmpty { throw ValidationError("--model is empty: give a checkpoint folder (or leave --model out for the shipped model)") }
         if let bad = threads?.values.first(where: { $0 < 1 }) { throw invalid("--threads", "at least 1", bad) }
-        if quantizeVision == .q4 { throw invalid("--quantize-vision", "none or q8", quantizeVision.rawValue) }
     }
 
     /// Applies --threads and resolves the model folder. Only `llava bench` takes several counts
@@ -41,11 +40,11 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
     func loadPipeline(_ directory: String) throws -> LlavaPipeline {
-        guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision) }
+        guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision.weights) }
         let start = Date()
         let progress = ProgressLine()
         let pipeline = try LlavaPipeline(directory: directory, quantization: quantize,
-                                         visionQuantization: quantizeVision) { done, total in
+                                         visionQuantization: quantizeVision.weights) { done, total in
             progress.update("llava: quantizing the language model to \(quantize.rawValue): layer \(done)/\(total)")
         }
         progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantize.rawValue,
@@ -56,10 +55,22 @@ struct ModelOptions: ParsableArguments {
 
 extension WeightQuantization: ExpressibleByArgument {}
 
+/// The weight formats the vision tower takes (4-bit blocks are for the language model only).
+enum VisionQuantization: String, CaseIterable, ExpressibleByArgument {
+    case none, q8
+
+    var weights: WeightQuantization { self == .q8 ? .q8 : .none }
+}
+
 /// Image preprocessing choice.
 struct ImageOptions: ParsableArguments {
-    @Option(name: .long, help: "Image preprocessing: crop (transformers' CLIPImageProcessor) or pad (original LLaVA: pad to a square with the mean colour).")
-    var imageMode: ImageMode = .crop
+    @Option(name: .customLong("image-mode"), help: ArgumentHelp("Image preprocessing: crop (transformers' CLIPImageProcessor) or pad (original LLaVA: pad to a square with the mean colour). Default: crop; pad for benchmark runs (eval --benchmark, eval sweep).", valueName: "image-mode"))
+    var imageModeFlag: ImageMode?
+
+    var imageMode: ImageMode {
+        get { imageModeFlag ?? .crop }
+        set { imageModeFlag = newValue }
+    }
 }
 
 extension ImageMode: ExpressibleByArgument {}
@@ -111,8 +122,13 @@ extension MergeMetric: ExpressibleByArgument {}
 
 /// Decoding settings (llama.cpp's names where it has them).
 struct GenerationFlags: ParsableArguments {
-    @Option(name: [.customShort("n"), .long], help: "Maximum number of new tokens.")
-    var maxTokens = 256
+    @Option(name: [.customShort("n"), .customLong("max-tokens")], help: ArgumentHelp("Maximum number of new tokens. Default: 256; for benchmark runs (eval --benchmark, eval sweep), that of the benchmark's LLaVA-1.5 script.", valueName: "max-tokens"))
+    var maxTokensFlag: Int?
+
+    var maxTokens: Int {
+        get { maxTokensFlag ?? 256 }
+        set { maxTokensFlag = newValue }
+    }
 
     @Option(name: [.long, .customLong("temp")], help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0
@@ -141,8 +157,13 @@ struct GenerationFlags: ParsableArguments {
     @Flag(name: .long, help: "Keep generating after the end-of-sequence token (answers run to -n or the end of the context).")
     var ignoreEos = false
 
-    @Option(name: .long, help: "Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path.")
-    var template = "llava-hf"
+    @Option(name: .customLong("template"), help: ArgumentHelp("Conversation template: a name from Prompts/templates (llava-hf, llava-v1) or a .json path. Default: llava-hf; llava-v1 (LLaVA's vicuna_v1) for benchmark runs (eval --benchmark, eval sweep).", valueName: "template"))
+    var templateFlag: String?
+
+    var template: String {
+        get { templateFlag ?? "llava-hf" }
+        set { templateFlag = newValue }
+    }
 
     func validate() throws {
         if maxTokens < 1 { throw invalid("--max-tokens", "at least 1", maxTokens) }

@@ -107,7 +107,9 @@ enum ChartDrawing {
         let plotH = panelHeight - 30
         let px0 = left, py0 = y0 + 30, py1 = py0 + plotH
         let ys = p.series.flatMap { $0.points.map(\.y) }
-        let yDomain = p.yRange ?? 0...niceCeiling(max(ys.max() ?? 1, 1e-9) * 1.08)
+        // A panel whose values are all 0 gets 0 … 1 (a vanishing range would repeat the label "0").
+        let highest = ys.max() ?? 0
+        let yDomain = p.yRange ?? 0...(highest > 0 ? niceCeiling(highest * 1.08) : 1)
         let yTicks = niceTicks(yDomain.lowerBound, yDomain.upperBound)
         func sx(_ x: Double) -> Double { px0 + (x - xDomain.lowerBound) / (xDomain.upperBound - xDomain.lowerBound) * plotW }
         func sy(_ y: Double) -> Double { py1 - (y - yDomain.lowerBound) / (yDomain.upperBound - yDomain.lowerBound) * plotH }

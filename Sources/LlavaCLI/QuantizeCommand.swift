@@ -13,10 +13,6 @@ struct Quantize: ParsableCommand {
         Sources/LLaVA/Quantization.swift); every other tensor is copied as stored, and the \
         config, tokenizer and preprocessor files are copied. The folder then loads by memory \
         map: `--model OUT` needs no --quantize flag.
-
-        Examples:
-          llava quantize --model ~/llava-1.5-7b-hf --out ~/llava-1.5-7b-q4 --type q4
-          llava quantize --model ~/llava-1.5-7b-hf --out ~/llava-1.5-7b-q8 --type q8 --vision q8
         """
     )
 
@@ -53,4 +49,11 @@ struct Quantize: ParsableCommand {
                                    vision == .none ? "" : ", vision \(vision.rawValue)", Date().timeIntervalSince(start)))
         }
     }
+}
+
+extension Quantize: Exemplified {
+    static let examples = [
+        "llava quantize --model ~/llava-1.5-7b-hf --out ~/llava-1.5-7b-q4 --type q4",
+        "llava quantize --model ~/llava-1.5-7b-hf --out ~/llava-1.5-7b-q8 --type q8 --vision q8",
+    ]
 }

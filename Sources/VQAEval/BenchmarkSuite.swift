@@ -42,6 +42,35 @@ public enum BenchmarkName: String, CaseIterable, Sendable {
         }
     }
 
+    /// The answer length LLaVA-1.5 evaluates this benchmark with: its `scripts/v1_5/eval/*.sh`
+    /// pass no `--max_new_tokens`, so it is the default of the answering script they call
+    /// (`model_vqa_loader.py`: 128; `model_vqa_mmbench.py` and `model_vqa_science.py`: 1024).
+    /// COCO captions and plain question files are answered as `model_vqa_loader.py` does.
+    public var llavaMaxNewTokens: Int {
+        switch self {
+        case .mmbench, .scienceqa: 1024
+        default: 128
+        }
+    }
+
+    /// The LLaVA-1.5 script these settings come from.
+    public var llavaScript: String {
+        switch self {
+        case .vqav2, .gqa, .vizwiz, .textvqa, .pope, .mme, .mmbench, .seed: "scripts/v1_5/eval/\(rawValue).sh"
+        case .scienceqa: "scripts/v1_5/eval/sqa.sh"
+        case .cocoCaption, .questionFile: "llava/eval/model_vqa_loader.py"
+        }
+    }
+
+    /// Whether scoring gives a file for the benchmark's server (`--submission`).
+    public func hasSubmission(vqav2Split: VQAv2Benchmark.Split) -> Bool {
+        switch self {
+        case .vqav2: vqav2Split == .testDev
+        case .vizwiz, .gqa, .seed, .mmbench: true
+        default: false
+        }
+    }
+
     /// Folder names tried under a data root: LLaVA's `playground/data/eval` names first.
     public var folderNames: [String] {
         switch self {
@@ -132,6 +161,20 @@ public struct BenchmarkScore: Sendable {
             return rows.map { PythonJSON.dumps($0) + "\n" }.joined()
         }
         return PythonJSON.dumps(content)
+    }
+
+    /// Writes the submission file to `path`: MMBench's `.xlsx` workbook, the others' JSON text.
+    public func writeSubmission(to path: String) throws {
+        guard let content = submission else { return }
+        if case .object(let table) = content, let columns = table["columns"]?.arrayValue,
+           let rows = table["rows"]?.arrayValue {
+            return try Spreadsheet.write(columns: columns, rows: rows.map { $0.arrayValue ?? [] }, to: path)
+        }
+        do {
+            try Data(submissionText(content).utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw BenchmarkFileError(path, "cannot write the submission: \(error.localizedDescription)")
+        }
     }
 
     /// The summary file: `benchmark`, `headline`, `metrics`, then the answer counts.

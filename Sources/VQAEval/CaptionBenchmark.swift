@@ -1,3 +1,5 @@
+import Foundation
+
 /// COCO captions, Karpathy test split, as lmms-eval's `coco_karpathy_test` scores it: the image
 /// id is the number at the end of the file name (the answer's `question_id`), the references are
 /// the row's `sentences`, and BLEU-1..4, ROUGE-L and CIDEr-D come from `CaptionMetrics`
@@ -10,22 +12,50 @@ public struct CaptionBenchmark: BenchmarkAdapter {
 
     public init(folder: String) { self.folder = folder }
 
+    /// A row of the test split: lmms-eval's (`sentences` as strings) or Karpathy's own
+    /// (`sentences` as objects with `raw`), read as they are.
     struct Row: Decodable {
         let filename: String
         let filepath: String?
-        let sentences: [String]
+        let split: String?
+        let sentences: [Sentence]
+        var captions: [String] { sentences.map(\.raw) }
     }
 
+    struct Sentence: Decodable {
+        let raw: String
+        enum Keys: String, CodingKey { case raw }
+        init(from decoder: Decoder) throws {
+            if let text = try? decoder.singleValueContainer().decode(String.self) {
+                raw = text
+            } else {
+                raw = try decoder.container(keyedBy: Keys.self).decode(String.self, forKey: .raw)
+            }
+        }
+    }
+
+    /// The test rows: `coco_karpathy_test.jsonl`, else the `test` rows of Karpathy's `dataset_coco.json`.
+    func rows() throws -> [Row] {
+        if !FileManager.default.fileExists(atPath: path(Self.rowsFile)),
+           FileManager.default.fileExists(atPath: path(Self.karpathyFile)) {
+            return try ReleaseFile.decode(KarpathyRows.self, path(Self.karpathyFile)).images.filter { ($0.split ?? "test") == "test" }
+        }
+        return try ReleaseFile.decodeLines(Row.self, path(Self.rowsFile))
+    }
+
+    public static let karpathyFile = "dataset_coco.json"
+
+    struct KarpathyRows: Decodable { let images: [Row] }
+
     public func questions() throws -> [BenchmarkItem] {
-        try ReleaseFile.decodeLines(Row.self, path(Self.rowsFile)).map { row in
+        try rows().map { row in
             BenchmarkItem(id: .string(row.filename), image: .file(path((row.filepath ?? "val2014") + "/" + row.filename)),
                               text: Self.prompt)
         }
     }
 
     public func score(_ answers: AnswerSet) throws -> BenchmarkScore {
-        let rows = try ReleaseFile.decodeLines(Row.self, path(Self.rowsFile))
-        return try Self.score(answers, references: rows.map { ($0.filename, $0.sentences) })
+        try Self.score(answers, references: rows().map { ($0.filename, $0.captions) })
     }
 
     /// Scores captions against references given as (file name, reference captions).
@@ -64,7 +94,7 @@ public struct CaptionBenchmark: BenchmarkAdapter {
     /// `coco_karpathy_test.jsonl`-style file, for scoring a caption file without a benchmark folder.
     public static func references(annotations path: String) throws -> [(file: String, captions: [String])] {
         if path.pythonHasSuffix(".jsonl") {
-            return try ReleaseFile.decodeLines(Row.self, path).map { ($0.filename, $0.sentences) }
+            return try ReleaseFile.decodeLines(Row.self, path).map { ($0.filename, $0.captions) }
         }
         let data = try ReleaseFile.decode(KarpathyDataset.self, path)
         return data.images.filter { ($0.split ?? "test") == "test" }.map { ($0.filename, $0.sentences.map(\.raw)) }

@@ -113,7 +113,40 @@ public struct MMBenchBenchmark: BenchmarkAdapter {
             headline: ["circular_accuracy_vlmevalkit": vlmJSON["Overall"] ?? .double(0),
                        "circular_accuracy_lmms_eval_static": lmmsJSON["overall"] ?? .double(0)],
             metrics: ["vlmevalkit_exact_matching": .object(vlmJSON), "lmms_eval_static": .object(lmmsJSON)],
-            questions: rows.count, unanswered: unanswered)
+            questions: rows.count, unanswered: unanswered, submission: try submissionTable(answers))
+    }
+
+    /// The columns LLaVA's `convert_mmbench_for_submission.py` drops from the question table.
+    static let droppedColumns = ["hint", "category", "source", "image", "comment", "l2-category"]
+
+    /// The table `convert_mmbench_for_submission.py` uploads (`to_excel`): the question table
+    /// without `droppedColumns`, a `prediction` column inserted at position 6 holding the text of
+    /// the answer line whose `question_id` is the row's index (the last such line; empty when
+    /// none). Cells of a column whose every value reads as a number are numbers, as pandas reads
+    /// them; missing values are empty. `{"columns": [...], "rows": [[...]]}`.
+    func submissionTable(_ answers: AnswerSet) throws -> JSONValue {
+        let table = try TSV.read(path(Self.table))
+        let kept = table.header.indices.filter { !Self.droppedColumns.contains(table.header[$0]) }
+        let numeric = Set(kept.filter { c in
+            table.rows.allSatisfy { row in c >= row.count || Self.isNone(row[c]) || Double(row[c].pythonStripped()) != nil }
+        })
+        let indexColumn = table.header.firstIndex(of: "index")
+        var columns = kept.map { JSONValue.string(table.header[$0]) }
+        let at = min(6, columns.count)
+        columns.insert(.string("prediction"), at: at)
+        let rows: [JSONValue] = table.rows.map { cells in
+            var out: [JSONValue] = kept.map { c in
+                let text = c < cells.count ? cells[c] : ""
+                if Self.isNone(text) { return .null }
+                guard numeric.contains(c) else { return .string(text) }
+                if let i = Int64(text.pythonStripped()) { return .int(i) }
+                return .double(Double(text.pythonStripped())!)
+            }
+            let index = indexColumn.flatMap { $0 < cells.count ? Int64(cells[$0].pythonStripped()) : nil }
+            out.insert(index.flatMap { answers.byID[.int($0)] }.map { .string($0.text) } ?? .null, at: at)
+            return .array(out)
+        }
+        return .object(["columns": .array(columns), "rows": .array(rows)])
     }
 
     /// VLMEvalKit's `prefetch_circular_group` under exact matching: every copy must read as its letter.

@@ -32,6 +32,12 @@ public struct SEEDBenchmark: BenchmarkAdapter {
         return .string(s)
     }
 
+    /// The answer to a release question, looked up as the official converter's upload loop
+    /// does: under the id as the release writes it (a string), else under its integer.
+    static func answer(_ id: String, in answers: AnswerSet) -> ModelAnswer? {
+        answers.usable(.string(id)) ?? answers.usable(answerID(id))
+    }
+
     /// lmms-eval's reading: the stripped text's first character.
     static func lmmsRight(_ text: String, answer: String) -> Bool {
         var pred = text.pythonStripped()
@@ -50,7 +56,7 @@ public struct SEEDBenchmark: BenchmarkAdapter {
         var upload: [JSONValue] = []
         for q in data.questions {
             let id = Self.answerID(q.question_id)
-            let answer = answers.usable(id)
+            let answer = Self.answer(q.question_id, in: answers)
             if answer == nil { unanswered.append(id) }
             let right = answer.map { $0.text.pyEquals(q.answer) } ?? false
             let lmms = answer.map { Self.lmmsRight($0.text, answer: q.answer) } ?? false

@@ -1,3 +1,5 @@
+import Foundation
+
 /// VQAv2. On test-dev the score is the upload file LLaVA's `convert_vqav2_for_submission.py`
 /// writes: one row per question of `llava_vqav2_mscoco_test2015.jsonl`, the answer through the
 /// EvalAI processor, `""` when unanswered. On val (the release's questions and annotations with
@@ -27,15 +29,59 @@ public struct VQAv2Benchmark: BenchmarkAdapter {
     public func questions() throws -> [BenchmarkItem] {
         switch split {
         case .testDev: try llavaQuestions(Self.testDevQuestions, imageFolder: "test2015")
-        case .val: try llavaQuestions(Self.valQuestions, imageFolder: "val2014")
+        case .val: try valQuestions()
         }
     }
 
-    public func score(_ answers: AnswerSet) throws -> BenchmarkScore {
-        switch split {
-        case .testDev: try scoreTestDev(answers)
-        case .val: try scoreVal(answers)
+    /// LLaVA's val question file, or, when the folder has only the release's
+    /// `v2_OpenEnded_mscoco_val2014_questions.json`, the same questions built from it as LLaVA
+    /// words them (the question, then the single-word instruction; image `COCO_val2014_<id>.jpg`).
+    func valQuestions() throws -> [BenchmarkItem] {
+        if FileManager.default.fileExists(atPath: path(Self.valQuestions)) {
+            return try llavaQuestions(Self.valQuestions, imageFolder: "val2014")
         }
+        guard FileManager.default.fileExists(atPath: path(Self.valReleaseQuestions)) else {
+            throw BenchmarkFileError(path(Self.valQuestions), "no such file, and no \(Self.valReleaseQuestions) to build it from (VQAv2's val questions from visualqa.org)")
+        }
+        return try ReleaseFile.decode(ReleaseQuestions.self, path(Self.valReleaseQuestions)).questions.map { q in
+            let image = "COCO_val2014_" + String(repeating: "0", count: max(0, 12 - String(q.image_id).count)) + String(q.image_id) + ".jpg"
+            return BenchmarkItem(id: .int(q.question_id), image: .file(path("val2014/" + image)),
+                                 text: q.question + "\n" + Self.instruction, category: "default")
+        }
+    }
+
+    /// The instruction LLaVA puts after every VQAv2 question.
+    public static let instruction = "Answer the question using a single word or phrase."
+
+    struct ReleaseQuestions: Decodable {
+        struct Question: Decodable {
+            let image_id: Int64
+            let question: String
+            let question_id: Int64
+        }
+        let questions: [Question]
+    }
+
+    public func score(_ answers: AnswerSet) throws -> BenchmarkScore {
+        try checkSplit(answers)
+        switch split {
+        case .testDev: return try scoreTestDev(answers)
+        case .val: return try scoreVal(answers)
+        }
+    }
+
+    /// Refuses an answer file none of whose answers is to a question of this split, naming the
+    /// split the answers belong to when it is the other one.
+    func checkSplit(_ answers: AnswerSet) throws {
+        guard !answers.answers.isEmpty else { return }
+        let mine = Set(try questions().map(\.id))
+        guard !answers.answers.contains(where: { mine.contains($0.id) }) else { return }
+        let other: Split = split == .testDev ? .val : .testDev
+        let theirs = Set((try? VQAv2Benchmark(folder: folder, split: other).questions().map(\.id)) ?? [])
+        if answers.answers.contains(where: { theirs.contains($0.id) }) {
+            throw BenchmarkFileError(answers.path, "the answers are to VQAv2 \(other.rawValue) questions, none to \(split.rawValue) ones: give --split \(other.rawValue)")
+        }
+        throw BenchmarkFileError(answers.path, "no answer is to a VQAv2 \(split.rawValue) question of \(folder)")
     }
 
     func scoreTestDev(_ answers: AnswerSet) throws -> BenchmarkScore {

@@ -59,7 +59,9 @@ final class ChatCommandTests: XCTestCase {
         // 256 positions: a long answer fills the context, the next question does not fit.
         let r = try CLI.run(["chat", "--model", CLI.fixtures + "/mha-f32-legacy", "--image", CLI.fixtures + "/images/square-56.png",
                              "-n", "400", "--ignore-eos"], stdin: "Describe it.\nMore?\n/clear\nMore?\n")
-        XCTAssertEqual(r.status, 0, r.stderr)
+        // Piped: the conversation goes on, and the run fails at the end.
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderrLines.last, "llava: error: the context (256 tokens) ran out: 3 turns were cut short or refused", r.stderr)
         XCTAssertTrue(r.stderr.contains("context is full"), r.stderr)
         XCTAssertTrue(r.stderr.contains("/clear"), r.stderr)
         XCTAssertEqual(r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.count, 2, r.stderr)
@@ -116,7 +118,9 @@ final class ChatTerminalTests: XCTestCase {
         // A 256-position context and answers that run to its end.
         let r = try CLI.run(["chat", "--model", CLI.fixtures + "/mha-f32-legacy", "--image", CLI.fixtures + "/images/square-56.png",
                              "-n", "400", "--ignore-eos"], stdin: "Describe it.\nMore?\n/clear\nMore?\n")
-        XCTAssertEqual(r.status, 0, r.stderr)
+        // Piped: the conversation goes on, and the run fails at the end.
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderrLines.last, "llava: error: the context (256 tokens) ran out: 3 turns were cut short or refused", r.stderr)
         let contexts = r.stderrLines.filter { $0.hasPrefix("llava: prompt ") }.compactMap { $0.components(separatedBy: "context ").last }
         XCTAssertEqual(contexts, ["256/256", "256/256"], r.stderr)
         // -c caps the conversation below the model's context.
