@@ -54,10 +54,11 @@ let package = Package(
             dependencies: ["LLaVA", "VQAEval", "CCairo", "CEditLine",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Test support for every test target: fixture paths, fixture JSON without force casts, array assertions.
         .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "FixtureLocations"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "FixtureLocations"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
         .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations",

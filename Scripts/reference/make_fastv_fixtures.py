@@ -4,7 +4,7 @@ selection inside a transformers forward pass of the small random-weight LLaVA ch
 
 Usage (from the repository root; rewrites ``Tests/Fixtures/fastv/cases.json``)::
 
-    python3 Scripts/reference/make_fastv_fixtures.py --fastv-repo PATH [--shared ../shared/fixtures]
+    python3 Scripts/reference/make_fastv_fixtures.py --fastv-repo PATH
 
 ``PATH`` is the official repository pkunlp-icler/FastV, a checkout or a git directory (a bare
 clone or mirror: the file is read with ``git show HEAD:<file>``). Nothing of it is copied here:
@@ -23,8 +23,8 @@ every cached key of each layer.
 Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' transformers safetensors
 sentencepiece pillow`` (made with torch 2.13.0+cpu, transformers 5.24). Runs in seconds.
 
-Each case in ``cases.json``: model folder (``llava/<name>`` under Tests/Fixtures, or
-``shared:<path>`` under the shared fixtures), image, prompt ids, ``layer`` (FastV's K),
+Each case in ``cases.json``: model folder (relative to Tests/Fixtures: ``llava/<name>`` or
+``reference/llava-small/model``), image, prompt ids, ``layer`` (FastV's K),
 ``fastv_r`` (the official fraction dropped) and ``keep`` (round(N·(1 − fastv_r))), the
 head-averaged attention of the last prompt token over the image tokens (``scores``), the kept
 image tokens (``kept``, indices among the image tokens, increasing), the KV length of every layer
@@ -153,7 +153,6 @@ def run_case(block, model, processor, image_path, prompt_ids, layer, fastv_r):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fastv-repo", required=True, help="the official pkunlp-icler/FastV (checkout or git directory)")
-    parser.add_argument("--shared", default=os.path.join("..", "shared", "fixtures"), help="the shared fixtures folder")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -166,7 +165,7 @@ def main():
         c = next(c for c in expected if c["model"] == model and c["question"] == question)
         return c["prompt_ids"], "llava/" + c["image"]
 
-    with open(os.path.join(args.shared, "llava-small", "expected.jsonl")) as f:
+    with open(os.path.join(project, "reference", "llava-small", "expected.jsonl")) as f:
         small = json.loads(f.readline())
     plans = [
         # (model folder, (prompt ids, image), K, fastv_r)
@@ -175,12 +174,12 @@ def main():
         ("llava/gqa-f16-v5", project_case("gqa-f16-v5", "What is written at position 42, and why?"), 2, 2 / 3),
         ("llava/gqa-f16-v5", project_case("gqa-f16-v5", "What is written at position 42, and why?"), 1, 4 / 9),
         ("llava/full-layer-last", project_case("full-layer-last", "How many circles are in the image?"), 2, 0.6),
-        ("shared:llava-small/model", (small["result"]["prompt_ids"], "shared:llava-small/shapes.png"), 2, 0.75),
-        ("shared:llava-small/model", (small["result"]["prompt_ids"], "shared:llava-small/shapes.png"), 3, 0.875),
+        ("reference/llava-small/model", (small["result"]["prompt_ids"], "reference/llava-small/shapes.png"), 2, 0.75),
+        ("reference/llava-small/model", (small["result"]["prompt_ids"], "reference/llava-small/shapes.png"), 3, 0.875),
     ]
 
     def resolve(name):
-        return os.path.join(args.shared, name[len("shared:"):]) if name.startswith("shared:") else os.path.join(project, name)
+        return os.path.join(project, name)
 
     cases = []
     for model_name, (prompt_ids, image), layer, fastv_r in plans:

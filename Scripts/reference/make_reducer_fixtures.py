@@ -243,7 +243,7 @@ def load_llava_small(model_dir):
     return model, pixels
 
 
-# transformers' LlavaForConditionalGeneration (eager attention) on ../shared/fixtures/llava-small:
+# transformers' LlavaForConditionalGeneration (eager attention) on Tests/Fixtures/reference/llava-small:
 # the feature layer's hidden states, attention and keys (a hook on its k_proj, averaged over heads
 # as visionzip/utils.py does) go to the official VisionZip forward; the unreduced projector output
 # goes to the official DivPrune. Fixture `llava_small_end_to_end`: visionzip_k{K} [K + 1, C] (the
@@ -377,7 +377,7 @@ def prumerge_fixtures(repo):
 
 
 # Fixture `prumerge_plus_llava_small`: the official function run on the real tower of
-# ../shared/fixtures/llava-small (transformers, eager attention) with its shapes.png, the hooks on
+# Tests/Fixtures/reference/llava-small (transformers, eager attention) with its shapes.png, the hooks on
 # the layer after the feature layer: features [M + 1, C] (the official output, before the
 # projector), embeddings [M + 1, D] (the projector on them), kept [M, 1].
 @torch.no_grad()
@@ -407,8 +407,9 @@ def main():
     parser.add_argument("--visionzip", help="dvlab-research/VisionZip checkout or git directory")
     parser.add_argument("--pitome", help="hchautran/PiToMe checkout or git directory")
     parser.add_argument("--prumerge", help="42Shawn/LLaVA-PruMerge checkout or git directory")
-    parser.add_argument("--llava-small", default=os.path.join("..", "shared", "fixtures", "llava-small", "model"),
-                        help="the shared small random LLaVA checkpoint (default: ../shared/fixtures/llava-small/model)")
+    parser.add_argument("--llava-small", default=os.path.join("Tests", "Fixtures", "reference", "llava-small", "model"),
+                        help="the small random LLaVA checkpoint (default: Tests/Fixtures/reference/llava-small/model, "
+                             "made by make_llava_small_fixture.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)

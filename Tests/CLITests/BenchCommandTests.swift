@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import Imaging
 import XCTest
@@ -6,8 +7,10 @@ import FoundationXML
 #endif
 
 final class BenchCommandTests: XCTestCase {
-    static let model = CLI.sharedFixtures + "/llava-small/model"
-    static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
+    override func setUpWithError() throws { try FixtureLocations.requireReference("llava-small") }
+
+    static let model = CLI.referenceFixtures + "/llava-small/model"
+    static let image = CLI.referenceFixtures + "/llava-small/shapes.png"
 
     func scratch() throws -> String {
         let dir = NSTemporaryDirectory() + "llava-bench-\(UUID().uuidString)"
@@ -16,22 +19,19 @@ final class BenchCommandTests: XCTestCase {
         return dir
     }
 
-    /// Visual tokens per (method, ratio) from the shared reference fixture (transformers + official merge code).
+    /// Visual tokens per (method, ratio) from the reference fixture (transformers + official merge code).
     func referenceTokens() throws -> [String: Int] {
         var out: [String: Int] = [:]
-        let text = try String(contentsOfFile: CLI.sharedFixtures + "/llava-small/expected.jsonl", encoding: .utf8)
-        for line in text.split(separator: "\n") {
-            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let ratio = (o["ratio"] as! NSNumber).doubleValue
-            let tokens = ((o["result"] as! [String: Any])["visual_tokens"] as! NSNumber).intValue
-            out["\(o["algo"] as! String) \(ratio)"] = tokens
+        for o in try FixtureJSON.lines(CLI.referenceFixtures + "/llava-small/expected.jsonl") {
+            out["\(try o.string("algo")) \(try o.double("ratio"))"] = try o.object("result").int("visual_tokens")
         }
         return out
     }
 
     func csvRows(_ path: String) throws -> (header: [String], rows: [[String: String]]) {
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
-        let header = lines[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let first = lines.first else { throw FixtureError("\(path) is empty") }
+        let header = first.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let rows = lines.dropFirst().map { line -> [String: String] in
             let cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             XCTAssertEqual(cells.count, header.count, line)
@@ -299,7 +299,7 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let warnings = r.stderrLines.filter { $0.contains("warning") }
         XCTAssertEqual(warnings.count, 1, r.stderr)
-        XCTAssertTrue(warnings[0].hasPrefix("llava: warning:") && warnings[0].contains("No module named 'torch'"), r.stderr)
+        XCTAssertTrue(warnings.first.map { $0.hasPrefix("llava: warning:") && $0.contains("No module named 'torch'") } == true, r.stderr)
         XCTAssertFalse(r.stderr.contains("Traceback"), r.stderr)
         XCTAssertTrue(try json(prefix + ".json")["pytorch"] is NSNull)
         XCTAssertEqual(try csvRows(prefix + ".csv").rows.count, 2)

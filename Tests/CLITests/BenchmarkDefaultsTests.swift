@@ -4,7 +4,7 @@ import XCTest
 /// Benchmark runs ask as LLaVA-1.5's evaluation scripts do (vicuna_v1 template, padded images,
 /// greedy, the script's max new tokens), say so once, and take flags given in their place.
 final class BenchmarkDefaultsTests: XCTestCase {
-    let root = CLI.sharedFixtures + "/eval"
+    let root = CLI.referenceFixtures + "/eval"
     var dir = ""
 
     override func setUpWithError() throws {

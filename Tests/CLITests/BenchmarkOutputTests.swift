@@ -6,7 +6,7 @@ import ZIPFoundation
 /// anything is asked: outputs they could not write, flags that do not apply, answers of another
 /// split, an answer key given as answers.
 final class BenchmarkOutputTests: XCTestCase {
-    let root = CLI.sharedFixtures + "/eval"
+    let root = CLI.referenceFixtures + "/eval"
     var dir = ""
 
     override func setUpWithError() throws {

@@ -7,7 +7,16 @@ import XCTest
 enum CLI {
     static let packageRoot = FixtureLocations.packageRoot
     static let fixtures = FixtureLocations.project + "/llava"
-    static let sharedFixtures = FixtureLocations.shared
+    static let referenceFixtures = FixtureLocations.reference
+
+    /// The unmerged line (pitome, ratio 1) of reference/llava-small/expected.jsonl.
+    static func smallReferenceUnmerged() throws -> [String: Any] {
+        let lines = try FixtureJSON.lines(referenceFixtures + "/llava-small/expected.jsonl")
+        guard let line = try lines.first(where: { try $0.string("algo") == "pitome" && $0.double("ratio") == 1 }) else {
+            throw FixtureError("llava-small/expected.jsonl has no pitome line at ratio 1")
+        }
+        return try line.object("result")
+    }
 
     /// The executable sits next to the test bundle in the build folder.
     static var executable: URL {
@@ -34,7 +43,10 @@ enum CLI {
         /// The JSON object on the last line of stdout (`--json` reports).
         func lastJSONObject() throws -> [String: Any] {
             let last = stdout.split(separator: "\n").last.map(String.init) ?? ""
-            return try JSONSerialization.jsonObject(with: Data(last.utf8)) as! [String: Any]
+            guard let object = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
+                throw FixtureError("the last line of the output is not a JSON object: \(last.prefix(120))")
+            }
+            return object
         }
     }
 

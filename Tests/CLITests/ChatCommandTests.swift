@@ -2,8 +2,8 @@ import Foundation
 import XCTest
 
 final class ChatCommandTests: XCTestCase {
-    static let model = CLI.sharedFixtures + "/llava-small/model"
-    static let shapes = CLI.sharedFixtures + "/llava-small/shapes.png"
+    static let model = CLI.referenceFixtures + "/llava-small/model"
+    static let shapes = CLI.referenceFixtures + "/llava-small/shapes.png"
     static let wide = CLI.fixtures + "/images/wide-83x61.png"
 
     /// What `llava ask` prints for one question (the streamed answer and its newline).

@@ -1,13 +1,15 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
-/// `llava eval run|score --benchmark`: every benchmark of the shared fixtures asked with the
+/// `llava eval run|score --benchmark`: every benchmark of the reference fixtures asked with the
 /// shipped model and scored, and the official scores reproduced from the fixture answer files.
 final class EvalBenchmarkCommandTests: XCTestCase {
-    let root = CLI.sharedFixtures + "/eval"
+    let root = CLI.referenceFixtures + "/eval"
     var dir = ""
 
     override func setUpWithError() throws {
+        try FixtureLocations.requireReference("eval")
         dir = NSTemporaryDirectory() + "llava-bench-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }

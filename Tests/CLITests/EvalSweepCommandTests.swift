@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
@@ -7,6 +8,7 @@ final class EvalSweepCommandTests: XCTestCase {
     var dir = ""
 
     override func setUpWithError() throws {
+        try FixtureLocations.requireReference("eval")
         dir = NSTemporaryDirectory() + "llava-sweep-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
@@ -28,7 +30,7 @@ final class EvalSweepCommandTests: XCTestCase {
 
     func arguments(_ out: String) -> [String] {
         ["eval", "sweep", "--benchmarks", "pope,shapes=" + dir + "/shapes",
-         "--data-root", CLI.sharedFixtures + "/eval", "--merge", "pitome", "--ratios", "1,0.9", "--out", out, "--quiet"]
+         "--data-root", CLI.referenceFixtures + "/eval", "--merge", "pitome", "--ratios", "1,0.9", "--out", out, "--quiet"]
     }
 
     /// (question_id, prompt) → text of every line of every cell, and whether any repeats.

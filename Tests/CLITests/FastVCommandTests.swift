@@ -1,20 +1,24 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
 /// `--merge fastv` through the commands: the budget is reported, bench times it, and the commands
 /// that cannot show or keep its cut say so in one line.
 final class FastVCommandTests: XCTestCase {
-    static let model = CLI.sharedFixtures + "/llava-small/model"
-    static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
+    override func setUpWithError() throws { try FixtureLocations.requireReference("llava-small") }
+
+    static let model = CLI.referenceFixtures + "/llava-small/model"
+    static let image = CLI.referenceFixtures + "/llava-small/shapes.png"
 
     func testAskReportsTheKeptVisualTokens() throws {
+        let promptLength = try CLI.smallReferenceUnmerged().int("prompt_len")
         for flags in [["--keep", "12"], ["--ratio", "0.1875", "--fastv-layer", "3"]] {
             let r = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--merge", "fastv"] + flags
                                 + ["-n", "2", "--json", "What color is the square?"])
             XCTAssertEqual(r.status, 0, r.stderr)
             let json = try r.lastJSONObject()
             XCTAssertEqual(json["visual_tokens"] as? Int, 12, "\(flags)")
-            XCTAssertEqual((json["prompt_ids"] as? [Int])?.count, 90, "the prompt holds every image token")
+            XCTAssertEqual((json["prompt_ids"] as? [Int])?.count, promptLength, "the prompt holds every image token")
         }
     }
 
@@ -26,7 +30,8 @@ final class FastVCommandTests: XCTestCase {
                              "--keep", "16", "--repeat", "1", "--warmup", "0", "-n", "2", "--out", dir + "/b"], timeout: 300)
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try String(contentsOfFile: dir + "/b.csv", encoding: .utf8).split(separator: "\n").map(String.init)
-        let header = lines[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let first = lines.first else { throw FixtureError("the bench table is empty") }
+        let header = first.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let rows = lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init))) }
         XCTAssertEqual(rows.map { $0["method"]! }, ["none", "fastv"])
         XCTAssertEqual(rows.map { $0["visual_tokens"]! }, ["64", "16"])

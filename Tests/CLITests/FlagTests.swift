@@ -41,7 +41,7 @@ final class FlagTests: XCTestCase {
         XCTAssertEqual(odd.stdout, plain.stdout)
         let warnings = odd.stderrLines.filter { $0.contains("warning") }
         XCTAssertEqual(warnings.count, 1, odd.stderr)
-        XCTAssertTrue(warnings[0].hasPrefix("llava: warning: LLAVA_BLAS_CORETYPE=NoSuchFamily is not a kernel family"), odd.stderr)
+        XCTAssertTrue(warnings.first?.hasPrefix("llava: warning: LLAVA_BLAS_CORETYPE=NoSuchFamily is not a kernel family") == true, odd.stderr)
         let known = try CLI.run(["ask", "--model", model, "--image", image, "-n", "6", question],
                                 environment: ["LLAVA_BLAS_CORETYPE": "prescott"])
         XCTAssertEqual(known.status, 0, known.stderr)

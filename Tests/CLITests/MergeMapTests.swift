@@ -1,10 +1,13 @@
+import FixtureLocations
 import Foundation
 import Imaging
 import XCTest
 
 final class MergeMapTests: XCTestCase {
-    static let model = CLI.sharedFixtures + "/llava-small/model"
-    static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
+    override func setUpWithError() throws { try FixtureLocations.requireReference("llava-small") }
+
+    static let model = CLI.referenceFixtures + "/llava-small/model"
+    static let image = CLI.referenceFixtures + "/llava-small/shapes.png"
     /// The fixture tower: 112 px, 14 px patches.
     static let side = 112, grid = 8, patch = 14
 
@@ -20,7 +23,8 @@ final class MergeMapTests: XCTestCase {
         stdout.split(separator: "\n").compactMap { line in
             let words = line.split(separator: " ").map(String.init)
             guard let t = words.firstIndex(of: "visual"), let d = words.firstIndex(of: "dropped)") else { return nil }
-            return (Int(words[t - 1])!, Int(words[d - 2])!)
+            guard t > 0, d > 1, let tokens = Int(words[t - 1]), let dropped = Int(words[d - 2]) else { return nil }
+            return (tokens, dropped)
         }
     }
 
@@ -41,6 +45,7 @@ final class MergeMapTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let counts = reported(r.stdout)
         XCTAssertEqual(counts.count, 1, r.stdout)
+        guard r.status == 0, counts.count == 1 else { return }
         XCTAssertEqual(counts[0].tokens, 23, "the planned count for pitome ρ=0.9 on this tower")
         XCTAssertEqual(counts[0].dropped, 0)
         let png = try RGBImage(contentsOfFile: out)

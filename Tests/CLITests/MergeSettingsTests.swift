@@ -64,8 +64,8 @@ final class MergeSettingsTests: XCTestCase {
 
     func testBenchAndAskReportsCarryTheWholeSettings() throws {
         let dir = try scratch()
-        let image = CLI.sharedFixtures + "/llava-small/shapes.png"
-        let small = CLI.sharedFixtures + "/llava-small/model"
+        let image = CLI.referenceFixtures + "/llava-small/shapes.png"
+        let small = CLI.referenceFixtures + "/llava-small/model"
         let bench = try CLI.run(["bench", "--model", small, "--image", image, "--merge", "random", "--ratios", "1,0.9",
                                  "--repeat", "1", "--warmup", "0", "-n", "1", "--out", dir + "/b"], timeout: 300)
         XCTAssertEqual(bench.status, 0, bench.stderr)

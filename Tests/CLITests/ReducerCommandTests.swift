@@ -1,10 +1,14 @@
+import Checkpoint
+import FixtureLocations
 import Foundation
 import XCTest
 
 /// The reducers are picked up by every command through the shared merge settings.
 final class ReducerCommandTests: XCTestCase {
-    static let model = CLI.sharedFixtures + "/llava-small/model"
-    static let image = CLI.sharedFixtures + "/llava-small/shapes.png"
+    override func setUpWithError() throws { try FixtureLocations.requireReference("llava-small") }
+
+    static let model = CLI.referenceFixtures + "/llava-small/model"
+    static let image = CLI.referenceFixtures + "/llava-small/shapes.png"
     static let methods = ["divprune", "visionzip", "prumerge-plus", "crossget", "mctf"]
 
     func scratch() throws -> String {
@@ -23,13 +27,18 @@ final class ReducerCommandTests: XCTestCase {
         }
     }
 
-    /// Without --keep or --ratio PruMerge+ keeps its adaptive count: on this image the official
-    /// code keeps 4 patches plus the extra token (Tests/Fixtures/reducers/prumerge_plus_llava_small).
+    /// Without --keep or --ratio PruMerge+ keeps its adaptive count: what the official code keeps
+    /// on this image, the kept patches plus the extra token (the rows of `embeddings` in
+    /// Tests/Fixtures/reducers/prumerge_plus_llava_small).
     func testAskWithAdaptivePruMergePlus() throws {
+        let file = try SafeTensorsFile(path: FixtureLocations.project + "/reducers/prumerge_plus_llava_small.safetensors")
+        guard let official = file.tensors["embeddings"]?.shape.first else {
+            throw FixtureError("prumerge_plus_llava_small.safetensors has no embeddings tensor")
+        }
         let r = try CLI.run(["ask", "--model", Self.model, "--image", Self.image, "--merge", "prumerge-plus",
                              "-n", "2", "--json", "What color is the square?"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, 5)
+        XCTAssertEqual(try r.lastJSONObject()["visual_tokens"] as? Int, official)
     }
 
     /// PruMerge+ reads the layer after the feature layer; weights that stop at the feature layer
@@ -57,7 +66,8 @@ final class ReducerCommandTests: XCTestCase {
                             timeout: 300)
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try String(contentsOfFile: prefix + ".csv", encoding: .utf8).split(separator: "\n").map(String.init)
-        let header = lines[0].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let first = lines.first else { throw FixtureError("the bench table is empty") }
+        let header = first.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let rows = lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init))) }
         XCTAssertEqual(rows.map { $0["method"]! }, ["none"] + Self.methods.flatMap { [$0, $0] })
         XCTAssertEqual(rows.map { $0["visual_tokens"]! }, ["64"] + Self.methods.flatMap { _ in ["32", "8"] })

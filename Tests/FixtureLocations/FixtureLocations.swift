@@ -1,6 +1,7 @@
 import Foundation
 
-/// Where the tests find their data.
+/// Where the tests find their data. Everything lives inside the repository, so a clone passes its
+/// tests on its own.
 public enum FixtureLocations {
     /// The package root (this file is Tests/FixtureLocations/FixtureLocations.swift).
     public static let packageRoot = URL(fileURLWithPath: #filePath)
@@ -9,38 +10,28 @@ public enum FixtureLocations {
     /// The project's own fixtures, Tests/Fixtures.
     public static let project = packageRoot.appendingPathComponent("Tests/Fixtures").path
 
-    /// The shared reference fixtures made with the official PiToMe code and transformers:
-    /// `$LLAVA_SHARED_FIXTURES` if set, else `<package root>/../shared/fixtures`. When the folder
-    /// does not exist, `sharedProblem` says how to point at it and the tests that read it fail
-    /// (they do not skip).
-    public static var shared: String { located.path }
+    /// The reference fixtures made with the official code and transformers, Tests/Fixtures/reference
+    /// (`pitome/`, `llava-small/`, `eval/`; see its README.md for how each is regenerated).
+    public static let reference = project + "/reference"
 
-    /// Why the shared fixtures cannot be found (nil when they can), with what to do.
-    public static var sharedProblem: String? { located.problem }
+    /// The reference fixture folders the tests read.
+    public static let referenceFolders = ["pitome", "llava-small", "eval"]
 
-    private static let located: (path: String, problem: String?) = {
-        let found = locateShared(environment: ProcessInfo.processInfo.environment)
-        if let problem = found.problem { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
-        return found
-    }()
-
-    /// The shared fixtures' folder for `environment`, and the problem when it does not exist.
-    public static func locateShared(environment: [String: String]) -> (path: String, problem: String?) {
-        let path: String
-        let origin: String
-        if let env = environment["LLAVA_SHARED_FIXTURES"], !env.isEmpty {
-            path = env
-            origin = "LLAVA_SHARED_FIXTURES"
-        } else {
-            path = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures").path
-            origin = "../shared/fixtures beside the package"
-        }
+    /// Why `reference/<folder>` cannot be read (nil when it is a folder), as one line naming the
+    /// folder and the script that makes it.
+    public static func referenceProblem(_ folder: String) -> String? {
+        let path = reference + "/" + folder
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            return (path, nil)
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return nil }
+        return "the reference fixtures \(path) are missing (see Tests/Fixtures/reference/README.md for the script "
+            + "that makes them)"
+    }
+
+    /// Throws `referenceProblem` of the first missing folder: called from `setUpWithError`, a test
+    /// class whose fixtures are missing fails each test with that one line and runs nothing.
+    public static func requireReference(_ folders: String...) throws {
+        for folder in folders {
+            if let problem = referenceProblem(folder) { throw FixtureError(problem) }
         }
-        let problem = "the shared test fixtures are not at \(path) (\(origin)): set LLAVA_SHARED_FIXTURES to the fixtures "
-            + "folder, or put it at ../shared/fixtures beside the package"
-        return (path, problem)
     }
 }

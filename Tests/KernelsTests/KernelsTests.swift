@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
@@ -31,14 +32,6 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     zip(a, b).map { abs($0 - $1) }.max() ?? 0
 }
 
-/// Fails unless `a` and `b` hold the same bits, naming how many values differ and the first one.
-func assertSameBits(_ a: [Float], _ b: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-    guard a.count == b.count else { return XCTFail("\(what): \(a.count) values against \(b.count)", file: file, line: line) }
-    let differ = a.indices.filter { a[$0].bitPattern != b[$0].bitPattern }
-    if let i = differ.first {
-        XCTFail("\(what): \(differ.count) of \(a.count) values differ, first at \(i): \(a[i]) against \(b[i])", file: file, line: line)
-    }
-}
 
 final class KernelsTests: XCTestCase {
     func halfWeight(_ values: [Float], rows: Int, cols: Int) -> (Weight, [Float]) {
@@ -157,7 +150,7 @@ final class KernelsTests: XCTestCase {
                     let one = linear(x, weight).toArray()
                     for threads in [2, 3, 4, 16] {
                         Threads.set(threads)
-                        assertSameBits(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
+                        XCTAssertBitwiseEqual(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
                     }
                 }
             }
@@ -185,7 +178,7 @@ final class KernelsTests: XCTestCase {
                     XCTAssertLessThan(maxAbsDiff(Array(one[0..<(check * n)]), expected), 1e-3, "\(path) \(name), \(rows) rows")
                     for threads in [2, 3, 4, 16] {
                         Threads.set(threads)
-                        assertSameBits(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
+                        XCTAssertBitwiseEqual(linear(x, weight).toArray(), one, "\(path) \(name), \(rows) rows, \(threads) threads")
                     }
                 }
             }
@@ -418,7 +411,7 @@ final class TokenProductTests: XCTestCase {
         XCTAssertLessThan(maxAbsDiff(one.toArray(), expected), 1e-3)
         for threads in [2, 3, 4, 16] {
             Threads.set(threads)
-            assertSameBits(matmulTransposed(a, b).toArray(), one.toArray(), "\(threads) threads")
+            XCTAssertBitwiseEqual(matmulTransposed(a, b).toArray(), one.toArray(), "\(threads) threads")
         }
     }
 }

@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import CKernels
 import XCTest
@@ -93,7 +94,7 @@ final class Q4Tests: XCTestCase {
         let x = rng.array(k)
         var y = [Float](repeating: 0, count: n)
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { gemv(q, xp.baseAddress!, $0.baseAddress!) } }
-        XCTAssertEqual(y, linear(Matrix(rows: 1, cols: k, values: x), q).toArray())
+        XCTAssertEqualArrays(y, linear(Matrix(rows: 1, cols: k, values: x), q).toArray())
         let expected = Reference.matmulT(x, q.toArray(), m: 1, n: n, k: k)
         XCTAssertLessThan(maxAbsDiff(y, expected), Float(k) / 254)
     }
@@ -156,7 +157,7 @@ final class IntegerProductReferenceTests: XCTestCase {
         try KernelPath.forEachAvailable { path in
             let input = Matrix(rows: m, cols: k, values: x)
             if k_q4_available() != 0 {
-                assertSameBits(linear(input, q4).toArray(), expected4, "\(path): q4")
+                XCTAssertBitwiseEqual(linear(input, q4).toArray(), expected4, "\(path): q4")
                 ran.append("\(path) q4")
             }
             for kernel in Int8Kernel.allCases where kernel.isAvailable {
@@ -167,7 +168,7 @@ final class IntegerProductReferenceTests: XCTestCase {
                         int8Product(xp.baseAddress!, rows: m, ldx: k, p, into: yp.baseAddress!, ldy: n, kernel: kernel)
                     }
                 }
-                assertSameBits(y, expected8, "\(path): int8 \(kernel.name)")
+                XCTAssertBitwiseEqual(y, expected8, "\(path): int8 \(kernel.name)")
                 ran.append("\(path) int8 \(kernel.name)")
             }
         }

@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import XCTest
 
@@ -28,7 +29,7 @@ final class QuantizationTests: XCTestCase {
             }
         }
         XCTAssertLessThan(abs(back[100] - values[100]), 0.005)
-        XCTAssertEqual(Weight(rows: 2, cols: 384, values: Array(repeating: 1, count: 768)).quantizedQ8().toArray(), Array(repeating: 1, count: 768))
+        XCTAssertEqualArrays(Weight(rows: 2, cols: 384, values: Array(repeating: 1, count: 768)).quantizedQ8().toArray(), Array(repeating: 1, count: 768))
     }
 
     /// The int8 product against the exact product of the dequantized weights: the only extra

@@ -1,3 +1,4 @@
+import FixtureLocations
 import Foundation
 import TokenMerging
 import XCTest
@@ -7,8 +8,10 @@ import XCTest
 /// A conversation reuses the KV cache of everything before the new turn; the tests check the
 /// reuse against from-scratch runs over the same token sequence.
 final class ChatSessionTests: XCTestCase {
-    let modelDir = Fixtures.shared + "/llava-small/model"
-    let shapes = Fixtures.shared + "/llava-small/shapes.png"
+    override func setUpWithError() throws { try FixtureLocations.requireReference("llava-small") }
+
+    let modelDir = Fixtures.reference + "/llava-small/model"
+    let shapes = Fixtures.reference + "/llava-small/shapes.png"
     let wide = Fixtures.llava + "/images/wide-83x61.png"
 
     func session(template: String = "llava-v1", merge: VisionMergeSettings = .none, maxTokens: Int = 6) throws -> ChatSession {
@@ -67,7 +70,7 @@ final class ChatSessionTests: XCTestCase {
         XCTAssertEqual(chat.cache.length, prefix)
         XCTAssertEqual(chat.history.count, prefix)
         XCTAssertEqual(chat.turns, 0)
-        XCTAssertEqual(chat.image!.embeddings.toArray(), image.embeddings.toArray())
+        XCTAssertEqualArrays(try XCTUnwrap(chat.image).embeddings.toArray(), image.embeddings.toArray())
         XCTAssertEqual(chat.image!.visionMs, image.visionMs, "the image was encoded again")
         let again = try chat.ask("What color is the square?")
         XCTAssertEqual(again.generation.generatedIds, first.generation.generatedIds)

@@ -9,31 +9,30 @@ import TokenMerging
 /// checkpoints (Tests/Fixtures/fastv/cases.json, made by Scripts/reference/make_fastv_fixtures.py).
 final class FastVTests: XCTestCase {
     func cases() throws -> [[String: Any]] {
-        try Fixtures.json(FixtureLocations.project + "/fastv/cases.json") as! [[String: Any]]
+        try FixtureJSON.objects(FixtureLocations.project + "/fastv/cases.json")
     }
 
-    func path(_ name: String) -> String {
-        name.hasPrefix("shared:") ? Fixtures.shared + "/" + name.dropFirst("shared:".count) : FixtureLocations.project + "/" + name
-    }
+    /// Model and image paths in cases.json are relative to Tests/Fixtures.
+    func path(_ name: String) -> String { FixtureLocations.project + "/" + name }
 
     func testMatchesTheOfficialFastV() throws {
         let all = try cases()
         XCTAssertGreaterThanOrEqual(all.count, 7)
         for c in all {
-            let layer = (c["layer"] as! NSNumber).intValue, keep = (c["keep"] as! NSNumber).intValue
-            let name = "\(c["model"]!) K=\(layer) keep=\(keep)"
-            let model = try Fixtures.pipeline(path(c["model"] as! String)).model
-            let pipeline = try Fixtures.pipeline(path(c["model"] as! String))
-            let ids = (c["prompt_ids"] as! [Any]).ints
-            let embeddings = try model.encodeImage(pixels: pipeline.pixels(imagePath: path(c["image"] as! String), mode: .crop))
+            let layer = try c.int("layer"), keep = try c.int("keep")
+            let name = "\(try c.string("model")) K=\(layer) keep=\(keep)"
+            let pipeline = try Fixtures.pipeline(path(try c.string("model")))
+            let model = pipeline.model
+            let ids = try c.ints("prompt_ids")
+            let embeddings = try model.encodeImage(pixels: pipeline.pixels(imagePath: path(try c.string("image")), mode: .crop))
             let visual = embeddings.rows
 
             // The official count round(N·(1 − fastv_r)) is our ratio 1 − fastv_r.
-            let ratio = 1 - (c["fastv_r"] as! NSNumber).doubleValue
+            let ratio = 1 - (try c.double("fastv_r"))
             XCTAssertEqual(FastV.keptCount(visualTokens: visual, options: MergeOptions(method: .fastV, ratio: ratio)), keep, name)
             // The selection on the official scores.
-            let kept = (c["kept"] as! [Any]).ints
-            XCTAssertEqual(FastV.select(scores: (c["scores"] as! [Any]).floats, keep: keep), kept, name)
+            let kept = try c.ints("kept")
+            XCTAssertEqual(FastV.select(scores: try c.floats("scores"), keep: keep), kept, name)
 
             // The prompt pass alone: kept tokens and the KV length of every layer.
             let cut = LanguageModelCut(layer: layer, keep: keep)
@@ -42,42 +41,43 @@ final class FastVTests: XCTestCase {
                                                   cut: try model.prefillCut(cut, ids: ids))
             XCTAssertEqual(prefill.kept, kept, name)
             XCTAssertEqual((0..<model.config.text.numHiddenLayers).map { cache.storedRows(layer: $0) },
-                           (c["kv_lengths"] as! [Any]).ints, name)
+                           try c.ints("kv_lengths"), name)
             XCTAssertEqual(cache.length, ids.count, name)
 
             // First-token logits and the greedy continuation.
             let g = try model.generate(ids: ids, imageEmbeddings: embeddings,
                                        options: GenerationOptions(maxTokens: 8, stopAtEOS: false), cut: cut)
             XCTAssertEqual(g.keptVisualTokens, kept, name)
-            let logits = (c["logits"] as! [Any]).floats
-            XCTAssertEqual(g.firstLogits.count, logits.count, name)
-            XCTAssertLessThan(zip(g.firstLogits, logits).map { abs($0 - $1) }.max()!, 1e-4, name)
-            XCTAssertEqual(g.generatedIds, (c["greedy_ids"] as! [Any]).ints, name)
+            XCTAssertArraysClose(g.firstLogits, try c.floats("logits"), accuracy: 1e-4, name)
+            XCTAssertEqual(g.generatedIds, try c.ints("greedy_ids"), name)
         }
     }
 
     func testKeepingEveryVisualTokenIsTheUnreducedModel() throws {
         for c in try cases() {
-            let pipeline = try Fixtures.pipeline(path(c["model"] as! String))
+            let pipeline = try Fixtures.pipeline(path(try c.string("model")))
             let model = pipeline.model
-            let ids = (c["prompt_ids"] as! [Any]).ints
-            let embeddings = try model.encodeImage(pixels: pipeline.pixels(imagePath: path(c["image"] as! String), mode: .crop))
+            let ids = try c.ints("prompt_ids")
+            let embeddings = try model.encodeImage(pixels: pipeline.pixels(imagePath: path(try c.string("image")), mode: .crop))
             let options = GenerationOptions(maxTokens: 6, stopAtEOS: false)
             let plain = try model.generate(ids: ids, imageEmbeddings: embeddings, options: options)
             let all = try model.generate(ids: ids, imageEmbeddings: embeddings, options: options,
-                                         cut: LanguageModelCut(layer: (c["layer"] as! NSNumber).intValue, keep: embeddings.rows))
+                                         cut: LanguageModelCut(layer: try c.int("layer"), keep: embeddings.rows))
             XCTAssertEqual(all.keptVisualTokens, Array(0..<embeddings.rows))
-            XCTAssertEqual(all.firstLogits, plain.firstLogits, "\(c["model"]!)")
-            XCTAssertEqual(all.generatedIds, plain.generatedIds, "\(c["model"]!)")
+            let name = try c.string("model")
+            XCTAssertEqualArrays(all.firstLogits, plain.firstLogits, name)
+            XCTAssertEqual(all.generatedIds, plain.generatedIds, name)
         }
     }
 
     func testThePipelineReportsTheBudgetAndRunsTheTowerUnreduced() throws {
-        let c = try cases().first { ($0["model"] as! String).hasPrefix("shared:") }!
-        let pipeline = try Fixtures.pipeline(path(c["model"] as! String))
+        guard let c = try cases().first(where: { ($0["model"] as? String)?.hasPrefix("reference/llava-small") == true }) else {
+            throw FixtureError("fastv/cases.json has no case on reference/llava-small")
+        }
+        let pipeline = try Fixtures.pipeline(path(try c.string("model")))
         let settings = VisionMergeSettings(options: MergeOptions(method: .fastV, keep: 16))
         XCTAssertEqual(try pipeline.model.plannedVisualTokens(settings), 16)
-        let image = try pipeline.encode(imagePath: path(c["image"] as! String), merge: settings)
+        let image = try pipeline.encode(imagePath: path(try c.string("image")), merge: settings)
         XCTAssertEqual(image.visualTokens, pipeline.model.fullImageTokens)
         XCTAssertEqual(image.cut, LanguageModelCut(layer: 2, keep: 16))
         let result = try pipeline.ask(image: image, question: "What color is the square?", template: try .load("llava-hf"),

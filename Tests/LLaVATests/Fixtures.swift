@@ -4,20 +4,15 @@ import XCTest
 
 @testable import LLaVA
 
-/// Paths to test data: the project's own fixtures and the shared reference fixtures.
+/// Paths to test data: the project's own fixtures and the reference fixtures
+/// (Tests/Fixtures/reference).
 enum Fixtures {
     static let llava = FixtureLocations.project + "/llava"
-    static let shared = FixtureLocations.shared
+    static let reference = FixtureLocations.reference
 
-    static func json(_ path: String) throws -> Any {
-        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
-    }
+    static func json(_ path: String) throws -> Any { try FixtureJSON.value(path) }
 
-    static func jsonLines(_ path: String) throws -> [[String: Any]] {
-        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
-        }
-    }
+    static func jsonLines(_ path: String) throws -> [[String: Any]] { try FixtureJSON.lines(path) }
 
     private static var pipelines: [String: LlavaPipeline] = [:]
     private static let lock = NSLock()
@@ -31,9 +26,4 @@ enum Fixtures {
         pipelines[directory] = p
         return p
     }
-}
-
-extension Array where Element == Any {
-    var ints: [Int] { map { ($0 as! NSNumber).intValue } }
-    var floats: [Float] { map { ($0 as! NSNumber).floatValue } }
 }

@@ -53,11 +53,11 @@ final class MergeWiringTests: XCTestCase {
     }
 
     func model() throws -> LlavaForConditionalGeneration {
-        try Fixtures.pipeline(Fixtures.shared + "/llava-small/model").model
+        try Fixtures.pipeline(Fixtures.reference + "/llava-small/model").model
     }
 
     func pixels() throws -> [Float] {
-        try Fixtures.pipeline(Fixtures.shared + "/llava-small/model").pixels(imagePath: Fixtures.shared + "/llava-small/shapes.png", mode: .crop)
+        try Fixtures.pipeline(Fixtures.reference + "/llava-small/model").pixels(imagePath: Fixtures.reference + "/llava-small/shapes.png", mode: .crop)
     }
 
     func testEveryMethodAndVariantRunsToItsPlannedCount() throws {

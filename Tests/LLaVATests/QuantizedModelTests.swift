@@ -11,15 +11,17 @@ import XCTest
 /// the greedy answer's first 4 tokens identical.
 final class QuantizedModelTests: XCTestCase {
     func testQ8DecoderStaysCloseToTheExactOne() throws {
-        let cases = try Fixtures.json(Fixtures.llava + "/expected.json") as! [[String: Any]]
+        let cases = try FixtureJSON.objects(Fixtures.llava + "/expected.json")
         for name in ["mha-f32-legacy", "gqa-f16-v5"] {
             let dir = Fixtures.llava + "/" + name
             let exact = try Fixtures.pipeline(dir)
             let quantized = try LlavaPipeline(directory: dir, quantization: .q8)
             XCTAssertEqual(quantized.model.quantization, .q8)
-            let c = cases.first { ($0["model"] as! String) == name }!
-            let ids = (c["prompt_ids"] as! [Any]).ints
-            let px = try exact.pixels(imagePath: Fixtures.llava + "/" + (c["image"] as! String), mode: .crop)
+            guard let c = cases.first(where: { ($0["model"] as? String) == name }) else {
+                throw FixtureError("llava/expected.json has no case on \(name)")
+            }
+            let ids = (try c.ints("prompt_ids"))
+            let px = try exact.pixels(imagePath: Fixtures.llava + "/" + (try c.string("image")), mode: .crop)
             let image = try exact.model.encodeImage(pixels: px)
             let options = GenerationOptions(maxTokens: 4, stopAtEOS: false)
             let a = try exact.model.generate(ids: ids, imageEmbeddings: image, options: options)
@@ -73,7 +75,7 @@ final class QuantizedModelTests: XCTestCase {
     /// bit for bit: the same first-step logits and answer, for q8 with the vision tower in q8 and
     /// for q4; the matrices are views of the mapped file, and asking for another format fails.
     func testQuantizedFolderRoundTrips() throws {
-        let dir = Fixtures.shared + "/llava-small"
+        let dir = Fixtures.reference + "/llava-small"
         let template = try ConversationTemplate.load("llava-hf")
         for (language, vision) in [(WeightQuantization.q8, WeightQuantization.q8), (.q4, .none)] {
             let out = NSTemporaryDirectory() + "/quantized-\(language.rawValue)-\(UUID().uuidString)"
@@ -98,9 +100,9 @@ final class QuantizedModelTests: XCTestCase {
                 XCTAssertEqual(a.generatedIds, b.generatedIds, q)
                 let image = try atLoad.encode(imagePath: dir + "/shapes.png").embeddings
                 let image2 = try stored.encode(imagePath: dir + "/shapes.png").embeddings
-                XCTAssertEqual(image.toArray(), image2.toArray())
+                XCTAssertEqualArrays(image.toArray(), image2.toArray())
                 let once = GenerationOptions(maxTokens: 1, stopAtEOS: false)
-                XCTAssertEqual(try atLoad.model.generate(ids: a.promptIds, imageEmbeddings: image, options: once).firstLogits,
+                XCTAssertEqualArrays(try atLoad.model.generate(ids: a.promptIds, imageEmbeddings: image, options: once).firstLogits,
                                try stored.model.generate(ids: a.promptIds, imageEmbeddings: image2, options: once).firstLogits)
             }
             XCTAssertThrowsError(try LlavaPipeline(directory: out, quantization: language == .q8 ? .q4 : .q8)) { error in
@@ -118,7 +120,7 @@ final class QuantizedModelTests: XCTestCase {
     /// A quantized folder whose packed arrays do not match their matrix gives a one-line error
     /// naming the file and the tensor.
     func testDamagedQuantizedFolderIsRejectedWithOneLine() throws {
-        let dir = Fixtures.shared + "/llava-small/model"
+        let dir = Fixtures.reference + "/llava-small/model"
         let good = NSTemporaryDirectory() + "/quantized-good-\(UUID().uuidString)"
         let bad = NSTemporaryDirectory() + "/quantized-bad-\(UUID().uuidString)"
         defer {
@@ -150,11 +152,11 @@ final class QuantizedModelTests: XCTestCase {
         }
     }
 
-    /// The int8 vision tower and projector against the exact ones (shared llava-small: 12 CLIP
+    /// The int8 vision tower and projector against the exact ones (reference llava-small: 12 CLIP
     /// layers): every image embedding keeps a cosine similarity ≥ 0.99 with the exact one, with
     /// and without merging, and merging gives the same token count.
     func testQ8VisionTowerStaysCloseToTheExactOne() throws {
-        let dir = Fixtures.shared + "/llava-small"
+        let dir = Fixtures.reference + "/llava-small"
         let exact = try Fixtures.pipeline(dir + "/model")
         let quantized = try LlavaPipeline(directory: dir + "/model", visionQuantization: .q8)
         XCTAssertEqual(quantized.model.quantizationLabel, "none, vision q8")

@@ -1,3 +1,4 @@
+import FixtureLocations
 import Kernels
 import TokenMerging
 import XCTest
@@ -143,7 +144,7 @@ final class MergerPropertyTests: XCTestCase {
                                        clsAttention: [Float](repeating: 0.5, count: 577))
                 XCTAssertTrue(out === tokens, "\(method) layer \(layer)")
             }
-            XCTAssertEqual(tokens.toArray(), copy.toArray())
+            XCTAssertEqualArrays(tokens.toArray(), copy.toArray())
             XCTAssertEqual(merger.sizes, [Float](repeating: 1, count: 577))
             if method != .dct { XCTAssertEqual(try XCTUnwrap(merger.sources), [[]] + (0..<576).map { [$0] }) }
         }
@@ -264,6 +265,6 @@ final class MergerPropertyTests: XCTestCase {
         let merged = run(first)
         XCTAssertNotEqual(first.sizes, [Float](repeating: 1, count: first.sizes.count))
         let second = try TokenMerger(options: options, towerDepth: 6, mergeLayers: 5, initialTokens: 65)
-        XCTAssertEqual(run(second).toArray(), merged.toArray())
+        XCTAssertEqualArrays(run(second).toArray(), merged.toArray())
     }
 }

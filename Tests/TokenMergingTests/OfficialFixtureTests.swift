@@ -1,11 +1,15 @@
 import Checkpoint
+import FixtureLocations
 import Foundation
 import Kernels
 import TokenMerging
 import XCTest
 
-/// The 80 merge units produced by the official PiToMe code (../shared/fixtures/pitome), read in place.
+/// The 80 merge units produced by the official PiToMe code (Tests/Fixtures/reference/pitome,
+/// made by Scripts/reference/make_pitome_fixtures.py).
 final class OfficialFixtureTests: XCTestCase {
+    override func setUpWithError() throws { try FixtureLocations.requireReference("pitome") }
+
     /// On every kernel path this CPU runs.
     func testEveryOfficialMergeUnitMatchesWithin1e5() throws {
         try KernelPath.forEachAvailable { path in try everyOfficialMergeUnitMatches(path) }

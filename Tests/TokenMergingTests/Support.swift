@@ -3,8 +3,8 @@ import Foundation
 import Kernels
 import XCTest
 
-/// The shared reference fixtures (see `FixtureLocations.shared`).
-let fixturesDirectory = URL(fileURLWithPath: FixtureLocations.shared)
+/// The reference fixtures, Tests/Fixtures/reference (see `FixtureLocations.reference`).
+let fixturesDirectory = URL(fileURLWithPath: FixtureLocations.reference)
 
 /// A small deterministic generator for test inputs.
 struct TestRandom {

@@ -2,10 +2,10 @@ import FixtureLocations
 import VQAEval
 import XCTest
 
-/// Every number the official scripts computed on the shared benchmark fixtures
+/// Every number the official scripts computed on the reference benchmark fixtures
 /// (`eval/<benchmark>/expected.json`), reproduced from the fixture's files and answer file.
 final class BenchmarkFixtureTests: XCTestCase {
-    static let root = FixtureLocations.shared + "/eval"
+    static let root = FixtureLocations.reference + "/eval"
 
     func folder(_ name: String) -> String { Self.root + "/" + name }
 

@@ -107,7 +107,7 @@ final class OfficialRulesTests: XCTestCase {
 
     /// An answer line recording an error is unanswered and wrong, never read as yes or no.
     func testFailedAnswersCountAsUnansweredAndWrong() throws {
-        let pope = FixtureLocations.shared + "/eval/pope"
+        let pope = FixtureLocations.reference + "/eval/pope"
         let original = try FileBytes.contents(pope + "/answers/llava-v1.5-7b.jsonl")
         var lines = String(decoding: original, as: UTF8.self).split(separator: "\n").map(String.init)
         let expected = try JSONValue.parse(FileBytes.contents(pope + "/expected.json"))
@@ -132,7 +132,7 @@ final class OfficialRulesTests: XCTestCase {
         XCTAssertEqual(s.summary["unanswered"]?.intValue, 1)
 
         // GQA: a top-level "error" field works the same way, and a missing line is unanswered too.
-        let gqa = FixtureLocations.shared + "/eval/gqa"
+        let gqa = FixtureLocations.reference + "/eval/gqa"
         let g = String(decoding: try FileBytes.contents(gqa + "/answers/llava_gqa_testdev_balanced/llava-v1.5-7b/merge.jsonl"), as: UTF8.self)
         var gl = g.split(separator: "\n").map(String.init)
         let firstID = try XCTUnwrap(try JSONValue.parse(Array(gl[0].utf8))["question_id"]?.stringValue)
@@ -145,7 +145,7 @@ final class OfficialRulesTests: XCTestCase {
 
     /// MME: a question without an answer line keeps its place (question-file order) and is wrong.
     func testMMEMissingAnswerIsWrongAndPairsStayAligned() throws {
-        let mme = FixtureLocations.shared + "/eval/mme"
+        let mme = FixtureLocations.reference + "/eval/mme"
         let text = String(decoding: try FileBytes.contents(mme + "/answers/llava-v1.5-7b.jsonl"), as: UTF8.self)
         // Drop the second question of the first artwork image (20101, Rembrandt: answered "No", right);
         // the four artwork answers are all right otherwise.
