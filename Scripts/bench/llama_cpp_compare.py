@@ -84,6 +84,8 @@ def parse_mtmd(text):
     encoded = [float(x) for x in re.findall(r"image slice encoded in " + NUMBER + r" ms", text)]
     # Older llama.cpp (llama-llava-cli) prints one line for the whole image instead.
     encoded = encoded or [float(x) for x in re.findall(r"image encoded in\s+" + NUMBER + r" ms by CLIP", text)]
+    # Newer llama-mtmd-cli prints one line per batch of image slices.
+    encoded = encoded or [float(x) for x in re.findall(r"mtmd batch encoding done in " + NUMBER + r" ms", text)]
     decoded = [float(x) for x in re.findall(r"image decoded \(batch [0-9]+/[0-9]+\) in " + NUMBER + r" ms", text)]
     prompt = re.search(r"prompt eval time\s*=\s*" + NUMBER + r" ms\s*/\s*([0-9]+) tokens", text)
     evals = re.search(r"\beval time\s*=\s*" + NUMBER + r" ms\s*/\s*([0-9]+) runs", text.replace("prompt eval time", "prompt_eval"))

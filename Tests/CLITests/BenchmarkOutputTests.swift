@@ -69,8 +69,12 @@ final class BenchmarkOutputTests: XCTestCase {
             "<c r=\"\(["A", "B", "C", "D", "E", "F", "G", "H", "I"][k])1\" t=\"inlineStr\"><is><t xml:space=\"preserve\">\(name)</t></is></c>"
         }.joined()
         XCTAssertTrue(xml.contains("<row r=\"1\">" + header + "</row>"), String(xml.prefix(2000)))
-        XCTAssertTrue(xml.contains("<row r=\"2\"><c r=\"A2\"><v>241</v></c>"), String(xml.prefix(2000)))
-        XCTAssertEqual(xml.components(separatedBy: "<row ").count - 1, 33)
+        // One row per question of the TSV, in its order, after the header.
+        let tsv = try String(contentsOfFile: root + "/mmbench/mmbench_dev_20230712.tsv", encoding: .utf8)
+        let rows = tsv.split(separator: "\n").dropFirst()
+        let firstIndex = rows.first.map { String($0.prefix { $0 != "\t" }) } ?? "?"
+        XCTAssertTrue(xml.contains("<row r=\"2\"><c r=\"A2\"><v>\(firstIndex)</v></c>"), String(xml.prefix(2000)))
+        XCTAssertEqual(xml.components(separatedBy: "<row ").count - 1, rows.count + 1)
         XCTAssertFalse(xml.contains("hint") || xml.contains("/9j/"), "dropped columns are not uploaded")
     }
 
