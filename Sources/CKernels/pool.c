@@ -1,13 +1,32 @@
 // A small pool of worker threads for `parallelFor`, built for many short parallel steps in a row
-// (decoding runs a few hundred per token, each tens of microseconds long).
+// (decoding runs a few hundred per token, each microseconds to tens of microseconds long), on a
+// machine that other processes may be using too.
+//
+// One job at a time. The caller publishes a job, runs items itself, then closes the job: helpers
+// that did not join by then stay out, and the caller waits only for the helpers that joined (one
+// of them may still run its last item). So a helper that is slow to arrive (asleep, or its core
+// taken by another process) costs nothing: the caller has taken its items.
 //
 // Waking a sleeping thread costs tens of microseconds on virtual machines, as much as a decoding
-// step's work. So after a job, workers spin (with `pause`) for a while, watching for the next job,
-// and only then sleep on a condition variable. Before a product that OpenBLAS runs on its own
-// threads, `k_pool_park` sends the spinning workers to sleep at once so they leave the cores free.
-// One job at a time: a call made from inside a job is declined and its items run on the calling
-// thread (the job already has every thread); a call from a second thread while a job runs is
-// declined and `parallelFor` hands its items to Dispatch.
+// step's work. So after a job, workers spin (with `pause`) for a while, watching for the next
+// job, and only then sleep on a condition variable. The spinning adapts:
+//   - a worker that finds it lost its core while spinning (a round of checks took far longer than
+//     it does on a free core: another thread ran meanwhile) cuts its spin budget to a quarter and
+//     sleeps at once: spinning there only takes the core from someone else;
+//   - a job that arrives while spinning, or soon after the worker went to sleep (spinning would
+//     have caught it), doubles the budget again, up to SPIN_MAX_NS.
+// The caller watches whether the helpers paid: when it waited for a helper longer than its own
+// share of the job took (plus SLACK_NS), that helper lost its core in the middle of an item; when
+// it woke sleeping workers and none took an item, the wake was for nothing. Either is a loss, and
+// the next jobs run on the calling thread alone for a while (from SOLO_MIN_NS, doubling up to
+// SOLO_MAX_NS while losses follow one another; a job the helpers shared without loss halves it).
+// On a machine whose cores are taken by other processes the pool then works like one thread,
+// with a short probe now and then; on a free machine it keeps its helpers.
+//
+// Before a product that OpenBLAS runs on its own threads, `k_pool_park` sends the spinning workers
+// to sleep at once so they leave the cores free. A call made from inside a job is declined and
+// its items run on the calling thread (the job already has every thread); a call from a second
+// thread while a job runs is declined and `parallelFor` hands its items to Dispatch.
 #define _GNU_SOURCE
 #include "ckernels.h"
 
@@ -26,55 +45,120 @@
 #endif
 
 #define MAX_WORKERS 255
-// 20,000 rounds: 0.1–1 ms of spinning (a `pause` takes roughly 10–150 cycles depending on the CPU;
-// about 0.46 ms in all on a 2-core AMD EPYC).
-#define SPIN_ROUNDS 20000
+// Longest spin after a job before sleeping (the old fixed 20,000 `pause` rounds took 0.46 ms on a
+// 2-core AMD EPYC), and the first budget a worker gets back after it was cut to nothing.
+#define SPIN_MAX_NS 500000u
+#define SPIN_MIN_NS 20000u
+// Checks between two clock readings while spinning (about 2 µs of `pause` on the EPYC), and the
+// gap between readings that means the thread was not on its core meanwhile.
+#define SPIN_CHECKS 64
+#define PREEMPTED_NS 50000u
+// A wait for helpers longer than the caller's own share plus this is a loss.
+#define SLACK_NS 50000u
+#define SOLO_MIN_NS 2000000u
+#define SOLO_MAX_NS 256000000u
+
+// The current job in one word: helpers inside it (low 16 bits), whether it still takes helpers,
+// whether its caller sleeps until they leave, and a generation number bumped for each job.
+#define COUNT_MASK 0xffffull
+#define OPEN (1ull << 16)
+#define WAITER (1ull << 17)
+#define GEN_ONE (1ull << 18)
+#define GEN(s) ((s) & ~(GEN_ONE - 1))
 
 static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;  // held by the thread running a job
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;    // workers sleep here between jobs
+static pthread_cond_t done = PTHREAD_COND_INITIALIZER;    // a caller sleeps here for its helpers
 static pthread_once_t started_once = PTHREAD_ONCE_INIT;
 
-static int workers = 0;                      // threads started
-static _Atomic unsigned long generation = 0;  // bumped for each job
-static _Atomic int participants = 0;         // workers asked to take part in the current job
-static _Atomic size_t next_item = 0;
-static _Atomic int checked_in = 0;           // helpers done with the current job
+static int workers = 0;  // threads started
+static _Atomic uint64_t job = 0;
+static _Atomic int sleepers = 0;             // workers asleep on `wake`
 static _Atomic unsigned long parks = 0;      // bumped by k_pool_park
+static _Atomic size_t next_item = 0;
+static _Atomic size_t items_by_helpers = 0;  // items of the current job run by helpers
+static _Atomic uint64_t max_helpers = 0;     // helpers the current job takes
+// Set by the caller before it opens a job; read by helpers only inside it.
 static size_t item_count = 0;
 static k_pool_fn job_fn = NULL;
 static void *job_ctx = NULL;
+// The caller's record of losses (read and written under `busy`).
+static uint64_t solo_until = 0, solo_ns = 0;
 static _Thread_local bool inside_job = false;
 
-static void run_items(void) {
-    size_t i;
-    while ((i = atomic_fetch_add_explicit(&next_item, 1, memory_order_relaxed)) < item_count) job_fn(job_ctx, i);
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static size_t run_items(void) {
+    size_t i, ran = 0;
+    while ((i = atomic_fetch_add_explicit(&next_item, 1, memory_order_relaxed)) < item_count) {
+        job_fn(job_ctx, i);
+        ran++;
+    }
+    return ran;
+}
+
+static uint64_t grown(uint64_t budget) { return budget < SPIN_MIN_NS ? SPIN_MIN_NS : budget * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : budget * 2; }
+
+// Waits for a job newer than generation `seen` and returns the job word: spins for up to
+// `*budget` nanoseconds, then sleeps; adapts the budget as the comment at the top says.
+static uint64_t wait_for_job(uint64_t seen, uint64_t *budget) {
+    const unsigned long park = atomic_load_explicit(&parks, memory_order_relaxed);
+    const uint64_t start = now_ns();
+    uint64_t last = start, s;
+    for (;;) {
+        for (int i = 0; i < SPIN_CHECKS; i++) {
+            s = atomic_load_explicit(&job, memory_order_acquire);
+            if (GEN(s) != seen) {
+                *budget = grown(*budget);
+                return s;
+            }
+            CPU_RELAX();
+        }
+        const uint64_t t = now_ns();
+        if (t - last > PREEMPTED_NS) {
+            *budget /= 4;
+            break;
+        }
+        if (t - start >= *budget || atomic_load_explicit(&parks, memory_order_relaxed) != park) break;
+        last = t;
+    }
+    const uint64_t slept = now_ns();
+    pthread_mutex_lock(&sleep_lock);
+    atomic_fetch_add(&sleepers, 1);
+    while (GEN(s = atomic_load(&job)) == seen) pthread_cond_wait(&wake, &sleep_lock);
+    atomic_fetch_sub(&sleepers, 1);
+    pthread_mutex_unlock(&sleep_lock);
+    if (now_ns() - slept < SPIN_MAX_NS) *budget = grown(*budget);
+    return s;
 }
 
 static void *worker_main(void *arg) {
-    const int id = (int)(size_t)arg;
+    (void)arg;
     inside_job = true;  // the pool declines a call made from inside a job
-    unsigned long seen = 0;
+    uint64_t seen = 0, budget = SPIN_MAX_NS;
     for (;;) {
-        unsigned long g;
-        const unsigned long park = atomic_load_explicit(&parks, memory_order_relaxed);
-        int spins = 0;
-        while ((g = atomic_load_explicit(&generation, memory_order_acquire)) == seen && spins < SPIN_ROUNDS &&
-               atomic_load_explicit(&parks, memory_order_relaxed) == park) {
-            CPU_RELAX();
-            spins++;
-        }
-        if (g == seen) {
-            pthread_mutex_lock(&sleep_lock);
-            while ((g = atomic_load_explicit(&generation, memory_order_acquire)) == seen) pthread_cond_wait(&wake, &sleep_lock);
-            pthread_mutex_unlock(&sleep_lock);
-        }
-        seen = g;
-        // The job's caller waits for every helper it asked for to check in before it returns, so
-        // the next job cannot start while a helper still reads this one's state.
-        if (id < atomic_load_explicit(&participants, memory_order_acquire)) {
-            run_items();
-            atomic_fetch_add_explicit(&checked_in, 1, memory_order_release);
+        uint64_t s = atomic_load_explicit(&job, memory_order_acquire);
+        if (GEN(s) == seen) s = wait_for_job(seen, &budget);
+        seen = GEN(s);
+        // Join while the job is open and has room; the caller waits for every helper inside
+        // before it returns, so the job's state stays valid until this helper leaves.
+        while (GEN(s) == seen && (s & OPEN) && (s & COUNT_MASK) < atomic_load_explicit(&max_helpers, memory_order_relaxed)) {
+            if (atomic_compare_exchange_weak_explicit(&job, &s, s + 1, memory_order_acquire, memory_order_acquire)) {
+                const size_t ran = run_items();
+                if (ran) atomic_fetch_add_explicit(&items_by_helpers, ran, memory_order_relaxed);
+                const uint64_t before = atomic_fetch_sub_explicit(&job, 1, memory_order_release);
+                if ((before & COUNT_MASK) == 1 && (before & WAITER)) {
+                    pthread_mutex_lock(&sleep_lock);
+                    pthread_cond_broadcast(&done);
+                    pthread_mutex_unlock(&sleep_lock);
+                }
+                break;
+            }
         }
     }
     return NULL;
@@ -89,7 +173,7 @@ static void start_workers(void) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, worker_main, (void *)(size_t)i) == 0) workers++;
+        if (pthread_create(&t, &attr, worker_main, NULL) == 0) workers++;
         pthread_attr_destroy(&attr);
     }
 }
@@ -104,12 +188,6 @@ void k_pool_park(void) {
 static _Thread_local int region_depth = 0;
 static _Thread_local uint64_t region_started = 0;
 static _Thread_local uint64_t region_total = 0;
-
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 void k_region_begin(void) {
     if (region_depth++ == 0) region_started = now_ns();
@@ -128,13 +206,34 @@ long k_pool_cpu_count(void) {
     return 1;
 }
 
+// Waits until no helper is inside the closed job: spins while that can pay (up to the caller's
+// own share of the job again, plus SLACK_NS), then sleeps until the last helper leaves.
+static void wait_for_helpers(uint64_t own_ns) {
+    const uint64_t start = now_ns();
+    uint64_t last = start;
+    for (;;) {
+        for (int i = 0; i < SPIN_CHECKS; i++) {
+            if ((atomic_load_explicit(&job, memory_order_acquire) & COUNT_MASK) == 0) return;
+            CPU_RELAX();
+        }
+        const uint64_t t = now_ns();
+        if (t - last > PREEMPTED_NS || t - start > own_ns + SLACK_NS) break;
+        last = t;
+    }
+    pthread_mutex_lock(&sleep_lock);
+    atomic_fetch_or(&job, WAITER);
+    while (atomic_load(&job) & COUNT_MASK) pthread_cond_wait(&done, &sleep_lock);
+    pthread_mutex_unlock(&sleep_lock);
+}
+
 int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     if (items == 0) return 1;
     if (inside_job || threads <= 1) return -1;
     if (pthread_mutex_trylock(&busy) != 0) return 0;
     pthread_once(&started_once, start_workers);
-    int helpers = (int)(threads - 1) < workers ? (int)(threads - 1) : workers;
-    if (helpers == 0) {
+    const uint64_t helpers = (uint64_t)(threads - 1) < (uint64_t)workers ? (uint64_t)(threads - 1) : (uint64_t)workers;
+    const uint64_t t0 = now_ns();
+    if (helpers == 0 || t0 < solo_until) {
         pthread_mutex_unlock(&busy);
         return -1;
     }
@@ -142,17 +241,31 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     job_fn = fn;
     job_ctx = ctx;
     item_count = items;
+    atomic_store_explicit(&max_helpers, helpers, memory_order_relaxed);
     atomic_store_explicit(&next_item, 0, memory_order_relaxed);
-    atomic_store_explicit(&checked_in, 0, memory_order_relaxed);
-    atomic_store_explicit(&participants, helpers, memory_order_release);
-    pthread_mutex_lock(&sleep_lock);
-    atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel);
-    pthread_cond_broadcast(&wake);
-    pthread_mutex_unlock(&sleep_lock);
+    atomic_store_explicit(&items_by_helpers, 0, memory_order_relaxed);
+    // No helper is inside (the last job waited for them all), so the word is only the generation.
+    atomic_store(&job, GEN(atomic_load(&job)) + GEN_ONE + OPEN);
+    const bool woke = atomic_load(&sleepers) > 0;
+    if (woke) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_broadcast(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
     inside_job = true;
     run_items();
     inside_job = false;
-    while (atomic_load_explicit(&checked_in, memory_order_acquire) < helpers) CPU_RELAX();
+    const uint64_t t1 = now_ns();
+    const uint64_t s = atomic_fetch_and(&job, ~OPEN);
+    if (s & COUNT_MASK) wait_for_helpers(t1 - t0);
+    const uint64_t t2 = now_ns();
+    const size_t shared = atomic_load_explicit(&items_by_helpers, memory_order_relaxed);
+    if (t2 - t1 > t1 - t0 + SLACK_NS || (woke && shared == 0)) {
+        solo_ns = solo_ns < SOLO_MIN_NS ? SOLO_MIN_NS : solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : solo_ns * 2;
+        solo_until = t2 + solo_ns;
+    } else if (shared > 0) {
+        solo_ns /= 2;
+    }
     pthread_mutex_unlock(&busy);
     k_region_end();
     return 1;
