@@ -15,11 +15,12 @@
 //     sleeps at once: spinning there only takes the core from someone else;
 //   - a job that arrives while spinning, or soon after the worker went to sleep (spinning would
 //     have caught it), doubles the budget again, up to SPIN_MAX_NS.
-// The caller watches whether the helpers paid: when it waited for a helper longer than its own
-// share of the job took (plus SLACK_NS), that helper lost its core in the middle of an item; when
-// it woke sleeping workers and none took an item, the wake was for nothing. Either is a loss, and
-// the next jobs run on the calling thread alone for a while (from SOLO_MIN_NS, doubling up to
-// SOLO_MAX_NS while losses follow one another; a job the helpers shared without loss halves it).
+// The caller watches whether the helpers paid: when it waited for them longer than it would have
+// taken to run their items itself (plus SLACK_NS), a helper lost its core in the middle of an
+// item; when it woke sleeping workers and none took an item, the wake was for nothing. Either is
+// a loss, and the next jobs run on the calling thread alone for a while (from SOLO_MIN_NS,
+// doubling up to SOLO_MAX_NS while losses follow one another; a job the helpers shared without
+// loss halves it).
 // On a machine whose cores are taken by other processes the pool then works like one thread,
 // with a short probe now and then; on a free machine it keeps its helpers.
 //
@@ -53,7 +54,8 @@
 // gap between readings that means the thread was not on its core meanwhile.
 #define SPIN_CHECKS 64
 #define PREEMPTED_NS 50000u
-// A wait for helpers longer than the caller's own share plus this is a loss.
+// A wait for helpers longer than the caller would have taken for their items plus this is a loss;
+// then the jobs run on the caller alone for SOLO_MIN_NS, doubling while losses follow each other.
 #define SLACK_NS 50000u
 #define SOLO_MIN_NS 2000000u
 #define SOLO_MAX_NS 256000000u
@@ -253,14 +255,16 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&sleep_lock);
     }
     inside_job = true;
-    run_items();
+    const size_t mine = run_items();
     inside_job = false;
     const uint64_t t1 = now_ns();
     const uint64_t s = atomic_fetch_and(&job, ~OPEN);
     if (s & COUNT_MASK) wait_for_helpers(t1 - t0);
     const uint64_t t2 = now_ns();
     const size_t shared = atomic_load_explicit(&items_by_helpers, memory_order_relaxed);
-    if (t2 - t1 > t1 - t0 + SLACK_NS || (woke && shared == 0)) {
+    // The caller alone would have run the helpers' items in about (t1 - t0) · shared / mine.
+    const uint64_t alone_ns = mine ? (t1 - t0) * shared / mine : t2 - t1;
+    if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0)) {
         solo_ns = solo_ns < SOLO_MIN_NS ? SOLO_MIN_NS : solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : solo_ns * 2;
         solo_until = t2 + solo_ns;
     } else if (shared > 0) {
