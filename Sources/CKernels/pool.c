@@ -47,7 +47,8 @@
 
 #define MAX_WORKERS 255
 // Longest spin after a job before sleeping (the old fixed 20,000 `pause` rounds took 0.46 ms on a
-// 2-core AMD EPYC), and the first budget a worker gets back after it was cut to nothing.
+// 2-core AMD EPYC), and the first budget a worker gets back after it was cut to nothing (a new
+// worker starts with nothing: it sleeps until the first job wakes it).
 #define SPIN_MAX_NS 500000u
 #define SPIN_MIN_NS 20000u
 // Checks between two clock readings while spinning (about 2 µs of `pause` on the EPYC), and the
@@ -108,8 +109,9 @@ static uint64_t grown(uint64_t budget) { return budget < SPIN_MIN_NS ? SPIN_MIN_
 
 // Waits for a job newer than generation `seen` and returns the job word: spins for up to
 // `*budget` nanoseconds, then sleeps; adapts the budget as the comment at the top says.
-static uint64_t wait_for_job(uint64_t seen, uint64_t *budget) {
+static uint64_t wait_for_job(uint64_t seen, uint64_t *budget, bool missed) {
     const unsigned long park = atomic_load_explicit(&parks, memory_order_relaxed);
+    const uint64_t limit = missed ? 0 : *budget;
     const uint64_t start = now_ns();
     uint64_t last = start, s;
     for (;;) {
@@ -126,7 +128,7 @@ static uint64_t wait_for_job(uint64_t seen, uint64_t *budget) {
             *budget /= 4;
             break;
         }
-        if (t - start >= *budget || atomic_load_explicit(&parks, memory_order_relaxed) != park) break;
+        if (t - start >= limit || atomic_load_explicit(&parks, memory_order_relaxed) != park) break;
         last = t;
     }
     const uint64_t slept = now_ns();
@@ -142,15 +144,20 @@ static uint64_t wait_for_job(uint64_t seen, uint64_t *budget) {
 static void *worker_main(void *arg) {
     (void)arg;
     inside_job = true;  // the pool declines a call made from inside a job
-    uint64_t seen = 0, budget = SPIN_MAX_NS;
+    uint64_t seen = 0, budget = 0;
+    bool missed = false;
     for (;;) {
         uint64_t s = atomic_load_explicit(&job, memory_order_acquire);
-        if (GEN(s) == seen) s = wait_for_job(seen, &budget);
+        if (GEN(s) == seen) s = wait_for_job(seen, &budget, missed);
         seen = GEN(s);
         // Join while the job is open and has room; the caller waits for every helper inside
-        // before it returns, so the job's state stays valid until this helper leaves.
+        // before it returns, so the job's state stays valid until this helper leaves. A worker
+        // that came too late (the job closed or full) sleeps without spinning: the caller did
+        // without it, and after a wake-up for nothing it runs its next jobs alone for a while.
+        missed = true;
         while (GEN(s) == seen && (s & OPEN) && (s & COUNT_MASK) < atomic_load_explicit(&max_helpers, memory_order_relaxed)) {
             if (atomic_compare_exchange_weak_explicit(&job, &s, s + 1, memory_order_acquire, memory_order_acquire)) {
+                missed = false;
                 const size_t ran = run_items();
                 if (ran) atomic_fetch_add_explicit(&items_by_helpers, ran, memory_order_relaxed);
                 const uint64_t before = atomic_fetch_sub_explicit(&job, 1, memory_order_release);
@@ -248,10 +255,13 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     atomic_store_explicit(&items_by_helpers, 0, memory_order_relaxed);
     // No helper is inside (the last job waited for them all), so the word is only the generation.
     atomic_store(&job, GEN(atomic_load(&job)) + GEN_ONE + OPEN);
-    const bool woke = atomic_load(&sleepers) > 0;
+    // Wake as many sleeping workers as the job lacks helpers among those awake.
+    const int asleep = atomic_load(&sleepers);
+    const int wanted = (int)helpers - (workers - asleep);
+    const bool woke = wanted > 0 && asleep > 0;
     if (woke) {
         pthread_mutex_lock(&sleep_lock);
-        pthread_cond_broadcast(&wake);
+        for (int i = 0; i < wanted && i < asleep; i++) pthread_cond_signal(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
     inside_job = true;
