@@ -8,11 +8,11 @@ Measures, per run of the `llava` program:
         second of two piped questions (the first warms the caches);
   eval  wall and CPU time (user + system) of `llava eval` over the first N questions of
         Prompts/shapes/questions.jsonl.
-Rounds are interleaved: each round runs idle then loaded, and within each both thread settings,
-their order swapped every round. Reports medians and the ratio default / `-t 1` (below 1: the
+Rounds are interleaved: each round runs idle (the machine as it is: the header gives its load
+average) then loaded, and within each both thread settings, their order swapped every round. Reports medians and the ratio default / `-t 1` (below 1: the
 default is faster). Writes Scripts/bench/results/busy-machine.{txt,json} and prints the table.
 
-    python3 Scripts/bench/busy_machine.py [--llava PATH] [--rounds 5] [--questions 100]
+    python3 Scripts/bench/busy_machine.py [--llava PATH] [--rounds 5] [--repeat 3] [--questions 100]
 """
 import argparse
 import datetime
@@ -48,16 +48,21 @@ def children_cpu():
     return r.children_user + r.children_system
 
 
-def measure(llava, threads, questions_file, answers_dir):
+def measure(llava, threads, questions_file, answers_dir, repeat):
+    """One sample of each measure; ask and chat are the medians of `repeat` runs."""
     t = ["-t", str(threads)] if threads else []
     result = {}
-    out, _, _ = run([llava, "ask", "--image", IMAGE, "--json", "-n", "8", *t, QUESTION])
-    result["ask_ttft_ms"] = json.loads(out.strip().splitlines()[-1])["timings"]["ttft_ms"]
-    _, err, _ = run([llava, "chat", "--image", IMAGE, "-n", "8", *t], stdin=f"{QUESTION}\n{QUESTION}\n")
-    turns = CHAT_LINE.findall(err)
-    if len(turns) != 2:
-        sys.exit(f"busy_machine: expected two chat timing lines, got:\n{err}")
-    result["chat_turn_ms"] = float(turns[-1][0]) + float(turns[-1][1])
+    asks, chats = [], []
+    for _ in range(repeat):
+        out, _, _ = run([llava, "ask", "--image", IMAGE, "--json", "-n", "8", *t, QUESTION])
+        asks.append(json.loads(out.strip().splitlines()[-1])["timings"]["ttft_ms"])
+        _, err, _ = run([llava, "chat", "--image", IMAGE, "-n", "8", *t], stdin=f"{QUESTION}\n{QUESTION}\n")
+        turns = CHAT_LINE.findall(err)
+        if len(turns) != 2:
+            sys.exit(f"busy_machine: expected two chat timing lines, got:\n{err}")
+        chats.append(float(turns[-1][0]) + float(turns[-1][1]))
+    result["ask_ttft_ms"] = statistics.median(asks)
+    result["chat_turn_ms"] = statistics.median(chats)
     answers = os.path.join(answers_dir, "answers.jsonl")
     if os.path.exists(answers):
         os.remove(answers)
@@ -83,6 +88,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--llava", default=os.path.join(ROOT, ".build/release/llava"))
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3, help="ask and chat runs per round (their median is the sample)")
     ap.add_argument("--questions", type=int, default=100, help="eval: the first N questions")
     ap.add_argument("--load", type=int, default=os.cpu_count(), help="spinning processes when loaded")
     ap.add_argument("--out", default=os.path.join(ROOT, "Scripts/bench/results/busy-machine"))
@@ -98,13 +104,14 @@ def main():
     settings = [("default", None), ("-t 1", 1)]
     conditions = ["idle", "loaded"]
     samples = {(c, s): [] for c in conditions for s, _ in settings}
+    load_before = os.getloadavg()[0]
     for r in range(args.rounds):
         for condition in conditions:
             load = start_load(args.load) if condition == "loaded" else []
             try:
                 time.sleep(0.2 if load else 0)
                 for name, threads in settings if r % 2 == 0 else settings[::-1]:
-                    m = measure(args.llava, threads, questions_file, work)
+                    m = measure(args.llava, threads, questions_file, work, args.repeat)
                     samples[(condition, name)].append(m)
                     print(f"round {r + 1} {condition:6} {name:7} " + " ".join(f"{k} {v:.3f}" for k, v in m.items()),
                           file=sys.stderr)
@@ -119,7 +126,8 @@ def main():
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     header = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}, {cpu}, {os.cpu_count()} CPUs, {isa}; "
               f"default = {os.cpu_count()} threads; loaded = {args.load} × `yes > /dev/null`; "
-              f"medians of {args.rounds} interleaved rounds")
+              f"medians of {args.rounds} interleaved rounds (ask, chat: each round's median of {args.repeat} runs); "
+              f"1-minute load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} (loaded rounds included)")
     rows = ["| measure | machine | default | -t 1 | default / -t 1 |", "| --- | --- | ---: | ---: | ---: |"]
     table = {}
     for key, label in metrics:
