@@ -18,9 +18,9 @@
 // The caller watches whether the helpers paid: when it waited for them longer than it would have
 // taken to run their items itself (plus SLACK_NS), a helper lost its core in the middle of an
 // item; when it woke sleeping workers and none took an item, the wake was for nothing. Either is
-// a loss, and the next jobs run on the calling thread alone for a while (from SOLO_MIN_NS,
-// doubling up to SOLO_MAX_NS while losses follow one another; a job the helpers shared without
-// loss halves it).
+// a loss, and the next jobs run on the calling thread alone — the same items one after the other,
+// so that results never depend on it — for a while (from SOLO_MIN_NS, doubling up to SOLO_MAX_NS
+// while losses follow one another; a job the helpers shared without loss halves it).
 // On a machine whose cores are taken by other processes the pool then works like one thread,
 // with a short probe now and then; on a free machine it keeps its helpers.
 //
@@ -241,10 +241,20 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     if (pthread_mutex_trylock(&busy) != 0) return 0;
     pthread_once(&started_once, start_workers);
     const uint64_t helpers = (uint64_t)(threads - 1) < (uint64_t)workers ? (uint64_t)(threads - 1) : (uint64_t)workers;
-    const uint64_t t0 = now_ns();
-    if (helpers == 0 || t0 < solo_until) {
+    if (helpers == 0) {
         pthread_mutex_unlock(&busy);
         return -1;
+    }
+    const uint64_t t0 = now_ns();
+    if (t0 < solo_until) {
+        // The same items as with helpers, one after the other, so that results do not depend on
+        // whether the helpers were used; a call made from inside them is declined as it would be
+        // inside a job.
+        pthread_mutex_unlock(&busy);
+        inside_job = true;
+        for (size_t i = 0; i < items; i++) fn(ctx, i);
+        inside_job = false;
+        return 1;
     }
     k_region_begin();
     job_fn = fn;
