@@ -17,7 +17,8 @@
 //     have caught it), doubles the budget again, up to SPIN_MAX_NS.
 // The caller watches whether the helpers paid: when it waited for them longer than it would have
 // taken to run their items itself (plus SLACK_NS), a helper lost its core in the middle of an
-// item; when it woke sleeping workers and none took an item, the wake was for nothing. Either is
+// item; when the job took longer than its call site's jobs take alone, sharing cost more than it
+// saved; when it woke sleeping workers and none took an item, the wake was for nothing. Each is
 // a loss, and the next jobs run on the calling thread alone — the same items one after the other,
 // so that results never depend on it — for a while (from SOLO_MIN_NS, doubling up to SOLO_MAX_NS
 // while losses follow one another; a job the helpers shared without loss halves it).
@@ -60,6 +61,12 @@
 #define SLACK_NS 50000u
 #define SOLO_MIN_NS 2000000u
 #define SOLO_MAX_NS 256000000u
+// A call site's first job, and a job that took less than this on one thread the last time its
+// call site ran, run on the calling thread: handing items to another core (the job, its inputs and its outputs crossing
+// between caches) costs microseconds, as much as such a job saves. The time per item is kept for
+// SITES call sites (by hash), measured on every run, alone or shared.
+#define MIN_SHARED_NS 100000u
+#define SITES 1024
 
 // The current job in one word: helpers inside it (low 16 bits), whether it still takes helpers,
 // whether its caller sleeps until they leave, and a generation number bumped for each job.
@@ -86,6 +93,7 @@ static _Atomic uint64_t max_helpers = 0;     // helpers the current job takes
 static size_t item_count = 0;
 static k_pool_fn job_fn = NULL;
 static void *job_ctx = NULL;
+static _Atomic uint32_t site_item_ns[SITES];  // the last run's nanoseconds per item, 0 unknown
 // The caller's record of losses (read and written under `busy`).
 static uint64_t solo_until = 0, solo_ns = 0;
 static _Thread_local bool inside_job = false;
@@ -235,9 +243,30 @@ static void wait_for_helpers(uint64_t own_ns) {
     pthread_mutex_unlock(&sleep_lock);
 }
 
-int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
+// Records a run's time per item for its call site. The record at most doubles per run, so that a
+// run stretched by losing the core (another process ran meanwhile) does not count in full.
+static void remember(uint32_t site, uint64_t ns, size_t items) {
+    _Atomic uint32_t *slot = &site_item_ns[site % SITES];
+    const uint64_t last = atomic_load_explicit(slot, memory_order_relaxed);
+    uint64_t per_item = ns / (items ? items : 1);
+    if (last > 0 && per_item > 2 * last) per_item = 2 * last;
+    atomic_store_explicit(slot, per_item > 0 && per_item < UINT32_MAX ? (uint32_t)per_item : 1, memory_order_relaxed);
+}
+
+int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t site) {
     if (items == 0) return 1;
     if (inside_job || threads <= 1) return -1;
+    const uint64_t per_item = atomic_load_explicit(&site_item_ns[site % SITES], memory_order_relaxed);
+    if (per_item * items < MIN_SHARED_NS) {
+        // Too small to share, or the call site's first job (measured here): the same items on
+        // this thread, as in the solo runs below.
+        const uint64_t t = now_ns();
+        inside_job = true;
+        for (size_t i = 0; i < items; i++) fn(ctx, i);
+        inside_job = false;
+        remember(site, now_ns() - t, items);
+        return 1;
+    }
     if (pthread_mutex_trylock(&busy) != 0) return 0;
     pthread_once(&started_once, start_workers);
     const uint64_t helpers = (uint64_t)(threads - 1) < (uint64_t)workers ? (uint64_t)(threads - 1) : (uint64_t)workers;
@@ -254,6 +283,7 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
         inside_job = true;
         for (size_t i = 0; i < items; i++) fn(ctx, i);
         inside_job = false;
+        remember(site, now_ns() - t0, items);
         return 1;
     }
     k_region_begin();
@@ -282,9 +312,12 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx) {
     if (s & COUNT_MASK) wait_for_helpers(t1 - t0);
     const uint64_t t2 = now_ns();
     const size_t shared = atomic_load_explicit(&items_by_helpers, memory_order_relaxed);
+    if (mine) remember(site, t1 - t0, mine);
     // The caller alone would have run the helpers' items in about (t1 - t0) · shared / mine.
     const uint64_t alone_ns = mine ? (t1 - t0) * shared / mine : t2 - t1;
-    if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0)) {
+    // A job that took longer with helpers than its call site's record says it takes alone lost too.
+    const bool slower = per_item > 0 && t2 - t0 > per_item * items;
+    if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0) || (shared > 0 && slower)) {
         solo_ns = solo_ns < SOLO_MIN_NS ? SOLO_MIN_NS : solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : solo_ns * 2;
         solo_until = t2 + solo_ns;
     } else if (shared > 0) {
