@@ -260,11 +260,14 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
     if (per_item * items < MIN_SHARED_NS) {
         // Too small to share, or the call site's first job (measured here): the same items on
         // this thread, as in the solo runs below.
+        // Still a parallel region: more threads could share it (see k_region_ns).
+        k_region_begin();
         const uint64_t t = now_ns();
         inside_job = true;
         for (size_t i = 0; i < items; i++) fn(ctx, i);
         inside_job = false;
         remember(site, now_ns() - t, items);
+        k_region_end();
         return 1;
     }
     if (pthread_mutex_trylock(&busy) != 0) return 0;
@@ -280,10 +283,12 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
         // whether the helpers were used; a call made from inside them is declined as it would be
         // inside a job.
         pthread_mutex_unlock(&busy);
+        k_region_begin();
         inside_job = true;
         for (size_t i = 0; i < items; i++) fn(ctx, i);
         inside_job = false;
         remember(site, now_ns() - t0, items);
+        k_region_end();
         return 1;
     }
     k_region_begin();
