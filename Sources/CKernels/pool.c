@@ -59,7 +59,7 @@
 // A wait for helpers longer than the caller would have taken for their items plus this is a loss;
 // then the jobs run on the caller alone for SOLO_MIN_NS, doubling while losses follow each other.
 #define SLACK_NS 50000u
-#define SOLO_MIN_NS 2000000u
+#define SOLO_MIN_NS 10000000u
 #define SOLO_MAX_NS 256000000u
 // A call site's first job, and a job that took less than this on one thread the last time its
 // call site ran, run on the calling thread: handing items to another core (the job, its inputs and its outputs crossing
