@@ -21,7 +21,9 @@
 // saved; when it woke sleeping workers and none took an item, the wake was for nothing. Each is
 // a loss, and the next jobs run on the calling thread alone — the same items one after the other,
 // so that results never depend on it — for a while (from SOLO_MIN_NS, doubling up to SOLO_MAX_NS
-// while losses follow one another; a job the helpers shared without loss halves it).
+// while losses follow one another; a job the helpers shared without loss halves it). Before waking
+// a sleeping worker the caller also looks at how many threads the machine has runnable: when they
+// leave no core free for the helper, that is a loss before the start.
 // On a machine whose cores are taken by other processes the pool then works like one thread,
 // with a short probe now and then; on a free machine it keeps its helpers.
 //
@@ -32,12 +34,15 @@
 #define _GNU_SOURCE
 #include "ckernels.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -181,8 +186,28 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+// Threads runnable on the machine now, the caller included (the fourth field of /proc/loadavg,
+// "running/all"), or 0 when unknown. Some microseconds to read: only read before waking a worker.
+static long runnable_now(void) {
+    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char text[128];
+    const ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    text[n] = 0;
+    const char *p = text;
+    for (int field = 0; field < 3 && p; field++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    return p ? strtol(p, NULL, 10) : 0;
+}
+
+static long cpus = 1;
+
 static void start_workers(void) {
-    long cpus = k_pool_cpu_count();
+    cpus = k_pool_cpu_count();
     int n = (int)(cpus > 1 ? cpus - 1 : 0);
     if (n > MAX_WORKERS) n = MAX_WORKERS;
     for (int i = 0; i < n; i++) {
@@ -253,21 +278,32 @@ static void remember(uint32_t site, uint64_t ns, size_t items) {
     atomic_store_explicit(slot, per_item > 0 && per_item < UINT32_MAX ? (uint32_t)per_item : 1, memory_order_relaxed);
 }
 
+// Runs a job's items on the calling thread, one after the other: the same items as with helpers,
+// so that results never depend on whether helpers were used. A call made from inside them is
+// declined as inside a job, and the job still counts as a parallel region (more threads could
+// share it; see k_region_ns).
+static void run_alone(size_t items, k_pool_fn fn, void *ctx, uint32_t site) {
+    k_region_begin();
+    const uint64_t t = now_ns();
+    inside_job = true;
+    for (size_t i = 0; i < items; i++) fn(ctx, i);
+    inside_job = false;
+    remember(site, now_ns() - t, items);
+    k_region_end();
+}
+
+// Starts or lengthens a spell of jobs run alone after a loss.
+static void note_loss(uint64_t now) {
+    solo_ns = solo_ns < SOLO_MIN_NS ? SOLO_MIN_NS : solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : solo_ns * 2;
+    solo_until = now + solo_ns;
+}
+
 int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t site) {
     if (items == 0) return 1;
     if (inside_job || threads <= 1) return -1;
     const uint64_t per_item = atomic_load_explicit(&site_item_ns[site % SITES], memory_order_relaxed);
-    if (per_item * items < MIN_SHARED_NS) {
-        // Too small to share, or the call site's first job (measured here): the same items on
-        // this thread, as in the solo runs below.
-        // Still a parallel region: more threads could share it (see k_region_ns).
-        k_region_begin();
-        const uint64_t t = now_ns();
-        inside_job = true;
-        for (size_t i = 0; i < items; i++) fn(ctx, i);
-        inside_job = false;
-        remember(site, now_ns() - t, items);
-        k_region_end();
+    if (per_item * items < MIN_SHARED_NS) {  // too small to share, or the site's first job
+        run_alone(items, fn, ctx, site);
         return 1;
     }
     if (pthread_mutex_trylock(&busy) != 0) return 0;
@@ -278,17 +314,16 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
         return -1;
     }
     const uint64_t t0 = now_ns();
+    // Helpers that sleep would have to be woken; when the machine has no free core for them (other
+    // threads runnable now fill every core but the caller's), the wait for them would be a time
+    // slice: a loss before the start.
+    const int asleep = atomic_load(&sleepers);
+    if (t0 >= solo_until && asleep > 0 && (uint64_t)(workers - asleep) < helpers &&
+        runnable_now() - 1 + (long)helpers > cpus)
+        note_loss(t0);
     if (t0 < solo_until) {
-        // The same items as with helpers, one after the other, so that results do not depend on
-        // whether the helpers were used; a call made from inside them is declined as it would be
-        // inside a job.
         pthread_mutex_unlock(&busy);
-        k_region_begin();
-        inside_job = true;
-        for (size_t i = 0; i < items; i++) fn(ctx, i);
-        inside_job = false;
-        remember(site, now_ns() - t0, items);
-        k_region_end();
+        run_alone(items, fn, ctx, site);
         return 1;
     }
     k_region_begin();
@@ -301,12 +336,12 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
     // No helper is inside (the last job waited for them all), so the word is only the generation.
     atomic_store(&job, GEN(atomic_load(&job)) + GEN_ONE + OPEN);
     // Wake as many sleeping workers as the job lacks helpers among those awake.
-    const int asleep = atomic_load(&sleepers);
-    const int wanted = (int)helpers - (workers - asleep);
-    const bool woke = wanted > 0 && asleep > 0;
+    const int sleeping = atomic_load(&sleepers);
+    const int wanted = (int)helpers - (workers - sleeping);
+    const bool woke = wanted > 0 && sleeping > 0;
     if (woke) {
         pthread_mutex_lock(&sleep_lock);
-        for (int i = 0; i < wanted && i < asleep; i++) pthread_cond_signal(&wake);
+        for (int i = 0; i < wanted && i < sleeping; i++) pthread_cond_signal(&wake);
         pthread_mutex_unlock(&sleep_lock);
     }
     inside_job = true;
@@ -323,8 +358,7 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
     // A job that took longer with helpers than its call site's record says it takes alone lost too.
     const bool slower = per_item > 0 && t2 - t0 > per_item * items;
     if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0) || (shared > 0 && slower)) {
-        solo_ns = solo_ns < SOLO_MIN_NS ? SOLO_MIN_NS : solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : solo_ns * 2;
-        solo_until = t2 + solo_ns;
+        note_loss(t2);
     } else if (shared > 0) {
         solo_ns /= 2;
     }
