@@ -194,7 +194,7 @@ private func horizontalPass(_ source: [UInt8], width: Int, height: Int, kernel: 
     source.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             kernel.weights.withUnsafeBufferPointer { weights in
-                parallelFor(height, minPerThread: 16) { rows in
+                parallelFor(height, minPerThread: 16, workPerItem: outWidth * 3 * kernel.taps) { rows in
                     for y in rows {
                         let row = src.baseAddress! + y * width * 3
                         let outRow = dst.baseAddress! + y * outWidth * 3
@@ -230,7 +230,7 @@ private func verticalPass(_ source: [UInt8], width: Int, kernel: ResampleKernel)
     source.withUnsafeBufferPointer { src in
         out.withUnsafeMutableBufferPointer { dst in
             kernel.weights.withUnsafeBufferPointer { weights in
-                parallelFor(outHeight, minPerThread: 16) { rows in
+                parallelFor(outHeight, minPerThread: 16, workPerItem: rowLength * kernel.taps) { rows in
                     let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rowLength)
                     defer { acc.deallocate() }
                     for y in rows {

@@ -75,7 +75,7 @@ public final class Matrix: @unchecked Sendable, CustomStringConvertible {
     public func gatherRows(_ indices: [Int]) -> Matrix {
         let m = Matrix(uninitializedRows: indices.count, cols: cols)
         indices.withUnsafeBufferPointer { rows in
-            parallelFor(rows.count, minPerThread: 64) { range in
+            parallelFor(rows.count, minPerThread: 64, workPerItem: cols) { range in
                 for i in range { m.row(i).update(from: row(rows[i]), count: cols) }
             }
         }

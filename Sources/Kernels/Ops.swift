@@ -8,7 +8,7 @@ public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, i
     weight.withUnsafeBufferPointer { w in
         bias.withUnsafeBufferPointer { b in
             let wp = w.baseAddress!, bp = b.baseAddress!
-            parallelFor(x.rows, minPerThread: 16) { range in
+            parallelFor(x.rows, minPerThread: 16, workPerItem: x.cols) { range in
                 for r in range { k_layer_norm(x.row(r), y.row(r), wp, bp, x.cols, eps) }
             }
         }
@@ -21,7 +21,7 @@ public func rmsNorm(_ x: Matrix, weight: [Float], eps: Float, into y: Matrix) {
     y.rows = x.rows
     weight.withUnsafeBufferPointer { w in
         let wp = w.baseAddress!
-        parallelFor(x.rows, minPerThread: 16) { range in
+        parallelFor(x.rows, minPerThread: 16, workPerItem: x.cols) { range in
             for r in range { k_rms_norm(x.row(r), y.row(r), wp, x.cols, eps) }
         }
     }
@@ -36,7 +36,7 @@ public func normalizedRows(_ m: Matrix, _ indices: [Int]) -> Matrix {
     let out = Matrix(uninitializedRows: indices.count, cols: m.cols)
     let c = m.cols
     indices.withUnsafeBufferPointer { rows in
-        parallelFor(rows.count, minPerThread: 16) { range in
+        parallelFor(rows.count, minPerThread: 16, workPerItem: c) { range in
             for i in range { out.row(i).update(from: m.row(rows[i]), count: c) }
             k_normalize_rows(out.row(range.lowerBound), range.count, c, c)
         }
@@ -69,7 +69,7 @@ public enum Activation: String, Sendable {
 }
 
 public func activate(_ x: Matrix, _ act: Activation) {
-    parallelFor(x.rows, minPerThread: 8) { range in
+    parallelFor(x.rows, minPerThread: 8, workPerItem: x.cols) { range in
         let p = x.row(range.lowerBound)
         let n = range.count * x.cols
         switch act {
@@ -83,7 +83,7 @@ public func activate(_ x: Matrix, _ act: Activation) {
 /// gate = silu(gate) · up (the Llama MLP), in place on `gate`.
 public func siluMul(_ gate: Matrix, _ up: Matrix) {
     precondition(gate.rows == up.rows && gate.cols == up.cols)
-    parallelFor(gate.rows, minPerThread: 8) { range in
+    parallelFor(gate.rows, minPerThread: 8, workPerItem: 2 * gate.cols) { range in
         k_silu_mul(gate.row(range.lowerBound), up.row(range.lowerBound), range.count * gate.cols)
     }
 }
@@ -91,14 +91,14 @@ public func siluMul(_ gate: Matrix, _ up: Matrix) {
 /// y += x (same shape).
 public func addInPlace(_ y: Matrix, _ x: Matrix) {
     precondition(y.rows == x.rows && y.cols == x.cols)
-    parallelFor(y.rows, minPerThread: 16) { range in
+    parallelFor(y.rows, minPerThread: 16, workPerItem: 2 * y.cols) { range in
         k_add(y.row(range.lowerBound), x.row(range.lowerBound), range.count * y.cols)
     }
 }
 
 /// Softmax of each row, in place.
 public func softmaxRows(_ x: Matrix) {
-    parallelFor(x.rows, minPerThread: 4) { range in
+    parallelFor(x.rows, minPerThread: 4, workPerItem: x.cols) { range in
         for r in range { k_softmax(x.row(r), x.cols) }
     }
 }

@@ -113,24 +113,40 @@ final class LockedCounter: @unchecked Sendable {
     }
 }
 
+/// The least work worth handing to another thread, in units of about one value read or written
+/// (or one multiply-add): 32K units, some microseconds on one core. Handing a chunk to a worker
+/// that spins costs around a microsecond, to one that sleeps tens of microseconds, and the chunk's
+/// data then crosses between caches; below this, the calling thread alone is as fast.
+public let minWorkPerThread = 1 << 15
+
 /// Runs `body` over `0..<n` split into contiguous chunks, one per thread.
-/// Small problems (fewer than `minPerThread` items per thread) run on the calling thread.
+/// Small problems run on the calling thread: fewer than `minPerThread` items per thread, or, when
+/// the caller gives `workPerItem` (an item's work in the units of `minWorkPerThread`), less than
+/// `minWorkPerThread` of work per thread.
 /// The chunks go to the worker pool of `k_pool_run` (workers that spin briefly between jobs, so
-/// the many short steps of decoding do not each pay a thread wake-up). A loop inside a loop runs
+/// the many short steps of decoding do not each pay a thread wake-up). The pool runs the chunks
+/// on the calling thread, one after the other, when the call site's last job took under 20 µs on
+/// one thread, and while other processes hold the cores; the chunks, and so the results, stay the
+/// same. A loop inside a loop runs
 /// on its calling thread (the outer loop already keeps every thread busy); a second caller while
 /// the pool is taken gets Dispatch's threads.
 @inline(__always)
-public func parallelFor(_ n: Int, minPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
-    let threads = min(Threads.count, max(1, n / max(1, minPerThread)))
+public func parallelFor(_ n: Int, minPerThread: Int = 1, workPerItem: Int = 0, file: StaticString = #fileID,
+                        line: UInt = #line, _ body: (Range<Int>) -> Void) {
+    var perThread = max(1, minPerThread)
+    if workPerItem > 0 { perThread = max(perThread, (minWorkPerThread + workPerItem - 1) / workPerItem) }
+    let threads = min(Threads.count, max(1, n / perThread))
     if threads <= 1 || n <= 1 {
         if n > 0 { body(0..<n) }
         return
     }
     let chunk = (n + threads - 1) / threads
     let chunks = (n + chunk - 1) / chunk
+    // The call site, for the pool's record of how long its jobs take.
+    let site = UInt32(truncatingIfNeeded: UInt(bitPattern: file.utf8Start) &* 31 &+ line)
     let outcome = withoutActuallyEscaping(body) { body -> Int32 in
         var job = PoolJob(n: n, chunk: chunk, body: body)
-        return withUnsafeMutablePointer(to: &job) { k_pool_run(threads, chunks, poolTrampoline, $0) }
+        return withUnsafeMutablePointer(to: &job) { k_pool_run(threads, chunks, poolTrampoline, $0, site) }
     }
     if outcome == 1 { return }
     if outcome < 0 {

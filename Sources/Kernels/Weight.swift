@@ -131,7 +131,7 @@ public struct Weight: @unchecked Sendable {
     /// blocks spread over the threads (what the quantizers pack from).
     private func forEachWidenedChunk(_ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
         let chunk = 64
-        parallelFor((rows + chunk - 1) / chunk) { range in
+        parallelFor((rows + chunk - 1) / chunk, workPerItem: chunk * cols) { range in
             let tmp = UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols)
             defer { tmp.deallocate() }
             for c in range {

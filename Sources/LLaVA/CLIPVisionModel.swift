@@ -166,7 +166,7 @@ func meanOverHeads(_ k: Matrix, heads: Int) -> Matrix {
     let d = k.cols / heads
     let out = Matrix(rows: k.rows, cols: d)
     let inv = 1 / Float(heads)
-    parallelFor(k.rows, minPerThread: 32) { range in
+    parallelFor(k.rows, minPerThread: 32, workPerItem: k.cols) { range in
         for t in range {
             let src = k.row(t), dst = out.row(t)
             for h in 0..<heads {
@@ -251,7 +251,7 @@ public final class CLIPVisionModel {
         let patchDim = 3 * ps * ps
         let patches = Matrix(uninitializedRows: g * g, cols: patchDim)  // every value written below
         pixels.withUnsafeBufferPointer { px in
-            parallelFor(g) { patchRows in
+            parallelFor(g, workPerItem: g * patchDim) { patchRows in
                 for py in patchRows {
                     for pxi in 0..<g {
                         let row = patches.row(py * g + pxi)
@@ -269,7 +269,7 @@ public final class CLIPVisionModel {
         // Row 0 is CLS, row r the projection of patch r − 1; each plus its position embedding.
         let h = Matrix(uninitializedRows: g * g + 1, cols: c)
         classEmbedding.withUnsafeBufferPointer { cls in
-            parallelFor(g * g + 1, minPerThread: 16) { rows in
+            parallelFor(g * g + 1, minPerThread: 16, workPerItem: 2 * c) { rows in
                 positionEmbedding.widenRows(rows.lowerBound, count: rows.count, into: h.row(rows.lowerBound))
                 for r in rows {
                     let dst = h.row(r), src = r == 0 ? cls.baseAddress! : UnsafePointer(projected.row(r - 1))

@@ -102,7 +102,7 @@ final class LlamaRotaryEmbedding {
         let half = headDim / 2
         cosTable.withUnsafeBufferPointer { cosT in
             sinTable.withUnsafeBufferPointer { sinT in
-                parallelFor(x.rows, minPerThread: 16) { range in
+                parallelFor(x.rows, minPerThread: 16, workPerItem: heads * headDim) { range in
                     for r in range {
                         let p = positions?[r] ?? start + r
                         let c = cosT.baseAddress! + p * half

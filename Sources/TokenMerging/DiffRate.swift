@@ -37,7 +37,7 @@ public enum DiffRate {
             var dsts = [Int](repeating: 0, count: rest.count)
             dsts.withUnsafeMutableBufferPointer { out in
                 let o = out.baseAddress!
-                parallelFor(rest.count, minPerThread: 32) { range in
+                parallelFor(rest.count, minPerThread: 32, workPerItem: k) { range in
                     for i in range { o[i] = 1 + firstArgmax(sim.row(i) + 1, k - 1).index }  // column 0 is CLS
                 }
             }

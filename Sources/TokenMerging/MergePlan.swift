@@ -117,7 +117,7 @@ public func apply(_ plan: MergePlan, to x: Matrix, _ reduction: Reduction = .mea
     plan.members.withUnsafeBufferPointer { members in
         plan.starts.withUnsafeBufferPointer { starts in
             weights.withUnsafeBufferPointer { w in
-                parallelFor(plan.outputRows, minPerThread: 32) { range in
+                parallelFor(plan.outputRows, minPerThread: 32, workPerItem: (plan.inputRows / max(1, plan.outputRows)) * x.cols) { range in
                     for k in range {
                         combine(members[starts[k]..<starts[k + 1]], of: x, reduction, weights: w, into: out.row(k))
                     }

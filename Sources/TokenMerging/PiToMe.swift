@@ -45,7 +45,7 @@ public enum PiToMe {
         var e = [Double](repeating: 0, count: p)
         e.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
-            parallelFor(p, minPerThread: 32) { range in
+            parallelFor(p, minPerThread: 32, workPerItem: 8 * w.cols) { range in
                 for i in range {
                     let row = w.row(i)
                     var sum = 0.0
@@ -92,12 +92,12 @@ public enum PiToMe {
         var values = [Double](repeating: 0, count: tokens.count)
         norms.withUnsafeMutableBufferPointer { normBuffer in
             let n = normBuffer.baseAddress!
-            parallelFor(p, minPerThread: 64) { range in
+            parallelFor(p, minPerThread: 64, workPerItem: c) { range in
                 for i in range { n[i] = max(doubleDot(patches.row(i), patches.row(i), c).squareRoot(), 1e-12) }
             }
             values.withUnsafeMutableBufferPointer { valueBuffer in
                 let out = valueBuffer.baseAddress!
-                parallelFor(tokens.count) { range in
+                parallelFor(tokens.count, workPerItem: p * c) { range in
                     let dots = UnsafeMutablePointer<Double>.allocate(capacity: p)
                     defer { dots.deallocate() }
                     for t in range {
@@ -123,7 +123,7 @@ public enum PiToMe {
         var dst = [Int](repeating: 0, count: a.count)
         dst.withUnsafeMutableBufferPointer { out in
             let o = out.baseAddress!
-            parallelFor(a.count, minPerThread: 16) { range in
+            parallelFor(a.count, minPerThread: 16, workPerItem: b.count) { range in
                 var scores = [Float](repeating: 0, count: b.count)
                 for t in range {
                     let row = w.row(a[t])

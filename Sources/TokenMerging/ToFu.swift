@@ -21,7 +21,7 @@ public enum ToFu {
         precondition(merged.rows == plan.outputRows && input.rows == plan.inputRows && merged.cols == input.cols)
         let c = input.cols
         plan.members.withUnsafeBufferPointer { members in
-            parallelFor(plan.outputRows, minPerThread: 32) { range in
+            parallelFor(plan.outputRows, minPerThread: 32, workPerItem: c) { range in
                 for k in range where plan.starts[k + 1] - plan.starts[k] > 1 {
                     let group = members[plan.starts[k]..<plan.starts[k + 1]]
                     let dstNorm = rowNorm(input.row(group.first!), c)

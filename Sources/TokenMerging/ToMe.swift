@@ -37,7 +37,7 @@ public enum ToMe {
         best.withUnsafeMutableBufferPointer { bestOut in
             bestB.withUnsafeMutableBufferPointer { bestBOut in
                 let value = bestOut.baseAddress!, index = bestBOut.baseAddress!
-                parallelFor(aRows.count, minPerThread: 32) { range in
+                parallelFor(aRows.count, minPerThread: 32, workPerItem: bRows.count) { range in
                     for a in range where a > 0 { (index[a], value[a]) = firstArgmax(scores.row(a), bRows.count) }
                 }
             }

@@ -1,11 +1,13 @@
+import CKernels
 import Dispatch
 import Foundation
 import Kernels
 import XCTest
 
 /// `parallelFor` on the worker pool: every index once, whatever the size and thread count, also
-/// for a loop inside a loop (run whole by the inner caller) and for several callers at once (one
-/// gets the pool, the others fall back to Dispatch).
+/// for a loop inside a loop (run whole by the inner caller), for several callers at once (one
+/// gets the pool, the others fall back to Dispatch), for jobs whose helpers sleep, stall or are
+/// parked between jobs, and for loops too small to split.
 final class ParallelForTests: XCTestCase {
     var before = 1
 
@@ -76,5 +78,81 @@ final class ParallelForTests: XCTestCase {
             lock.unlock()
         }
         for c in 0..<callers { XCTAssertEqual(results[c], Array(repeating: 1, count: n), "caller \(c)") }
+    }
+
+    /// Jobs with pauses between them (the workers go to sleep and are woken), and jobs where one
+    /// item stalls (the caller then sleeps until the helper running it leaves, and the jobs after
+    /// may run on the calling thread alone): every index once throughout.
+    func testJobsAcrossSleepsAndStalls() {
+        Threads.set(3)
+        for round in 0..<60 {
+            if round % 10 == 0 { usleep(2000) }
+            let n = 2 + round % 7
+            var hits = [Int](repeating: 0, count: n)
+            hits.withUnsafeMutableBufferPointer { p in
+                parallelFor(n) { range in
+                    for i in range {
+                        if round % 3 == 0 && i == n - 1 { usleep(3000) }
+                        p[i] += 1
+                    }
+                }
+            }
+            XCTAssertEqual(hits, Array(repeating: 1, count: n), "round \(round)")
+        }
+    }
+
+    /// Parking the workers (before an OpenBLAS product) between and during jobs loses nothing.
+    func testParkingBetweenJobs() {
+        Threads.set(2)
+        for round in 0..<500 {
+            if round % 2 == 0 { k_pool_park() }
+            let n = 1 + round % 9
+            XCTAssertEqual(visits(n), Array(repeating: 1, count: n))
+        }
+    }
+
+    /// Nested loops and several outer callers at once, with short jobs: each caller's inner
+    /// loops run whole on their own thread or on the pool, never twice.
+    func testNestedLoopsFromSeveralCallers() {
+        Threads.set(2)
+        let callers = 4, outer = 8, inner = 40
+        var ok = [Bool](repeating: false, count: callers)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: callers) { c in
+            var hits = [Int](repeating: 0, count: outer * inner)
+            for _ in 0..<50 {
+                hits.withUnsafeMutableBufferPointer { p in
+                    parallelFor(outer) { rows in
+                        for r in rows { parallelFor(inner) { cols in for i in cols { p[r * inner + i] += 1 } } }
+                    }
+                }
+            }
+            lock.lock()
+            ok[c] = hits == Array(repeating: 50, count: outer * inner)
+            lock.unlock()
+        }
+        XCTAssertEqual(ok, Array(repeating: true, count: callers))
+    }
+
+    /// Less than `minWorkPerThread` of work per thread runs in one call on the calling thread.
+    func testSmallWorkIsNotSplit() {
+        Threads.set(4)
+        var calls: [Range<Int>] = []
+        let lock = NSLock()
+        parallelFor(64, workPerItem: minWorkPerThread / 64 - 1) { range in
+            lock.lock()
+            calls.append(range)
+            lock.unlock()
+        }
+        XCTAssertEqual(calls, [0..<64])
+        calls = []
+        // Enough work for two threads of four: at most two chunks, covering everything.
+        parallelFor(64, workPerItem: minWorkPerThread / 32) { range in
+            lock.lock()
+            calls.append(range)
+            lock.unlock()
+        }
+        XCTAssertLessThanOrEqual(calls.count, 2)
+        XCTAssertEqual(calls.map(\.count).reduce(0, +), 64)
     }
 }

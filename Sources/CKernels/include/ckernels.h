@@ -113,12 +113,14 @@ int k_amx_request(void);
 void k_keep_freed_memory(void);
 
 // Worker pool for parallel loops (pool.c). `k_pool_run` calls fn(ctx, i) for every i < items on
-// up to `threads` threads (the caller included) and returns 1 when done. Without running anything
-// it returns -1 when the items are best run on the calling thread (called from inside a job, whose
-// threads are all busy, or no worker threads), and 0 when another caller's job is running (the
-// caller then runs the items on other threads).
+// up to `threads` threads (the caller included; only the caller while recent jobs found the
+// helpers without a core, or when the last job from the same `site`, a number naming the call
+// site, was too short to share) and returns 1 when done. Without running anything it returns -1 when
+// the items are best run on the calling thread (called from inside a job, whose threads are all
+// busy, or no worker threads), and 0 when another caller's job is running (the caller then runs
+// the items on other threads).
 typedef void (*k_pool_fn)(void *ctx, size_t index);
-int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx);
+int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t site);
 // Sends workers spinning between jobs to sleep now (before work on other threads, e.g. OpenBLAS's).
 void k_pool_park(void);
 // CPUs this process may run on (sched_getaffinity).
