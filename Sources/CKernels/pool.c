@@ -17,8 +17,7 @@
 //     have caught it), doubles the budget again, up to SPIN_MAX_NS.
 // The caller watches whether the helpers paid: when it waited for them longer than it would have
 // taken to run their items itself (plus SLACK_NS), a helper lost its core in the middle of an
-// item; when the job took longer than its call site's jobs take alone, sharing cost more than it
-// saved; when it woke sleeping workers and none took an item, the wake was for nothing. Each is
+// item; when it woke sleeping workers and none took an item, the wake was for nothing. Each is
 // a loss, and the next jobs run on the calling thread alone — the same items one after the other,
 // so that results never depend on it — for a while (from SOLO_MIN_NS, doubling up to SOLO_MAX_NS
 // while losses follow one another; a job the helpers shared without loss halves it). Before waking
@@ -355,9 +354,7 @@ int k_pool_run(size_t threads, size_t items, k_pool_fn fn, void *ctx, uint32_t s
     if (mine) remember(site, t1 - t0, mine);
     // The caller alone would have run the helpers' items in about (t1 - t0) · shared / mine.
     const uint64_t alone_ns = mine ? (t1 - t0) * shared / mine : t2 - t1;
-    // A job that took longer with helpers than its call site's record says it takes alone lost too.
-    const bool slower = per_item > 0 && t2 - t0 > per_item * items;
-    if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0) || (shared > 0 && slower)) {
+    if (t2 - t1 > alone_ns + SLACK_NS || (woke && shared == 0)) {
         note_loss(t2);
     } else if (shared > 0) {
         solo_ns /= 2;

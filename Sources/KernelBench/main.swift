@@ -292,7 +292,7 @@ if section("rows") {
         let families: [(String, Weight)] = [("f32", f32), ("f16", f16), ("q8", f16.quantizedQ8()), ("q4", f16.quantizedQ4())]
         let input = randomMatrix(counts.last!, k)
         print("rows sweep \(n)x\(k), \(KernelPath.current): microseconds per input row")
-        print("  rows " + families.map { String(format: "%9@", $0.0) }.joined() + "  f16 sgemm  f16 regs")
+        print("  rows " + families.map { String(format: "%9@", $0.0) }.joined() + "  f16 sgemm  f16 regs   q8 sgemm  q8 avx2")
         for m in counts {
             let x = Matrix(rows: m, cols: k)
             x.data.update(from: input.data, count: m * k)
@@ -310,6 +310,15 @@ if section("rows") {
                 line += String(format: "%11.2f", time(m < 64 ? 5 : 2) { linear(x, f16, into: y) } * 1e6 / Double(m))
             }
             smallProductRows = saved
+            // The two ways an int8 product can run without VNNI.
+            if !Int8Kernel.vnni.isAvailable && Int8Kernel.avx2.isAvailable {
+                let savedRows = Int8Kernel.avx2MaxRows
+                for limit in [0, Int.max] {
+                    Int8Kernel.avx2MaxRows = limit
+                    line += String(format: "%11.2f", time(m < 64 ? 5 : 2) { linear(x, families[2].1, into: y) } * 1e6 / Double(m))
+                }
+                Int8Kernel.avx2MaxRows = savedRows
+            }
             print(line)
         }
     }

@@ -120,14 +120,20 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable {
     public nonisolated(unsafe) static var forced: Int8Kernel?
 
     /// The kernel for a product with `rows` activation rows: AMX from 16 rows (its tiles are 16
-    /// rows tall), else VNNI, else AVX2. Nil on the baseline path, where int8 weights are widened
-    /// into sgemm. (On AVX2, widening for sgemm cost 1.2-5x the AVX2 kernel's time per row at every
-    /// row count up to 1024: kernel-bench rows, 1024 × 1024, 2-core AMD EPYC.)
+    /// rows tall), else VNNI, else AVX2 up to `avx2MaxRows`. Nil otherwise (longer prompts without
+    /// VNNI, and the baseline path), where int8 weights are widened into sgemm.
     public static func best(rows: Int) -> Int8Kernel? {
         if let forced, forced.isAvailable { return forced }
         if rows >= 16, Int8Kernel.amx.isAvailable { return .amx }
         if Int8Kernel.vnni.isAvailable { return .vnni }
-        if Int8Kernel.avx2.isAvailable { return .avx2 }
+        if rows <= avx2MaxRows, Int8Kernel.avx2.isAvailable { return .avx2 }
         return nil
     }
+
+    /// Up to this many rows, int8 products without VNNI run on the AVX2 kernel; longer prompts
+    /// widen the weights into sgemm. `kernel-bench --only rows` measures both: on 2 threads of a
+    /// 2-core AMD EPYC (AVX2), 1024 × 1024, the AVX2 kernel took 16.5–17.9 µs per row from 4 to
+    /// 55 rows and 17–27 µs beyond, widening 34–90 µs per row up to 48 rows, 23–28 µs from 96 to
+    /// 128 and 13–17 µs from 448 rows.
+    public nonisolated(unsafe) static var avx2MaxRows = 96
 }
