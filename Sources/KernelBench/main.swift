@@ -292,7 +292,8 @@ if section("rows") {
         let families: [(String, Weight)] = [("f32", f32), ("f16", f16), ("q8", f16.quantizedQ8()), ("q4", f16.quantizedQ4())]
         let input = randomMatrix(counts.last!, k)
         print("rows sweep \(n)x\(k), \(KernelPath.current): microseconds per input row")
-        print("  rows " + families.map { String(format: "%9@", $0.0) }.joined() + "  f16 sgemm  f16 regs   q8 sgemm  q8 avx2")
+        print("  rows " + families.map { String(repeating: " ", count: max(0, 9 - $0.0.count)) + $0.0 }.joined()
+              + "  f16 sgemm  f16 regs   q8 sgemm  q8 avx2")
         for m in counts {
             let x = Matrix(rows: m, cols: k)
             x.data.update(from: input.data, count: m * k)

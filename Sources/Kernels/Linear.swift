@@ -23,6 +23,10 @@ public func linear(_ x: Matrix, _ w: Weight, bias: [Float]? = nil, into y: Matri
         q4Product(x.data, rows: m, ldx: x.cols, p, into: y.data, ldy: y.cols)
     } else if m == 1 {
         gemv(w, x.data, y.data)
+    } else if m == 2, case .f32 = w.storage {
+        // Two rows of Float32 weights: sgemm cost 1.6x per row what one matrix-vector product
+        // does (kernel-bench rows, AVX2), so each row reads the weights on its own.
+        for r in 0..<m { gemv(w, x.row(r), y.row(r)) }
     } else if m <= smallProductRows, let (p, bf16) = w.halfStorage {
         parallelFor((n + 3) / 4, minPerThread: blocksPerThread(m * 4 * k)) { groups in
             k_gemm_half(x.data, m, k, p, k, k, groups.lowerBound * 4, min(n, groups.upperBound * 4), y.data, n, bf16 ? 1 : 0)

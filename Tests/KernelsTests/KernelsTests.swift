@@ -168,7 +168,7 @@ final class KernelsTests: XCTestCase {
         let before = Threads.count
         defer { Threads.set(before) }
         KernelPath.forEachAvailable { path in
-            for rows in [m, 37, 1] {
+            for rows in [m, 37, 2, 1] {
                 let x = Matrix(rows: rows, cols: k, values: Array(input.toArray()[0..<(rows * k)]))
                 for (name, weight) in [("f16", w), ("f32", f32)] {
                     Threads.set(1)
