@@ -92,13 +92,20 @@ static int path_from_features(void) {
 static int best_path = -1;
 static int current_path = -1;
 
+static int path_without_amx = -1;
+
 // The path as far as the element-wise kernels need it (never more than AVX-512 matters to them):
-// no AMX check, so the AMX check's own products can run through them.
+// no AMX check, so the AMX check's own products can run through them. Until k_path() settles the
+// path, the path asked for and the CPU's features are read once and kept.
 int k_path_vector(void) {
-    const int p = __atomic_load_n(&current_path, __ATOMIC_ACQUIRE);
+    int p = __atomic_load_n(&current_path, __ATOMIC_ACQUIRE);
+    if (p >= 0) return p;
+    p = __atomic_load_n(&path_without_amx, __ATOMIC_ACQUIRE);
     if (p >= 0) return p;
     const int requested = k_path_requested(), features = path_from_features();
-    return requested >= 0 && requested < features ? requested : features;
+    p = requested >= 0 && requested < features ? requested : features;
+    __atomic_store_n(&path_without_amx, p, __ATOMIC_RELEASE);
+    return p;
 }
 
 int k_path_best(void) {

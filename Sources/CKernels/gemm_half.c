@@ -213,24 +213,19 @@ static inline __attribute__((always_inline)) AVX2 void gemv_rows_avx2(int NR, co
             b[j] = _mm256_fmadd_ps(load_weights8(p + 8, bf16), x1, b[j]);
         }
     }
-    float tail[4] = {0, 0, 0, 0};
-    for (; c < k; c++) {
-        const float xc = x[c];
+    // The last k % 16 columns, 8 at a time, copied into zero-padded vectors as in tile_avx2.
+    for (; c < k; c += 8) {
+        const size_t rest = k - c < 8 ? k - c : 8;
+        float xt[8] = {0};
+        memcpy(xt, x + c, rest * sizeof(float));
+        const __m256 xv = _mm256_loadu_ps(xt);
         for (int j = 0; j < NR; j++) {
-            const uint16_t h = w[j * ldw + c];
-            float v;
-            if (bf16) {
-                const uint32_t bits = (uint32_t)h << 16;
-                memcpy(&v, &bits, 4);
-            } else {
-                _Float16 f;
-                memcpy(&f, &h, 2);
-                v = (float)f;
-            }
-            tail[j] += v * xc;
+            uint16_t wt[8] = {0};
+            memcpy(wt, w + j * ldw + c, rest * sizeof(uint16_t));
+            a[j] = _mm256_fmadd_ps(load_weights8(wt, bf16), xv, a[j]);
         }
     }
-    for (int j = 0; j < NR; j++) y[j] = sum8(_mm256_add_ps(a[j], b[j])) + tail[j];
+    for (int j = 0; j < NR; j++) y[j] = sum8(_mm256_add_ps(a[j], b[j]));
 }
 
 static AVX2 void gemv_avx2(const uint16_t *w, size_t ldw, const float *x, float *y, size_t k, size_t r0, size_t r1,

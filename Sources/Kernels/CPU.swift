@@ -16,7 +16,6 @@ public enum CPU {
         ]
         return Set(names.filter { bits & UInt64($0.0) != 0 }.map(\.1))
     }()
-
 }
 
 /// The kernel path: the widest instruction set the hand-written kernels use. Each path has its own
@@ -79,14 +78,12 @@ public enum KernelPath: Int32, CaseIterable, Comparable, Sendable, CustomStringC
     /// What `LLAVA_KERNELS` asks for that cannot be had, in one line (nil when it is unset or granted).
     public static var environmentProblem: String? {
         let value = ProcessInfo.processInfo.environment["LLAVA_KERNELS"] ?? ""
-        switch k_path_requested() {
-        case -1: return nil
-        case -2:
+        let requested = k_path_requested()
+        if requested == -1 { return nil }
+        guard let asked = KernelPath(rawValue: requested) else {
             return "LLAVA_KERNELS=\(value) names no kernel path (base, avx2, avx512, vnni, amx); using \(current)"
-        default:
-            let asked = KernelPath(rawValue: k_path_requested()) ?? .base
-            return asked > best ? "LLAVA_KERNELS=\(value): this CPU runs at most \(best); using \(current)" : nil
         }
+        return asked > best ? "LLAVA_KERNELS=\(value): this CPU runs at most \(best); using \(current)" : nil
     }
 }
 

@@ -4,7 +4,7 @@ import Foundation
 /// y = x · Wᵀ (+ bias): x [M, K], W [N, K] (PyTorch Linear layout), y [M, N].
 ///
 /// - M = 1 (decoding): a GEMV that reads the weight in its stored type, split over threads.
-/// - f32 weights: `sgemm` straight on the (mapped) weight, a block of output columns per thread.
+/// - f32 weights: `sgemm` straight on the (mapped) weight, in blocks of output columns.
 /// - f16/bf16/int8 weights: the weight is widened in tiles of rows into a scratch buffer and each
 ///   tile goes through `sgemm`, so no second Float32 copy of the checkpoint exists.
 /// Long products run on the worker pool with single-threaded BLAS calls. The blocks each call
@@ -326,13 +326,12 @@ func weightTiles(n: Int, k: Int) -> (rows: Int, count: Int) {
     return (rows, (n + rows - 1) / rows)
 }
 
-/// Multiply-adds below which a thread's share of a product does not pay for handing it over: a
-/// thread takes at least this much of a product, so small products run on the calling thread.
-public nonisolated(unsafe) var minProductWorkPerThread = 1 << 18
-
-/// The least number of blocks of `work` multiply-adds each that a thread should take.
+/// The least number of blocks of `work` multiply-adds each that a thread should take, so that
+/// small products and attention run on the calling thread. Products run 8 multiply-adds to a
+/// vector instruction, so 8 of them count as one unit of `minWorkPerThread` (2^18 multiply-adds
+/// per thread).
 @inline(__always)
-func blocksPerThread(_ work: Int) -> Int { max(1, minProductWorkPerThread / max(work, 1)) }
+func blocksPerThread(_ work: Int) -> Int { max(1, 8 * minWorkPerThread / max(work, 1)) }
 
 /// Scratch buffers for weight tiles, one per thread using one at a time; they grow on demand and
 /// are kept for the next product.

@@ -125,7 +125,7 @@ public let minWorkPerThread = 1 << 15
 /// `minWorkPerThread` of work per thread.
 /// The chunks go to the worker pool of `k_pool_run` (workers that spin briefly between jobs, so
 /// the many short steps of decoding do not each pay a thread wake-up). The pool runs the chunks
-/// on the calling thread, one after the other, when the call site's last job took under 20 µs on
+/// on the calling thread, one after the other, when the call site's last job took under 100 µs on
 /// one thread, and while other processes hold the cores; the chunks, and so the results, stay the
 /// same. A loop inside a loop runs
 /// on its calling thread (the outer loop already keeps every thread busy); a second caller while
