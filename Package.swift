@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "TokenMergingTests", dependencies: ["TokenMerging", "Checkpoint", "FixtureLocations"]),
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
-        .testTarget(name: "CLITests", dependencies: ["Checkpoint", "Imaging", "FixtureLocations",
+        .testTarget(name: "CLITests", dependencies: ["LlavaCLI", "Checkpoint", "Imaging", "FixtureLocations",
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval", "FixtureLocations"]),
     ],

@@ -72,13 +72,13 @@ public struct BenchmarkPlan: Sendable {
 
     /// The (method, ratio, budget) rows asked for, in order: the baseline when a ratio is 1 (or
     /// method none is listed), then per merged method its ratios below 1 and its budgets.
-    /// Pooling has one fixed 4x reduction: one row, whatever the ratios.
+    /// A fixed reduction (2x2 pooling) has one row, whatever the ratios.
     static func requests(methods: [MergeMethod], ratios: [Double], keeps: [Int]) -> [(method: MergeMethod, ratio: Double?, keep: Int?)] {
         var out: [(method: MergeMethod, ratio: Double?, keep: Int?)] = []
         if ratios.contains(1) || methods.contains(.none) { out.append((.none, nil, nil)) }
         for method in methods where method != .none {
-            if method == .pool2x2 {
-                if !ratios.isEmpty { out.append((.pool2x2, nil, nil)) }
+            if method.reducer.amount == .fixed {
+                if !ratios.isEmpty { out.append((method, nil, nil)) }
             } else {
                 for ratio in ratios where ratio != 1 { out.append((method, ratio, nil)) }
             }
@@ -91,11 +91,9 @@ public struct BenchmarkPlan: Sendable {
     static func settings(_ method: MergeMethod, ratio: Double?, keep: Int?, variant: VisionMergeSettings) -> VisionMergeSettings {
         guard method != .none else { return .none }
         var s = variant
-        s.options.method = method
+        s.options = variant.options.keepingOnlyParameters(of: method)
         s.options.ratio = ratio
         s.options.keep = keep
-        s.options.pitomeEveryLayer = variant.options.pitomeEveryLayer && method == .pitome
-        if method != .fastV { s.options.fastvLayer = MergeOptions().fastvLayer }
         return s
     }
 }

@@ -81,7 +81,7 @@ public final class ChatSession {
 
     public init(pipeline: LlavaPipeline, template: ConversationTemplate, imageMode: ImageMode = .crop,
                 merge: VisionMergeSettings = .none, options: GenerationOptions = GenerationOptions()) throws {
-        if merge.options.method == .fastV { throw LlavaError.fastvInChat }
+        if merge.options.method.site == .decoder { throw LlavaError.fastvInChat }
         self.pipeline = pipeline
         self.template = template
         self.imageMode = imageMode

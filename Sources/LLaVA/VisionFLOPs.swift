@@ -19,7 +19,7 @@ extension LlavaConfiguration {
             flops += 2 * t * 4 * c * c + 4 * t * t * c + 2 * mlpTokens * 2 * c * inner
         }
         var visual = counts.last! - Double(visionFeatureSelectStrategy.droppedTokens)
-        if settings.options.method == .pruMergePlus {
+        if settings.options.method.site == .probeLayer {
             // The next layer's keys of every token and the CLS query against them; the projector
             // then runs on the kept tokens (for the adaptive count, on every patch: an upper bound).
             let t = counts.last!

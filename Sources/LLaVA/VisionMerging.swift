@@ -16,7 +16,7 @@ public enum MergeMetric: String, Sendable, CaseIterable, Codable {
 /// answer-file metadata and the JSON reports are derived from.
 ///
 /// Its JSON form is one flat object: method, ratio, keep (null when not set), metric,
-/// weighting, prop_attn, pitome_every_layer, seed; alpha, margin_base and fastv_layer only when
+/// weighting, prop_attn, pitome_every_layer, seed; alpha, margin_base, fastv_layer and important_ratio only when
 /// they differ from their defaults. `trackSources` is not part of it (it records where tokens came from
 /// and does not change them), but it is part of the value's identity (hash and equality).
 public struct VisionMergeSettings: Sendable, Hashable, Codable {
@@ -56,12 +56,13 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
         if options.alpha != defaults.alpha { s += " alpha=\(options.alpha)" }
         if options.marginBase != defaults.marginBase { s += " margin-base=\(options.marginBase)" }
         if options.fastvLayer != defaults.fastvLayer { s += " fastv-layer=\(options.fastvLayer)" }
+        if options.importantRatio != defaults.importantRatio { s += " important-ratio=\(options.importantRatio)" }
         return s
     }
 
     enum CodingKeys: String, CodingKey {
         case method, ratio, keep, metric, weighting, propAttn = "prop_attn", pitomeEveryLayer = "pitome_every_layer", seed
-        case alpha, marginBase = "margin_base", fastvLayer = "fastv_layer"
+        case alpha, marginBase = "margin_base", fastvLayer = "fastv_layer", importantRatio = "important_ratio"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -79,6 +80,7 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
         if o.alpha != defaults.alpha { try c.encode(o.alpha, forKey: .alpha) }
         if o.marginBase != defaults.marginBase { try c.encode(o.marginBase, forKey: .marginBase) }
         if o.fastvLayer != defaults.fastvLayer { try c.encode(o.fastvLayer, forKey: .fastvLayer) }
+        if o.importantRatio != defaults.importantRatio { try c.encode(o.importantRatio, forKey: .importantRatio) }
     }
 
     public init(from decoder: Decoder) throws {
@@ -93,7 +95,8 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
             alpha: try c.decodeIfPresent(Float.self, forKey: .alpha) ?? defaults.alpha,
             marginBase: try c.decodeIfPresent(Double.self, forKey: .marginBase) ?? defaults.marginBase,
             seed: UInt64(bitPattern: try c.decodeIfPresent(Int64.self, forKey: .seed) ?? 0),
-            fastvLayer: try c.decodeIfPresent(Int.self, forKey: .fastvLayer) ?? defaults.fastvLayer)
+            fastvLayer: try c.decodeIfPresent(Int.self, forKey: .fastvLayer) ?? defaults.fastvLayer,
+            importantRatio: try c.decodeIfPresent(Double.self, forKey: .importantRatio) ?? defaults.importantRatio)
         metric = try c.decodeIfPresent(MergeMetric.self, forKey: .metric) ?? .hidden
         proportionalAttention = try c.decodeIfPresent(Bool.self, forKey: .propAttn) ?? false
     }
@@ -110,10 +113,10 @@ final class TowerMerger: VisionMergeHook {
                                  initialTokens: initialTokens)
     }
 
-    /// VisionZip always merges the feature layer's output by that layer's keys (`--merge-metric`
-    /// does not apply to it).
+    /// A reducer that reads keys (VisionZip) always merges the feature layer's output by that
+    /// layer's keys (`--merge-metric` does not apply to it).
     var placement: MergePlacement {
-        settings.metric == .keys && settings.options.method != .visionZip ? .betweenAttentionAndMLP : .afterLayer
+        settings.metric == .keys && !settings.options.method.needs.contains(.keys) ? .betweenAttentionAndMLP : .afterLayer
     }
     func needsKeys(layer: Int) -> Bool { merger.needsKeys(layer: layer) }
     var needsCLSAttention: Bool { merger.needsCLSAttention }
@@ -136,7 +139,7 @@ extension LlavaConfiguration {
         let schedule = try MergeSchedule(options: settings.options, towerDepth: vision.numHiddenLayers,
                                          mergeLayers: visionLayersToRun, initialTokens: vision.numPatches + 1)
         if let cut = try languageModelCut(settings) { return cut.keep }
-        if settings.options.method == .pruMergePlus {
+        if settings.options.method.site == .probeLayer {
             if visionLayersToRun >= vision.numHiddenLayers {
                 throw MergeError.invalidGeometry("prumerge-plus reads the attention of the layer after the feature layer, but the feature layer is the tower's last")
             }
@@ -151,7 +154,7 @@ extension LlavaConfiguration {
     /// FastV's cut for `settings` (nil for every other method), checked against the language
     /// model's depth and the image tokens the tower gives.
     public func languageModelCut(_ settings: VisionMergeSettings) throws -> LanguageModelCut? {
-        guard settings.options.method == .fastV else { return nil }
+        guard settings.options.method.site == .decoder else { return nil }
         let visual = vision.numPatches + 1 - visionFeatureSelectStrategy.droppedTokens
         if let keep = settings.options.keep, keep > visual { throw MergeError.invalidKeep(keep: keep, patchTokens: visual) }
         let cut = LanguageModelCut(layer: settings.options.fastvLayer,
@@ -186,7 +189,7 @@ extension LlavaForConditionalGeneration {
     /// A merger for one image under `settings`, or nil when nothing merges.
     /// FastV cuts inside the language model: its tower runs unreduced.
     func makeMerger(_ settings: VisionMergeSettings) throws -> TowerMerger? {
-        guard (settings.isActive && settings.options.method != .fastV) || settings.options.trackSources else { return nil }
+        guard (settings.isActive && settings.options.method.site != .decoder) || settings.options.trackSources else { return nil }
         if config.visionFeatureLayers.count > 1 {
             throw LlavaError.mergeWithSeveralFeatureLayers(config.visionFeatureLayers)
         }
@@ -197,7 +200,7 @@ extension LlavaForConditionalGeneration {
     /// Image embeddings under a merge setting; also returns the source map when tracked.
     public func encodeImage(pixels: [Float], merge settings: VisionMergeSettings) throws -> (embeddings: Matrix, sources: [[Int]]?) {
         let merger = try makeMerger(settings)
-        if let merger, settings.options.method == .pruMergePlus {
+        if let merger, settings.options.method.site == .probeLayer {
             return (projector(try pruMergePlusFeatures(pixels: pixels, merger: merger)), merger.merger.sources)
         }
         var embeddings = try encodeImage(pixels: pixels, merger: merger)

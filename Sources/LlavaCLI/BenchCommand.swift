@@ -74,7 +74,7 @@ struct Bench: ParsableCommand {
     var question = "Describe the image."
     @OptionGroup var imageOptions: ImageOptions
 
-    @Option(name: .long, help: "Merge methods, comma-separated (pitome, tome, tofu, dct, diffrate, random, pool).")
+    @Option(name: .long, help: "Merge methods, comma-separated (\(Reducers.names)).")
     var merge = CommaList<MergeMethod>([.pitome, .tome], text: "pitome,tome")
     @Option(name: .long, help: "Ratios, comma-separated; 1 is the unmerged baseline.")
     var ratios = CommaList<Double>([1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85], text: "1.0,0.975,0.95,0.925,0.9,0.875,0.85")

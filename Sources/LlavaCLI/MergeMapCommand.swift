@@ -67,22 +67,23 @@ struct MergeMap: ParsableCommand {
         if OutputFormat(path: out) == nil {
             throw ValidationError("--out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
         }
-        if methods.contains(.dct) {
-            throw ValidationError("dct has no merge map: it is a low-pass transform along the token axis, so every output token mixes every patch (pick pitome, tome, tofu, diffrate, random, pool or none)")
+        let mappable = MergeMethod.allCases.filter { $0.reducer.tracksSources && $0.site != .decoder }.map(\.rawValue)
+        for method in methods where !method.reducer.tracksSources {
+            throw ValidationError("\(method) has no merge map: every output token mixes every patch (\(method.reducer.summary)); pick \(mappable.joined(separator: ", "))")
         }
-        if methods.contains(.fastV) {
-            throw ValidationError("fastv has no merge map: it cuts visual tokens inside the language model (after decoder layer K, by the attention of the last prompt token), not in the vision tower")
+        for method in methods where method.site == .decoder {
+            throw ValidationError("\(method) has no merge map: it cuts visual tokens inside the language model, not in the vision tower (\(method.reducer.summary))")
         }
         for method in methods { try validateMergeSettings(settings(method)) }
     }
 
     func settings(_ method: MergeMethod) -> VisionMergeSettings {
-        let amount = method != .none && method != .pool2x2
-        return VisionMergeSettings(
-            options: MergeOptions(method: method, ratio: amount ? ratio : nil, keep: amount ? keep : nil,
-                                  weighting: mergeWeighting, pitomeEveryLayer: pitomeEveryLayer && method == .pitome,
-                                  seed: mergeSeed, trackSources: true),
-            metric: mergeMetric, proportionalAttention: propAttn)
+        let amount = method.reducer.amount != .none && method.reducer.amount != .fixed
+        let options = MergeOptions(method: method, ratio: amount ? ratio : nil, keep: amount ? keep : nil,
+                                   weighting: mergeWeighting, pitomeEveryLayer: pitomeEveryLayer,
+                                   seed: mergeSeed, trackSources: true)
+        return VisionMergeSettings(options: options.keepingOnlyParameters(of: method),
+                                   metric: mergeMetric, proportionalAttention: propAttn)
     }
 
     func run() throws {

@@ -77,7 +77,7 @@ extension ImageMode: ExpressibleByArgument {}
 
 /// Token merging inside the vision tower.
 struct MergeFlags: ParsableArguments {
-    @Option(name: .long, help: "Visual-token merging: none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, prumerge-plus, crossget, mctf, fastv (cuts inside the language model).")
+    @Option(name: .long, help: ArgumentHelp("Visual-token reducer: \(Reducers.names).", discussion: Reducers.help))
     var merge: MergeMethod = .none
 
     @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
@@ -104,6 +104,9 @@ struct MergeFlags: ParsableArguments {
     @Option(name: .long, help: "FastV: the language-model layers that see every visual token before the cut (K, at least 1).")
     var fastvLayer = MergeOptions().fastvLayer
 
+    @Option(name: .long, help: "VisPruner: the share of --keep chosen by CLS attention, the rest by diversity (0 ... 1).")
+    var importantRatio = MergeOptions().importantRatio
+
     func validate() throws {
         try validateMergeSettings(settings)
     }
@@ -111,7 +114,8 @@ struct MergeFlags: ParsableArguments {
     var settings: VisionMergeSettings {
         VisionMergeSettings(
             options: MergeOptions(method: merge, ratio: ratio, keep: keep, weighting: mergeWeighting,
-                                  pitomeEveryLayer: pitomeEveryLayer, seed: mergeSeed, fastvLayer: fastvLayer),
+                                  pitomeEveryLayer: pitomeEveryLayer, seed: mergeSeed, fastvLayer: fastvLayer,
+                                  importantRatio: importantRatio),
             metric: mergeMetric, proportionalAttention: propAttn)
     }
 }

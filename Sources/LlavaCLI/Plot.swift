@@ -106,20 +106,15 @@ enum ChartDrawing {
         let plotW = width - left - right
         let plotH = panelHeight - 30
         let px0 = left, py0 = y0 + 30, py1 = py0 + plotH
-        let ys = p.series.flatMap { $0.points.map(\.y) }
-        // A panel whose values are all 0 gets 0 … 1 (a vanishing range would repeat the label "0").
-        let highest = ys.max() ?? 0
-        let yDomain = p.yRange ?? 0...(highest > 0 ? niceCeiling(highest * 1.08) : 1)
-        let yTicks = niceTicks(yDomain.lowerBound, yDomain.upperBound)
+        let (yDomain, yTicks) = yAxis(p)
         func sx(_ x: Double) -> Double { px0 + (x - xDomain.lowerBound) / (xDomain.upperBound - xDomain.lowerBound) * plotW }
         func sy(_ y: Double) -> Double { py1 - (y - yDomain.lowerBound) / (yDomain.upperBound - yDomain.lowerBound) * plotH }
 
         text(cr, p.title, x: px0 + plotW / 2, y: y0 + 18, size: 14, align: .center)
-        let yDecimals = decimals(for: yTicks)
-        for t in yTicks where yDomain.contains(t) {
+        for (t, label) in zip(yTicks, yTickLabels(p)) {
             line(cr, px0, sy(t), px0 + plotW, sy(t), gray: 0.89, width: 1)
             line(cr, px0 - 5, sy(t), px0, sy(t), gray: 0.2, width: 1)
-            text(cr, String(format: "%.\(yDecimals)f", t) + p.yUnit, x: px0 - 8, y: sy(t) + 4, size: 11, align: .right)
+            text(cr, label, x: px0 - 8, y: sy(t) + 4, size: 11, align: .right)
         }
         let xDecimals = decimals(for: xTicks)
         for t in xTicks where xDomain.contains(t) {
@@ -193,6 +188,22 @@ enum ChartDrawing {
         cairo_new_sub_path(cr)
         cairo_arc(cr, x, y, 3.5, 0, 2 * Double.pi)
         cairo_fill(cr)
+    }
+
+    /// A panel's y range and the ticks drawn inside it: the fixed range, or 0 … a rounded-up
+    /// maximum; a panel whose values are all 0 (or that has none) gets 0 … 1, since a vanishing
+    /// range would repeat the label "0".
+    static func yAxis(_ p: PlotPanel) -> (domain: ClosedRange<Double>, ticks: [Double]) {
+        let highest = p.series.flatMap { $0.points.map(\.y) }.max() ?? 0
+        let domain = p.yRange ?? 0...(highest > 0 ? niceCeiling(highest * 1.08) : 1)
+        return (domain, niceTicks(domain.lowerBound, domain.upperBound).filter { domain.contains($0) })
+    }
+
+    /// The y tick labels of a panel, as drawn: just enough decimals to tell them apart, then the unit.
+    static func yTickLabels(_ p: PlotPanel) -> [String] {
+        let ticks = yAxis(p).ticks
+        let d = decimals(for: ticks)
+        return ticks.map { String(format: "%.\(d)f", $0) + p.yUnit }
     }
 
     /// About five round tick values (1, 2 or 5 × 10^k apart) covering lo … hi.

@@ -131,7 +131,7 @@ func printTimingSummary(_ r: AskResult, loadMs: Double, settings: VisionMergeSet
     let prompt = r.promptIds.count
     let decoded = max(0, r.generatedIds.count - 1)
     func f(_ x: Double, _ w: Int = 9) -> String { String(format: "%\(w).2f", x) }
-    let merged = settings.options.method == .fastV ? " (\(settings.label), cut inside the language model)"
+    let merged = settings.options.method.site == .decoder ? " (\(settings.label), cut inside the language model)"
         : settings.isActive ? " (\(settings.label))" : ""
     printErr("")
     printErr("llava: load time       = \(f(loadMs)) ms")

@@ -62,3 +62,23 @@ public enum CrossGET {
         return MergePlan(inputRows: n, groups: [[0]] + groups)
     }
 }
+
+extension CrossGET: TokenReducer {
+    public static let name = "crossget"
+    public static let summary = "CrossGET as in the official PiToMe code (vision only); odd layers only"
+    public static let site = ReducerSite.towerLayers
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i % 2 == 1 ? .crossGet : .none
+    }
+}
+
+extension LayerStep.Stage {
+    public static let crossGet = LayerStep.Stage(
+        name: "crossGet", removal: { p, ratio in CrossGET.removal(patchTokens: p, ratio: ratio) },
+        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max },  // down to a single patch token
+        plan: { step, input in CrossGET.plan(metric: input.metric, remove: step.remove) })
+}
+
+extension MergeMethod {
+    public static let crossGet = MergeMethod(CrossGET.self)
+}

@@ -57,3 +57,27 @@ public enum DCT {
         return out
     }
 }
+
+extension DCT: TokenReducer {
+    public static let name = "dct"
+    public static let summary = "low-pass DCT along the token axis; even layers only (no merge map: every output token mixes every patch)"
+    public static let site = ReducerSite.towerLayers
+    public static let tracksSources = false
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i % 2 == 0 ? .dct : .none
+    }
+}
+
+extension LayerStep.Stage {
+    public static let dct = LayerStep.Stage(
+        name: "dct", removal: { p, ratio in p - DCT.keptCount(patchTokens: p, ratio: ratio) },
+        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, plan: nil,
+        transform: { tokens, remove in
+            let p = tokens.rows - 1
+            return DCT.compress(tokens, lowPass: DCT.lowPassMatrix(patchTokens: p, keep: p - remove))
+        })
+}
+
+extension MergeMethod {
+    public static let dct = MergeMethod(DCT.self)
+}

@@ -46,3 +46,26 @@ public enum DiffRate {
         return MergePlan(inputRows: n, groups: groups)
     }
 }
+
+extension DiffRate: TokenReducer {
+    public static let name = "diffrate"
+    public static let summary = "DiffRate off the shelf: CLS-attention ranking plus merging; even layers only"
+    public static let site = ReducerSite.towerLayers
+    public static let needs: ReducerNeeds = [.clsAttention]
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i % 2 == 0 ? .diffRate : .none
+    }
+}
+
+extension LayerStep.Stage {
+    public static let diffRate = LayerStep.Stage(
+        name: "diffRate", removal: { p, ratio in DiffRate.removal(tokens: p + 1, ratio: ratio) },
+        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, needsCLSAttention: true,
+        plan: { step, input in
+            DiffRate.plan(metric: input.metric, clsAttention: input.clsAttention!, keep: input.metric.rows - step.remove)
+        })
+}
+
+extension MergeMethod {
+    public static let diffRate = MergeMethod(DiffRate.self)
+}

@@ -64,3 +64,13 @@ public enum DivPrune {
         return best
     }
 }
+
+extension DivPrune: TokenReducer {
+    public static let name = "divprune"
+    public static let summary = "DivPrune: the most diverse visual tokens (greedy max-min cosine distance), once, on the projector's output"
+    public static let site = ReducerSite.projector
+}
+
+extension MergeMethod {
+    public static let divPrune = MergeMethod(DivPrune.self)
+}

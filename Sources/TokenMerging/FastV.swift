@@ -26,3 +26,15 @@ public enum FastV {
         descendingOrder(scores).prefix(max(0, keep)).sorted()
     }
 }
+
+extension FastV: TokenReducer {
+    public static let name = "fastv"
+    public static let summary = "FastV: visual tokens cut once inside the language model, after layer --fastv-layer, by the attention the last prompt token pays them"
+    public static let site = ReducerSite.decoder
+    public static let needs: ReducerNeeds = [.decoderAttention]
+    public static let parameters: Set<ReducerParameter> = [.fastvLayer]
+}
+
+extension MergeMethod {
+    public static let fastV = MergeMethod(FastV.self)
+}

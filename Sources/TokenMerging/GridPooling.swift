@@ -26,3 +26,28 @@ public enum GridPooling {
         return MergePlan(inputRows: n, groups: groups)
     }
 }
+
+extension GridPooling: TokenReducer {
+    public static let name = "pool"
+    public static let summary = "2x2 average pooling of the patch grid, once, after the last merge layer (a fixed 4x reduction)"
+    public static let site = ReducerSite.towerLayers
+    public static let amount = ReducerAmount.fixed
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i == mergeLayers - 1 ? .pool2x2 : .none
+    }
+    public static func check(_ options: MergeOptions, patchTokens patches: Int, mergeLayers: Int) throws {
+        guard let side = side(patchTokens: patches) else { throw MergeError.poolGrid(patchTokens: patches) }
+        if let keep = options.keep, keep != side * side / 4 { throw MergeError.poolKeep(keep: keep, pooled: side * side / 4) }
+        if mergeLayers == 0 { throw MergeError.poolWithoutLayers }
+    }
+}
+
+extension LayerStep.Stage {
+    public static let pool2x2 = LayerStep.Stage(
+        name: "pool2x2", removal: { p, _ in p - p / 4 }, maxRemoval: { $0 - $0 / 4 }, largestInput: { 4 * $0 },
+        plan: { _, input in GridPooling.plan(tokens: input.metric.rows) })
+}
+
+extension MergeMethod {
+    public static let pool2x2 = MergeMethod(GridPooling.self)
+}

@@ -60,3 +60,27 @@ public enum MCTF {
         return zip(receivedAttention, sizes).map { $0 * ($1 / largest) }
     }
 }
+
+extension MCTF: TokenReducer {
+    public static let name = "mctf"
+    public static let summary = "MCTF as in the official PiToMe code's CLIP wiring (bidirectional matching, attention-weighted merges); odd layers only"
+    public static let site = ReducerSite.towerLayers
+    public static let needs: ReducerNeeds = [.receivedAttention]
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i % 2 == 1 ? .mctf : .none
+    }
+}
+
+extension LayerStep.Stage {
+    public static let mctf = halving(
+        name: "mctf", removal: { p, ratio in ToMe.removal(tokens: p + 1, ratio: ratio) }, needsReceivedAttention: true,
+        plan: { step, input in MCTF.plan(metric: input.metric, remove: step.remove) },
+        reduction: { sizes, input in
+            guard let received = input.receivedAttention else { preconditionFailure("MCTF needs the attention each token received") }
+            return .weightedMean(sizes: MCTF.weights(receivedAttention: received, sizes: sizes))
+        })
+}
+
+extension MergeMethod {
+    public static let mctf = MergeMethod(MCTF.self)
+}

@@ -1,42 +1,3 @@
-/// Which token-reduction method runs inside the vision tower.
-public enum MergeMethod: String, CaseIterable, Sendable, Codable {
-    /// No reduction: every layer returns its tokens unchanged.
-    case none
-    /// PiToMe as wired for LLaVA: a ToMe stage while 2·i ≤ L, the energy stage after
-    /// (or the energy stage at every layer with `MergeOptions.pitomeEveryLayer`).
-    case pitome
-    /// ToMe bipartite soft matching at every layer.
-    case tome
-    /// ToFu: pruning while 2·i ≤ L, norm-preserving merging after; odd layers only.
-    case tofu
-    /// Low-pass DCT along the token axis; even layers only.
-    case dct
-    /// DiffRate off the shelf: CLS-attention ranking plus merging; even layers only.
-    case diffRate = "diffrate"
-    /// Seeded random dropping of patch tokens, with ToMe's per-layer counts.
-    case randomDrop = "random"
-    /// 2×2 average pooling of the patch grid, once, after the last merge layer.
-    case pool2x2 = "pool"
-    /// DivPrune: the most diverse visual tokens (greedy max–min cosine distance), chosen once on
-    /// the projector's output; the tower runs unreduced.
-    case divPrune = "divprune"
-    /// VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key
-    /// similarity, once, at the selected feature layer.
-    case visionZip = "visionzip"
-    /// PruMerge+: CLS-attention outliers plus uniform samples, each absorbing its key-nearest
-    /// neighbours, once, on the tower's patch features; without a ratio or budget the count is
-    /// decided per image (the official adaptive rule).
-    case pruMergePlus = "prumerge-plus"
-    /// CrossGET as in the official PiToMe code (vision only); odd layers only.
-    case crossGet = "crossget"
-    /// MCTF as in the official PiToMe code's CLIP wiring: bidirectional matching, merges weighted
-    /// by attention received × size; odd layers only.
-    case mctf
-    /// FastV: visual tokens cut once inside the language model, after decoder layer
-    /// `MergeOptions.fastvLayer`, by the attention the last prompt token pays them; the tower runs unreduced.
-    case fastV = "fastv"
-}
-
 /// How merged token features are combined.
 public enum MergeWeighting: String, CaseIterable, Sendable, Codable {
     /// (dst + Σ src) / (1 + n): the official LLaVA wiring of PiToMe and ToMe.
@@ -71,6 +32,8 @@ public struct MergeOptions: Hashable, Sendable {
     public var trackSources: Bool
     /// FastV's K: the language-model layers that see every visual token (at least 1).
     public var fastvLayer: Int
+    /// VisPruner's share of the budget chosen by CLS attention (the rest by diversity), 0 … 1.
+    public var importantRatio: Double
 
     public init(
         method: MergeMethod = .none,
@@ -82,7 +45,8 @@ public struct MergeOptions: Hashable, Sendable {
         marginBase: Double = 0.9,
         seed: UInt64 = 0,
         trackSources: Bool = false,
-        fastvLayer: Int = 2
+        fastvLayer: Int = 2,
+        importantRatio: Double = 0.5
     ) {
         self.method = method
         self.ratio = ratio
@@ -94,6 +58,7 @@ public struct MergeOptions: Hashable, Sendable {
         self.seed = seed
         self.trackSources = trackSources
         self.fastvLayer = fastvLayer
+        self.importantRatio = importantRatio
     }
 
     /// Throws the first rule these options break, as far as it can be told without a tower
@@ -104,20 +69,41 @@ public struct MergeOptions: Hashable, Sendable {
         if ratio != nil && keep != nil { throw MergeError.ratioAndKeep }
         if let ratio, !(ratio > 0 && ratio <= 1) { throw MergeError.invalidRatio(ratio) }
         if let keep, keep < 1 { throw MergeError.invalidBudget(keep) }
-        if pitomeEveryLayer && method != .pitome { throw MergeError.everyLayerWithoutPiToMe(method) }
-        if trackSources && method == .dct { throw MergeError.sourcesUnavailable(method) }
+        guard importantRatio.isFinite && importantRatio >= 0 && importantRatio <= 1 else {
+            throw MergeError.invalidImportantRatio(importantRatio)
+        }
+        let reducer = method.reducer, defaults = MergeOptions()
+        if pitomeEveryLayer && !reducer.parameters.contains(.everyLayer) { throw MergeError.everyLayerWithoutPiToMe(method) }
+        if !reducer.tracksSources && trackSources { throw MergeError.sourcesUnavailable(method) }
         if fastvLayer < 1 { throw MergeError.invalidFastVLayer(layer: fastvLayer, textLayers: nil) }
-        if fastvLayer != MergeOptions().fastvLayer && method != .fastV { throw MergeError.fastvLayerWithoutFastV(method) }
-        switch method {
+        if fastvLayer != defaults.fastvLayer && !reducer.parameters.contains(.fastvLayer) {
+            throw MergeError.fastvLayerWithoutFastV(method)
+        }
+        if importantRatio != defaults.importantRatio && !reducer.parameters.contains(.importantRatio) {
+            throw MergeError.parameterWithoutMethod(.importantRatio, method)
+        }
+        switch reducer.amount {
         case .none:
             if ratio != nil || keep != nil { throw MergeError.amountWithoutMethod }
-        case .pool2x2:
+        case .fixed:
             if ratio != nil { throw MergeError.poolRatio }
-        case .pruMergePlus:
+        case .optional:
             break
-        default:
+        case .required:
             if ratio == nil && keep == nil { throw MergeError.missingAmount(method) }
         }
+    }
+
+    /// These options with every reducer-specific setting the method does not own put back to its
+    /// default (so one set of flags can serve a grid of methods).
+    public func keepingOnlyParameters(of method: MergeMethod) -> MergeOptions {
+        var o = self, defaults = MergeOptions()
+        o.method = method
+        let owned = method.reducer.parameters
+        if !owned.contains(.everyLayer) { o.pitomeEveryLayer = defaults.pitomeEveryLayer }
+        if !owned.contains(.fastvLayer) { o.fastvLayer = defaults.fastvLayer }
+        if !owned.contains(.importantRatio) { o.importantRatio = defaults.importantRatio }
+        return o
     }
 }
 
@@ -141,6 +127,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
     case sourcesUnavailable(MergeMethod)
     case invalidFastVLayer(layer: Int, textLayers: Int?)
     case fastvLayerWithoutFastV(MergeMethod)
+    case parameterWithoutMethod(ReducerParameter, MergeMethod)
+    case invalidImportantRatio(Double)
 
     public var description: String {
         switch self {
@@ -182,6 +170,11 @@ public enum MergeError: Error, CustomStringConvertible, Equatable {
             return "FastV layer \(k) is out of range: it must be at least 1"
         case .fastvLayerWithoutFastV(let m):
             return "a FastV layer only applies to method fastv, not \(m.rawValue)"
+        case .parameterWithoutMethod(let p, let m):
+            let owners = Reducers.all.filter { $0.parameters.contains(p) }.map { $0.name }.joined(separator: ", ")
+            return "\(p.rawValue) only applies to method \(owners), not \(m.rawValue)"
+        case .invalidImportantRatio(let r):
+            return "important ratio \(r) is out of range: it must satisfy 0 <= ratio <= 1"
         }
     }
 }

@@ -2,8 +2,78 @@ import Kernels
 
 /// What one merge layer does.
 public struct LayerStep: Equatable, Sendable {
-    public enum Stage: String, Sendable {
-        case none, tome, pitome, tofuPrune, tofuMerge, dct, diffRate, randomDrop, pool2x2, visionZip, crossGet, mctf
+    /// One kind of merge layer: how many tokens it removes at a ratio, its per-layer clamp, and
+    /// what it does to the tokens. Each reducer's file defines its stages; two stages are equal
+    /// when their names are.
+    public struct Stage: Sendable, Hashable, CustomStringConvertible {
+        public let name: String
+        /// Patch tokens removed from `p` patch tokens at keep-ratio ρ (the stage's own formula).
+        let removal: @Sendable (_ patchTokens: Int, _ ratio: Double) -> Int
+        /// The most patch tokens the stage may remove from `p` (the per-layer clamp).
+        let maxRemoval: @Sendable (_ patchTokens: Int) -> Int
+        /// The most patch tokens from which one layer can come down to `t` within its clamp.
+        let largestInput: @Sendable (_ target: Int) -> Int
+        /// The stage cuts to the reducer's budget at once (removal P − K), instead of a ratio's
+        /// per-layer count.
+        let cutsToBudget: Bool
+        /// Reads the layer's keys averaged over heads as its metric.
+        public let needsKeys: Bool
+        /// Reads the CLS row of the layer's attention.
+        public let needsCLSAttention: Bool
+        /// Reads the attention each token received at the layer.
+        public let needsReceivedAttention: Bool
+        /// The merge plan for a step (nil for a transform).
+        let plan: (@Sendable (LayerStep, StageInput) -> MergePlan)?
+        /// How merged rows combine (nil: the options' weighting).
+        let reduction: (@Sendable (_ sizes: [Float], StageInput) -> Reduction)?
+        /// Work on the merged tokens after the plan is applied (merged, input, plan).
+        let finish: (@Sendable (Matrix, Matrix, MergePlan) -> Void)?
+        /// A transform instead of a plan: the tokens after removing `remove` patch tokens
+        /// (every output token mixes all patches; sizes are spread evenly).
+        let transform: (@Sendable (_ tokens: Matrix, _ remove: Int) -> Matrix)?
+
+        public init(name: String,
+                    removal: @escaping @Sendable (Int, Double) -> Int,
+                    maxRemoval: @escaping @Sendable (Int) -> Int,
+                    largestInput: @escaping @Sendable (Int) -> Int,
+                    cutsToBudget: Bool = false,
+                    needsKeys: Bool = false, needsCLSAttention: Bool = false, needsReceivedAttention: Bool = false,
+                    plan: (@Sendable (LayerStep, StageInput) -> MergePlan)?,
+                    reduction: (@Sendable ([Float], StageInput) -> Reduction)? = nil,
+                    finish: (@Sendable (Matrix, Matrix, MergePlan) -> Void)? = nil,
+                    transform: (@Sendable (Matrix, Int) -> Matrix)? = nil) {
+            self.name = name
+            self.removal = removal
+            self.maxRemoval = maxRemoval
+            self.largestInput = largestInput
+            self.cutsToBudget = cutsToBudget
+            self.needsKeys = needsKeys
+            self.needsCLSAttention = needsCLSAttention
+            self.needsReceivedAttention = needsReceivedAttention
+            self.plan = plan
+            self.reduction = reduction
+            self.finish = finish
+            self.transform = transform
+        }
+
+        public var description: String { name }
+        public var rawValue: String { name }
+        public static func == (a: Stage, b: Stage) -> Bool { a.name == b.name }
+        public func hash(into h: inout Hasher) { h.combine(name) }
+
+        /// A layer that passes its tokens on unchanged.
+        public static let none = LayerStep.Stage(name: "none", removal: { _, _ in 0 }, maxRemoval: { _ in 0 }, largestInput: { $0 },
+                                       plan: { step, input in .identity(rows: input.metric.rows) })
+
+        /// The clamp shared by the bipartite stages: at most half of the patch tokens per layer.
+        static func halving(name: String, removal: @escaping @Sendable (Int, Double) -> Int,
+                            needsReceivedAttention: Bool = false,
+                            plan: @escaping @Sendable (LayerStep, StageInput) -> MergePlan,
+                            reduction: (@Sendable ([Float], StageInput) -> Reduction)? = nil,
+                            finish: (@Sendable (Matrix, Matrix, MergePlan) -> Void)? = nil) -> Stage {
+            Stage(name: name, removal: removal, maxRemoval: { $0 / 2 }, largestInput: { 2 * $0 },  // ceil(p/2) ≤ t
+                  needsReceivedAttention: needsReceivedAttention, plan: plan, reduction: reduction, finish: finish)
+        }
     }
 
     public let layer: Int
@@ -20,30 +90,30 @@ public struct LayerStep: Equatable, Sendable {
         self.margin = margin
     }
 
-    /// The merge plan of this step for `metric` (N rows, row 0 = CLS). Not for `dct`, which is a
-    /// transform rather than a plan (see `DCT.compress`).
+    /// The merge plan of this step for `metric` (N rows, row 0 = CLS). Not for a transform
+    /// stage (DCT), which has no plan (see `DCT.compress`).
     public func plan(metric: Matrix, clsAttention: [Float]? = nil, alpha: Float = 1, seed: UInt64 = 0) -> MergePlan {
-        let n = metric.rows
-        if remove == 0 { return .identity(rows: n) }
-        switch stage {
-        case .none: return .identity(rows: n)
-        case .tome, .tofuMerge: return ToMe.plan(metric: metric, remove: remove)
-        case .crossGet: return CrossGET.plan(metric: metric, remove: remove)
-        case .mctf: return MCTF.plan(metric: metric, remove: remove)
-        case .tofuPrune: return ToFu.prunePlan(metric: metric, remove: remove)
-        case .pitome: return PiToMe.plan(metric: metric, remove: remove, margin: margin, alpha: alpha)
-        case .randomDrop: return RandomDrop.plan(tokens: n, remove: remove, seed: seed, layer: layer)
-        case .pool2x2: return GridPooling.plan(tokens: n)
-        case .diffRate:
-            guard let clsAttention else { preconditionFailure("DiffRate needs the CLS attention of layer \(layer)") }
-            return DiffRate.plan(metric: metric, clsAttention: clsAttention, keep: n - remove)
-        case .visionZip:
-            guard let clsAttention else { preconditionFailure("VisionZip needs the CLS attention of layer \(layer)") }
-            let split = VisionZip.split(keep: n - 1 - remove)
-            return VisionZip.plan(metric: metric, clsAttention: clsAttention, dominant: split.dominant, contextual: split.contextual)
-        case .dct: preconditionFailure("DCT is a transform, not a merge plan: use DCT.compress")
-        }
+        plan(StageInput(metric: metric, clsAttention: clsAttention, receivedAttention: nil,
+                        options: MergeOptions(alpha: alpha, seed: seed)))
     }
+
+    func plan(_ input: StageInput) -> MergePlan {
+        if remove == 0 { return .identity(rows: input.metric.rows) }
+        guard let plan = stage.plan else { preconditionFailure("\(stage.name) is a transform, not a merge plan") }
+        if stage.needsCLSAttention && input.clsAttention == nil {
+            preconditionFailure("\(stage.name) needs the CLS attention of layer \(layer)")
+        }
+        return plan(self, input)
+    }
+}
+
+/// What a stage may read besides its step: the metric (N rows, row 0 = CLS), the CLS attention
+/// and received attention of the layer where its stage needs them, and the options.
+public struct StageInput {
+    public let metric: Matrix
+    public let clsAttention: [Float]?
+    public let receivedAttention: [Float]?
+    public let options: MergeOptions
 }
 
 /// The per-layer plan of a whole tower: which stage runs after each merge layer and how many
@@ -74,27 +144,22 @@ public struct MergeSchedule: Equatable, Sendable {
         guard initialTokens >= 2 else {
             throw MergeError.invalidGeometry("\(initialTokens) tokens: need a CLS token and at least one patch token")
         }
-        let method = options.method
+        let method = options.method, reducer = method.reducer
         let patches = initialTokens - 1
         try options.validate()
         if let keep = options.keep, keep > patches { throw MergeError.invalidKeep(keep: keep, patchTokens: patches) }
-        if method == .pool2x2 {
-            guard let side = GridPooling.side(patchTokens: patches) else { throw MergeError.poolGrid(patchTokens: patches) }
-            if let keep = options.keep, keep != side * side / 4 { throw MergeError.poolKeep(keep: keep, pooled: side * side / 4) }
-            if mergeLayers == 0 { throw MergeError.poolWithoutLayers }
-        }
+        try reducer.check(options, patchTokens: patches, mergeLayers: mergeLayers)
 
         let stages = (0..<mergeLayers).map {
-            Self.stage(method: method, layer: $0, towerDepth: towerDepth, mergeLayers: mergeLayers,
-                       pitomeEveryLayer: options.pitomeEveryLayer)
+            reducer.layerStage(layer: $0, towerDepth: towerDepth, mergeLayers: mergeLayers, options: options)
         }
         let removals: [Int]
-        if method == .divPrune || method == .fastV || method == .pruMergePlus {
+        if reducer.site != .towerLayers {
             removals = stages.map { _ in 0 }
-        } else if method == .visionZip {
+        } else if stages.contains(where: \.cutsToBudget) {
             let keep = Self.outputBudget(options: options, patchTokens: patches)
-            removals = stages.map { $0 == .visionZip ? patches - keep : 0 }
-        } else if let keep = options.keep, method != .pool2x2 {
+            removals = stages.map { $0.cutsToBudget ? patches - keep : 0 }
+        } else if let keep = options.keep, reducer.amount != .fixed {
             removals = try Self.removals(stages: stages, patchTokens: patches, keep: keep, method: method)
         } else {
             removals = Self.removals(stages: stages, patchTokens: patches, ratio: options.ratio ?? 1)
@@ -108,57 +173,25 @@ public struct MergeSchedule: Equatable, Sendable {
         }
         self.steps = steps
         self.tokenCounts = counts
-        if method == .divPrune {
-            projectorKeep = Self.outputBudget(options: options, patchTokens: patches)
-        } else {
-            projectorKeep = nil
-        }
-        featureKeep = method == .pruMergePlus && (options.keep != nil || options.ratio != nil)
+        projectorKeep = reducer.site == .projector ? Self.outputBudget(options: options, patchTokens: patches) : nil
+        featureKeep = reducer.site == .probeLayer && (options.keep != nil || options.ratio != nil)
             ? Self.outputBudget(options: options, patchTokens: patches) : nil
     }
 
-    /// The stage after layer `i` (official LLaVA wiring):
-    /// - pitome: ToMe while 2·i ≤ L (the official "i ≤ 12" for L = 24, "m_i ≥ 0.45" in older code),
-    ///   the energy stage after; with `pitomeEveryLayer`, the energy stage everywhere;
-    /// - tome, randomDrop: every layer;
-    /// - tofu: odd layers only, pruning while 2·i ≤ L, norm-preserving merging after;
-    /// - crossget, mctf: odd layers only;
-    /// - dct, diffRate: even layers only;
-    /// - pool2x2: the last merge layer only.
+    /// The stage after layer `i`: the method's own rule (each reducer's `layerStage(layer:…)`).
     public static func stage(method: MergeMethod, layer i: Int, towerDepth l: Int, mergeLayers: Int,
                              pitomeEveryLayer: Bool = false) -> LayerStep.Stage {
-        switch method {
-        case .none: return .none
-        case .tome: return .tome
-        case .randomDrop: return .randomDrop
-        case .pitome: return pitomeEveryLayer || 2 * i > l ? .pitome : .tome
-        case .tofu: return i % 2 == 0 ? .none : (2 * i <= l ? .tofuPrune : .tofuMerge)
-        case .dct: return i % 2 == 0 ? .dct : .none
-        case .diffRate: return i % 2 == 0 ? .diffRate : .none
-        case .pool2x2: return i == mergeLayers - 1 ? .pool2x2 : .none
-        case .divPrune, .fastV, .pruMergePlus: return .none
-        case .visionZip: return i == mergeLayers - 1 ? .visionZip : .none
-        case .crossGet: return i % 2 == 1 ? .crossGet : .none
-        case .mctf: return i % 2 == 1 ? .mctf : .none
-        }
+        method.reducer.layerStage(layer: i, towerDepth: l, mergeLayers: mergeLayers,
+                             options: MergeOptions(method: method, pitomeEveryLayer: pitomeEveryLayer))
     }
 
     /// Patch tokens a stage removes from `p` patch tokens at keep-ratio ρ (each stage's own
-    /// formula, computed in Double like the official Python, then clamped to `maxRemoval`).
+    /// formula, computed in Double like the official Python).
     public static func removal(stage: LayerStep.Stage, patchTokens p: Int, ratio: Double) -> Int {
-        switch stage {
-        case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .mctf: return ToMe.removal(tokens: p + 1, ratio: ratio)
-        case .pitome: return PiToMe.removal(patchTokens: p, ratio: ratio)
-        case .dct: return p - DCT.keptCount(patchTokens: p, ratio: ratio)
-        case .diffRate: return DiffRate.removal(tokens: p + 1, ratio: ratio)
-        case .pool2x2: return p - p / 4
-        case .crossGet: return CrossGET.removal(patchTokens: p, ratio: ratio)
-        case .visionZip: return p - outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p)
-        }
+        stage.removal(p, ratio)
     }
 
-    /// Patch tokens kept by a method that cuts once (DivPrune, VisionZip): the budget K, or
+    /// Patch tokens kept by a method that cuts once (DivPrune, VisionZip, …): the budget K, or
     /// int(round(ρ·P)) for a ratio (half to even, as DivPrune's official count), at least 1.
     public static func outputBudget(options: MergeOptions, patchTokens p: Int) -> Int {
         options.keep ?? DivPrune.keptCount(tokens: p, ratio: options.ratio ?? 1)
@@ -166,22 +199,12 @@ public struct MergeSchedule: Equatable, Sendable {
 
     /// The most patch tokens a stage may remove from `p` patch tokens (the per-layer clamp).
     public static func maxRemoval(stage: LayerStep.Stage, patchTokens p: Int) -> Int {
-        switch stage {
-        case .none: return 0
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return p / 2
-        case .dct, .diffRate, .visionZip, .crossGet: return max(0, p - 1)
-        case .pool2x2: return p - p / 4
-        }
+        stage.maxRemoval(p)
     }
 
     /// The most patch tokens from which one layer of `stage` can come down to `t` within its clamp.
     static func largestInput(stage: LayerStep.Stage, reaching t: Int) -> Int {
-        switch stage {
-        case .none: return t
-        case .tome, .tofuPrune, .tofuMerge, .randomDrop, .pitome, .mctf: return 2 * t  // ceil(p/2) ≤ t
-        case .dct, .diffRate, .visionZip, .crossGet: return Int.max  // down to a single patch token
-        case .pool2x2: return 4 * t
-        }
+        stage.largestInput(t)
     }
 
     /// Per-layer removals at a constant keep-ratio ρ (ρ = 0 gives the largest removal everywhere).

@@ -156,3 +156,24 @@ public enum PiToMe {
         }
     }
 }
+
+extension PiToMe: TokenReducer {
+    public static let name = "pitome"
+    public static let summary = "PiToMe as wired for LLaVA: ToMe while 2·i <= L, the energy stage after (--pitome-every-layer: the energy stage everywhere)"
+    public static let site = ReducerSite.towerLayers
+    public static let parameters: Set<ReducerParameter> = [.everyLayer]
+    public static func layerStage(layer i: Int, towerDepth l: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        options.pitomeEveryLayer || 2 * i > l ? .pitome : .tome
+    }
+}
+
+extension LayerStep.Stage {
+    /// PiToMe's energy stage with the layer's margin.
+    public static let pitome = halving(
+        name: "pitome", removal: { p, ratio in PiToMe.removal(patchTokens: p, ratio: ratio) },
+        plan: { step, input in PiToMe.plan(metric: input.metric, remove: step.remove, margin: step.margin, alpha: input.options.alpha) })
+}
+
+extension MergeMethod {
+    public static let pitome = MergeMethod(PiToMe.self)
+}

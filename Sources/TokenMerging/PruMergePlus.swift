@@ -122,3 +122,15 @@ public enum PruMergePlus {
         }
     }
 }
+
+extension PruMergePlus: TokenReducer {
+    public static let name = "prumerge-plus"
+    public static let summary = "PruMerge+: CLS-attention outliers plus uniform samples absorbing their key-nearest neighbours, once, on the feature layer's patches (no ratio or keep: the adaptive count)"
+    public static let site = ReducerSite.probeLayer
+    public static let needs: ReducerNeeds = [.clsAttention, .keys]
+    public static let amount = ReducerAmount.optional
+}
+
+extension MergeMethod {
+    public static let pruMergePlus = MergeMethod(PruMergePlus.self)
+}

@@ -20,3 +20,20 @@ public enum RandomDrop {
         return MergePlan(inputRows: n, groups: (0..<n).filter { !dropped[$0] }.map { [$0] })
     }
 }
+
+extension RandomDrop: TokenReducer {
+    public static let name = "random"
+    public static let summary = "seeded random dropping of patch tokens, with ToMe's per-layer counts"
+    public static let site = ReducerSite.towerLayers
+    public static func layerStage(layer: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage { .randomDrop }
+}
+
+extension LayerStep.Stage {
+    public static let randomDrop = halving(
+        name: "randomDrop", removal: { p, ratio in ToMe.removal(tokens: p + 1, ratio: ratio) },
+        plan: { step, input in RandomDrop.plan(tokens: input.metric.rows, remove: step.remove, seed: input.options.seed, layer: step.layer) })
+}
+
+extension MergeMethod {
+    public static let randomDrop = MergeMethod(RandomDrop.self)
+}

@@ -35,3 +35,24 @@ public enum ToFu {
         }
     }
 }
+
+extension ToFu: TokenReducer {
+    public static let name = "tofu"
+    public static let summary = "ToFu: pruning while 2·i <= L, norm-preserving merging after; odd layers only"
+    public static let site = ReducerSite.towerLayers
+    public static func layerStage(layer i: Int, towerDepth l: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i % 2 == 0 ? .none : (2 * i <= l ? .tofuPrune : .tofuMerge)
+    }
+}
+
+extension LayerStep.Stage {
+    public static let tofuPrune = halving(name: "tofuPrune", removal: { p, ratio in ToMe.removal(tokens: p + 1, ratio: ratio) },
+                                          plan: { step, input in ToFu.prunePlan(metric: input.metric, remove: step.remove) })
+    public static let tofuMerge = halving(name: "tofuMerge", removal: { p, ratio in ToMe.removal(tokens: p + 1, ratio: ratio) },
+                                          plan: { step, input in ToMe.plan(metric: input.metric, remove: step.remove) },
+                                          finish: { merged, input, plan in ToFu.preserveNorms(merged: merged, input: input, plan: plan) })
+}
+
+extension MergeMethod {
+    public static let tofu = MergeMethod(ToFu.self)
+}

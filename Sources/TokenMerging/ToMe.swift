@@ -51,3 +51,20 @@ public enum ToMe {
                          merges: order[..<r].map { (row: aRows[$0], into: kept.count + bestB[$0]) })
     }
 }
+
+extension ToMe: TokenReducer {
+    public static let name = "tome"
+    public static let summary = "ToMe bipartite soft matching at every layer"
+    public static let site = ReducerSite.towerLayers
+    public static func layerStage(layer: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage { .tome }
+}
+
+extension LayerStep.Stage {
+    /// ToMe's bipartite soft matching: at most half of the patch tokens per layer.
+    public static let tome = halving(name: "tome", removal: { p, ratio in ToMe.removal(tokens: p + 1, ratio: ratio) },
+                                     plan: { step, input in ToMe.plan(metric: input.metric, remove: step.remove) })
+}
+
+extension MergeMethod {
+    public static let tome = MergeMethod(ToMe.self)
+}

@@ -54,15 +54,19 @@ public final class TokenMerger {
     public var plannedTokenCounts: [Int] { schedule.tokenCounts }
 
     /// Whether `merge` needs the CLS attention row of each layer.
-    public var needsCLSAttention: Bool { options.method == .diffRate || options.method == .visionZip }
+    public var needsCLSAttention: Bool {
+        options.method.site == .towerLayers && options.method.needs.contains(.clsAttention)
+    }
 
     /// Whether `merge` after layer `i` takes that layer's keys averaged over heads as its metric
     /// while merging the layer's output (VisionZip).
-    public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage == .visionZip }
+    public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage.needsKeys }
 
     /// Whether `merge` after layer `i` needs the attention each token received at that layer:
     /// the attention probabilities averaged over heads and queries (MCTF's merge weights).
-    public func needsReceivedAttention(layer i: Int) -> Bool { schedule.steps[i].stage == .mctf && schedule.steps[i].remove > 0 }
+    public func needsReceivedAttention(layer i: Int) -> Bool {
+        schedule.steps[i].stage.needsReceivedAttention && schedule.steps[i].remove > 0
+    }
 
     /// How many original tokens each current token stands for (all 1 before any merge).
     public var sizes: [Float] { sizeMatrix.toArray() }
@@ -92,9 +96,8 @@ public final class TokenMerger {
         let step = schedule.steps[i]
         if step.remove == 0 { return tokens }
 
-        if step.stage == .dct {
-            let lowPass = DCT.lowPassMatrix(patchTokens: expected - 1, keep: expected - 1 - step.remove)
-            let out = DCT.compress(tokens, lowPass: lowPass)
+        if let transform = step.stage.transform {
+            let out = transform(tokens, step.remove)
             // Every output patch token mixes all patches: spread their total size evenly.
             let patchSize = (1..<expected).reduce(Float(0)) { $0 + sizeMatrix[$1, 0] } / Float(out.rows - 1)
             let sizes = Matrix(rows: out.rows, cols: 1)
@@ -104,16 +107,13 @@ public final class TokenMerger {
             return out
         }
 
-        let plan = step.plan(metric: metric, clsAttention: clsAttention, alpha: options.alpha, seed: options.seed)
-        var reduction: Reduction = options.weighting == .size ? .weightedMean(sizes: sizes) : .mean
-        if step.stage == .visionZip { reduction = .destinationPlusMean }
-        if step.stage == .mctf {
-            guard let receivedAttention else { preconditionFailure("MCTF needs the attention received at layer \(i)") }
-            reduction = .weightedMean(sizes: MCTF.weights(receivedAttention: receivedAttention, sizes: sizes))
-        }
+        let input = StageInput(metric: metric, clsAttention: clsAttention, receivedAttention: receivedAttention, options: options)
+        let plan = step.plan(input)
+        let reduction: Reduction = step.stage.reduction?(sizes, input)
+            ?? (options.weighting == .size ? .weightedMean(sizes: sizes) : .mean)
         return stage("merge.apply") {
             let out = apply(plan, to: tokens, reduction)
-            if step.stage == .tofuMerge { ToFu.preserveNorms(merged: out, input: tokens, plan: plan) }
+            step.stage.finish?(out, tokens, plan)
             sizeMatrix = apply(plan, to: sizeMatrix, .sum)
             if let m = sourceMatrix { sourceMatrix = apply(plan, to: m, .max) }
             return out
@@ -141,7 +141,7 @@ public final class TokenMerger {
     /// A kept token's size and sources are its own plus its neighbours' (neighbours are shared, so
     /// sizes add up to more than the patches); the extra token's are the pruned patches'.
     public func reducePatchFeatures(_ features: Matrix, keys: Matrix, clsAttention: [Float], droppedTokens: Int) -> Matrix {
-        precondition(options.method == .pruMergePlus, "patch features are reduced by PruMerge+ only")
+        precondition(options.method.site == .probeLayer, "patch features are reduced by a probe-layer reducer (PruMerge+) only")
         precondition(features.rows == sizeMatrix.rows - droppedTokens,
                      "the tower gave \(features.rows) patch rows, expected \(sizeMatrix.rows - droppedTokens)")
         let kept = schedule.featureKeep.map { PruMergePlus.budgetSelection(clsAttention: clsAttention, keep: $0) }

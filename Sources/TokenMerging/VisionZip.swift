@@ -61,3 +61,31 @@ public enum VisionZip {
         return MergePlan(inputRows: n, groups: groups)
     }
 }
+
+extension VisionZip: TokenReducer {
+    public static let name = "visionzip"
+    public static let summary = "VisionZip: dominant tokens by CLS attention plus contextual tokens merged by key similarity, once, at the feature layer"
+    public static let site = ReducerSite.towerLayers
+    public static let needs: ReducerNeeds = [.clsAttention, .keys]
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i == mergeLayers - 1 ? .visionZip : .none
+    }
+}
+
+extension LayerStep.Stage {
+    public static let visionZip = LayerStep.Stage(
+        name: "visionZip",
+        removal: { p, ratio in p - MergeSchedule.outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p) },
+        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, cutsToBudget: true,
+        needsKeys: true, needsCLSAttention: true,
+        plan: { step, input in
+            let split = VisionZip.split(keep: input.metric.rows - 1 - step.remove)
+            return VisionZip.plan(metric: input.metric, clsAttention: input.clsAttention!,
+                                  dominant: split.dominant, contextual: split.contextual)
+        },
+        reduction: { _, _ in .destinationPlusMean })
+}
+
+extension MergeMethod {
+    public static let visionZip = MergeMethod(VisionZip.self)
+}
