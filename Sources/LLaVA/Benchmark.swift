@@ -413,10 +413,10 @@ public final class BenchmarkRunner {
         var correct = 0
         for q in options.questions {
             let image: EncodedImage
-            if let last, last.path == q.imagePath {
+            if let last, last.path == q.imagePath, setting.merge.questionKey(q.text) == nil {
                 image = last.image
             } else {
-                image = try pipeline.encode(imagePath: q.imagePath, mode: options.imageMode, merge: setting.merge)
+                image = try pipeline.encode(imagePath: q.imagePath, mode: options.imageMode, merge: setting.merge, question: q.text)
                 last = (q.imagePath, image)
             }
             let answer = try pipeline.ask(image: image, question: q.text, template: options.template, options: generation)

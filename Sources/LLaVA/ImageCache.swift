@@ -17,11 +17,14 @@ public final class ImageCache: @unchecked Sendable {
         public let digest: String
         public let mode: ImageMode
         public let merge: VisionMergeSettings
+        /// The question, for a question-aware reducer (its tokens depend on it); nil otherwise.
+        public let question: String?
 
-        public init(digest: String, mode: ImageMode, merge: VisionMergeSettings) {
+        public init(digest: String, mode: ImageMode, merge: VisionMergeSettings, question: String? = nil) {
             self.digest = digest
             self.mode = mode
             self.merge = merge
+            self.question = merge.questionKey(question)
         }
     }
 
@@ -143,19 +146,19 @@ extension LlavaPipeline {
     /// miss the bytes are decoded, preprocessed and encoded as `encode(imagePath:mode:merge:)`
     /// does, and stored. Named pipes are read to their end like files.
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,
-                       cache: ImageCache) throws -> CachedImage {
+                       question: String? = nil, cache: ImageCache) throws -> CachedImage {
         let clock = OneThreadClock()
         return try encode(imageBytes: RGBImage.readFile(imagePath), name: imagePath, mode: mode, merge: merge,
-                          cache: cache, since: clock)
+                          question: question, cache: cache, since: clock)
     }
 
     /// Encoded image bytes (a file's, or decoded from a benchmark's base64 column) → embeddings,
     /// through `cache`, keyed by the bytes' SHA-256; `name` stands for the image in errors.
     public func encode(imageBytes bytes: [UInt8], name: String, mode: ImageMode = .crop,
-                       merge: VisionMergeSettings = .none, cache: ImageCache,
+                       merge: VisionMergeSettings = .none, question: String? = nil, cache: ImageCache,
                        since clock: OneThreadClock = OneThreadClock()) throws -> CachedImage {
         let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        let key = ImageCache.Key(digest: digest, mode: mode, merge: merge)
+        let key = ImageCache.Key(digest: digest, mode: mode, merge: merge, question: question)
         if let cached = cache.lookup(key) {
             let (imageMs, aloneMs) = clock.readMilliseconds()
             let image = EncodedImage(embeddings: cached.embeddings, sources: cached.sources,
@@ -165,7 +168,7 @@ extension LlavaPipeline {
         let px = try pixels(decoding: bytes, mode: mode, name: name)
         let imageMs = clock.readMilliseconds().elapsed
         let t1 = DispatchTime.now()
-        let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
+        let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge, question: question)
         let image = EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
                                  cut: try model.config.languageModelCut(merge), aloneMs: clock.readMilliseconds().alone)
         cache.insert(image, for: key)

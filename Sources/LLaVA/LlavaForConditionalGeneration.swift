@@ -14,6 +14,8 @@ public enum LlavaError: Error, CustomStringConvertible {
     case imageTokenLast
     case fastvInChat
     case missingProbeLayer(Int, directory: String)
+    case questionEncoderMissing(MergeMethod)
+    case questionMissing(MergeMethod)
 
     public var description: String {
         switch self {
@@ -33,6 +35,10 @@ public enum LlavaError: Error, CustomStringConvertible {
             "FastV ranks visual tokens by the attention of the last prompt token, but the prompt ends with an image token"
         case .fastvInChat:
             "--merge fastv is not available in chat: it cuts the first prompt pass inside the language model, and a chat rolls its cache back to that prompt's start (use ask or eval)"
+        case .questionEncoderMissing(let method):
+            "--merge \(method) chooses visual tokens by the question's CLIP text embedding: give --clip DIR, the CLIP folder with the text tower (openai/clip-vit-large-patch14-336: config.json, model.safetensors, vocab.json, merges.txt)"
+        case .questionMissing(let method):
+            "--merge \(method) chooses visual tokens by the question, but no question was given for this image"
         case .missingProbeLayer(let layer, let directory):
             "\(directory): prumerge-plus reads the attention of vision layer \(layer), which the weights do not hold (vision_tower.vision_model.encoder.layers.\(layer).*)"
         }
@@ -115,6 +121,9 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     public let quantization: WeightQuantization
     /// How the vision tower's and projector's matrices are kept (`--quantize-vision`).
     public let visionQuantization: WeightQuantization
+    /// The question side of question-aware reducers (CDPruner): set once after loading
+    /// (`--clip DIR`), before any image is encoded.
+    public var questionEncoder: QuestionEncoder?
 
     /// Loads a checkpoint folder. `progress` is called with (layers done, layers) while the
     /// language model's weights are prepared (only slow when quantizing).

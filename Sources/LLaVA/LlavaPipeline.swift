@@ -107,12 +107,13 @@ public final class LlavaPipeline: @unchecked Sendable {
     }
 
     /// Image file → embeddings for the language model, merged as `merge` says.
-    public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none) throws -> EncodedImage {
+    public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,
+                       question: String? = nil) throws -> EncodedImage {
         let clock = OneThreadClock()
         let px = try pixels(imagePath: imagePath, mode: mode)
         let imageMs = clock.readMilliseconds().elapsed
         let t1 = DispatchTime.now()
-        let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge)
+        let (embeddings, sources) = try model.encodeImage(pixels: px, merge: merge, question: question)
         return EncodedImage(embeddings: embeddings, sources: sources, imageMs: imageMs, visionMs: elapsedMs(since: t1),
                             cut: try model.config.languageModelCut(merge), aloneMs: clock.readMilliseconds().alone)
     }
@@ -140,7 +141,7 @@ public final class LlavaPipeline: @unchecked Sendable {
     public func ask(imagePath: String, question: String, template: ConversationTemplate, mode: ImageMode = .crop,
                     merge: VisionMergeSettings = .none, options: GenerationOptions = GenerationOptions(),
                     onText: ((String) -> Void)? = nil) throws -> AskResult {
-        let image = try encode(imagePath: imagePath, mode: mode, merge: merge)
+        let image = try encode(imagePath: imagePath, mode: mode, merge: merge, question: question)
         return try ask(image: image, question: question, template: template, options: options, onText: onText)
     }
 }

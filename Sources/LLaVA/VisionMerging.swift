@@ -102,6 +102,29 @@ public struct VisionMergeSettings: Sendable, Hashable, Codable {
     }
 }
 
+/// The question side of a question-aware reducer: text and per-token image embeddings in one
+/// joint space (CLIP's text tower and projections, read from a CLIP folder).
+public protocol QuestionEncoder: AnyObject {
+    /// The question's embeddings, one row per text segment.
+    func textEmbeddings(_ text: String) throws -> Matrix
+    /// Per-token image embeddings of the tower's selected patch features [N, C].
+    func imageEmbeddings(features: Matrix) throws -> Matrix
+}
+
+extension VisionMergeSettings {
+    /// The text a question-aware reducer embeds: the question without the short-answer
+    /// instruction the LLaVA-1.5 question files append (as CDPruner's evaluation script strips it).
+    public static func relevanceText(_ question: String) -> String {
+        question.replacingOccurrences(of: "\nAnswer the question using a single word or phrase.", with: "")
+    }
+
+    /// The question an image's encoding depends on under these settings: `question` for a
+    /// question-aware reducer, nil otherwise (so caches share entries across questions).
+    public func questionKey(_ question: String?) -> String? {
+        isActive && options.method.needs.contains(.question) ? question.map(Self.relevanceText) : nil
+    }
+}
+
 /// Connects a `TokenMerger` to the CLIP tower.
 final class TowerMerger: VisionMergeHook {
     let merger: TokenMerger
@@ -198,15 +221,31 @@ extension LlavaForConditionalGeneration {
     }
 
     /// Image embeddings under a merge setting; also returns the source map when tracked.
-    public func encodeImage(pixels: [Float], merge settings: VisionMergeSettings) throws -> (embeddings: Matrix, sources: [[Int]]?) {
+    /// `question` is what a question-aware reducer (CDPruner) chooses tokens by; other reducers
+    /// ignore it.
+    public func encodeImage(pixels: [Float], merge settings: VisionMergeSettings,
+                            question: String? = nil) throws -> (embeddings: Matrix, sources: [[Int]]?) {
+        let method = settings.options.method
+        var textEmbeds: Matrix?
+        if settings.isActive && method.needs.contains(.question) {
+            guard let encoder = questionEncoder else { throw LlavaError.questionEncoderMissing(method) }
+            guard let question else { throw LlavaError.questionMissing(method) }
+            textEmbeds = try stage("merge.text") { try encoder.textEmbeddings(VisionMergeSettings.relevanceText(question)) }
+        }
         let merger = try makeMerger(settings)
-        if let merger, settings.options.method.site == .probeLayer {
+        if let merger, method.site == .probeLayer {
             return (projector(try pruMergePlusFeatures(pixels: pixels, merger: merger)), merger.merger.sources)
         }
-        var embeddings = try encodeImage(pixels: pixels, merger: merger)
+        let features = try imageFeatures(pixels: pixels, merger: merger)
+        var embeddings = projector(features)
         if let merger {
-            embeddings = stage("merge") {
-                merger.merger.reduceProjected(embeddings, droppedTokens: config.visionFeatureSelectStrategy.droppedTokens)
+            embeddings = try stage("merge") {
+                var inputs = ProjectorInputs(textEmbeds: textEmbeds)
+                if let encoder = questionEncoder, textEmbeds != nil {
+                    inputs.imageEmbeds = try encoder.imageEmbeddings(features: features)
+                }
+                return merger.merger.reduceProjected(embeddings, droppedTokens: config.visionFeatureSelectStrategy.droppedTokens,
+                                                     inputs: inputs)
             }
         }
         return (embeddings, merger?.merger.sources)

@@ -315,19 +315,21 @@ final class BenchmarkAsker {
     }
 
     /// An image encoded for the language model (from the cache when it was seen before).
-    func encode(_ image: BenchmarkImage) throws -> CachedImage {
+    /// `question` selects the tokens of a question-aware reducer.
+    func encode(_ image: BenchmarkImage, question: String) throws -> CachedImage {
         switch image {
         case .file(let path):
-            return try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge, cache: cache)
+            return try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge,
+                                       question: question, cache: cache)
         case .base64:
             guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
             return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
-                                       merge: settings.merge, cache: cache)
+                                       merge: settings.merge, question: question, cache: cache)
         }
     }
 
     func answer(_ q: BenchmarkItem) throws -> Answer {
-        let encoded = try q.image.map(encode)
+        let encoded = try q.image.map { try encode($0, question: q.text) }
         let image = encoded?.image
         let ids: [Int]
         let m = pipeline.model

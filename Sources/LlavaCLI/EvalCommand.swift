@@ -610,7 +610,7 @@ struct Asking {
         if let category = q.category { metadata["category"] = .string(category) }
         var text = "", towerRun = false, failure: String?
         do {
-            let encoded = try pipeline.encode(imagePath: imagePath(), mode: imageMode, merge: merge, cache: cache)
+            let encoded = try pipeline.encode(imagePath: imagePath(), mode: imageMode, merge: merge, question: q.text, cache: cache)
             towerRun = !encoded.hit
             let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
             text = result.text

@@ -69,6 +69,9 @@ extension DivPrune: TokenReducer {
     public static let name = "divprune"
     public static let summary = "DivPrune: the most diverse visual tokens (greedy max-min cosine distance), once, on the projector's output"
     public static let site = ReducerSite.projector
+    public static func projectorPlan(_ embeddings: Matrix, keep: Int, inputs: ProjectorInputs) -> MergePlan {
+        plan(features: embeddings, keep: keep)
+    }
 }
 
 extension MergeMethod {

@@ -74,6 +74,23 @@ public protocol TokenReducer {
     static func layerStage(layer: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage
     /// Rules that need the tower's geometry, beyond `MergeOptions.validate`.
     static func check(_ options: MergeOptions, patchTokens: Int, mergeLayers: Int) throws
+    /// The rows of the projector's output to keep (`projector` reducers): `keep` of them.
+    static func projectorPlan(_ embeddings: Matrix, keep: Int, inputs: ProjectorInputs) -> MergePlan
+}
+
+/// What a projector-site reducer may read besides the projector's output, one row per image
+/// token in the same order.
+public struct ProjectorInputs {
+    /// Per-token image embeddings in a joint image–text space (CLIP's `visual_projection` of the
+    /// feature layer's patch tokens after `post_layernorm`).
+    public var imageEmbeds: Matrix?
+    /// Embeddings of the question's text in the same space, one row per text segment.
+    public var textEmbeds: Matrix?
+
+    public init(imageEmbeds: Matrix? = nil, textEmbeds: Matrix? = nil) {
+        self.imageEmbeds = imageEmbeds
+        self.textEmbeds = textEmbeds
+    }
 }
 
 extension TokenReducer {
@@ -83,6 +100,9 @@ extension TokenReducer {
     public static var tracksSources: Bool { true }
     public static func layerStage(layer: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage { .none }
     public static func check(_ options: MergeOptions, patchTokens: Int, mergeLayers: Int) throws {}
+    public static func projectorPlan(_ embeddings: Matrix, keep: Int, inputs: ProjectorInputs) -> MergePlan {
+        preconditionFailure("\(name) does not act on the projector's output")
+    }
 }
 
 /// Every reducer by name, in the order help and listings show them. Adding a reducer: its file

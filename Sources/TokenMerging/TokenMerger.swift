@@ -121,13 +121,14 @@ public final class TokenMerger {
     }
 
     /// Reduces the projector's output (one row per image token, the tower's last rows less the
-    /// first `droppedTokens`) when the method cuts there (DivPrune); returns it unchanged otherwise.
-    /// Sizes and sources follow the kept rows; the dropped rows (CLS) keep theirs.
-    public func reduceProjected(_ embeddings: Matrix, droppedTokens: Int) -> Matrix {
+    /// first `droppedTokens`) when the method cuts there (DivPrune, CDPruner), with what it reads
+    /// besides; returns it unchanged otherwise. Sizes and sources follow the kept rows; the
+    /// dropped rows (CLS) keep theirs.
+    public func reduceProjected(_ embeddings: Matrix, droppedTokens: Int, inputs: ProjectorInputs = ProjectorInputs()) -> Matrix {
         guard let keep = schedule.projectorKeep else { return embeddings }
         precondition(embeddings.rows == sizeMatrix.rows - droppedTokens,
                      "the projector gave \(embeddings.rows) rows, expected \(sizeMatrix.rows - droppedTokens)")
-        let plan = DivPrune.plan(features: embeddings, keep: keep)
+        let plan = options.method.reducer.projectorPlan(embeddings, keep: keep, inputs: inputs)
         let lifted = MergePlan(inputRows: sizeMatrix.rows,
                                groups: (0..<droppedTokens).map { [$0] } + plan.groups.map { $0.map { $0 + droppedTokens } })
         sizeMatrix = apply(lifted, to: sizeMatrix, .sum)
