@@ -65,7 +65,8 @@ public final class CLIPTextFolder {
         textModel.segmentedTextEmbeds(inputIds: tokenizer.encode(question))
     }
 
-    /// CDPruner's image embeddings, [N, projection_dim], of the LLaVA tower's patch features [N, C].
+    /// CDPruner's image embeddings, [N, projection_dim], of the LLaVA tower's patch features [N, C]:
+    /// the hidden state of the feature layer with the CLS row dropped, before the projector.
     public func imageEmbeds(features: Matrix) -> Matrix {
         visionProjection(features)
     }

@@ -20,8 +20,8 @@ public final class CLIPVisionProjection {
         visualProjection = try source.weight("visual_projection.weight", shape: [config.projectionDim, c])
     }
 
-    /// Image embeddings [N, projection_dim] of patch features [N, C] (the feature layer's patch
-    /// tokens, as CDPruner selects them).
+    /// Image embeddings [N, projection_dim] of patch features [N, C] (the feature layer's hidden
+    /// state without the CLS row, as CDPruner's `feature_select` leaves it, before the projector).
     public func callAsFunction(_ features: Matrix) -> Matrix {
         precondition(features.cols == config.hiddenSize,
                      "CLIP visual projection: features are \(features.cols) wide, the CLIP folder's tower \(config.hiddenSize)")
