@@ -5,6 +5,19 @@ import Kernels
 // CLIP vision tower as in transformers' modeling_clip.py:
 // CLIPVisionEmbeddings → pre_layrnorm → CLIPEncoder (CLIPEncoderLayer × N). post_layernorm
 // is never used by LLaVA and is not loaded. Activations are Float32.
+// CLIPAttention, CLIPMLP and CLIPEncoderLayer also make up the text tower (CLIPTextModel.swift).
+
+/// What a CLIP encoder layer reads from its tower's config (CLIPVisionConfig, CLIPTextConfig).
+protocol CLIPEncoderConfiguration {
+    var hiddenSize: Int { get }
+    var intermediateSize: Int { get }
+    var numAttentionHeads: Int { get }
+    var headDim: Int { get }
+    var hiddenAct: String { get }
+    var layerNormEps: Float { get }
+}
+
+extension CLIPVisionConfiguration: CLIPEncoderConfiguration {}
 
 /// `self_attn` of a CLIPEncoderLayer: q/k/v/out projections, all with biases.
 final class CLIPAttention {
@@ -12,7 +25,7 @@ final class CLIPAttention {
     let qBias: [Float], kBias: [Float], vBias: [Float], outBias: [Float]
     let shape: AttentionShape
 
-    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: any TensorSource, _ load: any LinearLoading, prefix: String, config: some CLIPEncoderConfiguration) throws {
         let c = config.hiddenSize
         qProj = try load(prefix + "q_proj.weight", shape: [c, c])
         kProj = try load(prefix + "k_proj.weight", shape: [c, c])
@@ -25,8 +38,10 @@ final class CLIPAttention {
         shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numAttentionHeads, headDim: config.headDim)
     }
 
-    /// out = out_proj(softmax(q kᵀ · d^-½ + keyBias) v). Leaves the keys in `state.k`.
-    func callAsFunction(_ x: Matrix, state: CLIPRunState, keyBias: [Float]?, clsAttention: UnsafeMutablePointer<Float>?) -> Matrix {
+    /// out = out_proj(softmax(q kᵀ · d^-½ + keyBias) v). Leaves the keys in `state.k`. `causal`:
+    /// token i attends to tokens 0...i only (the text tower's causal mask).
+    func callAsFunction(_ x: Matrix, state: CLIPRunState, keyBias: [Float]?, clsAttention: UnsafeMutablePointer<Float>?,
+                        causal: Bool = false) -> Matrix {
         linear(x, qProj, bias: qBias, into: state.q)
         linear(x, kProj, bias: kBias, into: state.k)
         linear(x, vProj, bias: vBias, into: state.v)
@@ -35,7 +50,7 @@ final class CLIPAttention {
         func run(_ bias: UnsafePointer<Float>?) {
             attention(q: state.q.data, ldq: c, k: state.k.data, ldk: c, v: state.v.data, ldv: c,
                       out: state.context.data, ldo: c, queries: t, keys: t, shape: shape,
-                      keyBias: bias, clsAttention: clsAttention)
+                      causalOffset: causal ? 0 : nil, keyBias: bias, clsAttention: clsAttention)
         }
         if let keyBias { keyBias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
         linear(state.context, outProj, bias: outBias, into: state.attnOut)
@@ -49,7 +64,7 @@ final class CLIPMLP {
     let fc1Bias: [Float], fc2Bias: [Float]
     let activation: Activation
 
-    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: any TensorSource, _ load: any LinearLoading, prefix: String, config: some CLIPEncoderConfiguration) throws {
         let c = config.hiddenSize, i = config.intermediateSize
         fc1 = try load(prefix + "fc1.weight", shape: [i, c])
         fc2 = try load(prefix + "fc2.weight", shape: [c, i])
@@ -107,7 +122,7 @@ final class CLIPEncoderLayer {
     let eps: Float
     let heads: Int
 
-    init(_ ckpt: CheckpointFolder, _ load: LinearLoader, prefix: String, config: CLIPVisionConfiguration) throws {
+    init(_ ckpt: any TensorSource, _ load: any LinearLoading, prefix: String, config: some CLIPEncoderConfiguration) throws {
         let c = config.hiddenSize
         layerNorm1 = (try ckpt.floats(prefix + "layer_norm1.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm1.bias", shape: [c]))
         layerNorm2 = (try ckpt.floats(prefix + "layer_norm2.weight", shape: [c]), try ckpt.floats(prefix + "layer_norm2.bias", shape: [c]))
@@ -159,6 +174,16 @@ final class CLIPEncoderLayer {
         }
         return h
     }
+
+    /// The text tower's layer: h ← h + attn(LN1(h)) with the causal mask and the additive per-key
+    /// `keyBias` (the padding mask), then h ← h + mlp(LN2(h)). Updates and returns `h`.
+    func callAsFunction(_ h: Matrix, state: CLIPRunState, causal: Bool, keyBias: [Float]?) -> Matrix {
+        layerNorm(h, weight: layerNorm1.weight, bias: layerNorm1.bias, eps: eps, into: state.normed)
+        addInPlace(h, selfAttn(state.normed, state: state, keyBias: keyBias, clsAttention: nil, causal: causal))
+        layerNorm(h, weight: layerNorm2.weight, bias: layerNorm2.bias, eps: eps, into: state.normed)
+        addInPlace(h, mlp(state.normed, state: state))
+        return h
+    }
 }
 
 /// Keys [T, heads·d] → their mean over heads [T, d] (ToMe's metric).
@@ -205,7 +230,7 @@ func meanReceivedAttention(q: Matrix, k: Matrix, shape: AttentionShape, keyBias:
 final class CLIPRunState {
     let normed, q, k, v, context, attnOut, hidden, mlpOut: Matrix
 
-    init(tokens t: Int, config: CLIPVisionConfiguration) {
+    init(tokens t: Int, config: some CLIPEncoderConfiguration) {
         let c = config.hiddenSize
         normed = Matrix(rows: t, cols: c)
         q = Matrix(rows: t, cols: c)

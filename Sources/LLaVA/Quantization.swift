@@ -15,12 +15,24 @@ public enum WeightQuantization: String, Sendable, CaseIterable {
     case q4
 }
 
+/// Where a layer gets the matrices of its linear maps.
+protocol LinearLoading {
+    func callAsFunction(_ name: String, shape: [Int]) throws -> Weight
+}
+
+/// The matrices as stored, from any tensor source (the CLIP text tower, which is never quantized).
+struct StoredLinearLoader: LinearLoading {
+    let source: any TensorSource
+
+    func callAsFunction(_ name: String, shape: [Int]) throws -> Weight { try source.weight(name, shape: shape) }
+}
+
 /// Loads the matrices of linear layers, quantizing them when asked and releasing the checkpoint
 /// pages they came from, so only the quantized copy stays resident. Rows whose length is not a
 /// multiple of 32 (CLIP's patch embedding) stay as stored.
 /// A matrix stored already quantized (a folder written by `QuantizedCheckpoint.write`) is used as
 /// stored, straight from the mapping.
-struct LinearLoader {
+struct LinearLoader: LinearLoading {
     let checkpoint: CheckpointFolder
     let quantization: WeightQuantization
 
