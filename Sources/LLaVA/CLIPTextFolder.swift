@@ -99,3 +99,14 @@ public enum CLIPFolderError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension CLIPTextFolder: QuestionEncoder {
+    public func textEmbeddings(_ text: String) throws -> Matrix { textEmbeds(question: text) }
+
+    public func imageEmbeddings(features: Matrix) throws -> Matrix {
+        guard features.cols == config.visionConfig.hiddenSize else {
+            throw CLIPFolderError.visionWidthMismatch(config: Self.join(directory, "config.json"), clip: config.visionConfig.hiddenSize, llava: features.cols)
+        }
+        return imageEmbeds(features: features)
+    }
+}

@@ -58,7 +58,7 @@ struct Ask: ParsableCommand {
             let question = try resolvedQuestion()
             let directory = try model.resolve()
             let loadStart = Date()
-            let pipeline = try model.loadPipeline(directory)
+            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             let loadMs = Date().timeIntervalSince(loadStart) * 1000
             let template = try ConversationTemplate.load(generation.template)
             let options = generation.options

@@ -178,7 +178,7 @@ struct Bench: ParsableCommand {
                 printWarning("no PyTorch comparison: \(error)")
             }
         }
-        let pipeline = try model.loadPipeline(directory)
+        let pipeline = try model.loadPipeline(directory, reducers: merge.values)
         let conversation = try ConversationTemplate.load(template)
         var questionList: [BenchmarkQuestion] = []
         if let questions, let annotations {

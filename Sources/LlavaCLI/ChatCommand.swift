@@ -31,7 +31,7 @@ struct Chat: ParsableCommand {
     func run() throws {
         let session = try reportingErrors {
             let directory = try model.resolve()
-            let pipeline = try model.loadPipeline(directory)
+            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             let template = try ConversationTemplate.load(generation.template)
             let settings = merge.settings
             _ = try pipeline.model.plannedVisualTokens(settings)

@@ -126,7 +126,7 @@ extension EvalRun {
         }
         var failed = 0
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory)
+            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
             failed = try cell.answer(pending, asker: asker, quiet: quiet)
         }

@@ -149,7 +149,7 @@ struct EvalRun: ParsableCommand {
 
         let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory)
+            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             _ = try pipeline.model.contextSize(options)
             _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
             progress.start()

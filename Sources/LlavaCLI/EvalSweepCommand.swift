@@ -109,7 +109,7 @@ struct EvalSweep: ParsableCommand {
         let questions = try entries.map { try $0.adapter.questions() }
         let directory = try model.resolve()
         if !quiet { printErr("llava: eval sweep: " + LLaVAEvalSettings.line(entries.map(\.adapter.name), generation: generation, image: imageOptions)) }
-        let pipeline = try model.loadPipeline(directory)
+        let pipeline = try model.loadPipeline(directory, reducers: methods.values)
         let plan = try BenchmarkPlan(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [],
                                      config: pipeline.model.config)
         for note in plan.notes { printErr("llava: eval sweep: \(note)") }

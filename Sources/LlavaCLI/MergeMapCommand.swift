@@ -94,7 +94,7 @@ struct MergeMap: ParsableCommand {
 
     func draw() throws {
         let directory = try model.resolve()
-        let pipeline = try model.loadPipeline(directory)
+        let pipeline = try model.loadPipeline(directory, reducers: methods)
         let llava = pipeline.model
         let decoded = try RGBImage(contentsOfFile: image)
         let processor = ImageProcessor(config: pipeline.imageConfig, mode: imageOptions.imageMode)

@@ -18,8 +18,12 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Vision tower and projector weights: none (as stored, exact) or q8 (int8, as --quantize).")
     var quantizeVision: VisionQuantization = .none
 
+    @Option(name: .long, help: ArgumentHelp("The CLIP folder the LLaVA tower came from (e.g. openai/clip-vit-large-patch14-336: config.json, model.safetensors, vocab.json, merges.txt), for question-aware reducers (--merge cdpruner): its text tower and projections.", valueName: "dir"))
+    var clip: String?
+
     func validate() throws {
         if let model, model.isEmpty { throw ValidationError("--model is empty: give a checkpoint folder (or leave --model out for the shipped model)") }
+        if let clip, clip.isEmpty { throw ValidationError("--clip is empty: give the CLIP folder the LLaVA tower came from") }
         if let bad = threads?.values.first(where: { $0 < 1 }) { throw invalid("--threads", "at least 1", bad) }
     }
 
@@ -39,7 +43,21 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
-    func loadPipeline(_ directory: String) throws -> LlavaPipeline {
+    /// `reducers`: the merge methods the command will run; one that reads the question needs
+    /// --clip, which is loaded (and checked against the tower) before the model.
+    func loadPipeline(_ directory: String, reducers: [MergeMethod] = []) throws -> LlavaPipeline {
+        let questionAware = reducers.filter { $0.needs.contains(.question) }
+        if let method = questionAware.first, clip == nil { throw CLIError(LlavaError.questionEncoderMissing(method).description) }
+        let encoder = try clip.map { try CLIPTextFolder(directory: $0) }
+        let pipeline = try loadModel(directory)
+        if let encoder {
+            try encoder.checkVisionHiddenSize(pipeline.model.config.vision.hiddenSize)
+            pipeline.model.questionEncoder = encoder
+        }
+        return pipeline
+    }
+
+    private func loadModel(_ directory: String) throws -> LlavaPipeline {
         guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision.weights) }
         let start = Date()
         let progress = ProgressLine()
