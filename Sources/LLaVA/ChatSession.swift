@@ -12,6 +12,11 @@ import TokenMerging
 // where `end_of_answer` "</s>" is the EOS token. Each chunk of text is encoded on its own, as
 // `tokenizePrompt` does for the single-question prompt, so the first turn is token for token the
 // prompt `llava ask` builds.
+//
+// A question-aware reducer (CDPruner) chooses the visual tokens by the question: loading an
+// image then only reads and preprocesses it, and the first question after it selects the tokens
+// (the image is encoded and the prefix prefilled with that turn). Later turns and `clear()` keep
+// those tokens; a new image starts over.
 
 public enum ChatError: Error, CustomStringConvertible, Equatable {
     case noImage
@@ -38,6 +43,9 @@ public struct ChatImageInfo: Sendable {
     /// Tokens of the prompt prefix (BOS, system, first turn up to the image, image tokens).
     public var prefixTokens: Int
     public var prefixMs: Double
+    /// The image waits for the first question to choose its visual tokens (question-aware
+    /// reducers): nothing was encoded or prefilled yet, and `visualTokens` is the planned count.
+    public var waitsForQuestion = false
 }
 
 /// One answered question: the generation (its first logits are those after the whole
@@ -61,6 +69,8 @@ public final class ChatSession {
 
     public private(set) var image: EncodedImage?
     public private(set) var imagePath: String?
+    /// The preprocessed image a question-aware reducer is waiting to encode with the first question.
+    private var pendingPixels: [Float]?
     /// The conversation as token ids: the prefix, then question, answer and end of answer per turn.
     public private(set) var history: [Int] = []
     /// Tokens of the image prefix at the start of `history`.
@@ -109,8 +119,28 @@ public final class ChatSession {
     /// Decodes, preprocesses and encodes an image file, then starts a new conversation about it.
     @discardableResult
     public func load(imagePath path: String) throws -> ChatImageInfo {
+        if merge.questionKey("") != nil {
+            let start = DispatchTime.now()
+            let pixels = try pipeline.pixels(imagePath: path, mode: imageMode)
+            let planned = try model.plannedVisualTokens(merge) ?? model.fullImageTokens
+            reset()
+            pendingPixels = pixels
+            imagePath = path
+            return ChatImageInfo(imageMs: elapsedMs(since: start), visionMs: 0, visualTokens: planned, prefixTokens: 0,
+                                 prefixMs: 0, waitsForQuestion: true)
+        }
         let encoded = try pipeline.encode(imagePath: path, mode: imageMode, merge: merge)
         return try load(encoded, path: path)
+    }
+
+    private func reset() {
+        cache.truncate(to: 0)
+        image = nil
+        imagePath = nil
+        pendingPixels = nil
+        history = []
+        prefixLength = 0
+        turns = 0
     }
 
     /// Starts a new conversation about an already encoded image: prefills the prefix.
@@ -120,12 +150,7 @@ public final class ChatSession {
                                      imageTokens: encoded.visualTokens)
         guard ids.count < context else { throw ChatError.contextFull(needed: ids.count + 1, context: context) }
         let start = DispatchTime.now()
-        cache.truncate(to: 0)
-        image = nil
-        imagePath = nil
-        history = []
-        prefixLength = 0
-        turns = 0
+        reset()
         _ = model.languageModel.forward(try model.inputEmbeddings(ids, imageEmbeddings: encoded.embeddings), cache: cache)
         image = encoded
         imagePath = path
@@ -154,6 +179,14 @@ public final class ChatSession {
     /// as it is generated. Throws `ChatError.contextFull` (leaving the conversation unchanged)
     /// when the question does not fit.
     public func ask(_ question: String, onText: ((String) -> Void)? = nil) throws -> ChatTurn {
+        if let pixels = pendingPixels, let path = imagePath {
+            // The first question chooses the visual tokens: encode and prefill now.
+            let start = DispatchTime.now()
+            let (embeddings, sources) = try model.encodeImage(pixels: pixels, merge: merge, question: question)
+            let encoded = EncodedImage(embeddings: embeddings, sources: sources, imageMs: 0, visionMs: elapsedMs(since: start),
+                                       cut: nil, aloneMs: 0)
+            try load(encoded, path: path)
+        }
         guard image != nil else { throw ChatError.noImage }
         let turn = try turnIds(question: question)
         precondition(cache.length <= history.count, "the KV cache holds more positions than the conversation")

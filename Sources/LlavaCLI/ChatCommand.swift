@@ -47,6 +47,11 @@ struct Chat: ParsableCommand {
 
     func load(_ path: String, into session: ChatSession) throws {
         let info = try session.load(imagePath: path)
+        if info.waitsForQuestion {
+            printErr(String(format: "llava: image %@: decoded in %.2f ms; the first question chooses its %d visual tokens (--merge %@)",
+                            path, info.imageMs, info.visualTokens, session.merge.options.method.rawValue))
+            return
+        }
         printErr(String(format: "llava: image %@: decode %.2f ms, vision %.2f ms, %d visual tokens; prefix %d tokens prefilled in %.2f ms",
                         path, info.imageMs, info.visionMs, info.visualTokens, info.prefixTokens, info.prefixMs))
     }
