@@ -5,7 +5,7 @@ official implementations on our test inputs.
 Usage (from the repository root; rewrites the fixture folder)::
 
     python3 Scripts/reference/make_reducer_fixtures.py \\
-        --divprune PATH --visionzip PATH --pitome PATH --prumerge PATH
+        --divprune PATH --visionzip PATH --pitome PATH --prumerge PATH --vispruner PATH --cdpruner PATH
 
 Each PATH is the official repository, either a checkout (a folder with the files) or a git
 directory (a bare clone or mirror: the files are read with ``git show HEAD:<file>``):
@@ -14,6 +14,8 @@ directory (a bare clone or mirror: the files are read with ``git show HEAD:<file
 * ``--visionzip``: dvlab-research/VisionZip (``visionzip/clip_encoder.py``)
 * ``--pitome``:    hchautran/PiToMe          (``algo/crossget/merge.py``, ``algo/mctf/merge.py``)
 * ``--prumerge``:  42Shawn/LLaVA-PruMerge     (``llava/model/multimodal_encoder/clip_encoder.py``)
+* ``--vispruner``: Theia-4869/VisPruner      (``llava/model/llava_arch.py``)
+* ``--cdpruner``:  Theia-4869/CDPruner       (``llava/model/llava_arch.py``)
 
 Each repository is optional: only the fixtures of the repositories given are written.
 
@@ -21,6 +23,9 @@ Nothing of the official code is copied into this repository: the script reads th
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
 here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors transformers
 pillow`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a few seconds.
+The VisPruner and CDPruner fixtures were made with torch 2.13.0+cpu and transformers 5.25 on an
+AVX2 CPU (MKL): their tests compare selections that hinge on Float32 ties, so another build or
+instruction set may round some of them otherwise.
 
 Fixture files (safetensors, float32; index lists are stored as float32 columns, exact for
 these sizes) and what they hold is described per method below and in
@@ -401,12 +406,195 @@ def prumerge_end_to_end(repo, model_dir):
          {"model": "llava-small", "image": "shapes.png", "method": "prumerge-plus"})
 
 
+# VisPruner -------------------------------------------------------------------------------------
+# Official: `LlavaMetaForCausalLM.encode_images` (llava/model/llava_arch.py) of Theia-4869/VisPruner,
+# run with a stand-in `self` whose tower returns our patch features and per-head CLS attention (what
+# the official `feature_select` returns: the feature layer's patch rows and `attentions[:, :, 0, 1:]`),
+# whose projector is the identity, and whose `get_visual_token_num()` / `get_important_ratio()` give
+# the budget T and the ratio r. Its two `argsort` calls are made stable (ties keep index order).
+# Fixture `vispruner_N{n}_C{c}[_dup]`: features [n, c], cls_attention_heads [heads, n], cls_attention
+# [n, 1] (their mean over heads, as the official code takes it), and per budget and ratio that the
+# official code runs: kept_T{T}_r{r} [T, 1] (the kept patches, ascending, from the official mask) and
+# expected_T{T}_r{r} [T, c] (the official projector output at those rows, here the kept features).
+# Budgets the official code raises an error on (`official_errors`), and those where one of its rounds
+# drops all the even-position patches instead of q (an odd list length R with R // 2 == q; listed in
+# `official_short` with the count the official code keeps) are not stored.
+def vispruner_fixtures(repo):
+    encode = official_functions(
+        repo, "llava/model/llava_arch.py", ["LlavaMetaForCausalLM.encode_images"],
+        edits=[("image_attentions.argsort(dim=-1, descending=True)",
+                "image_attentions.argsort(dim=-1, descending=True, stable=True)"),
+               ("scores.argsort(dim=-1, descending=True)", "scores.argsort(dim=-1, descending=True, stable=True)")])[
+        "LlavaMetaForCausalLM.encode_images"]
+
+    def run(features, attention, budget, ratio):
+        model = types.SimpleNamespace(mm_projector=torch.nn.Identity())
+        model.get_vision_tower = lambda: (lambda images, output_attentions=False: (features[None], attention[None]))
+        holder = types.SimpleNamespace(get_model=lambda: model, get_visual_token_num=lambda: budget,
+                                       get_important_ratio=lambda: ratio)
+        out, mask = encode(holder, torch.zeros(1, 3, 2, 2))
+        kept = mask[0].nonzero().flatten()
+        return kept.tolist(), out[0][kept]
+
+    def drops_extra(n, budget, ratio):
+        """Whether a round of the official loop drops every even-position patch where it should
+        drop q of them: an odd list length R with R // 2 == q."""
+        important = int(budget * ratio)
+        diverse, length = budget - important, n - important
+        while diverse > 0 and length - diverse > 0:
+            q = min(8, length - diverse)
+            if length % 2 == 1 and length // 2 == q:
+                return True
+            length -= min(q, (length + 1) // 2)
+        return False
+
+    g = torch.Generator().manual_seed(1620)
+    for n, c, heads, duplicates, budgets in [(576, 64, 8, False, [1, 5, 8, 12, 16, 32, 64, 128, 192]),
+                                             (576, 64, 8, True, [1, 8, 16, 32, 64, 128, 192]),
+                                             (64, 32, 4, False, [1, 4, 5, 8, 16, 32, 48, 64]),
+                                             (64, 32, 4, True, [8, 16, 32, 48]),
+                                             (17, 16, 4, False, [1, 3, 5, 8, 10, 17])]:
+        if duplicates:
+            # Rows copied from a few originals (exact duplicates), half of them with a little noise;
+            # the copies share their original's attention logits, so the attention ties as well.
+            originals = clustered(g, n // 6, c, 8, noise=0.5)
+            labels = torch.randint(0, n // 6, (n,), generator=g)
+            noisy = torch.rand(n, generator=g) < 0.5
+            features = originals[labels] + noisy[:, None] * 1e-3 * torch.randn(n, c, generator=g)
+            logits = 2 * torch.randn(heads, n // 6, generator=g)[:, labels]
+            logits = torch.cat([2 * torch.randn(heads, 1, generator=g), logits], dim=1)
+        else:
+            features = clustered(g, n, c, max(2, n // 14), noise=0.5)
+            logits = 2 * torch.randn(heads, n + 1, generator=g)
+        attention = torch.softmax(logits, dim=-1)[:, 1:]  # the CLS row over every key, CLS column dropped
+        tensors = {"features": features, "cls_attention_heads": attention,
+                   "cls_attention": attention.mean(dim=0)[:, None]}
+        cases, errors, short = [], [], []
+        for budget in budgets:
+            for ratio in [0.5, 0.25]:
+                name = f"T{budget}_r{ratio}"
+                try:
+                    kept, out = run(features, attention, budget, ratio)
+                except (RuntimeError, IndexError):  # the official indexing's errors
+                    errors.append(name)
+                    continue
+                if len(kept) != budget or drops_extra(n, budget, ratio):
+                    short.append(f"{name}:{len(kept)}")
+                    continue
+                cases.append(name)
+                tensors[f"kept_{name}"] = column(kept)
+                tensors[f"expected_{name}"] = out
+        save(f"vispruner_N{n}_C{c}{'_dup' if duplicates else ''}.safetensors", tensors,
+             {"method": "vispruner", "tokens": n, "heads": heads, "cases": " ".join(cases),
+              "official_errors": " ".join(errors), "official_short": " ".join(short)})
+
+
+# CDPruner --------------------------------------------------------------------------------------
+# Official: `LlavaMetaForCausalLM.encode_images` (llava/model/llava_arch.py) of Theia-4869/CDPruner,
+# run with a stand-in `self` whose tower returns (patch features, CLIP image embeddings of the
+# patches, CLIP text embeddings of M segments), whose projector is a fixed random two-layer GELU MLP
+# (LLaVA's mlp2x_gelu shape) and whose `visual_token_num` is the budget K. The picks in the order
+# made are read from its final `torch.sort`, the argument of each step's square root from its
+# `torch.sqrt` call.
+# Fixture `cdpruner_N{n}_D{d}[_dup]`: features [n, d] (the projector output the official code
+# computes), image_embeds [n, e], text_embeds_M{m} [m, e], and per budget K and segment count M:
+# order_K{K}_M{M} [K, 1] (the official picks in order), kept_K{K}_M{M} [k, 1] (the official mask's
+# tokens, ascending: fewer than K when a pick repeats), expected_K{K}_M{M} [k, d] (the official
+# projector output at those rows), defined_K{K}_M{M} [1, 1] (how many leading picks are well
+# defined: up to and including the first step whose square root's argument is not positive),
+# d2_K{K}_M{M} [K, 1] (each step's d² of the pick) and lead_K{K}_M{M} [K, 1] (by how much it exceeds
+# the next smaller d² of that step; exact ties, as between duplicated tokens, do not count).
+def cdpruner_fixtures(repo):
+    captured = {"sqrt": [], "sort": [], "argmax": []}
+
+    class RecordingTorch:
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def sqrt(x):
+            captured["sqrt"].append(x.clone())
+            return torch.sqrt(x)
+
+        @staticmethod
+        def sort(x, *args, **kwargs):
+            captured["sort"].append(x.clone())
+            return torch.sort(x, *args, **kwargs)
+
+        @staticmethod
+        def argmax(x, *args, **kwargs):
+            captured["argmax"].append(x.clone())
+            return torch.argmax(x, *args, **kwargs)
+
+    encode = official_functions(repo, "llava/model/llava_arch.py", ["LlavaMetaForCausalLM.encode_images"],
+                                {"torch": RecordingTorch()})["LlavaMetaForCausalLM.encode_images"]
+
+    def run(raw, image_embeds, text_embeds, projector, budget):
+        for records in captured.values():
+            records.clear()
+        model = types.SimpleNamespace(mm_projector=projector)
+        model.get_vision_tower = lambda: (lambda images, texts=None: (raw[None], image_embeds[None], text_embeds))
+        holder = types.SimpleNamespace(get_model=lambda: model, visual_token_num=budget)
+        out, mask = encode(holder, torch.zeros(1, 3, 2, 2), texts=["a prompt"])
+        kept = mask[0].nonzero().flatten()
+        roots = torch.cat([r.flatten() for r in captured["sqrt"]])
+        bad = [i for i, v in enumerate(roots.tolist()) if not v > 0]
+        order = captured["sort"][0][0].tolist()  # select_idx.t(), [1, K]
+        # Each step's d² of the pick and its lead over the next smaller d² (exact ties aside).
+        chosen, lead = [], []
+        for d2, j in zip(captured["argmax"], order):
+            values = d2[0]
+            chosen.append(values[j].item())
+            below = values[torch.isfinite(values) & (values < values[j])]
+            lead.append((values[j] - below.max()).item() if below.numel() else math.inf)
+        return order, kept.tolist(), out[0], (bad[0] + 1 if bad else budget), chosen, lead
+
+    g = torch.Generator().manual_seed(1621)
+    for n, c, d, e, duplicates, budgets in [(576, 64, 256, 32, False, [1, 8, 32, 64, 128, 192]),
+                                            (64, 32, 64, 16, False, [1, 8, 32, 64]),
+                                            (64, 32, 32, 16, True, [8, 16, 20, 24, 32]),
+                                            (17, 16, 16, 8, False, [1, 5, 8, 16, 17])]:
+        projector = torch.nn.Sequential(torch.nn.Linear(c, d), torch.nn.GELU(), torch.nn.Linear(d, d))
+        with torch.no_grad():
+            for p in projector.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
+        if duplicates:
+            # 20 originals, every token a copy of one (exact duplicates, also in the image embeddings).
+            labels = torch.randint(0, 20, (n,), generator=g)
+            raw = clustered(g, 20, c, 6, noise=0.5)[labels]
+            image_embeds = torch.randn(20, e, generator=g)[labels]
+        else:
+            raw = clustered(g, n, c, max(2, n // 14), noise=0.5)
+            image_embeds = clustered(g, n, e, max(2, n // 14), noise=0.7)
+        texts = {m: torch.randn(m, e, generator=g) for m in [1, 2]}
+        tensors = {"image_embeds": image_embeds}
+        cases = []
+        for m, text_embeds in texts.items():
+            tensors[f"text_embeds_M{m}"] = text_embeds
+            for budget in budgets:
+                with torch.no_grad():
+                    order, kept, features, defined, chosen, lead = run(raw, image_embeds, text_embeds, projector, budget)
+                tensors["features"] = features
+                name = f"K{budget}_M{m}"
+                cases.append(name)
+                tensors[f"order_{name}"] = column(order)
+                tensors[f"kept_{name}"] = column(kept)
+                tensors[f"expected_{name}"] = features[kept]
+                tensors[f"defined_{name}"] = column([defined])
+                tensors[f"d2_{name}"] = column(chosen)
+                tensors[f"lead_{name}"] = column(lead)
+        save(f"cdpruner_N{n}_D{d}{'_dup' if duplicates else ''}.safetensors", tensors,
+             {"method": "cdpruner", "tokens": n, "cases": " ".join(cases)})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", help="vbdi/divprune checkout or git directory")
     parser.add_argument("--visionzip", help="dvlab-research/VisionZip checkout or git directory")
     parser.add_argument("--pitome", help="hchautran/PiToMe checkout or git directory")
     parser.add_argument("--prumerge", help="42Shawn/LLaVA-PruMerge checkout or git directory")
+    parser.add_argument("--vispruner", help="Theia-4869/VisPruner checkout or git directory")
+    parser.add_argument("--cdpruner", help="Theia-4869/CDPruner checkout or git directory")
     parser.add_argument("--llava-small", default=os.path.join("Tests", "Fixtures", "reference", "llava-small", "model"),
                         help="the small random LLaVA checkpoint (default: Tests/Fixtures/reference/llava-small/model, "
                              "made by make_llava_small_fixture.py)")
@@ -425,6 +613,10 @@ def main():
     if args.prumerge:
         prumerge_fixtures(args.prumerge)
         prumerge_end_to_end(args.prumerge, args.llava_small)
+    if args.vispruner:
+        vispruner_fixtures(args.vispruner)
+    if args.cdpruner:
+        cdpruner_fixtures(args.cdpruner)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,12 @@ void k_gemv_half(const uint16_t *w, size_t ldw, const float *x, float *y, size_t
 // plain loop's result.
 void k_dots_double(const float *a, const float *rows, size_t ld, size_t count, size_t n, double *out);
 
+// c[i·ldc + j] = A[i, :] · B[j, :] for i < m, j < n, with Bᵀ given (bt[p·ldbt + j] = B[j, p]): the
+// k products are cut into blocks of `block` from the start, each block summed by a chain of fused
+// multiply-adds from zero in order, the block sums added in order. Identical on every path.
+void k_fma_chain_products(const float *a, size_t lda, size_t m, const float *bt, size_t ldbt, size_t n, size_t k,
+                          size_t block, float *c, size_t ldc);
+
 // Row-wise normalisations of one row of n values (in and out may alias).
 void k_layer_norm(const float *x, float *y, const float *weight, const float *bias, size_t n, float eps);
 // Rows divided by max(‖row‖, 1e-12), computed in double.
