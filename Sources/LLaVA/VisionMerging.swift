@@ -136,10 +136,10 @@ final class TowerMerger: VisionMergeHook {
                                  initialTokens: initialTokens)
     }
 
-    /// A reducer that reads keys (VisionZip) always merges the feature layer's output by that
-    /// layer's keys (`--merge-metric` does not apply to it).
+    /// A reducer that cuts once at the feature layer (VisionZip, VisPruner) always acts on that
+    /// layer's output, VisionZip by the layer's keys (`--merge-metric` does not apply to them).
     var placement: MergePlacement {
-        settings.metric == .keys && !settings.options.method.needs.contains(.keys) ? .betweenAttentionAndMLP : .afterLayer
+        settings.metric == .keys && !merger.cutsOnce && !settings.options.method.needs.contains(.keys) ? .betweenAttentionAndMLP : .afterLayer
     }
     func needsKeys(layer: Int) -> Bool { merger.needsKeys(layer: layer) }
     var needsCLSAttention: Bool { merger.needsCLSAttention }

@@ -120,3 +120,20 @@ public enum CDPruner {
                   groups: select(features: features, imageEmbeds: imageEmbeds, textEmbeds: textEmbeds, keep: k).map { [$0] })
     }
 }
+
+extension CDPruner: TokenReducer {
+    public static let name = "cdpruner"
+    public static let summary = "CDPruner: a conditional DPP keeps K diverse tokens weighted by their CLIP relevance to the question, once, on the projector's output (needs --clip DIR)"
+    public static let site = ReducerSite.projector
+    public static let needs: ReducerNeeds = [.question]
+    public static func projectorPlan(_ embeddings: Matrix, keep: Int, inputs: ProjectorInputs) -> MergePlan {
+        guard let imageEmbeds = inputs.imageEmbeds, let textEmbeds = inputs.textEmbeds else {
+            preconditionFailure("CDPruner needs the image and question embeddings")
+        }
+        return plan(features: embeddings, imageEmbeds: imageEmbeds, textEmbeds: textEmbeds, keep: keep)
+    }
+}
+
+extension MergeMethod {
+    public static let cdPruner = MergeMethod(CDPruner.self)
+}

@@ -123,6 +123,8 @@ public enum Reducers {
         CrossGET.self,
         MCTF.self,
         FastV.self,
+        VisPruner.self,
+        CDPruner.self,
     ]
 
     private static let byName: [String: any TokenReducer.Type] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

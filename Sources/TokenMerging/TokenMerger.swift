@@ -58,6 +58,10 @@ public final class TokenMerger {
         options.method.site == .towerLayers && options.method.needs.contains(.clsAttention)
     }
 
+    /// Whether a stage cuts to the budget at once (VisionZip, VisPruner): it acts on a layer's
+    /// whole output, whatever the metric.
+    public var cutsOnce: Bool { schedule.steps.contains { $0.stage.cutsToBudget } }
+
     /// Whether `merge` after layer `i` takes that layer's keys averaged over heads as its metric
     /// while merging the layer's output (VisionZip).
     public func needsKeys(layer i: Int) -> Bool { schedule.steps[i].stage.needsKeys }

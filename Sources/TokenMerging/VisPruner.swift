@@ -86,3 +86,34 @@ public enum VisPruner {
                   groups: select(features: features, clsAttention: clsAttention, keep: t, importantRatio: r).map { [$0] })
     }
 }
+
+extension VisPruner: TokenReducer {
+    public static let name = "vispruner"
+    public static let summary = "VisPruner: important patches by the feature layer's CLS attention (--important-ratio of the budget), the rest by dropping near-duplicates, once, at the feature layer"
+    public static let site = ReducerSite.towerLayers
+    public static let needs: ReducerNeeds = [.clsAttention]
+    public static let parameters: Set<ReducerParameter> = [.importantRatio]
+    public static func layerStage(layer i: Int, towerDepth: Int, mergeLayers: Int, options: MergeOptions) -> LayerStep.Stage {
+        i == mergeLayers - 1 ? .visPruner : .none
+    }
+}
+
+extension LayerStep.Stage {
+    /// VisPruner on the feature layer's output (row 0, CLS, is kept and passed on; the patch rows
+    /// are selected).
+    public static let visPruner = LayerStep.Stage(
+        name: "visPruner",
+        removal: { p, ratio in p - MergeSchedule.outputBudget(options: MergeOptions(method: .visPruner, ratio: ratio), patchTokens: p) },
+        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, cutsToBudget: true, needsCLSAttention: true,
+        plan: { step, input in
+            let n = input.metric.rows
+            let kept = VisPruner.select(features: input.metric.gatherRows(Array(1..<n)),
+                                        clsAttention: Array(input.clsAttention![1...]), keep: n - 1 - step.remove,
+                                        importantRatio: input.options.importantRatio)
+            return MergePlan(inputRows: n, groups: [[0]] + kept.map { [$0 + 1] })
+        })
+}
+
+extension MergeMethod {
+    public static let visPruner = MergeMethod(VisPruner.self)
+}
