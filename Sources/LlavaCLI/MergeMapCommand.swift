@@ -51,6 +51,10 @@ struct MergeMap: ParsableCommand {
     var pitomeEveryLayer = false
     @Option(name: .long, help: "Seed of the random-drop baseline.")
     var mergeSeed: UInt64 = 0
+    @Option(name: .long, help: "VisPruner: the share of --keep chosen by CLS attention (0 ... 1).")
+    var importantRatio = MergeOptions().importantRatio
+    @Option(name: .long, help: "The question a question-aware reducer (cdpruner) chooses the tokens by.")
+    var question: String?
     @Option(name: .long, help: "Output picture: a .png or .svg file.")
     var out: String
     @Option(name: .long, help: "Integer enlargement of the tower-resolution image (default: about 672 pixels for one map, 448 per panel side by side).")
@@ -64,6 +68,16 @@ struct MergeMap: ParsableCommand {
         if merge != nil && sideBySide != nil { throw ValidationError("give --merge or --side-by-side, not both") }
         if methods.isEmpty { throw ValidationError("--merge METHOD (or --side-by-side A,B) is required") }
         if let scale, scale < 1 || scale > 64 { throw ValidationError("--scale must be between 1 and 64") }
+        if importantRatio != MergeOptions().importantRatio && !methods.contains(where: { $0.reducer.parameters.contains(.importantRatio) }) {
+            throw ValidationError("--important-ratio only applies to vispruner")
+        }
+        let questionAware = methods.filter { $0.needs.contains(.question) }
+        if question == nil, let method = questionAware.first {
+            throw ValidationError("--merge \(method) chooses the tokens by a question: give --question TEXT")
+        }
+        if question != nil && questionAware.isEmpty {
+            throw ValidationError("--question only applies to a question-aware reducer (cdpruner)")
+        }
         if OutputFormat(path: out) == nil {
             throw ValidationError("--out \(out): the picture is written as PNG or SVG, so the name must end in .png or .svg")
         }
@@ -81,7 +95,7 @@ struct MergeMap: ParsableCommand {
         let amount = method.reducer.amount != .none && method.reducer.amount != .fixed
         let options = MergeOptions(method: method, ratio: amount ? ratio : nil, keep: amount ? keep : nil,
                                    weighting: mergeWeighting, pitomeEveryLayer: pitomeEveryLayer,
-                                   seed: mergeSeed, trackSources: true)
+                                   seed: mergeSeed, trackSources: true, importantRatio: importantRatio)
         return VisionMergeSettings(options: options.keepingOnlyParameters(of: method),
                                    metric: mergeMetric, proportionalAttention: propAttn)
     }
@@ -108,7 +122,7 @@ struct MergeMap: ParsableCommand {
         var panels: [(image: RGBImage, caption: String)] = []
         for method in methods {
             let s = settings(method)
-            let (embeddings, sources) = try llava.encodeImage(pixels: pixels, merge: s)
+            let (embeddings, sources) = try llava.encodeImage(pixels: pixels, merge: s, question: question)
             guard let sources else { throw CLIError("\(method.rawValue): the merger kept no source map") }
             let map = MergeMapDrawing(image: prepared, grid: grid, sources: Array(sources.dropFirst(skip)))
             let drawn = map.tokenCount
