@@ -40,29 +40,27 @@ What it writes
     ``<case>`` F32 [1 + tiles, 3, 28, 28]: ``pixel_values[0]`` of the processor for that case
     (``return_tensors="np"``), overview first, then the tiles row by row.
 ``cases.json``
-    ``versions``; ``pixel_cases``: for each, ``name``, ``input``, ``config`` (file name),
+    ``versions``; ``small`` and ``default``: tile, patch and pinpoints of the two settings.
+    ``pixel_cases`` (30): ``name``, ``input``, ``config`` (file name), ``tensor``,
     ``image_size`` [h, w], ``best_resolution`` [h, w] (``select_best_resolution``),
     ``resized`` [h, w] (``get_patch_output_size``), ``pad`` [top, left] (where
-    ``_pad_for_patching`` puts the resized picture), ``grid`` [rows, cols], ``tensor``; and the geometry of the model side for a tower with
-    ``image_size`` 28 and ``patch_size`` 7 (4x4 features per tile): ``kept_rows`` and
-    ``kept_columns`` ([start, end) over the [4 * rows, 4 * cols] feature grid, from
-    ``unpad_image`` on an index tensor; null when nothing is kept on that axis), ``kept_shape``
-    (the unpadded grid's [rows, cols]), ``num_features``
-    (the processor's count with ``vision_feature_select_strategy`` "default") and ``packed``:
-    the rows ``pack_image_features`` gives, as a flat list of pairs (tile, position): tile 0 is
-    the overview, tiles 1... the grid tiles; position is the index of the feature in its tile
-    (y * 4 + x); (-1, -1) is an ``image_newline`` row.
-    ``count_cases``: the transformers default pinpoints at 336 (tile 336, patch 14, 24x24
-    features; no pixels): ``image_size``, ``best_resolution``, ``grid``, ``resized``, ``pad``,
-    ``kept_shape``, ``kept_rows``, ``kept_columns`` (over the [24 * rows, 24 * cols] feature grid), ``num_features`` ("default" strategy) and
-    ``num_features_full`` ("full"), ``packed_length`` (rows of ``pack_image_features`` with a
-    newline and no CLS row, which the script checks equals ``num_features``). 43 named shapes
-    (among them six where the ``round(x, 7)`` rule changes the kept rows) plus 300 seeded random
-    ones (100 of them with one side under 40 pixels).
+    ``_pad_for_patching`` puts the resized picture), ``grid`` [rows, cols]; and the model side
+    for a tower with ``image_size`` 28 and ``patch_size`` 7 (4x4 features per tile):
+    ``kept_rows`` and ``kept_columns`` ([start, end) over the [4 * rows, 4 * cols] feature grid,
+    from ``unpad_image`` on an index tensor; null when nothing is kept on that axis),
+    ``kept_shape`` (the unpadded grid's [rows, cols]), ``num_features`` and
+    ``num_features_full`` (the processor's count with ``vision_feature_select_strategy``
+    "default" and "full"), and ``packed``: the rows ``pack_image_features`` gives, as a flat
+    list of pairs (tile, position): tile 0 is the overview, tiles 1... the grid tiles; position
+    is the index of the feature in its tile (y * 4 + x); (-1, -1) is an ``image_newline`` row.
+    ``count_cases`` (343): transformers' default pinpoints at 336 (tile 336, patch 14, 24x24
+    features; no pixels): the same fields except ``packed``, plus ``packed_length`` (the rows of
+    ``pack_image_features``: no CLS row, one newline per kept row; the script checks it equals
+    ``num_features``). 43 named shapes (six of them where the ``round(x, 7)`` rule changes the
+    kept rows) and 300 seeded random ones (100 with one side under 40 pixels).
 """
 
 import json
-import math
 import sys
 import types
 from pathlib import Path
