@@ -11,11 +11,11 @@ public enum FixtureLocations {
     public static let project = packageRoot.appendingPathComponent("Tests/Fixtures").path
 
     /// The reference fixtures made with the official code and transformers, Tests/Fixtures/reference
-    /// (`pitome/`, `llava-small/`, `eval/`, `clip-small/`; see its README.md for how each is regenerated).
+    /// (`pitome/`, `llava-small/`, `eval/`, `clip-small/`, `anyres/`; see its README.md for how each is regenerated).
     public static let reference = project + "/reference"
 
     /// The reference fixture folders the tests read.
-    public static let referenceFolders = ["pitome", "llava-small", "eval", "clip-small"]
+    public static let referenceFolders = ["pitome", "llava-small", "eval", "clip-small", "anyres"]
 
     /// Why `reference/<folder>` cannot be read (nil when it is a folder), as one line naming the
     /// folder and the script that makes it.
