@@ -104,6 +104,10 @@ final class ReducerFixtureTests: XCTestCase {
     /// (averaged over heads as the official code does): the same kept patches for every budget and
     /// ratio the official code runs, the same kept rows.
     func testVisPrunerMatchesTheOfficialSelection() throws {
+        try KernelPath.forEachAvailable { _ in try visPrunerMatchesTheOfficialSelection() }
+    }
+
+    func visPrunerMatchesTheOfficialSelection() throws {
         let cases = try fixtures("vispruner")
         XCTAssertEqual(cases.count, 5, "expected the 5 VisPruner fixtures in \(Self.directory.path)")
         var compared = 0
@@ -129,6 +133,10 @@ final class ReducerFixtureTests: XCTestCase {
     /// difference, such as PyTorch's square root, can reorder them), and where no step is, the same
     /// kept tokens and rows.
     func testCDPrunerMatchesTheOfficialSelection() throws {
+        try KernelPath.forEachAvailable { _ in try cdPrunerMatchesTheOfficialSelection() }
+    }
+
+    func cdPrunerMatchesTheOfficialSelection() throws {
         let cases = try fixtures("cdpruner")
         XCTAssertEqual(cases.count, 4, "expected the 4 CDPruner fixtures in \(Self.directory.path)")
         let noise = Float.ulpOfOne
@@ -241,6 +249,10 @@ final class ReducerFixtureTests: XCTestCase {
     /// block of the inner dimension, the block sums added in order, whatever the shape (columns
     /// beyond the last group of eight, rows beyond the last group of four).
     func testFMAChainProductsSumInTheDocumentedOrder() {
+        KernelPath.forEachAvailable { path in fmaChainProductsSumInTheDocumentedOrder(path) }
+    }
+
+    func fmaChainProductsSumInTheDocumentedOrder(_ path: KernelPath) {
         var random = TestRandom(seed: 34)
         for (m, n, k, block) in [(1, 1, 5, 5), (5, 13, 40, 40), (9, 17, 200, 100), (7, 8, 401, 192), (4, 24, 33, 7)] {
             let a = random.matrix(rows: m, cols: k), b = random.matrix(rows: n, cols: k)
@@ -253,7 +265,7 @@ final class ReducerFixtureTests: XCTestCase {
                         for p in k0..<Swift.min(k, k0 + block) { partial = partial.addingProduct(a[i, p], b[j, p]) }
                         total = total + partial
                     }
-                    XCTAssertEqual(c[i, j].bitPattern, total.bitPattern, "m \(m) n \(n) k \(k) block \(block) at \(i), \(j)")
+                    XCTAssertEqual(c[i, j].bitPattern, total.bitPattern, "\(path): m \(m) n \(n) k \(k) block \(block) at \(i), \(j)")
                 }
             }
         }
