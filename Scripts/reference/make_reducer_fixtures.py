@@ -24,8 +24,8 @@ Each repository is optional: only the fixtures of the repositories given are wri
 tower outputs (for CDPruner with the text and image embeddings of the small random CLIP folder
 ``--clip-small``, default ``Tests/Fixtures/reference/clip-small/model``, computed by the official
 ``CLIPVisionTower.forward``), and transformers' language model gives the first-step logits and
-greedy tokens on a prompt holding the kept embeddings (``vispruner_llava_small``,
-``cdpruner_llava_small``; see ``vispruner_end_to_end`` and ``cdpruner_end_to_end``).
+greedy tokens on a prompt holding the kept embeddings (``llava_small_vispruner``,
+``llava_small_cdpruner``; see ``vispruner_end_to_end`` and ``cdpruner_end_to_end``).
 
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
@@ -685,7 +685,7 @@ def e2e_case(tensors, name, model, sp, question, embeddings, kept, margins):
     margins.append(margin)
 
 
-# Fixture `vispruner_llava_small`: per case T{T}_r{r} (metadata `cases`; budgets the official code
+# Fixture `llava_small_vispruner`: per case T{T}_r{r} (metadata `cases`; budgets the official code
 # raises on, or keeps other than T patches on, are listed in `official_errors` / `official_short`),
 # question E2E_QUESTIONS[0]: `…_kept` [T, 1] (the patches of the official mask, ascending),
 # `…_embeddings` [T, D] (the official projector output at them, in order), `…_prompt_ids`
@@ -718,13 +718,13 @@ def vispruner_end_to_end(repo, model_dir):
                 continue
             cases.append(name)
             e2e_case(tensors, name, model, sp, E2E_QUESTIONS[0], out[0][kept], kept, margins)
-    save("vispruner_llava_small.safetensors", tensors,
+    save("llava_small_vispruner.safetensors", tensors,
          {"model": "llava-small", "image": "shapes.png", "method": "vispruner", "question": E2E_QUESTIONS[0],
           "cases": " ".join(cases), "official_errors": " ".join(errors), "official_short": " ".join(short),
           "min_greedy_margin": f"{min(margins):.3g}"})
 
 
-# Fixture `cdpruner_llava_small`: per budget K and question q (index into the metadata `questions`,
+# Fixture `llava_small_cdpruner`: per budget K and question q (index into the metadata `questions`,
 # a JSON list), case K{K}_q{q}: `…_kept` [K, 1] (the official mask's tokens, ascending),
 # `…_embeddings` [K, D], `…_prompt_ids`, `…_logits`, `…_greedy` as for VisPruner (the prompt holds
 # the question as asked; the CLIP text tower reads it without the short-answer instruction), and
@@ -773,7 +773,7 @@ def cdpruner_end_to_end(repo, model_dir, clip_dir):
             cases.append(name)
             e2e_case(tensors, name, model, sp, question, out[0][kept], kept, margins)
     assert segments[2] > 1, "the long question must take more than one 77-token segment"
-    save("cdpruner_llava_small.safetensors", tensors,
+    save("llava_small_cdpruner.safetensors", tensors,
          {"model": "llava-small", "image": "shapes.png", "clip": "clip-small", "method": "cdpruner",
           "questions": json.dumps(E2E_QUESTIONS), "segments": " ".join(map(str, segments)),
           "cases": " ".join(cases), "min_greedy_margin": f"{min(margins):.3g}"})
