@@ -30,7 +30,8 @@ greedy tokens on a prompt holding the kept embeddings (``llava_small_vispruner``
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
 here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors transformers
-pillow`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a few seconds.
+pillow sentencepiece`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a
+few seconds, plus some seconds per end-to-end fixture for loading transformers.
 The VisPruner and CDPruner fixtures were made with torch 2.13.0+cpu and transformers 5.25 on an
 AVX2 CPU (MKL): their tests compare selections that hinge on Float32 ties, so another build or
 instruction set may round some of them otherwise.
