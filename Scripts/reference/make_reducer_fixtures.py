@@ -18,11 +18,20 @@ directory (a bare clone or mirror: the files are read with ``git show HEAD:<file
 * ``--cdpruner``:  Theia-4869/CDPruner       (``llava/model/llava_arch.py``)
 
 Each repository is optional: only the fixtures of the repositories given are written.
+``--vispruner`` and ``--cdpruner`` also write end-to-end fixtures on the small random LLaVA
+(``--llava-small``, default ``Tests/Fixtures/reference/llava-small/model``, with the
+``shapes.png`` beside it): the official ``encode_images`` chooses the tokens from transformers'
+tower outputs (for CDPruner with the text and image embeddings of the small random CLIP folder
+``--clip-small``, default ``Tests/Fixtures/reference/clip-small/model``, computed by the official
+``CLIPVisionTower.forward``), and transformers' language model gives the first-step logits and
+greedy tokens on a prompt holding the kept embeddings (``llava_small_vispruner``,
+``llava_small_cdpruner``; see ``vispruner_end_to_end`` and ``cdpruner_end_to_end``).
 
 Nothing of the official code is copied into this repository: the script reads the official
 files at run time, pulls the named functions out of them (``ast``), and runs them on inputs made
 here. Requirements: Python 3.10+, ``pip install 'torch==2.13.0+cpu' safetensors transformers
-pillow`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a few seconds.
+pillow sentencepiece`` (the fixtures were made with torch 2.13.0+cpu, transformers 5.24). Runs in a
+few seconds, plus some seconds per end-to-end fixture for loading transformers.
 The VisPruner and CDPruner fixtures were made with torch 2.13.0+cpu and transformers 5.25 on an
 AVX2 CPU (MKL): their tests compare selections that hinge on Float32 ties, so another build or
 instruction set may round some of them otherwise.
@@ -41,6 +50,9 @@ import sys
 import textwrap
 import types
 import typing
+
+# Not needed here, and a torchvision built for another torch breaks transformers' model imports: hide it.
+sys.modules.setdefault("torchvision", None)
 
 import torch
 from safetensors.torch import save_file
@@ -419,13 +431,30 @@ def prumerge_end_to_end(repo, model_dir):
 # Budgets the official code raises an error on (`official_errors`), and those where one of its rounds
 # drops all the even-position patches instead of q (an odd list length R with R // 2 == q; listed in
 # `official_short` with the count the official code keeps) are not stored.
-def vispruner_fixtures(repo):
-    encode = official_functions(
+def vispruner_drops_extra(n, budget, ratio):
+    """Whether a round of the official VisPruner loop drops every even-position patch where it
+    should drop q of them: an odd list length R with R // 2 == q."""
+    important = int(budget * ratio)
+    diverse, length = budget - important, n - important
+    while diverse > 0 and length - diverse > 0:
+        q = min(8, length - diverse)
+        if length % 2 == 1 and length // 2 == q:
+            return True
+        length -= min(q, (length + 1) // 2)
+    return False
+
+
+def vispruner_encode(repo):
+    return official_functions(
         repo, "llava/model/llava_arch.py", ["LlavaMetaForCausalLM.encode_images"],
         edits=[("image_attentions.argsort(dim=-1, descending=True)",
                 "image_attentions.argsort(dim=-1, descending=True, stable=True)"),
                ("scores.argsort(dim=-1, descending=True)", "scores.argsort(dim=-1, descending=True, stable=True)")])[
         "LlavaMetaForCausalLM.encode_images"]
+
+
+def vispruner_fixtures(repo):
+    encode = vispruner_encode(repo)
 
     def run(features, attention, budget, ratio):
         model = types.SimpleNamespace(mm_projector=torch.nn.Identity())
@@ -435,18 +464,6 @@ def vispruner_fixtures(repo):
         out, mask = encode(holder, torch.zeros(1, 3, 2, 2))
         kept = mask[0].nonzero().flatten()
         return kept.tolist(), out[0][kept]
-
-    def drops_extra(n, budget, ratio):
-        """Whether a round of the official loop drops every even-position patch where it should
-        drop q of them: an odd list length R with R // 2 == q."""
-        important = int(budget * ratio)
-        diverse, length = budget - important, n - important
-        while diverse > 0 and length - diverse > 0:
-            q = min(8, length - diverse)
-            if length % 2 == 1 and length // 2 == q:
-                return True
-            length -= min(q, (length + 1) // 2)
-        return False
 
     g = torch.Generator().manual_seed(1620)
     for n, c, heads, duplicates, budgets in [(576, 64, 8, False, [1, 5, 8, 12, 16, 32, 64, 128, 192]),
@@ -478,7 +495,7 @@ def vispruner_fixtures(repo):
                 except (RuntimeError, IndexError):  # the official indexing's errors
                     errors.append(name)
                     continue
-                if len(kept) != budget or drops_extra(n, budget, ratio):
+                if len(kept) != budget or vispruner_drops_extra(n, budget, ratio):
                     short.append(f"{name}:{len(kept)}")
                     continue
                 cases.append(name)
@@ -587,6 +604,182 @@ def cdpruner_fixtures(repo):
              {"method": "cdpruner", "tokens": n, "cases": " ".join(cases)})
 
 
+# VisPruner and CDPruner end to end on the small random LLaVA -----------------------------------
+# transformers' LlavaForConditionalGeneration (float32, eager attention) on
+# Tests/Fixtures/reference/llava-small with its shapes.png. Each method's official
+# `LlavaMetaForCausalLM.encode_images` runs with a stand-in `self` whose vision tower is the
+# official `CLIPVisionTower.forward` (with its `feature_select`) of the same repository, itself run
+# on a stand-in whose `vision_tower` is transformers' tower of llava-small (select layer -2,
+# "patch"), and whose `mm_projector` is llava-small's projector. For CDPruner that stand-in also
+# carries the text tokenizer and tower (`CLIPTokenizerFast`, `CLIPTextModelWithProjection`) and the
+# `vision_model.post_layernorm` and `visual_projection` of the CLIP folder
+# Tests/Fixtures/reference/clip-small/model (as wide as llava-small's tower): the place of
+# openai/clip-vit-large-patch14-336 beside LLaVA-1.5, whose tower it is. Its CUDA streams run as
+# plain code. The question reaches it as the official evaluation passes it: the string, with
+# "\nAnswer the question using a single word or phrase." removed. The language model then reads
+# the prompt "USER: <image>\n{question} ASSISTANT:" (BOS, each chunk around <image> encoded by
+# SentencePiece on its own, one image id per kept token, as llava-small/expected.jsonl) with the
+# kept projector rows in order at the image ids (`inputs_embeds`).
+E2E_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
+E2E_IMAGE_TOKEN_ID = 800
+E2E_GREEDY_STEPS = 8
+SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+E2E_QUESTIONS = [
+    "What color is the square?",
+    "Is there a green disc in the picture?" + SHORT_ANSWER,
+    "Look carefully at every part of this small synthetic picture, which shows a red square, a green disc "
+    "and a yellow triangle drawn over a smooth colour gradient, and then tell me which of these three "
+    "shapes is closest to the upper left corner of the image and what colour that shape has?",
+]
+
+
+@torch.no_grad()
+def language_model_run(model, sp, question, embeddings):
+    """Prompt ids, first-step logits and greedy tokens with `embeddings` [K, D] at the image ids."""
+    before, after = E2E_TEMPLATE.format(question=question).split("<image>")
+    ids = [sp.bos_id()] + sp.encode(before) + [E2E_IMAGE_TOKEN_ID] * embeddings.shape[0] + sp.encode(after)
+    ids_tensor = torch.tensor([ids])
+    embeds = model.get_input_embeddings()(ids_tensor)
+    embeds[0, ids_tensor[0] == E2E_IMAGE_TOKEN_ID] = embeddings
+    out = model(inputs_embeds=embeds, use_cache=True)
+    logits = out.logits[0, -1]
+    first = logits.clone()
+    generated, margins = [], []
+    for step in range(E2E_GREEDY_STEPS):
+        top = torch.topk(logits, 2).values
+        margins.append(float(top[0] - top[1]))
+        generated.append(int(torch.argmax(logits)))
+        if step + 1 == E2E_GREEDY_STEPS:
+            break
+        out = model(input_ids=torch.tensor([[generated[-1]]]), past_key_values=out.past_key_values, use_cache=True)
+        logits = out.logits[0, -1]
+    return ids, first, generated, min(margins)
+
+
+class CPUStreamsTorch:
+    """torch, with `torch.cuda.Stream`, `torch.cuda.stream` and `torch.cuda.synchronize` as no-ops."""
+
+    cuda = types.SimpleNamespace(Stream=lambda: None, stream=lambda s: __import__("contextlib").nullcontext(),
+                                 synchronize=lambda: None)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def official_tower(repo, tower, **extra):
+    """The official `CLIPVisionTower.forward` of `repo` bound to a stand-in over transformers' `tower`."""
+    fns = official_functions(repo, "llava/model/multimodal_encoder/clip_encoder.py",
+                             ["CLIPVisionTower.feature_select", "CLIPVisionTower.forward"], {"torch": CPUStreamsTorch()})
+    holder = types.SimpleNamespace(vision_tower=tower, select_layer=-2, select_feature="patch", device="cpu",
+                                   dtype=torch.float32, **extra)
+    holder.feature_select = lambda *a, **k: fns["CLIPVisionTower.feature_select"](holder, *a, **k)
+    return lambda *a, **k: fns["CLIPVisionTower.forward"](holder, *a, **k)
+
+
+def e2e_case(tensors, name, model, sp, question, embeddings, kept, margins):
+    ids, logits, greedy, margin = language_model_run(model, sp, question, embeddings)
+    tensors[f"{name}_kept"] = column(kept)
+    tensors[f"{name}_embeddings"] = embeddings
+    tensors[f"{name}_prompt_ids"] = column(ids)
+    tensors[f"{name}_logits"] = logits[None]
+    tensors[f"{name}_greedy"] = column(greedy)
+    margins.append(margin)
+
+
+# Fixture `llava_small_vispruner`: per case T{T}_r{r} (metadata `cases`; budgets the official code
+# raises on, or keeps other than T patches on, are listed in `official_errors` / `official_short`),
+# question E2E_QUESTIONS[0]: `…_kept` [T, 1] (the patches of the official mask, ascending),
+# `…_embeddings` [T, D] (the official projector output at them, in order), `…_prompt_ids`
+# [P, 1], `…_logits` [1, V] (the first step) and `…_greedy` [8, 1] (greedy tokens, EOS not special).
+@torch.no_grad()
+def vispruner_end_to_end(repo, model_dir):
+    import sentencepiece
+    model, pixels = load_llava_small(model_dir)
+    assert model.config.vision_feature_layer == -2 and model.config.vision_feature_select_strategy == "default"
+    sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
+    encode = vispruner_encode(repo)
+    forward = official_tower(repo, model.model.vision_tower)
+    n = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    n = n * n
+    tensors, cases, errors, short, margins = {}, [], [], [], []
+    for budget in [48, 24, 16, 12, 8]:
+        for ratio in [0.5, 0.25]:
+            name = f"T{budget}_r{ratio}"
+            mm = types.SimpleNamespace(mm_projector=model.model.multi_modal_projector, get_vision_tower=lambda: forward)
+            holder = types.SimpleNamespace(get_model=lambda: mm, get_visual_token_num=lambda: budget,
+                                           get_important_ratio=lambda: ratio)
+            try:
+                out, mask = encode(holder, pixels)
+            except (RuntimeError, IndexError):
+                errors.append(name)
+                continue
+            kept = mask[0].nonzero().flatten().tolist()
+            if len(kept) != budget or vispruner_drops_extra(n, budget, ratio):
+                short.append(f"{name}:{len(kept)}")
+                continue
+            cases.append(name)
+            e2e_case(tensors, name, model, sp, E2E_QUESTIONS[0], out[0][kept], kept, margins)
+    save("llava_small_vispruner.safetensors", tensors,
+         {"model": "llava-small", "image": "shapes.png", "method": "vispruner", "question": E2E_QUESTIONS[0],
+          "cases": " ".join(cases), "official_errors": " ".join(errors), "official_short": " ".join(short),
+          "min_greedy_margin": f"{min(margins):.3g}"})
+
+
+# Fixture `llava_small_cdpruner`: per budget K and question q (index into the metadata `questions`,
+# a JSON list), case K{K}_q{q}: `…_kept` [K, 1] (the official mask's tokens, ascending),
+# `…_embeddings` [K, D], `…_prompt_ids`, `…_logits`, `…_greedy` as for VisPruner (the prompt holds
+# the question as asked; the CLIP text tower reads it without the short-answer instruction), and
+# `text_embeds_q{q}` [M, E] (the official text embeddings, M segments of 77 tokens);
+# `image_embeds` [N, E] (the official image embeddings of the patches).
+@torch.no_grad()
+def cdpruner_end_to_end(repo, model_dir, clip_dir):
+    import json
+    import sentencepiece
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizerFast, CLIPVisionModelWithProjection
+
+    model, pixels = load_llava_small(model_dir)
+    assert model.config.vision_feature_layer == -2 and model.config.vision_feature_select_strategy == "default"
+    sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
+    clip_vision = CLIPVisionModelWithProjection.from_pretrained(clip_dir, dtype=torch.float32).eval()
+    text_tower = CLIPTextModelWithProjection.from_pretrained(clip_dir, dtype=torch.float32).eval()
+    tokenizer = CLIPTokenizerFast.from_pretrained(clip_dir)
+    llava_tower = model.model.vision_tower
+
+    class Tower:
+        """transformers' llava-small tower, with the CLIP folder's post_layernorm and visual_projection."""
+        vision_model = types.SimpleNamespace(post_layernorm=clip_vision.vision_model.post_layernorm)
+        visual_projection = clip_vision.visual_projection
+
+        def __call__(self, images, output_hidden_states):
+            return llava_tower(images, output_hidden_states=output_hidden_states)
+
+    forward = official_tower(repo, Tower(), text_tokenizer=tokenizer, text_tower=text_tower,
+                             max_position_embeddings=text_tower.config.max_position_embeddings)
+    encode = official_functions(repo, "llava/model/llava_arch.py", ["LlavaMetaForCausalLM.encode_images"])[
+        "LlavaMetaForCausalLM.encode_images"]
+    mm = types.SimpleNamespace(mm_projector=model.model.multi_modal_projector, get_vision_tower=lambda: forward)
+    tensors, cases, segments, margins = {}, [], [], []
+    for q, question in enumerate(E2E_QUESTIONS):
+        text = question.replace(SHORT_ANSWER, "")  # as llava/eval/model_vqa_loader.py passes it
+        _, image_embeds, text_embeds = forward(pixels, texts=text)
+        tensors["image_embeds"] = image_embeds[0]
+        tensors[f"text_embeds_q{q}"] = text_embeds
+        segments.append(text_embeds.shape[0])
+        for budget in [48, 16, 8]:
+            holder = types.SimpleNamespace(get_model=lambda: mm, visual_token_num=budget)
+            out, mask = encode(holder, pixels, texts=text)
+            kept = mask[0].nonzero().flatten().tolist()
+            assert len(kept) == budget, f"the official code kept {len(kept)} tokens for K = {budget}"
+            name = f"K{budget}_q{q}"
+            cases.append(name)
+            e2e_case(tensors, name, model, sp, question, out[0][kept], kept, margins)
+    assert segments[2] > 1, "the long question must take more than one 77-token segment"
+    save("llava_small_cdpruner.safetensors", tensors,
+         {"model": "llava-small", "image": "shapes.png", "clip": "clip-small", "method": "cdpruner",
+          "questions": json.dumps(E2E_QUESTIONS), "segments": " ".join(map(str, segments)),
+          "cases": " ".join(cases), "min_greedy_margin": f"{min(margins):.3g}"})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--divprune", help="vbdi/divprune checkout or git directory")
@@ -598,6 +791,9 @@ def main():
     parser.add_argument("--llava-small", default=os.path.join("Tests", "Fixtures", "reference", "llava-small", "model"),
                         help="the small random LLaVA checkpoint (default: Tests/Fixtures/reference/llava-small/model, "
                              "made by make_llava_small_fixture.py)")
+    parser.add_argument("--clip-small", default=os.path.join("Tests", "Fixtures", "reference", "clip-small", "model"),
+                        help="the small random CLIP folder (default: Tests/Fixtures/reference/clip-small/model, made by "
+                             "make_clip_text_fixtures.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
@@ -615,8 +811,10 @@ def main():
         prumerge_end_to_end(args.prumerge, args.llava_small)
     if args.vispruner:
         vispruner_fixtures(args.vispruner)
+        vispruner_end_to_end(args.vispruner, args.llava_small)
     if args.cdpruner:
         cdpruner_fixtures(args.cdpruner)
+        cdpruner_end_to_end(args.cdpruner, args.llava_small, args.clip_small)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ struct Bench: ParsableCommand {
     }
 
     func benchmark() throws {
+        try model.requireCLIP(for: merge.values)
         let directory = try model.resolve(threadList: true)
         let threadCounts = model.threads.map { $0.values.count > 1 ? $0.values : nil } ?? nil
         // PyTorch goes first, in its own process, so the two never share memory or cores.

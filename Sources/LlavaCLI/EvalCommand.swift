@@ -109,6 +109,7 @@ struct EvalRun: ParsableCommand {
     }
 
     func execute() throws {
+        try model.requireCLIP(for: [merge.merge])
         if benchmarkFlags.isSet { return try runBenchmark(benchmarkFlags) }
         guard let questions else { throw CLIError("give --questions (a question file), or --benchmark and --data") }
         let started = Date()

@@ -105,6 +105,7 @@ struct EvalSweep: ParsableCommand {
     }
 
     func sweep() throws {
+        try model.requireCLIP(for: methods.values)
         let entries = try entries()
         let questions = try entries.map { try $0.adapter.questions() }
         let directory = try model.resolve()

@@ -46,8 +46,7 @@ struct ModelOptions: ParsableArguments {
     /// `reducers`: the merge methods the command will run; one that reads the question needs
     /// --clip, which is loaded (and checked against the tower) before the model.
     func loadPipeline(_ directory: String, reducers: [MergeMethod] = []) throws -> LlavaPipeline {
-        let questionAware = reducers.filter { $0.needs.contains(.question) }
-        if let method = questionAware.first, clip == nil { throw CLIError(LlavaError.questionEncoderMissing(method).description) }
+        try requireCLIP(for: reducers)
         let encoder = try clip.map { try CLIPTextFolder(directory: $0) }
         let pipeline = try loadModel(directory)
         if let encoder {
@@ -55,6 +54,14 @@ struct ModelOptions: ParsableArguments {
             pipeline.model.questionEncoder = encoder
         }
         return pipeline
+    }
+
+    /// Throws unless --clip is given where one of `reducers` reads the question; commands that
+    /// write or read files before loading the model call it first.
+    func requireCLIP(for reducers: [MergeMethod]) throws {
+        if let method = reducers.first(where: { $0.needs.contains(.question) }), clip == nil {
+            throw CLIError(LlavaError.questionEncoderMissing(method).description)
+        }
     }
 
     private func loadModel(_ directory: String) throws -> LlavaPipeline {
