@@ -34,6 +34,37 @@ final class ChatSessionTests: XCTestCase {
         XCTAssertEqual(turn.generation.text, ask.text)
     }
 
+    /// CDPruner chooses the tokens by the question: the image waits for the first question, whose
+    /// turn is then what `ask` with that question gives; later turns and /clear keep its tokens.
+    func testAQuestionAwareReducerEncodesWithTheFirstQuestion() throws {
+        try FixtureLocations.requireReference("clip-small")
+        let pipeline = try LlavaPipeline(directory: modelDir)
+        pipeline.model.questionEncoder = try CLIPTextFolder(directory: Fixtures.reference + "/clip-small/model")
+        let merge = VisionMergeSettings(options: MergeOptions(method: .cdPruner, keep: 8))
+        let chat = try ChatSession(pipeline: pipeline, template: try ConversationTemplate.load("llava-v1"), merge: merge,
+                                   options: GenerationOptions(maxTokens: 6))
+        let info = try chat.load(imagePath: shapes)
+        XCTAssertTrue(info.waitsForQuestion)
+        XCTAssertEqual(info.visualTokens, 8)
+        XCTAssertNil(chat.image)
+        XCTAssertEqual(chat.cache.length, 0)
+        let question = "Where is the green circle?"
+        let turn = try chat.ask(question)
+        let encoded = try XCTUnwrap(chat.image)
+        XCTAssertEqual(encoded.visualTokens, 8)
+        let ask = try pipeline.ask(imagePath: shapes, question: question, template: chat.template, merge: merge,
+                                   options: GenerationOptions(maxTokens: 6))
+        XCTAssertEqual(Array(chat.history.prefix(ask.promptIds.count)), ask.promptIds)
+        XCTAssertEqual(turn.generation.generatedIds, ask.generatedIds)
+        // Another question would choose other tokens; the conversation keeps the first one's.
+        let other = try pipeline.encode(imagePath: shapes, merge: merge, question: "Is there a yellow triangle?")
+        XCTAssertNotEqual(other.embeddings.toArray(), encoded.embeddings.toArray())
+        _ = try chat.ask("Is there a yellow triangle?")
+        chat.clear()
+        XCTAssertEqual(chat.image?.embeddings.toArray(), encoded.embeddings.toArray())
+        XCTAssertEqual(chat.cache.length, chat.prefixLength)
+    }
+
     func testSecondTurnEqualsFromScratchRunOverTheWholeConversation() throws {
         let chat = try session()
         try chat.load(imagePath: shapes)
