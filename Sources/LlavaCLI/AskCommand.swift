@@ -60,14 +60,16 @@ struct Ask: ParsableCommand {
             let loadStart = Date()
             let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             let loadMs = Date().timeIntervalSince(loadStart) * 1000
-            let template = try ConversationTemplate.load(generation.template)
-            let options = generation.options
+            let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
+                                  generation: generation)
+            let template = try ConversationTemplate.load(run.template)
+            let options = run.generation
             _ = try pipeline.model.contextSize(options)
-            let settings = merge.settings
+            let settings = run.merge
             _ = try pipeline.model.plannedVisualTokens(settings) // validates the merge settings for this tower
             let stdout = StandardStream.output
             let result = try pipeline.ask(
-                imagePath: image, question: question, template: template, mode: imageOptions.imageMode,
+                imagePath: image, question: question, template: template, mode: run.imageMode,
                 merge: settings, options: options,
                 onText: json ? nil : { stdout.write($0) })
             if json {

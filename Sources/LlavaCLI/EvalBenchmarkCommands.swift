@@ -114,8 +114,9 @@ extension EvalRun {
         let generation = generation.llavaDefaults(for: adapter.name)
         let template = try ConversationTemplate.load(generation.template)
         if !quiet { printErr("llava: eval: " + LLaVAEvalSettings.line([adapter.name], generation: self.generation, image: imageOptions)) }
-        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template,
-                                             imageMode: imageOptions.llavaDefault, generation: generation, merge: merge.settings)
+        let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.llavaDefault, merge: merge.settings,
+                              generation: generation, defaultSeed: 0)
+        let recorded = try BenchmarkSettings(run, template: template)
         let cell = try BenchmarkCell(adapter: adapter, answers: answers, settings: recorded)
         if cell.file.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(cell.file.repairedBytes) bytes) left by an interrupted run")
@@ -191,34 +192,31 @@ extension ImageOptions {
 /// `eval run` and the benchmark runs alike: a resumed file must have been written with the same
 /// values.
 struct BenchmarkSettings {
-    let modelID: String
+    let run: RunSettings
     let template: ConversationTemplate
-    let imageMode: ImageMode
-    let options: GenerationOptions
-    let merge: VisionMergeSettings
     let metadata: JSONObject
 
-    init(modelDirectory: String, template: ConversationTemplate, imageMode: ImageMode, generation: GenerationFlags,
-         merge: VisionMergeSettings) throws {
-        modelID = URL(fileURLWithPath: modelDirectory).standardizedFileURL.lastPathComponent
+    /// `template` is `run.template` loaded (its name is what the lines record).
+    init(_ run: RunSettings, template: ConversationTemplate) throws {
+        self.run = run
         self.template = template
-        self.imageMode = imageMode
-        self.merge = merge
-        options = generation.options(seed: generation.seed ?? 0)
+        let g = run.generation, sampling = run.generation.sampling
         metadata = [
-            "template": .string(template.name), "image_mode": .string(imageMode.rawValue),
-            "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
-            "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: options.seed)),
-            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
-            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
-            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
-            "ctx_size": .int(Int64(generation.ctxSize)),
-            "merge": try JSONValue(mergeSettings: merge),
+            "template": .string(template.name), "image_mode": .string(run.imageMode.rawValue),
+            "max_tokens": .int(Int64(g.maxTokens)), "temperature": .double(Double("\(sampling.temperature)") ?? 0),
+            "top_p": .double(Double("\(sampling.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: g.seed)),
+            "top_k": .int(Int64(sampling.topK)), "min_p": .double(Double("\(sampling.minP)") ?? 0),
+            "repeat_penalty": .double(Double("\(sampling.repeatPenalty)") ?? 1),
+            "repeat_last_n": .int(Int64(sampling.repeatLastN)), "ignore_eos": .bool(!g.stopAtEOS),
+            "ctx_size": .int(Int64(g.contextSize ?? 0)),
+            "merge": try JSONValue(mergeSettings: run.merge),
         ]
     }
 
-    var runSettings: RunSettings {
-        RunSettings(evalSettingsFields.map { field in
+    var modelID: String { run.modelID }
+
+    var recordedSettings: RecordedSettings {
+        RecordedSettings(evalSettingsFields.map { field in
             (field, field == "model_id" ? .string(modelID) : metadata[String(field.dropFirst("metadata.".count))]!)
         }, absentMeans: samplerDefaults)
     }
@@ -238,7 +236,7 @@ struct BenchmarkCell {
         self.label = label ?? adapter.name.rawValue
         self.answers = answers
         self.settings = settings
-        file = try BenchmarkAnswerFile(path: answers, settings: settings.runSettings)
+        file = try BenchmarkAnswerFile(path: answers, settings: settings.recordedSettings)
     }
 
     func pending(_ questions: [BenchmarkItem]) -> [BenchmarkItem] {
@@ -319,12 +317,12 @@ final class BenchmarkAsker {
     func encode(_ image: BenchmarkImage, question: String) throws -> CachedImage {
         switch image {
         case .file(let path):
-            return try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge,
+            return try pipeline.encode(imagePath: path, mode: settings.run.imageMode, merge: settings.run.merge,
                                        question: question, cache: cache)
         case .base64:
             guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
-                                       merge: settings.merge, question: question, cache: cache)
+            return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.run.imageMode,
+                                       merge: settings.run.merge, question: question, cache: cache)
         }
     }
 
@@ -344,7 +342,7 @@ final class BenchmarkAsker {
                                      imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
         }
         // FastV's cut (when asked for) travels with the encoded image, as in `LlavaPipeline.ask`.
-        let g = try m.generate(ids: ids, imageEmbeddings: image?.embeddings, options: settings.options, cut: image?.cut)
+        let g = try m.generate(ids: ids, imageEmbeddings: image?.embeddings, options: settings.run.generation, cut: image?.cut)
         let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
         return Answer(text: g.text, visualTokens: image?.keptVisualTokens ?? 0, generatedTokens: g.generatedIds.count,
                       stopReason: g.stopReason.rawValue, cacheHit: encoded?.hit ?? false, imageMs: imageMs,

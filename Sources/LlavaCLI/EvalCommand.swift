@@ -118,12 +118,12 @@ struct EvalRun: ParsableCommand {
         let keys = try annotations.map { try Annotations(path: $0) }
         let directory = try model.resolve()
         let template = try ConversationTemplate.load(generation.template)
-        let mergeSettings = merge.settings
-        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
-                                             generation: generation, merge: mergeSettings)
-        let modelID = recorded.modelID, options = recorded.options, settings = recorded.metadata
+        let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
+                              generation: generation, defaultSeed: 0)
+        let recorded = try BenchmarkSettings(run, template: template)
+        let modelID = recorded.modelID, settings = recorded.metadata
 
-        let writer = try AnswerWriter(path: answers, settings: recorded.runSettings, questionIDs: Set(mine.map(\.id)),
+        let writer = try AnswerWriter(path: answers, settings: recorded.recordedSettings, questionIDs: Set(mine.map(\.id)),
                                       retryFailed: retryFailed)
         if writer.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(writer.repairedBytes) bytes) left by an interrupted run")
@@ -150,11 +150,11 @@ struct EvalRun: ParsableCommand {
         let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            _ = try pipeline.model.contextSize(options)
-            _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
+            _ = try pipeline.model.contextSize(run.generation)
+            _ = try pipeline.model.plannedVisualTokens(run.merge) // validates the merge settings for this tower
             progress.start()
-            let asking = Asking(pipeline: pipeline, template: template, options: options, merge: mergeSettings,
-                                imageMode: imageOptions.imageMode, cache: cache, modelID: modelID, settings: settings)
+            let asking = Asking(pipeline: pipeline, template: template, options: run.generation, merge: run.merge,
+                                imageMode: run.imageMode, cache: cache, modelID: modelID, settings: settings)
             for q in pending {
                 let answer = asking.answer(q, imagePath: { try imageLocation(q, questionFile: questions) })
                 if answer.towerRun { towerRuns += 1 }

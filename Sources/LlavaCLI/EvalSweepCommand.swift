@@ -129,8 +129,9 @@ struct EvalSweep: ParsableCommand {
                 if let mine, !mine.contains(settingIndex * entries.count + entryIndex) { continue }
                 let answers = folder + "/" + entry.label + ".jsonl"
                 let generation = generation.llavaDefaults(for: entry.adapter.name)
-                let recorded = try BenchmarkSettings(modelDirectory: directory, template: ConversationTemplate.load(generation.template),
-                                                     imageMode: imageOptions.llavaDefault, generation: generation, merge: setting.merge)
+                let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.llavaDefault,
+                                      merge: setting.merge, generation: generation, defaultSeed: 0)
+                let recorded = try BenchmarkSettings(run, template: ConversationTemplate.load(run.template))
                 let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: cache)
                 let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
                 let pending = cell.pending(asked)
