@@ -405,21 +405,18 @@ public final class BenchmarkRunner {
     }
 
     /// Greedy answers to every question under `setting`, scored by exact match after the
-    /// normalisation `llava eval` uses. Each image is encoded once per setting.
+    /// normalisation `llava eval` uses. Each image is encoded once per setting (the encodings are
+    /// kept in an image cache of the default budget while the setting is answered).
     public func accuracy(_ setting: BenchmarkSetting) throws -> BenchmarkAccuracy {
-        let generation = GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true)
-        // Question files list the questions of one image together: keep the last encoding.
-        var last: (path: String, image: EncodedImage)?
+        let model = pipeline.model
+        let settings = RunSettings(modelDirectory: model.directory, template: options.template.name, imageMode: options.imageMode,
+                                   generation: GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true),
+                                   merge: setting.merge, quantization: model.quantization,
+                                   visionQuantization: model.visionQuantization)
+        let answerer = QuestionAnswerer(pipeline: pipeline, settings: settings, template: options.template, cache: ImageCache())
         var correct = 0
         for q in options.questions {
-            let image: EncodedImage
-            if let last, last.path == q.imagePath, setting.merge.questionKey(q.text) == nil {
-                image = last.image
-            } else {
-                image = try pipeline.encode(imagePath: q.imagePath, mode: options.imageMode, merge: setting.merge, question: q.text)
-                last = (q.imagePath, image)
-            }
-            let answer = try pipeline.ask(image: image, question: q.text, template: options.template, options: generation)
+            let answer = try answerer.answer(q.text, image: .file(q.imagePath))
             if VQAScoring.exactMatch(prediction: answer.text, reference: q.reference) { correct += 1 }
         }
         return BenchmarkAccuracy(correct: correct, total: options.questions.count)

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// How questions are answered: the model folder and its weight formats, the conversation
 /// template, the image preprocessing, the visual-token reducer and the decoding settings.

@@ -128,8 +128,9 @@ extension EvalRun {
         var failed = 0
         if !pending.isEmpty {
             let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
-            failed = try cell.answer(pending, asker: asker, quiet: quiet)
+            let answerer = QuestionAnswerer(pipeline: pipeline, settings: run, template: template,
+                                            cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
+            failed = try cell.answer(pending, answerer: answerer, quiet: quiet)
         }
         cell.file.closeFile()
         if shard == nil {
@@ -244,23 +245,24 @@ struct BenchmarkCell {
     }
 
     /// Asks `pending` in order, one durable line each; returns how many failed.
-    func answer(_ pending: [BenchmarkItem], asker: BenchmarkAsker, quiet: Bool) throws -> Int {
+    func answer(_ pending: [BenchmarkItem], answerer: QuestionAnswerer, quiet: Bool) throws -> Int {
         var failed = 0
         for (n, q) in pending.enumerated() {
             var metadata = settings.metadata
             if let category = q.category { metadata["category"] = .string(category) }
             var text = ""
             do {
-                let a = try asker.answer(q)
+                let a = try answerer.answer(q.text, image: q.answererImage())
                 text = a.text.pythonStripped()
                 metadata["visual_tokens"] = .int(Int64(a.visualTokens))
                 metadata["generated_tokens"] = .int(Int64(a.generatedTokens))
-                metadata["stop_reason"] = .string(a.stopReason)
+                metadata["stop_reason"] = .string(a.stopReason.rawValue)
                 metadata["image_cache_hit"] = .bool(a.cacheHit)
+                let t = a.timings
                 metadata["timings"] = .object([
-                    "image_ms": .double(rounded(a.imageMs)), "vision_ms": .double(rounded(a.visionMs)),
-                    "prefill_ms": .double(rounded(a.prefillMs)), "ttft_ms": .double(rounded(a.ttftMs)),
-                    "decode_ms": .double(rounded(a.decodeMs)),
+                    "image_ms": .double(rounded(t.imageMs)), "vision_ms": .double(rounded(t.visionMs)),
+                    "prefill_ms": .double(rounded(t.prefillMs)), "ttft_ms": .double(rounded(t.ttftMs)),
+                    "decode_ms": .double(rounded(t.decodeMs)),
                 ])
             } catch {
                 failed += 1
@@ -285,68 +287,15 @@ struct BenchmarkCell {
     }
 }
 
-/// Puts one benchmark question to the model: the image (a file, or bytes decoded in memory)
-/// through the tower, then the question in the conversation template. Image embeddings are kept
-/// in a small cache (by file path or bytes), since benchmarks ask several questions per image.
-final class BenchmarkAsker {
-    let pipeline: LlavaPipeline
-    let settings: BenchmarkSettings
-    let cache: ImageCache
-
-    struct Answer {
-        let text: String
-        let visualTokens: Int
-        let generatedTokens: Int
-        let stopReason: String
-        let cacheHit: Bool
-        let imageMs: Double
-        let visionMs: Double
-        let prefillMs: Double
-        let ttftMs: Double
-        let decodeMs: Double
-    }
-
-    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cache: ImageCache) {
-        self.pipeline = pipeline
-        self.settings = settings
-        self.cache = cache
-    }
-
-    /// An image encoded for the language model (from the cache when it was seen before).
-    /// `question` selects the tokens of a question-aware reducer.
-    func encode(_ image: BenchmarkImage, question: String) throws -> CachedImage {
+extension BenchmarkItem {
+    /// The question's image for `QuestionAnswerer` (nil for a text-only question).
+    func answererImage() throws -> QuestionAnswerer.Image? {
         switch image {
-        case .file(let path):
-            return try pipeline.encode(imagePath: path, mode: settings.run.imageMode, merge: settings.run.merge,
-                                       question: question, cache: cache)
-        case .base64:
-            guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.run.imageMode,
-                                       merge: settings.run.merge, question: question, cache: cache)
+        case nil: return nil
+        case .file(let path)?: return .file(path)
+        case .base64?:
+            guard let bytes = image?.base64Bytes else { throw CLIError("the image column is not base64") }
+            return .bytes(bytes, name: "<base64 image>")
         }
-    }
-
-    func answer(_ q: BenchmarkItem) throws -> Answer {
-        let encoded = try q.image.map { try encode($0, question: q.text) }
-        let image = encoded?.image
-        let ids: [Int]
-        let m = pipeline.model
-        if let image {
-            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.visualTokens)
-        } else {
-            // A text-only question (ScienceQA without a picture): the turn without its image slot.
-            var textOnly = settings.template
-            textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
-                .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
-            ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
-                                     imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
-        }
-        // FastV's cut (when asked for) travels with the encoded image, as in `LlavaPipeline.ask`.
-        let g = try m.generate(ids: ids, imageEmbeddings: image?.embeddings, options: settings.run.generation, cut: image?.cut)
-        let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
-        return Answer(text: g.text, visualTokens: image?.keptVisualTokens ?? 0, generatedTokens: g.generatedIds.count,
-                      stopReason: g.stopReason.rawValue, cacheHit: encoded?.hit ?? false, imageMs: imageMs,
-                      visionMs: visionMs, prefillMs: g.prefillMs, ttftMs: imageMs + visionMs + g.firstTokenMs,
-                      decodeMs: g.decodeMs)
     }
 }

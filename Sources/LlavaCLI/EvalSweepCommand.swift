@@ -132,13 +132,13 @@ struct EvalSweep: ParsableCommand {
                 let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.llavaDefault,
                                       merge: setting.merge, generation: generation, defaultSeed: 0)
                 let recorded = try BenchmarkSettings(run, template: ConversationTemplate.load(run.template))
-                let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: cache)
+                let answerer = QuestionAnswerer(pipeline: pipeline, settings: run, template: recorded.template, cache: cache)
                 let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
                 let pending = cell.pending(asked)
                 if !quiet {
                     printErr("llava: eval sweep: \(setting.label), \(entry.label): \(asked.count - pending.count) of \(asked.count) answered, \(pending.count) to go")
                 }
-                failed += try cell.answer(pending, asker: asker, quiet: quiet)
+                failed += try cell.answer(pending, answerer: answerer, quiet: quiet)
                 cell.file.closeFile()
                 let score = try entry.adapter.score(AnswerSet(path: answers))
                 guard case .object(var summary) = score.summary else { continue }
