@@ -110,8 +110,8 @@ struct EvalSweep: ParsableCommand {
         let directory = try model.resolve()
         if !quiet { printErr("llava: eval sweep: " + LLaVAEvalSettings.line(entries.map(\.adapter.name), generation: generation, image: imageOptions)) }
         let pipeline = try model.loadPipeline(directory, reducers: methods.values)
-        let plan = try BenchmarkPlan(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [],
-                                     config: pipeline.model.config)
+        let grid = MergeGrid(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [])
+        let plan = try BenchmarkPlan(grid, config: pipeline.model.config)
         for note in plan.notes { printErr("llava: eval sweep: \(note)") }
         guard !plan.settings.isEmpty else { throw CLIError("nothing to run: every setting was skipped") }
         try FileManager.default.createDirectory(atPath: out + "/cells", withIntermediateDirectories: true)
