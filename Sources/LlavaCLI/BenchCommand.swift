@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 import VQAEval
 

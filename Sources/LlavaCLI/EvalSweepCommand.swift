@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 import VQAEval
 

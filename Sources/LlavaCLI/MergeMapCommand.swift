@@ -4,6 +4,7 @@ import Foundation
 import Imaging
 import Kernels
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 
 struct MergeMap: ParsableCommand {

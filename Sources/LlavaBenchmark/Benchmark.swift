@@ -2,11 +2,14 @@ import Checkpoint
 import Foundation
 import Imaging
 import Kernels
+import LLaVA
 import TokenMerging
 import VQAEval
 
 // Latency (and optionally accuracy) of the pipeline across merge settings: a list of settings
 // goes in, one row of medians per setting comes out. Printing and plotting are the caller's.
+// A module of its own above LLaVA, because the accuracy column is scored with VQAEval's rules
+// and the model library does not depend on the scorers.
 
 /// One benchmarked configuration of the vision tower.
 public struct BenchmarkSetting: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 import XCTest
 
