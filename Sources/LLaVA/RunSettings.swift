@@ -56,6 +56,15 @@ public struct RunSettings: Codable, Sendable, Equatable {
     }
 }
 
+extension LlavaPipeline {
+    /// Loads the settings' model folder with their weight formats; `progress` sees each
+    /// language-model layer quantized at load time (done, total).
+    public convenience init(settings: RunSettings, progress: ((Int, Int) -> Void)? = nil) throws {
+        try self.init(directory: settings.modelDirectory, quantization: settings.quantization,
+                      visionQuantization: settings.visionQuantization, progress: progress)
+    }
+}
+
 /// A run setting that breaks its rule, named by its field so that each front end can say it in
 /// its own words (the command line names its flags).
 public enum RunSettingsError: Error, Equatable, CustomStringConvertible {

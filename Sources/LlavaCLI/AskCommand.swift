@@ -57,11 +57,11 @@ struct Ask: ParsableCommand {
         try reportingErrors {
             let question = try resolvedQuestion()
             let directory = try model.resolve()
-            let loadStart = Date()
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            let loadMs = Date().timeIntervalSince(loadStart) * 1000
             let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
                                   generation: generation)
+            let loadStart = Date()
+            let pipeline = try model.loadPipeline(run)
+            let loadMs = Date().timeIntervalSince(loadStart) * 1000
             let template = try ConversationTemplate.load(run.template)
             let options = run.generation
             _ = try pipeline.model.contextSize(options)

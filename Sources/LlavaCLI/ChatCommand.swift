@@ -31,9 +31,9 @@ struct Chat: ParsableCommand {
     func run() throws {
         let session = try reportingErrors {
             let directory = try model.resolve()
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
             let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
                                   generation: generation)
+            let pipeline = try model.loadPipeline(run)
             let template = try ConversationTemplate.load(run.template)
             _ = try pipeline.model.plannedVisualTokens(run.merge)
             let session = try ChatSession(pipeline: pipeline, template: template, imageMode: run.imageMode,

@@ -127,7 +127,7 @@ extension EvalRun {
         }
         var failed = 0
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
+            let pipeline = try model.loadPipeline(run)
             let answerer = QuestionAnswerer(pipeline: pipeline, settings: run, template: template,
                                             cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
             failed = try cell.answer(pending, answerer: answerer, quiet: quiet)

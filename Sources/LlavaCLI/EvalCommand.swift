@@ -149,7 +149,7 @@ struct EvalRun: ParsableCommand {
 
         let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
+            let pipeline = try model.loadPipeline(run)
             _ = try pipeline.model.contextSize(run.generation)
             _ = try pipeline.model.plannedVisualTokens(run.merge) // validates the merge settings for this tower
             progress.start()

@@ -42,14 +42,22 @@ struct ModelOptions: ParsableArguments {
         return shipped
     }
 
-    /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
-    /// `reducers`: the merge methods the command will run; one that reads the question needs
-    /// --clip, which is loaded (and checked against the tower) before the model.
+    /// Loads the model folder with the weight formats of --quantize and --quantize-vision
+    /// (see `loadPipeline(_:reducers:)` taking run settings).
     func loadPipeline(_ directory: String, reducers: [MergeMethod] = []) throws -> LlavaPipeline {
-        let questionAware = reducers.filter { $0.needs.contains(.question) }
+        try loadPipeline(RunSettings(modelDirectory: directory, quantization: quantize, visionQuantization: quantizeVision.weights),
+                         reducers: reducers)
+    }
+
+    /// Loads the settings' model folder with their weight formats; quantizing shows progress on
+    /// stderr. `reducers`: the merge methods the command will run (nil: the settings' own); one
+    /// that reads the question needs --clip, which is loaded (and checked against the tower)
+    /// before the model.
+    func loadPipeline(_ settings: RunSettings, reducers: [MergeMethod]? = nil) throws -> LlavaPipeline {
+        let questionAware = (reducers ?? [settings.merge.options.method]).filter { $0.needs.contains(.question) }
         if let method = questionAware.first, clip == nil { throw CLIError(LlavaError.questionEncoderMissing(method).description) }
         let encoder = try clip.map { try CLIPTextFolder(directory: $0) }
-        let pipeline = try loadModel(directory)
+        let pipeline = try loadModel(settings)
         if let encoder {
             try encoder.checkVisionHiddenSize(pipeline.model.config.vision.hiddenSize)
             pipeline.model.questionEncoder = encoder
@@ -57,15 +65,15 @@ struct ModelOptions: ParsableArguments {
         return pipeline
     }
 
-    private func loadModel(_ directory: String) throws -> LlavaPipeline {
-        guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision.weights) }
+    private func loadModel(_ settings: RunSettings) throws -> LlavaPipeline {
+        let quantization = settings.quantization
+        guard quantization != .none else { return try LlavaPipeline(settings: settings) }
         let start = Date()
         let progress = ProgressLine()
-        let pipeline = try LlavaPipeline(directory: directory, quantization: quantize,
-                                         visionQuantization: quantizeVision.weights) { done, total in
-            progress.update("llava: quantizing the language model to \(quantize.rawValue): layer \(done)/\(total)")
+        let pipeline = try LlavaPipeline(settings: settings) { done, total in
+            progress.update("llava: quantizing the language model to \(quantization.rawValue): layer \(done)/\(total)")
         }
-        progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantize.rawValue,
+        progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantization.rawValue,
                                Date().timeIntervalSince(start)))
         return pipeline
     }
