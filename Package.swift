@@ -5,7 +5,8 @@ import PackageDescription
 //   native libraries (OpenBLAS, stb, libjpeg, SentencePiece, cairo for plots) and the C kernels
 //   Kernels (matrices, matrix products, norms, attention)  ← TokenMerging (no model imports)
 //   Checkpoint (safetensors, config.json)  Tokenizer  Imaging  VQAEval (question/answer files, scoring)
-//   LLaVA (CLIP vision tower, projector, Llama decoder, generation)
+//   LLaVA (CLIP vision tower, projector, Llama decoder, generation; run settings, question answerer)
+//   LlavaBenchmark (timing and accuracy across merge settings, with VQAEval's scoring)
 //   LlavaCLI (the `llava` executable)
 let package = Package(
     name: "llava-swift",
@@ -45,13 +46,14 @@ let package = Package(
         .target(name: "VQAEval", dependencies: ["FileAccess", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(
             name: "LLaVA",
-            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "VQAEval", "FileAccess",
+            dependencies: ["Kernels", "Checkpoint", "Tokenizer", "Imaging", "TokenMerging", "FileAccess",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(name: "LlavaBenchmark", dependencies: ["LLaVA", "VQAEval", "Kernels", "Checkpoint", "Imaging", "TokenMerging"]),
         .executableTarget(name: "KernelBench", dependencies: ["Kernels", "TokenMerging"]),
         .executableTarget(
             name: "LlavaCLI",
-            dependencies: ["LLaVA", "VQAEval", "CCairo", "CEditLine",
+            dependencies: ["LLaVA", "LlavaBenchmark", "VQAEval", "CCairo", "CEditLine",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Test support for every test target: fixture paths, fixture JSON without force casts, array assertions.
@@ -63,6 +65,7 @@ let package = Package(
         .testTarget(name: "LLaVATests", dependencies: ["LLaVA", "Tokenizer", "TokenMerging", "FixtureLocations"]),
         .testTarget(name: "CLITests", dependencies: ["LlavaCLI", "Checkpoint", "Imaging", "FixtureLocations",
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .testTarget(name: "LlavaBenchmarkTests", dependencies: ["LlavaBenchmark", "LLaVA", "TokenMerging"]),
         .testTarget(name: "VQAEvalTests", dependencies: ["VQAEval", "FixtureLocations"]),
     ],
     swiftLanguageModes: [.v5]

@@ -22,7 +22,7 @@ public struct PixelValues: Equatable, Sendable {
 /// `.pad` is the original LLaVA "pad" aspect-ratio mode: the image is first pasted onto a square
 /// canvas of side max(w, h), filled with int(mean · 255) per channel, then processed the same way.
 public struct ImageProcessor: Sendable {
-    public enum Mode: String, Sendable, CaseIterable {
+    public enum Mode: String, Sendable, CaseIterable, Codable {
         case crop, pad
     }
 

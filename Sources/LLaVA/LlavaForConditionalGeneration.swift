@@ -45,7 +45,7 @@ public enum LlavaError: Error, CustomStringConvertible {
     }
 }
 
-public struct GenerationOptions: Sendable {
+public struct GenerationOptions: Sendable, Equatable, Codable {
     public var maxTokens = 256
     public var sampling = SamplingSettings()
     public var seed: UInt64 = 0
@@ -54,6 +54,10 @@ public struct GenerationOptions: Sendable {
     /// Positions the conversation may use (nil: the model's whole context). Larger than the
     /// model's context is an error.
     public var contextSize: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case maxTokens = "max_tokens", sampling, seed, stopAtEOS = "stop_at_eos", contextSize = "context_size"
+    }
 
     public var temperature: Float {
         get { sampling.temperature }

@@ -137,6 +137,27 @@ public final class LlavaPipeline: @unchecked Sendable {
                          stopReason: g.stopReason, timings: t)
     }
 
+    /// Answers a question without an image (ScienceQA's questions without a picture): the
+    /// template's first turn without its image slot.
+    public func ask(question: String, template: ConversationTemplate, options: GenerationOptions,
+                    onText: ((String) -> Void)? = nil) throws -> AskResult {
+        var textOnly = template
+        textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
+            .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
+        let ids = try tokenizePrompt(textOnly.firstPrompt(question: question), tokenizer: model.tokenizer,
+                                     imageTokenId: model.config.imageTokenIndex, imageTokens: 0)
+        let g = try model.generate(ids: ids, imageEmbeddings: nil, options: options, cut: nil, onText: onText)
+        var t = AskTimings()
+        t.prefillMs = g.prefillMs
+        t.ttftMs = g.firstTokenMs
+        t.ttftAloneMs = g.firstTokenAloneMs
+        t.decodeMs = g.decodeMs
+        t.decodeTokensPerS = g.decodeTokensPerSecond
+        t.totalMs = g.firstTokenMs + g.decodeMs
+        return AskResult(text: g.text, promptIds: ids, generatedIds: g.generatedIds, visualTokens: 0,
+                         stopReason: g.stopReason, timings: t)
+    }
+
     /// Image file + question → answer.
     public func ask(imagePath: String, question: String, template: ConversationTemplate, mode: ImageMode = .crop,
                     merge: VisionMergeSettings = .none, options: GenerationOptions = GenerationOptions(),

@@ -3,7 +3,7 @@ import Foundation
 import Kernels
 
 /// How a part of the model keeps its matrices in memory.
-public enum WeightQuantization: String, Sendable, CaseIterable {
+public enum WeightQuantization: String, Sendable, CaseIterable, Codable {
     /// As stored in the checkpoint (F32, F16 or BF16), widened to Float32 on use: exact.
     case none
     /// Symmetric int8 with one scale per row and block of columns, made at load time; products

@@ -2,7 +2,7 @@ import Foundation
 import Kernels
 
 /// How the next token is chosen from the logits (llama.cpp's sampler flags).
-public struct SamplingSettings: Sendable, Equatable {
+public struct SamplingSettings: Sendable, Equatable, Codable {
     /// 0 is greedy (the largest logit, after the repeat penalty).
     public var temperature: Float = 0
     /// Keep only the K most likely tokens (0: all).
@@ -16,6 +16,11 @@ public struct SamplingSettings: Sendable, Equatable {
     public var repeatPenalty: Float = 1
     /// How many of the most recent tokens (prompt text and answer) the penalty looks at.
     public var repeatLastN = 64
+
+    enum CodingKeys: String, CodingKey {
+        case temperature, topK = "top_k", topP = "top_p", minP = "min_p", repeatPenalty = "repeat_penalty"
+        case repeatLastN = "repeat_last_n"
+    }
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0,
                 repeatPenalty: Float = 1, repeatLastN: Int = 64) {

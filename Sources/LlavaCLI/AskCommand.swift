@@ -57,17 +57,19 @@ struct Ask: ParsableCommand {
         try reportingErrors {
             let question = try resolvedQuestion()
             let directory = try model.resolve()
+            let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
+                                  generation: generation)
             let loadStart = Date()
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
+            let pipeline = try model.loadPipeline(run)
             let loadMs = Date().timeIntervalSince(loadStart) * 1000
-            let template = try ConversationTemplate.load(generation.template)
-            let options = generation.options
+            let template = try ConversationTemplate.load(run.template)
+            let options = run.generation
             _ = try pipeline.model.contextSize(options)
-            let settings = merge.settings
+            let settings = run.merge
             _ = try pipeline.model.plannedVisualTokens(settings) // validates the merge settings for this tower
             let stdout = StandardStream.output
             let result = try pipeline.ask(
-                imagePath: image, question: question, template: template, mode: imageOptions.imageMode,
+                imagePath: image, question: question, template: template, mode: run.imageMode,
                 merge: settings, options: options,
                 onText: json ? nil : { stdout.write($0) })
             if json {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 import VQAEval
 
@@ -121,7 +122,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         if merge.values.isEmpty { throw ValidationError("--merge needs at least one method") }
         do {
-            try BenchmarkPlan.validate(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [], variant: variant)
+            try grid.validate()
         } catch {
             throw mergeFlagError(error, ratioFlag: "--ratios")
         }
@@ -144,14 +145,15 @@ struct Bench: ParsableCommand {
         }
     }
 
-    /// Metric, weighting and proportional attention of every merged setting.
-    var variant: VisionMergeSettings {
-        var v = VisionMergeSettings.none
-        v.metric = mergeMetric
-        v.options.weighting = mergeWeighting
-        v.proportionalAttention = propAttn
-        v.options.fastvLayer = fastvLayer
-        return v
+    /// The settings to time: --merge × --ratios and × --keep, each with the metric, weighting,
+    /// proportional attention and FastV layer the flags give.
+    var grid: MergeGrid {
+        var variant = VisionMergeSettings.none
+        variant.metric = mergeMetric
+        variant.options.weighting = mergeWeighting
+        variant.proportionalAttention = propAttn
+        variant.options.fastvLayer = fastvLayer
+        return MergeGrid(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [], variant: variant)
     }
 
     func run() throws {
@@ -188,8 +190,7 @@ struct Bench: ParsableCommand {
             }
         }
         let imagePath = image ?? questionList[0].imagePath
-        let plan = try BenchmarkPlan(methods: merge.values, ratios: ratios.values, keeps: keep?.values ?? [],
-                                     config: pipeline.model.config, variant: variant)
+        let plan = try BenchmarkPlan(grid, config: pipeline.model.config)
         guard !plan.settings.isEmpty else { throw CLIError("nothing to benchmark: every setting was skipped") }
         let options = BenchmarkOptions(imagePath: imagePath, question: question, template: conversation,
                                        imageMode: imageOptions.imageMode, repeats: repeats, warmup: warmup,

@@ -31,13 +31,13 @@ struct Chat: ParsableCommand {
     func run() throws {
         let session = try reportingErrors {
             let directory = try model.resolve()
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            let template = try ConversationTemplate.load(generation.template)
-            let settings = merge.settings
-            _ = try pipeline.model.plannedVisualTokens(settings)
-            let options = generation.options
-            let session = try ChatSession(pipeline: pipeline, template: template, imageMode: imageOptions.imageMode,
-                                          merge: settings, options: options)
+            let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
+                                  generation: generation)
+            let pipeline = try model.loadPipeline(run)
+            let template = try ConversationTemplate.load(run.template)
+            _ = try pipeline.model.plannedVisualTokens(run.merge)
+            let session = try ChatSession(pipeline: pipeline, template: template, imageMode: run.imageMode,
+                                          merge: run.merge, options: run.generation)
             if let image { try load(image, into: session) }
             return session
         }

@@ -114,8 +114,9 @@ extension EvalRun {
         let generation = generation.llavaDefaults(for: adapter.name)
         let template = try ConversationTemplate.load(generation.template)
         if !quiet { printErr("llava: eval: " + LLaVAEvalSettings.line([adapter.name], generation: self.generation, image: imageOptions)) }
-        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template,
-                                             imageMode: imageOptions.llavaDefault, generation: generation, merge: merge.settings)
+        let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.llavaDefault, merge: merge.settings,
+                              generation: generation, defaultSeed: 0)
+        let recorded = try BenchmarkSettings(run, template: template)
         let cell = try BenchmarkCell(adapter: adapter, answers: answers, settings: recorded)
         if cell.file.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(cell.file.repairedBytes) bytes) left by an interrupted run")
@@ -126,9 +127,10 @@ extension EvalRun {
         }
         var failed = 0
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
-            failed = try cell.answer(pending, asker: asker, quiet: quiet)
+            let pipeline = try model.loadPipeline(run)
+            let answerer = QuestionAnswerer(pipeline: pipeline, settings: run, template: template,
+                                            cache: ImageCache(budgetBytes: Int(imageCacheMb * 1_048_576)))
+            failed = try cell.answer(pending, answerer: answerer, quiet: quiet)
         }
         cell.file.closeFile()
         if shard == nil {
@@ -191,34 +193,31 @@ extension ImageOptions {
 /// `eval run` and the benchmark runs alike: a resumed file must have been written with the same
 /// values.
 struct BenchmarkSettings {
-    let modelID: String
+    let run: RunSettings
     let template: ConversationTemplate
-    let imageMode: ImageMode
-    let options: GenerationOptions
-    let merge: VisionMergeSettings
     let metadata: JSONObject
 
-    init(modelDirectory: String, template: ConversationTemplate, imageMode: ImageMode, generation: GenerationFlags,
-         merge: VisionMergeSettings) throws {
-        modelID = URL(fileURLWithPath: modelDirectory).standardizedFileURL.lastPathComponent
+    /// `template` is `run.template` loaded (its name is what the lines record).
+    init(_ run: RunSettings, template: ConversationTemplate) throws {
+        self.run = run
         self.template = template
-        self.imageMode = imageMode
-        self.merge = merge
-        options = generation.options(seed: generation.seed ?? 0)
+        let g = run.generation, sampling = run.generation.sampling
         metadata = [
-            "template": .string(template.name), "image_mode": .string(imageMode.rawValue),
-            "max_tokens": .int(Int64(generation.maxTokens)), "temperature": .double(Double("\(generation.temperature)") ?? 0),
-            "top_p": .double(Double("\(generation.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: options.seed)),
-            "top_k": .int(Int64(generation.topK)), "min_p": .double(Double("\(generation.minP)") ?? 0),
-            "repeat_penalty": .double(Double("\(generation.repeatPenalty)") ?? 1),
-            "repeat_last_n": .int(Int64(generation.repeatLastN)), "ignore_eos": .bool(generation.ignoreEos),
-            "ctx_size": .int(Int64(generation.ctxSize)),
-            "merge": try JSONValue(mergeSettings: merge),
+            "template": .string(template.name), "image_mode": .string(run.imageMode.rawValue),
+            "max_tokens": .int(Int64(g.maxTokens)), "temperature": .double(Double("\(sampling.temperature)") ?? 0),
+            "top_p": .double(Double("\(sampling.topP)") ?? 1), "seed": .int(Int64(truncatingIfNeeded: g.seed)),
+            "top_k": .int(Int64(sampling.topK)), "min_p": .double(Double("\(sampling.minP)") ?? 0),
+            "repeat_penalty": .double(Double("\(sampling.repeatPenalty)") ?? 1),
+            "repeat_last_n": .int(Int64(sampling.repeatLastN)), "ignore_eos": .bool(!g.stopAtEOS),
+            "ctx_size": .int(Int64(g.contextSize ?? 0)),
+            "merge": try JSONValue(mergeSettings: run.merge),
         ]
     }
 
-    var runSettings: RunSettings {
-        RunSettings(evalSettingsFields.map { field in
+    var modelID: String { run.modelID }
+
+    var recordedSettings: RecordedSettings {
+        RecordedSettings(evalSettingsFields.map { field in
             (field, field == "model_id" ? .string(modelID) : metadata[String(field.dropFirst("metadata.".count))]!)
         }, absentMeans: samplerDefaults)
     }
@@ -238,7 +237,7 @@ struct BenchmarkCell {
         self.label = label ?? adapter.name.rawValue
         self.answers = answers
         self.settings = settings
-        file = try BenchmarkAnswerFile(path: answers, settings: settings.runSettings)
+        file = try BenchmarkAnswerFile(path: answers, settings: settings.recordedSettings)
     }
 
     func pending(_ questions: [BenchmarkItem]) -> [BenchmarkItem] {
@@ -246,23 +245,24 @@ struct BenchmarkCell {
     }
 
     /// Asks `pending` in order, one durable line each; returns how many failed.
-    func answer(_ pending: [BenchmarkItem], asker: BenchmarkAsker, quiet: Bool) throws -> Int {
+    func answer(_ pending: [BenchmarkItem], answerer: QuestionAnswerer, quiet: Bool) throws -> Int {
         var failed = 0
         for (n, q) in pending.enumerated() {
             var metadata = settings.metadata
             if let category = q.category { metadata["category"] = .string(category) }
             var text = ""
             do {
-                let a = try asker.answer(q)
+                let a = try answerer.answer(q.text, image: q.answererImage())
                 text = a.text.pythonStripped()
                 metadata["visual_tokens"] = .int(Int64(a.visualTokens))
                 metadata["generated_tokens"] = .int(Int64(a.generatedTokens))
-                metadata["stop_reason"] = .string(a.stopReason)
+                metadata["stop_reason"] = .string(a.stopReason.rawValue)
                 metadata["image_cache_hit"] = .bool(a.cacheHit)
+                let t = a.timings
                 metadata["timings"] = .object([
-                    "image_ms": .double(rounded(a.imageMs)), "vision_ms": .double(rounded(a.visionMs)),
-                    "prefill_ms": .double(rounded(a.prefillMs)), "ttft_ms": .double(rounded(a.ttftMs)),
-                    "decode_ms": .double(rounded(a.decodeMs)),
+                    "image_ms": .double(rounded(t.imageMs)), "vision_ms": .double(rounded(t.visionMs)),
+                    "prefill_ms": .double(rounded(t.prefillMs)), "ttft_ms": .double(rounded(t.ttftMs)),
+                    "decode_ms": .double(rounded(t.decodeMs)),
                 ])
             } catch {
                 failed += 1
@@ -287,68 +287,15 @@ struct BenchmarkCell {
     }
 }
 
-/// Puts one benchmark question to the model: the image (a file, or bytes decoded in memory)
-/// through the tower, then the question in the conversation template. Image embeddings are kept
-/// in a small cache (by file path or bytes), since benchmarks ask several questions per image.
-final class BenchmarkAsker {
-    let pipeline: LlavaPipeline
-    let settings: BenchmarkSettings
-    let cache: ImageCache
-
-    struct Answer {
-        let text: String
-        let visualTokens: Int
-        let generatedTokens: Int
-        let stopReason: String
-        let cacheHit: Bool
-        let imageMs: Double
-        let visionMs: Double
-        let prefillMs: Double
-        let ttftMs: Double
-        let decodeMs: Double
-    }
-
-    init(pipeline: LlavaPipeline, settings: BenchmarkSettings, cache: ImageCache) {
-        self.pipeline = pipeline
-        self.settings = settings
-        self.cache = cache
-    }
-
-    /// An image encoded for the language model (from the cache when it was seen before).
-    /// `question` selects the tokens of a question-aware reducer.
-    func encode(_ image: BenchmarkImage, question: String) throws -> CachedImage {
+extension BenchmarkItem {
+    /// The question's image for `QuestionAnswerer` (nil for a text-only question).
+    func answererImage() throws -> QuestionAnswerer.Image? {
         switch image {
-        case .file(let path):
-            return try pipeline.encode(imagePath: path, mode: settings.imageMode, merge: settings.merge,
-                                       question: question, cache: cache)
-        case .base64:
-            guard let bytes = image.base64Bytes else { throw CLIError("the image column is not base64") }
-            return try pipeline.encode(imageBytes: bytes, name: "<base64 image>", mode: settings.imageMode,
-                                       merge: settings.merge, question: question, cache: cache)
+        case nil: return nil
+        case .file(let path)?: return .file(path)
+        case .base64?:
+            guard let bytes = image?.base64Bytes else { throw CLIError("the image column is not base64") }
+            return .bytes(bytes, name: "<base64 image>")
         }
-    }
-
-    func answer(_ q: BenchmarkItem) throws -> Answer {
-        let encoded = try q.image.map { try encode($0, question: q.text) }
-        let image = encoded?.image
-        let ids: [Int]
-        let m = pipeline.model
-        if let image {
-            ids = try m.promptIds(template: settings.template, question: q.text, imageTokens: image.visualTokens)
-        } else {
-            // A text-only question (ScienceQA without a picture): the turn without its image slot.
-            var textOnly = settings.template
-            textOnly.firstTurn = textOnly.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
-                .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
-            ids = try tokenizePrompt(textOnly.firstPrompt(question: q.text), tokenizer: m.tokenizer,
-                                     imageTokenId: m.config.imageTokenIndex, imageTokens: 0)
-        }
-        // FastV's cut (when asked for) travels with the encoded image, as in `LlavaPipeline.ask`.
-        let g = try m.generate(ids: ids, imageEmbeddings: image?.embeddings, options: settings.options, cut: image?.cut)
-        let imageMs = image?.imageMs ?? 0, visionMs = image?.visionMs ?? 0
-        return Answer(text: g.text, visualTokens: image?.keptVisualTokens ?? 0, generatedTokens: g.generatedIds.count,
-                      stopReason: g.stopReason.rawValue, cacheHit: encoded?.hit ?? false, imageMs: imageMs,
-                      visionMs: visionMs, prefillMs: g.prefillMs, ttftMs: imageMs + visionMs + g.firstTokenMs,
-                      decodeMs: g.decodeMs)
     }
 }

@@ -119,12 +119,12 @@ struct EvalRun: ParsableCommand {
         let keys = try annotations.map { try Annotations(path: $0) }
         let directory = try model.resolve()
         let template = try ConversationTemplate.load(generation.template)
-        let mergeSettings = merge.settings
-        let recorded = try BenchmarkSettings(modelDirectory: directory, template: template, imageMode: imageOptions.imageMode,
-                                             generation: generation, merge: mergeSettings)
-        let modelID = recorded.modelID, options = recorded.options, settings = recorded.metadata
+        let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.imageMode, merge: merge.settings,
+                              generation: generation, defaultSeed: 0)
+        let recorded = try BenchmarkSettings(run, template: template)
+        let modelID = recorded.modelID, settings = recorded.metadata
 
-        let writer = try AnswerWriter(path: answers, settings: recorded.runSettings, questionIDs: Set(mine.map(\.id)),
+        let writer = try AnswerWriter(path: answers, settings: recorded.recordedSettings, questionIDs: Set(mine.map(\.id)),
                                       retryFailed: retryFailed)
         if writer.repairedBytes > 0 {
             printErr("llava: \(answers): cut off an incomplete last line (\(writer.repairedBytes) bytes) left by an interrupted run")
@@ -150,12 +150,12 @@ struct EvalRun: ParsableCommand {
 
         let interrupt = InterruptReport(answers: answers, saved: writer.existing.count, progress: progress)
         if !pending.isEmpty {
-            let pipeline = try model.loadPipeline(directory, reducers: [merge.merge])
-            _ = try pipeline.model.contextSize(options)
-            _ = try pipeline.model.plannedVisualTokens(mergeSettings) // validates the merge settings for this tower
+            let pipeline = try model.loadPipeline(run)
+            _ = try pipeline.model.contextSize(run.generation)
+            _ = try pipeline.model.plannedVisualTokens(run.merge) // validates the merge settings for this tower
             progress.start()
-            let asking = Asking(pipeline: pipeline, template: template, options: options, merge: mergeSettings,
-                                imageMode: imageOptions.imageMode, cache: cache, modelID: modelID, settings: settings)
+            let asking = Asking(answerer: QuestionAnswerer(pipeline: pipeline, settings: run, template: template, cache: cache),
+                                modelID: modelID, settings: settings)
             for q in pending {
                 let answer = asking.answer(q, imagePath: { try imageLocation(q, questionFile: questions) })
                 if answer.towerRun { towerRuns += 1 }
@@ -596,12 +596,7 @@ final class InterruptReport: @unchecked Sendable {
 /// One question of `eval run` put to the model: the answer line to append (with an empty text
 /// and metadata.error when the image or the generation failed).
 struct Asking {
-    let pipeline: LlavaPipeline
-    let template: ConversationTemplate
-    let options: GenerationOptions
-    let merge: VisionMergeSettings
-    let imageMode: ImageMode
-    let cache: ImageCache
+    let answerer: QuestionAnswerer
     let modelID: String
     /// The settings part of the metadata, the same on every line.
     let settings: JSONObject
@@ -611,16 +606,16 @@ struct Asking {
         if let category = q.category { metadata["category"] = .string(category) }
         var text = "", towerRun = false, failure: String?
         do {
-            let encoded = try pipeline.encode(imagePath: imagePath(), mode: imageMode, merge: merge, question: q.text, cache: cache)
+            let encoded = try answerer.encode(.file(imagePath()), question: q.text)
             towerRun = !encoded.hit
-            let result = try pipeline.ask(image: encoded.image, question: q.text, template: template, options: options)
-            text = result.text
+            let answer = try answerer.answer(q.text, encoded: encoded)
+            text = answer.text
             metadata["image_sha256"] = .string(encoded.digest)
-            metadata["visual_tokens"] = .int(Int64(result.visualTokens))
-            metadata["generated_tokens"] = .int(Int64(result.generatedIds.count))
-            metadata["stop_reason"] = .string(result.stopReason.rawValue)
-            metadata["image_cache_hit"] = .bool(encoded.hit)
-            let t = result.timings
+            metadata["visual_tokens"] = .int(Int64(answer.visualTokens))
+            metadata["generated_tokens"] = .int(Int64(answer.generatedTokens))
+            metadata["stop_reason"] = .string(answer.stopReason.rawValue)
+            metadata["image_cache_hit"] = .bool(answer.cacheHit)
+            let t = answer.timings
             metadata["timings"] = .object([
                 "image_ms": .double(rounded(t.imageMs)), "vision_ms": .double(rounded(t.visionMs)),
                 "prefill_ms": .double(rounded(t.prefillMs)), "ttft_ms": .double(rounded(t.ttftMs)),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 import VQAEval
 
@@ -111,8 +112,8 @@ struct EvalSweep: ParsableCommand {
         let directory = try model.resolve()
         if !quiet { printErr("llava: eval sweep: " + LLaVAEvalSettings.line(entries.map(\.adapter.name), generation: generation, image: imageOptions)) }
         let pipeline = try model.loadPipeline(directory, reducers: methods.values)
-        let plan = try BenchmarkPlan(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [],
-                                     config: pipeline.model.config)
+        let grid = MergeGrid(methods: methods.values, ratios: ratios?.values ?? [], keeps: keep?.values ?? [])
+        let plan = try BenchmarkPlan(grid, config: pipeline.model.config)
         for note in plan.notes { printErr("llava: eval sweep: \(note)") }
         guard !plan.settings.isEmpty else { throw CLIError("nothing to run: every setting was skipped") }
         try FileManager.default.createDirectory(atPath: out + "/cells", withIntermediateDirectories: true)
@@ -130,15 +131,16 @@ struct EvalSweep: ParsableCommand {
                 if let mine, !mine.contains(settingIndex * entries.count + entryIndex) { continue }
                 let answers = folder + "/" + entry.label + ".jsonl"
                 let generation = generation.llavaDefaults(for: entry.adapter.name)
-                let recorded = try BenchmarkSettings(modelDirectory: directory, template: ConversationTemplate.load(generation.template),
-                                                     imageMode: imageOptions.llavaDefault, generation: generation, merge: setting.merge)
-                let asker = BenchmarkAsker(pipeline: pipeline, settings: recorded, cache: cache)
+                let run = RunSettings(directory: directory, model: model, imageMode: imageOptions.llavaDefault,
+                                      merge: setting.merge, generation: generation, defaultSeed: 0)
+                let recorded = try BenchmarkSettings(run, template: ConversationTemplate.load(run.template))
+                let answerer = QuestionAnswerer(pipeline: pipeline, settings: run, template: recorded.template, cache: cache)
                 let cell = try BenchmarkCell(adapter: entry.adapter, answers: answers, settings: recorded, label: entry.label)
                 let pending = cell.pending(asked)
                 if !quiet {
                     printErr("llava: eval sweep: \(setting.label), \(entry.label): \(asked.count - pending.count) of \(asked.count) answered, \(pending.count) to go")
                 }
-                failed += try cell.answer(pending, asker: asker, quiet: quiet)
+                failed += try cell.answer(pending, answerer: answerer, quiet: quiet)
                 cell.file.closeFile()
                 let score = try entry.adapter.score(AnswerSet(path: answers))
                 guard case .object(var summary) = score.summary else { continue }

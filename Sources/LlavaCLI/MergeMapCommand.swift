@@ -4,6 +4,7 @@ import Foundation
 import Imaging
 import Kernels
 import LLaVA
+import LlavaBenchmark
 import TokenMerging
 
 struct MergeMap: ParsableCommand {
@@ -91,13 +92,18 @@ struct MergeMap: ParsableCommand {
         for method in methods { try validateMergeSettings(settings(method)) }
     }
 
+    /// The methods' settings: each with --ratio or --keep (when it takes an amount) and the
+    /// other flags, tracking where every token's patches went.
+    var grid: MergeGrid {
+        let variant = VisionMergeSettings(options: MergeOptions(weighting: mergeWeighting, pitomeEveryLayer: pitomeEveryLayer,
+                                                                seed: mergeSeed, trackSources: true, importantRatio: importantRatio),
+                                          metric: mergeMetric, proportionalAttention: propAttn)
+        return MergeGrid(methods: methods, ratios: ratio.map { [$0] } ?? [], keeps: keep.map { [$0] } ?? [], variant: variant)
+    }
+
     func settings(_ method: MergeMethod) -> VisionMergeSettings {
         let amount = method.reducer.amount != .none && method.reducer.amount != .fixed
-        let options = MergeOptions(method: method, ratio: amount ? ratio : nil, keep: amount ? keep : nil,
-                                   weighting: mergeWeighting, pitomeEveryLayer: pitomeEveryLayer,
-                                   seed: mergeSeed, trackSources: true, importantRatio: importantRatio)
-        return VisionMergeSettings(options: options.keepingOnlyParameters(of: method),
-                                   metric: mergeMetric, proportionalAttention: propAttn)
+        return grid.settings(method, ratio: amount ? ratio : nil, keep: amount ? keep : nil)
     }
 
     func run() throws {

@@ -42,13 +42,21 @@ struct ModelOptions: ParsableArguments {
         return shipped
     }
 
-    /// Loads the model folder with the requested weight format; quantizing shows progress on stderr.
-    /// `reducers`: the merge methods the command will run; one that reads the question needs
-    /// --clip, which is loaded (and checked against the tower) before the model.
+    /// Loads the model folder with the weight formats of --quantize and --quantize-vision
+    /// (see `loadPipeline(_:reducers:)` taking run settings).
     func loadPipeline(_ directory: String, reducers: [MergeMethod] = []) throws -> LlavaPipeline {
-        try requireCLIP(for: reducers)
+        try loadPipeline(RunSettings(modelDirectory: directory, quantization: quantize, visionQuantization: quantizeVision.weights),
+                         reducers: reducers)
+    }
+
+    /// Loads the settings' model folder with their weight formats; quantizing shows progress on
+    /// stderr. `reducers`: the merge methods the command will run (nil: the settings' own); one
+    /// that reads the question needs --clip, which is loaded (and checked against the tower)
+    /// before the model.
+    func loadPipeline(_ settings: RunSettings, reducers: [MergeMethod]? = nil) throws -> LlavaPipeline {
+        try requireCLIP(for: reducers ?? [settings.merge.options.method])
         let encoder = try clip.map { try CLIPTextFolder(directory: $0) }
-        let pipeline = try loadModel(directory)
+        let pipeline = try loadModel(settings)
         if let encoder {
             try encoder.checkVisionHiddenSize(pipeline.model.config.vision.hiddenSize)
             pipeline.model.questionEncoder = encoder
@@ -64,15 +72,15 @@ struct ModelOptions: ParsableArguments {
         }
     }
 
-    private func loadModel(_ directory: String) throws -> LlavaPipeline {
-        guard quantize != .none else { return try LlavaPipeline(directory: directory, visionQuantization: quantizeVision.weights) }
+    private func loadModel(_ settings: RunSettings) throws -> LlavaPipeline {
+        let quantization = settings.quantization
+        guard quantization != .none else { return try LlavaPipeline(settings: settings) }
         let start = Date()
         let progress = ProgressLine()
-        let pipeline = try LlavaPipeline(directory: directory, quantization: quantize,
-                                         visionQuantization: quantizeVision.weights) { done, total in
-            progress.update("llava: quantizing the language model to \(quantize.rawValue): layer \(done)/\(total)")
+        let pipeline = try LlavaPipeline(settings: settings) { done, total in
+            progress.update("llava: quantizing the language model to \(quantization.rawValue): layer \(done)/\(total)")
         }
-        progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantize.rawValue,
+        progress.finish(String(format: "llava: quantized the language model to %@ in %.1f s", quantization.rawValue,
                                Date().timeIntervalSince(start)))
         return pipeline
     }
@@ -194,15 +202,13 @@ struct GenerationFlags: ParsableArguments {
         set { templateFlag = newValue }
     }
 
+    /// The rules of `GenerationOptions.validate`, in the words of these flags.
     func validate() throws {
-        if maxTokens < 1 { throw invalid("--max-tokens", "at least 1", maxTokens) }
-        if !(temperature >= 0 && temperature.isFinite) { throw invalid("--temperature", "a finite number >= 0", temperature) }
-        if topK < 0 { throw invalid("--top-k", ">= 0", topK) }
-        if !(topP > 0 && topP <= 1) { throw invalid("--top-p", "in (0, 1]", topP) }
-        if !(minP >= 0 && minP <= 1) { throw invalid("--min-p", "in [0, 1]", minP) }
-        if !(repeatPenalty > 0 && repeatPenalty.isFinite) { throw invalid("--repeat-penalty", "a finite number > 0", repeatPenalty) }
-        if repeatLastN < 0 { throw invalid("--repeat-last-n", ">= 0", repeatLastN) }
-        if ctxSize < 0 { throw invalid("--ctx-size", ">= 0", ctxSize) }
+        do {
+            try options(seed: 0).validate()
+        } catch let error as RunSettingsError {
+            throw flagError(error)
+        }
     }
 
     var sampling: SamplingSettings {
@@ -218,6 +224,33 @@ struct GenerationFlags: ParsableArguments {
     }
 
     var options: GenerationOptions { options() }
+}
+
+extension RunSettings {
+    /// The settings the flag groups give. `directory` is the model folder `ModelOptions.resolve`
+    /// found; `imageMode`, `merge` and `generation` are passed as the command settled them
+    /// (benchmark runs put LLaVA's defaults in where no flag was given); `defaultSeed` is the
+    /// seed when -s is not given (nil: a random one).
+    init(directory: String, model: ModelOptions, imageMode: ImageMode, merge: VisionMergeSettings,
+         generation: GenerationFlags, defaultSeed: UInt64? = nil) {
+        self.init(modelDirectory: directory, template: generation.template, imageMode: imageMode,
+                  generation: generation.options(seed: generation.seed ?? defaultSeed), merge: merge,
+                  quantization: model.quantize, visionQuantization: model.quantizeVision.weights)
+    }
+}
+
+/// A run-settings error in the words of the flag that sets the field.
+func flagError(_ error: RunSettingsError) -> ValidationError {
+    let flags: [RunSettingsError.Field: String] = [
+        .modelDirectory: "--model", .template: "--template", .visionQuantization: "--quantize-vision",
+        .maxTokens: "--max-tokens", .temperature: "--temperature", .topK: "--top-k", .topP: "--top-p", .minP: "--min-p",
+        .repeatPenalty: "--repeat-penalty", .repeatLastN: "--repeat-last-n", .contextSize: "--ctx-size",
+    ]
+    let flag = flags[error.field]!
+    switch error {
+    case .empty: return ValidationError("\(flag) is empty")
+    case .outOfRange(_, let rule, let value): return invalid(flag, rule, value)
+    }
 }
 
 /// A flag value outside its range: "--ratio must be in (0, 1], got -1".

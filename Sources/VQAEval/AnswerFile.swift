@@ -136,7 +136,7 @@ public enum AnswerFileError: Error, CustomStringConvertible, Equatable {
 
 /// The settings an answer file was produced with, as dotted paths into each line
 /// (`model_id`, `metadata.merge`, …) and the values this run would write there.
-public struct RunSettings: Sendable {
+public struct RecordedSettings: Sendable {
     public var fields: [(path: String, value: JSONValue)]
     /// What a field that a line lacks stands for (settings added after the line was written).
     public var absentMeans: [String: JSONValue]
@@ -184,7 +184,7 @@ public final class AnswerWriter {
     /// is not in `questionIDs`, `locked` when another process writes the file. With
     /// `retryFailed`, lines recording an error are removed (the file is rewritten atomically)
     /// so those questions are answered again.
-    public init(path: String, settings: RunSettings, questionIDs: Set<QuestionID>, retryFailed: Bool = false) throws {
+    public init(path: String, settings: RecordedSettings, questionIDs: Set<QuestionID>, retryFailed: Bool = false) throws {
         self.path = path
         var fd = open(path, O_RDWR | O_CLOEXEC)
         if fd < 0 && errno == ENOENT {

@@ -19,7 +19,7 @@ public final class BenchmarkAnswerFile {
 
     /// Opens (creating when absent) `path`; checks every line's settings against `settings` and
     /// cuts off an incomplete last line left by an interrupted run.
-    public init(path: String, settings: RunSettings) throws {
+    public init(path: String, settings: RecordedSettings) throws {
         self.path = path
         var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw EvalFileError.unwritable(path: path, reason: FileBytes.errnoText()) }

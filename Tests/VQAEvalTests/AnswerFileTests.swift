@@ -14,7 +14,7 @@ final class AnswerFileTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    let settings = RunSettings([("model_id", .string("tiny")), ("metadata.template", .string("llava-v1"))])
+    let settings = RecordedSettings([("model_id", .string("tiny")), ("metadata.template", .string("llava-v1"))])
     let questions: [QuestionID] = [.int(1), .string("two"), .int(3), .int(4), .int(5), .int(6), .int(7)]
 
     func answer(_ id: QuestionID, model: String = "tiny", error: String? = nil) -> JSONObject {
@@ -96,7 +96,7 @@ final class AnswerFileTests: XCTestCase {
         try write(path, questions[0..<2])
         try Data(try bytes(path) + Array("{\"quest".utf8)).write(to: URL(fileURLWithPath: path))
         let before = try bytes(path)
-        let other = RunSettings([("model_id", .string("tiny")), ("metadata.template", .string("llava-hf"))])
+        let other = RecordedSettings([("model_id", .string("tiny")), ("metadata.template", .string("llava-hf"))])
         XCTAssertThrowsError(try AnswerWriter(path: path, settings: other, questionIDs: Set(questions))) { error in
             XCTAssertEqual("\(error)", "\(path) was produced with other settings: line 1 has metadata.template = \"llava-v1\", this run has \"llava-hf\"; use another --answers file or the same settings")
         }
@@ -169,7 +169,7 @@ final class AnswerFileTests: XCTestCase {
             XCTAssertEqual(error as? EvalFileError, .incompleteShard(path: b))
         }
         let c = dir + "/c.jsonl"
-        let w = try AnswerWriter(path: c, settings: RunSettings([]), questionIDs: Set(questions))
+        let w = try AnswerWriter(path: c, settings: RecordedSettings([]), questionIDs: Set(questions))
         try w.append(answer(.int(7), model: "other"))
         w.closeFile()
         XCTAssertThrowsError(try AnswerMerger.merge(shards: [a, c], into: out, settingsFields: ["model_id"])) { error in

@@ -2,11 +2,14 @@ import Checkpoint
 import Foundation
 import Imaging
 import Kernels
+import LLaVA
 import TokenMerging
 import VQAEval
 
 // Latency (and optionally accuracy) of the pipeline across merge settings: a list of settings
 // goes in, one row of medians per setting comes out. Printing and plotting are the caller's.
+// A module of its own above LLaVA, because the accuracy column is scored with VQAEval's rules
+// and the model library does not depend on the scorers.
 
 /// One benchmarked configuration of the vision tower.
 public struct BenchmarkSetting: Sendable, Equatable {
@@ -24,30 +27,93 @@ public struct BenchmarkSetting: Sendable, Equatable {
     public var label: String { isBaseline ? "none" : merge.label }
 }
 
-/// The settings of a benchmark: methods × ratios and methods × token budgets, with one shared
-/// unmerged baseline standing for ratio 1.
+/// Methods × ratios and methods × token budgets, with one variant for every merged setting:
+/// the merge settings `llava bench` and `llava eval sweep` run (as a `BenchmarkPlan`) and
+/// `llava merge-map` draws.
+public struct MergeGrid: Sendable, Equatable {
+    public var methods: [MergeMethod]
+    public var ratios: [Double]
+    public var keeps: [Int]
+    /// Metric, weighting, proportional attention, every-layer PiToMe, seed, FastV's layer and
+    /// source tracking, applied to every merged setting (its method, ratio and budget are ignored).
+    public var variant: VisionMergeSettings
+
+    /// One setting asked for: a method with a ratio or a budget (neither for the baseline and
+    /// fixed reductions).
+    public struct Cell: Sendable, Equatable {
+        public var method: MergeMethod
+        public var ratio: Double?
+        public var keep: Int?
+    }
+
+    public init(methods: [MergeMethod], ratios: [Double], keeps: [Int], variant: VisionMergeSettings = .none) {
+        self.methods = methods
+        self.ratios = ratios
+        self.keeps = keeps
+        self.variant = variant
+    }
+
+    /// The cells asked for, in order: the baseline when a ratio is 1 (or method none is listed),
+    /// then per merged method its ratios below 1 and its budgets. A fixed reduction (2x2
+    /// pooling) has one cell, whatever the ratios.
+    public var cells: [Cell] {
+        var out: [Cell] = []
+        if ratios.contains(1) || methods.contains(.none) { out.append(Cell(method: .none)) }
+        for method in methods where method != .none {
+            if method.reducer.amount == .fixed {
+                if !ratios.isEmpty { out.append(Cell(method: method)) }
+            } else {
+                for ratio in ratios where ratio != 1 { out.append(Cell(method: method, ratio: ratio)) }
+            }
+            for keep in keeps { out.append(Cell(method: method, keep: keep)) }
+        }
+        return out
+    }
+
+    /// `variant` with `method` at `ratio` or `keep`, keeping only the parameters the method owns.
+    /// Method none is the unmerged baseline (with the variant's source tracking).
+    public func settings(_ method: MergeMethod, ratio: Double? = nil, keep: Int? = nil) -> VisionMergeSettings {
+        guard method != .none else {
+            var baseline = VisionMergeSettings.none
+            baseline.options.trackSources = variant.options.trackSources
+            return baseline
+        }
+        var s = variant
+        s.options = variant.options.keepingOnlyParameters(of: method)
+        s.options.ratio = ratio
+        s.options.keep = keep
+        return s
+    }
+
+    public func settings(_ cell: Cell) -> VisionMergeSettings { settings(cell.method, ratio: cell.ratio, keep: cell.keep) }
+
+    /// Checks every cell's settings (the rules of `VisionMergeSettings.validate`), before any
+    /// tower is known.
+    public func validate() throws {
+        for cell in cells { try settings(cell).validate() }
+    }
+}
+
+/// The settings of a benchmark: a `MergeGrid` made for one tower, each with its label and the
+/// visual tokens its schedule gives, one shared unmerged baseline standing for ratio 1.
 public struct BenchmarkPlan: Sendable {
     public var settings: [BenchmarkSetting]
     /// Settings that were left out, and why (a budget larger than the tower's tokens, …).
     public var notes: [String]
 
-    /// - Parameters:
-    ///   - variant: metric, weighting, proportional attention, every-layer PiToMe and seed applied
-    ///     to every merged setting (its method, ratio and budget are ignored).
-    public init(methods: [MergeMethod], ratios: [Double], keeps: [Int], config: LlavaConfiguration,
-                variant: VisionMergeSettings = .none) throws {
+    public init(_ grid: MergeGrid, config: LlavaConfiguration) throws {
         var settings: [BenchmarkSetting] = []
         var notes: [String] = []
         let patches = config.vision.numPatches
-        for r in Self.requests(methods: methods, ratios: ratios, keeps: keeps) {
-            let s = Self.settings(r.method, ratio: r.ratio, keep: r.keep, variant: variant)
+        for r in grid.cells {
+            let s = grid.settings(r)
             let planned: Int
             do {
                 if let keep = r.keep, keep > patches {
                     notes.append("\(r.method.rawValue) keep=\(keep) skipped: the tower gives only \(patches) visual tokens")
                     continue
                 }
-                // Every request has a ratio or a budget, so even PruMerge+ has a planned count.
+                // Every cell has a ratio or a budget, so even PruMerge+ has a planned count.
                 guard let count = try config.plannedVisualTokens(s) else { preconditionFailure("\(s.label) has no planned count") }
                 planned = count
             } catch let error as MergeError where r.keep != nil {
@@ -60,41 +126,6 @@ public struct BenchmarkPlan: Sendable {
         }
         self.settings = settings
         self.notes = notes
-    }
-
-    /// Checks every setting the plan would make (the rules of `VisionMergeSettings.validate`),
-    /// before any tower is known.
-    public static func validate(methods: [MergeMethod], ratios: [Double], keeps: [Int], variant: VisionMergeSettings) throws {
-        for r in requests(methods: methods, ratios: ratios, keeps: keeps) {
-            try settings(r.method, ratio: r.ratio, keep: r.keep, variant: variant).validate()
-        }
-    }
-
-    /// The (method, ratio, budget) rows asked for, in order: the baseline when a ratio is 1 (or
-    /// method none is listed), then per merged method its ratios below 1 and its budgets.
-    /// A fixed reduction (2x2 pooling) has one row, whatever the ratios.
-    static func requests(methods: [MergeMethod], ratios: [Double], keeps: [Int]) -> [(method: MergeMethod, ratio: Double?, keep: Int?)] {
-        var out: [(method: MergeMethod, ratio: Double?, keep: Int?)] = []
-        if ratios.contains(1) || methods.contains(.none) { out.append((.none, nil, nil)) }
-        for method in methods where method != .none {
-            if method.reducer.amount == .fixed {
-                if !ratios.isEmpty { out.append((method, nil, nil)) }
-            } else {
-                for ratio in ratios where ratio != 1 { out.append((method, ratio, nil)) }
-            }
-            for keep in keeps { out.append((method, nil, keep)) }
-        }
-        return out
-    }
-
-    /// `variant` with `method` at `ratio` or `keep` (the baseline for method none).
-    static func settings(_ method: MergeMethod, ratio: Double?, keep: Int?, variant: VisionMergeSettings) -> VisionMergeSettings {
-        guard method != .none else { return .none }
-        var s = variant
-        s.options = variant.options.keepingOnlyParameters(of: method)
-        s.options.ratio = ratio
-        s.options.keep = keep
-        return s
     }
 }
 
@@ -159,11 +190,13 @@ public struct BenchmarkRow: Sendable {
 }
 
 /// The stages a question's time is reported in, in pipeline order, with their names in the
-/// stage table. "merge" is a layer's whole merge step; the four after it are its parts (ToMe
-/// has no energy; what no part covers — gathering rows, other methods' plans — is the rest).
+/// stage table. "merge.text" is a question-aware reducer's text side (CDPruner: the question
+/// through CLIP's text tower), before the tower runs. "merge" is a layer's whole merge step; the
+/// four after it are its parts (ToMe has no energy; what no part covers — gathering rows, other
+/// methods' plans — is the rest).
 public enum BenchmarkStages {
     public static let names: [(stage: String, title: String)] = [
-        ("embeddings", "vision embeddings"), ("attention", "vision attention"), ("mlp", "vision MLP"),
+        ("merge.text", "question text (CLIP)"), ("embeddings", "vision embeddings"), ("attention", "vision attention"), ("mlp", "vision MLP"),
         ("merge", "merge step"), ("merge.similarity", "  similarity"), ("merge.energy", "  energy"),
         ("merge.matching", "  matching"), ("merge.apply", "  apply"), ("projector", "projector"),
         ("prefill", "prefill (decoder layers)"), ("lm_head", "lm_head"), ("decode", "decode (decoder layers)"),
@@ -405,21 +438,18 @@ public final class BenchmarkRunner {
     }
 
     /// Greedy answers to every question under `setting`, scored by exact match after the
-    /// normalisation `llava eval` uses. Each image is encoded once per setting.
+    /// normalisation `llava eval` uses. Each image is encoded once per setting (the encodings are
+    /// kept in an image cache of the default budget while the setting is answered).
     public func accuracy(_ setting: BenchmarkSetting) throws -> BenchmarkAccuracy {
-        let generation = GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true)
-        // Question files list the questions of one image together: keep the last encoding.
-        var last: (path: String, image: EncodedImage)?
+        let model = pipeline.model
+        let settings = RunSettings(modelDirectory: model.directory, template: options.template.name, imageMode: options.imageMode,
+                                   generation: GenerationOptions(maxTokens: options.answerTokens, temperature: 0, stopAtEOS: true),
+                                   merge: setting.merge, quantization: model.quantization,
+                                   visionQuantization: model.visionQuantization)
+        let answerer = QuestionAnswerer(pipeline: pipeline, settings: settings, template: options.template, cache: ImageCache())
         var correct = 0
         for q in options.questions {
-            let image: EncodedImage
-            if let last, last.path == q.imagePath, setting.merge.questionKey(q.text) == nil {
-                image = last.image
-            } else {
-                image = try pipeline.encode(imagePath: q.imagePath, mode: options.imageMode, merge: setting.merge, question: q.text)
-                last = (q.imagePath, image)
-            }
-            let answer = try pipeline.ask(image: image, question: q.text, template: options.template, options: generation)
+            let answer = try answerer.answer(q.text, image: .file(q.imagePath))
             if VQAScoring.exactMatch(prediction: answer.text, reference: q.reference) { correct += 1 }
         }
         return BenchmarkAccuracy(correct: correct, total: options.questions.count)
