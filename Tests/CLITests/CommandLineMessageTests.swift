@@ -23,7 +23,7 @@ final class CommandLineMessageTests: XCTestCase {
     func testAnUnknownMergeMethodIsOneLine() throws {
         let r = try CLI.run(["ask", "--image", image, "--merge", "foo", "Hi"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.stderrLines, ["llava: error: --merge must be none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, prumerge-plus, crossget, mctf or fastv, got foo"])
+        XCTAssertEqual(r.stderrLines, ["llava: error: --merge must be none, pitome, tome, tofu, dct, diffrate, random, pool, divprune, visionzip, prumerge-plus, crossget, mctf, fastv, vispruner or cdpruner, got foo"])
     }
 
     func testHelpForAnUnknownCommandFails() throws {
