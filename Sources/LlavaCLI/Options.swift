@@ -110,7 +110,7 @@ extension ImageMode: ExpressibleByArgument {}
 
 /// Token merging inside the vision tower.
 struct MergeFlags: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Visual-token reducer: \(Reducers.names).", discussion: Reducers.help))
+    @Option(name: .long, help: ArgumentHelp("Visual-token reducer, each described below.", discussion: Reducers.help))
     var merge: MergeMethod = .none
 
     @Option(name: .long, help: "Fraction of tokens each tower layer keeps (0 < R <= 1), compounded over layers.")
