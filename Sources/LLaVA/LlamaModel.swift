@@ -259,7 +259,7 @@ public final class LlamaForCausalLM {
          progress: ((Int, Int) -> Void)? = nil) throws {
         self.config = config
         let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
-        let p = "language_model.model."
+        let p = ckpt.weightNames.languageModel, head = ckpt.weightNames.lmHead + "weight"
         let v = config.vocabSize, hd = config.hiddenSize
         embedTokens = try ckpt.weight(p + "embed_tokens.weight", shape: [v, hd])
         layers = try (0..<config.numHiddenLayers).map {
@@ -268,8 +268,8 @@ public final class LlamaForCausalLM {
             return layer
         }
         norm = try ckpt.floats(p + "norm.weight", shape: [hd])
-        if ckpt.contains("language_model.lm_head.weight") || !config.tieWordEmbeddings {
-            lmHead = try load("language_model.lm_head.weight", shape: [v, hd])
+        if ckpt.contains(head) || !config.tieWordEmbeddings {
+            lmHead = try load(head, shape: [v, hd])
         } else {
             lmHead = embedTokens
         }

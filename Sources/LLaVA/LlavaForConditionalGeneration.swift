@@ -154,8 +154,9 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     /// against the tokenizer's pieces (an image token that is also a text token would swallow it).
     static func checkAgainstFiles(_ config: LlavaConfiguration, checkpoint: CheckpointFolder,
                                   tokenizer: SentencePieceTokenizer, configPath: String) throws {
-        let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, "language_model.model.layers."),
-                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, "vision_tower.vision_model.encoder.layers.")]
+        let names = checkpoint.weightNames
+        let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, names.languageModel + "layers."),
+                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, names.visionTower + "encoder.layers.")]
         for (field, needed, prefix) in counts {
             let present = checkpoint.layerCount(prefix: prefix)
             if present < needed {
