@@ -310,7 +310,7 @@ public final class LlamaForCausalLM {
     }
 
     /// `forward`, also returning the kept candidates of a cut (indices into `cut.candidates`).
-    func run(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut?) -> (logits: [Float], kept: [Int]?) {
+    public func run(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut?) -> (logits: [Float], kept: [Int]?) {
         let m = embeddings.rows
         precondition(m > 0)
         if let cut {

@@ -179,14 +179,14 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
 
     /// Number of image tokens the tower gives without merging.
     public var fullImageTokens: Int {
-        config.vision.numPatches + 1 - config.visionFeatureSelectStrategy.droppedTokens
+        config.vision.numPatches + visionTower.leadingTokens - config.visionFeatureSelectStrategy.droppedTokens
     }
 
     public var configPath: String { (directory as NSString).appendingPathComponent("config.json") }
 
     /// Throws unless `pixels` is one CHW image at the tower's resolution.
     func checkPixelCount(_ pixels: [Float]) throws {
-        let expected = 3 * config.vision.imageSize * config.vision.imageSize
+        let expected = 3 * visionTower.tileSide * visionTower.tileSide
         guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
     }
 
