@@ -1,4 +1,5 @@
 import Checkpoint
+import Foundation
 @testable import LLaVA
 import XCTest
 
@@ -9,6 +10,20 @@ final class ModelFamilyTests: XCTestCase {
         XCTAssertTrue(ModelFamilies.named("llava") == LlavaFamily.self)
         XCTAssertNil(ModelFamilies.named("qwen2_vl"))
         XCTAssertEqual(CheckpointFamily.knownList, "\"llava\" (LlavaForConditionalGeneration)")
+    }
+
+    /// An unknown model_type is refused in one line naming config.json and listing the known types.
+    func testUnknownModelTypeNamesTheKnownOnes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("model-family-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.json"
+        try Data("{\"model_type\": \"llava_next\"}".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try LlavaConfiguration.load(path: path)) { error in
+            XCTAssertEqual("\(error)", path + ": model_type is \"llava_next\"; the known model types are \"llava\" (LlavaForConditionalGeneration)")
+        }
+        try Data("{\"model_type\": \"llava\"}".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try LlavaConfiguration.load(path: path).family, .llava)
     }
 
     /// Both naming schemes map onto LLaVA's weight names.
