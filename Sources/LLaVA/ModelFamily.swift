@@ -27,6 +27,9 @@ import Tokenizer
 //     (CLIPVisionModel run once per tile, the shared projector, `image_newline` placed as
 //     AnyResFeatureLayout says, the Llama decoder serving Mistral's architecture);
 //   - its line in `ModelFamilies.registered` below.
+//   - the front ends that hold LlavaForConditionalGeneration itself (LlavaPipeline, ChatSession,
+//     ImageCache, the CLI's loader): they take the model the registry picks, through a model
+//     contract over these parts (encode a picture, generate from chunks).
 // A third, such as Qwen2-VL (`qwen2_vl`), adds the same plus its own parts: a vision encoder
 // file (a ViT over 14-px patches with 2-D rotary positions and a 2×2 patch merger as its
 // projector), a decoder file (Qwen2 with multimodal rotary positions, so `LanguageModel` takes
