@@ -4,11 +4,11 @@ import Kernels
 /// A Hugging Face LLaVA checkpoint folder: `config.json` plus either `model.safetensors` or
 /// shards listed in `model.safetensors.index.json`. Every shard is memory-mapped.
 ///
-/// Tensor names are normalised to one scheme, the legacy llava-hf names
-/// (`language_model.model.*`, `vision_tower.vision_model.*`, `multi_modal_projector.*`,
-/// `language_model.lm_head.*`), so checkpoints written by transformers 5
-/// (`model.language_model.*`, `model.vision_tower.*`, `model.multi_modal_projector.*`,
-/// `lm_head.*`) load through the same code.
+/// Tensor names are normalised to one scheme, the family's `WeightNames` (for LLaVA-1.5 the
+/// legacy llava-hf names `language_model.model.*`, `vision_tower.vision_model.*`,
+/// `multi_modal_projector.*`, `language_model.lm_head.*`), so checkpoints written by
+/// transformers 5 (`model.language_model.*`, `model.vision_tower.*`,
+/// `model.multi_modal_projector.*`, `lm_head.*`) load through the same code.
 public final class CheckpointFolder: @unchecked Sendable {
     public let directory: String
     public let config: LlavaConfiguration
@@ -51,7 +51,7 @@ public final class CheckpointFolder: @unchecked Sendable {
     }
 
     private func add(_ name: String, _ file: SafeTensorsFile, _ info: TensorInfo) throws {
-        let canonical = Self.canonicalName(name)
+        let canonical = weightNames.canonical(name)
         if let existing = locations[canonical] {
             throw CheckpointError.invalidHeader(file.path, "tensor \(name) duplicates \(existing.info.name) in \(existing.file.path)")
         }
@@ -79,27 +79,8 @@ public final class CheckpointFolder: @unchecked Sendable {
         (dir as NSString).appendingPathComponent(name)
     }
 
-    /// Maps every naming scheme to the legacy llava-hf names. transformers 5 writes
-    /// `model.language_model.*`, `model.vision_tower.*`, `model.multi_modal_projector.*` and
-    /// `lm_head.*`, and may drop the `vision_model.` level under the vision tower.
-    public static func canonicalName(_ name: String) -> String {
-        let rewrites = [
-            ("model.language_model.", "language_model.model."),
-            ("model.vision_tower.", "vision_tower."),
-            ("model.multi_modal_projector.", "multi_modal_projector."),
-            ("lm_head.", "language_model.lm_head."),
-        ]
-        var out = name
-        for (from, to) in rewrites where name.hasPrefix(from) {
-            out = to + name.dropFirst(from.count)
-            break
-        }
-        let tower = "vision_tower."
-        if out.hasPrefix(tower) && !out.hasPrefix(tower + "vision_model.") {
-            out = tower + "vision_model." + out.dropFirst(tower.count)
-        }
-        return out
-    }
+    /// The family's weight names: the scheme `tensorNames` are in.
+    public var weightNames: WeightNames { config.family.weightNames }
 
     public var tensorNames: [String] { locations.keys.sorted() }
 

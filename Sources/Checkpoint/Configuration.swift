@@ -71,6 +71,8 @@ public enum FeatureSelectStrategy: String, Sendable {
 
 /// The whole LlavaConfig.
 public struct LlavaConfiguration: Sendable, Equatable {
+    /// The family config.json's `model_type` names (LLaVA-1.5 when the file names none).
+    public var family = CheckpointFamily.llava
     public var vision = CLIPVisionConfiguration.llavaDefault
     public var text = LlamaConfiguration()
     public var imageTokenIndex = 32000
@@ -108,8 +110,11 @@ public struct LlavaConfiguration: Sendable, Equatable {
     }
 
     init(json: JSONObject) throws {
-        if let modelType = try json.string("model_type"), modelType != "llava" {
-            throw ConfigIssue("model_type is \"\(modelType)\"; only \"llava\" (LlavaForConditionalGeneration) is supported")
+        if let modelType = try json.string("model_type") {
+            guard let known = CheckpointFamily.named(modelType) else {
+                throw ConfigIssue("model_type is \"\(modelType)\"; the known model types are \(CheckpointFamily.knownList)")
+            }
+            family = known
         }
         if let v = try json.object("vision_config") { vision = try CLIPVisionConfiguration(json: v) }
         if let t = try json.object("text_config") { text = try LlamaConfiguration(json: t) }

@@ -259,7 +259,7 @@ public final class CLIPVisionModel {
          quantization: WeightQuantization = .none) throws {
         self.config = config
         let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
-        let p = "vision_tower.vision_model."
+        let p = ckpt.weightNames.visionTower
         let c = config.hiddenSize, ps = config.patchSize
         classEmbedding = try ckpt.floats(p + "embeddings.class_embedding", shape: [c])
         patchEmbedding = try ckpt.weight(p + "embeddings.patch_embedding.weight", shape: [c, config.numChannels, ps, ps])

@@ -104,12 +104,8 @@ public struct ConversationTemplate: Decodable, Sendable, Equatable {
 /// chunk is encoded on its own with SentencePiece defaults (so each gets the dummy-prefix
 /// space), BOS goes once at the start, and the placeholder becomes `imageTokens` copies of
 /// `imageTokenId`.
-public func tokenizePrompt(_ text: String, tokenizer: SentencePieceTokenizer, imageTokenId: Int, imageTokens: Int, addBOS: Bool = true) throws -> [Int] {
-    var ids: [Int] = addBOS ? [tokenizer.bosId] : []
-    let chunks = text.components(separatedBy: ConversationTemplate.imagePlaceholder)
-    for (i, chunk) in chunks.enumerated() {
-        if i > 0 { ids += Array(repeating: imageTokenId, count: imageTokens) }
-        if !chunk.isEmpty { ids += try tokenizer.encode(chunk) }
-    }
-    return ids
+public func tokenizePrompt(_ text: String, tokenizer: some PromptTokenizer, imageTokenId: Int, imageTokens: Int, addBOS: Bool = true) throws -> [Int] {
+    let placeholders = text.components(separatedBy: ConversationTemplate.imagePlaceholder).count - 1
+    return try promptChunks(text, tokenizer: tokenizer, imagePositions: Array(repeating: imageTokens, count: placeholders),
+                            addBOS: addBOS).ids(imageTokenId: imageTokenId)
 }

@@ -259,7 +259,7 @@ public final class LlamaForCausalLM {
          progress: ((Int, Int) -> Void)? = nil) throws {
         self.config = config
         let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
-        let p = "language_model.model."
+        let p = ckpt.weightNames.languageModel, head = ckpt.weightNames.lmHead + "weight"
         let v = config.vocabSize, hd = config.hiddenSize
         embedTokens = try ckpt.weight(p + "embed_tokens.weight", shape: [v, hd])
         layers = try (0..<config.numHiddenLayers).map {
@@ -268,8 +268,8 @@ public final class LlamaForCausalLM {
             return layer
         }
         norm = try ckpt.floats(p + "norm.weight", shape: [hd])
-        if ckpt.contains("language_model.lm_head.weight") || !config.tieWordEmbeddings {
-            lmHead = try load("language_model.lm_head.weight", shape: [v, hd])
+        if ckpt.contains(head) || !config.tieWordEmbeddings {
+            lmHead = try load(head, shape: [v, hd])
         } else {
             lmHead = embedTokens
         }
@@ -310,7 +310,7 @@ public final class LlamaForCausalLM {
     }
 
     /// `forward`, also returning the kept candidates of a cut (indices into `cut.candidates`).
-    func run(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut?) -> (logits: [Float], kept: [Int]?) {
+    public func run(_ embeddings: Matrix, cache: KVCache, cut: PrefillCut?) -> (logits: [Float], kept: [Int]?) {
         let m = embeddings.rows
         precondition(m > 0)
         if let cut {

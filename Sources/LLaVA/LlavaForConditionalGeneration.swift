@@ -158,8 +158,9 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
     /// against the tokenizer's pieces (an image token that is also a text token would swallow it).
     static func checkAgainstFiles(_ config: LlavaConfiguration, checkpoint: CheckpointFolder,
                                   tokenizer: SentencePieceTokenizer, configPath: String) throws {
-        let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, "language_model.model.layers."),
-                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, "vision_tower.vision_model.encoder.layers.")]
+        let names = checkpoint.weightNames
+        let counts = [("text_config.num_hidden_layers", config.text.numHiddenLayers, names.languageModel + "layers."),
+                      ("vision_config.num_hidden_layers with vision_feature_layer", config.visionLayersToRun, names.visionTower + "encoder.layers.")]
         for (field, needed, prefix) in counts {
             let present = checkpoint.layerCount(prefix: prefix)
             if present < needed {
@@ -182,14 +183,14 @@ public final class LlavaForConditionalGeneration: @unchecked Sendable {
 
     /// Number of image tokens the tower gives without merging.
     public var fullImageTokens: Int {
-        config.vision.numPatches + 1 - config.visionFeatureSelectStrategy.droppedTokens
+        config.vision.numPatches + visionTower.leadingTokens - config.visionFeatureSelectStrategy.droppedTokens
     }
 
     public var configPath: String { (directory as NSString).appendingPathComponent("config.json") }
 
     /// Throws unless `pixels` is one CHW image at the tower's resolution.
     func checkPixelCount(_ pixels: [Float]) throws {
-        let expected = 3 * config.vision.imageSize * config.vision.imageSize
+        let expected = 3 * visionTower.tileSide * visionTower.tileSide
         guard pixels.count == expected else { throw LlavaError.pixelShape(expected: expected, found: pixels.count) }
     }
 

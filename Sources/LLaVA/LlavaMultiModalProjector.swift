@@ -10,7 +10,7 @@ public final class LlavaMultiModalProjector {
     let activation: Activation
 
     init(_ ckpt: CheckpointFolder, config: LlavaConfiguration, quantization: WeightQuantization = .none) throws {
-        let p = "multi_modal_projector."
+        let p = ckpt.weightNames.projector
         let load = LinearLoader(checkpoint: ckpt, quantization: quantization)
         let inDim = config.vision.hiddenSize * config.visionFeatureLayers.count
         let hidden = config.text.hiddenSize

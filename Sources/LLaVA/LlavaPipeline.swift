@@ -97,14 +97,17 @@ public final class LlavaPipeline: @unchecked Sendable {
 
     /// Decodes (after checking the image's declared size) and preprocesses an encoded image.
     public func pixels(decoding bytes: [UInt8], mode: ImageMode, name: String) throws -> [Float] {
-        let processor = ImageProcessor(config: imageConfig, mode: mode)
-        return try processor.process(processor.decode(bytes, name: name), name: name).data
+        let image = try ImageProcessor(config: imageConfig, mode: mode).decode(bytes, name: name)
+        return try pixels(image, mode: mode, name: name)
     }
 
     /// Preprocesses a decoded image; `name` is the file named in errors.
     public func pixels(_ image: RGBImage, mode: ImageMode, name: String = "<image>") throws -> [Float] {
-        try ImageProcessor(config: imageConfig, mode: mode).process(image, name: name).data
+        try processor.tiles(image, mode: mode, name: name).tiles[0]
     }
+
+    /// The family's input processor: one tile per picture, prompts split at `<image>`.
+    public var processor: LlavaProcessor { LlavaProcessor(imageConfig: imageConfig, tokenizer: model.tokenizer) }
 
     /// Image file → embeddings for the language model, merged as `merge` says.
     public func encode(imagePath: String, mode: ImageMode = .crop, merge: VisionMergeSettings = .none,

@@ -188,7 +188,7 @@ public enum QuantizedCheckpoint {
         var rest: [SafeTensorsWriter.Source] = []
         for file in checkpoint.files {
             for info in file.tensors.values {
-                let name = CheckpointFolder.canonicalName(info.name)
+                let name = checkpoint.weightNames.canonical(info.name)
                 guard !replaced.contains(name) else { continue }
                 rest.append(.init(name: name, dtype: info.dtype, shape: info.shape, bytes: file.bytes(of: info)))
             }
