@@ -5,7 +5,8 @@
 
 Starts the server on a free loopback port (file:// images allowed from Prompts/shapes/images,
 bodies up to 1 MiB) and checks: a greedy answer equals `llava ask --json` for the same image,
-question and settings; a streamed answer concatenates to the same text; per-request merge/keep
+question and settings; a streamed answer concatenates to the same text; a two-turn conversation
+answers as `llava chat`'s second turn; stop strings cut whole and streamed answers; per-request merge/keep
 changes usage.prompt_tokens by the image positions removed; a second request with the same
 picture is an image-cache hit; each bad request gets its status and OpenAI's error object and the
 server answers afterwards; /v1/models, /health and /metrics answer; SIGTERM during a streamed
@@ -32,6 +33,7 @@ IMAGE = os.path.join(IMAGES, "shapes_0000.png")
 QUESTION = "Describe the image."
 MAX_TOKENS = 40
 STOP = " and a red"
+FOLLOW_UP = "What color is the cross?"
 
 passed, failed = 0, 0
 
@@ -94,6 +96,11 @@ def main():
     full_visual = expected["visual_tokens"]
     full_prompt = len(expected["prompt_ids"])
 
+    chat = subprocess.run([llava, "chat", "--image", IMAGE, "-n", str(MAX_TOKENS), "-s", "0"],
+                          input=f"{QUESTION}\n{FOLLOW_UP}\n", capture_output=True, text=True, timeout=600, cwd=ROOT)
+    chat_answers = chat.stdout.splitlines()
+    check(chat.returncode == 0 and len(chat_answers) == 2 and chat_answers[0] == expected["text"],
+          f"llava chat answers two questions ({chat_answers})")
     check(len(expected["generated_ids"]) > 5, f"the answer runs to several tokens ({expected['text']!r})")
 
     port = free_port()
@@ -155,6 +162,14 @@ def main():
         check(r2.choices[0].message.content == expected["text"], "a file:// image inside --allowed-media-path")
         check((r2.model_extra or {}).get("timings", {}).get("image_cache_hit") is True,
               "the same picture by file:// hits the cache too")
+
+        conversation = user(QUESTION, data_uri(IMAGE)) + [
+            {"role": "assistant", "content": expected["text"]}, {"role": "user", "content": FOLLOW_UP}]
+        rc = client.chat.completions.create(messages=conversation, **settings)
+        check(rc.choices[0].message.content == chat_answers[-1],
+              f"a second turn answers as llava chat's second turn ({rc.choices[0].message.content!r})")
+        check(rc.usage.prompt_tokens > full_prompt + len(expected["generated_ids"]),
+              f"the second turn's prompt holds the first ({rc.usage.prompt_tokens} tokens)")
 
         for merge, keep in [("tome", 16), ("pitome", 8)]:
             rm = client.chat.completions.create(messages=user(QUESTION, data_uri(IMAGE)),

@@ -15,9 +15,17 @@ final class ServeEngine: @unchecked Sendable {
         var allowedMediaPath: String?
     }
 
+    /// One question of the conversation, with the answer it got (nil for the question to answer).
+    struct Turn: Equatable {
+        var question: String
+        var answer: String?
+    }
+
     /// A checked request, ready to answer.
     struct Job {
-        var question: String
+        var turns: [Turn]
+        /// The last turn's question: the one to answer.
+        var question: String { turns.last?.question ?? "" }
         var image: QuestionAnswerer.Image?
         var settings: RunSettings
         var stop: [String]
@@ -43,6 +51,8 @@ final class ServeEngine: @unchecked Sendable {
     let cache = ImageCache()
     let metrics: ServeMetrics
     private let queue = DispatchQueue(label: "llava.serve.engine")
+    /// Token ids closing each earlier answer (`end_of_answer`, "</s>" being EOS).
+    private let endOfAnswerIds: [Int]
 
     init(pipeline: LlavaPipeline, template: ConversationTemplate, defaults: Defaults, metrics: ServeMetrics) {
         self.pipeline = pipeline
@@ -50,17 +60,21 @@ final class ServeEngine: @unchecked Sendable {
         self.defaults = defaults
         self.modelID = defaults.runSettings.modelID
         self.metrics = metrics
+        let tokenizer = pipeline.model.tokenizer
+        endOfAnswerIds = template.endOfAnswer.components(separatedBy: "</s>").enumerated().flatMap { i, piece in
+            (i > 0 ? [tokenizer.eosId] : []) + ((try? tokenizer.encode(piece)) ?? [])
+        }
     }
 
     // MARK: Checking a request
 
     /// The request's settings, image and question, or the 400 it earns.
     func prepare(_ request: ChatCompletionRequest) throws -> Job {
-        guard let last = request.messages.last(where: { $0.role == "user" }) else {
+        let turns = Self.turns(request.messages)
+        guard let last = turns.last else {
             throw ServeError.invalid("messages: no user message (the last one is the question)")
         }
-        let question = last.text
-        if question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if last.question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw ServeError.invalid("messages: the last user message has no text")
         }
         let urls = request.messages.filter { $0.role == "user" }.flatMap(\.imageURLs)
@@ -70,8 +84,52 @@ final class ServeEngine: @unchecked Sendable {
         var settings = defaults.runSettings
         settings.merge = try mergeSettings(request)
         settings.generation = try generationOptions(request)
-        return Job(question: question, image: try urls.first.map(image(from:)), settings: settings,
+        return Job(turns: turns, image: try urls.first.map(image(from:)), settings: settings,
                    stop: request.stop.filter { !$0.isEmpty })
+    }
+
+    /// The conversation as turns: a user message opens one (consecutive ones are joined by a
+    /// newline), an assistant message answers it; system and other roles are not part of the
+    /// template's prompt, and whatever follows the last user message is left out.
+    static func turns(_ messages: [ChatMessage]) -> [Turn] {
+        var turns: [Turn] = []
+        for message in messages {
+            switch message.role {
+            case "user":
+                if let last = turns.last, last.answer == nil {
+                    turns[turns.count - 1].question = last.question + "\n" + message.text
+                } else {
+                    turns.append(Turn(question: message.text))
+                }
+            case "assistant" where !turns.isEmpty:
+                turns[turns.count - 1].answer = turns[turns.count - 1].answer.map { $0 + "\n" + message.text } ?? message.text
+            default:
+                continue
+            }
+        }
+        if !turns.isEmpty { turns[turns.count - 1].answer = nil }
+        return turns
+    }
+
+    /// The conversation in the template's multi-turn format: the first turn (with the image slot
+    /// when there is an image) exactly as `llava ask` builds it, then per earlier answer its text,
+    /// `end_of_answer` and the next question in `next_turn`. Each piece of text is encoded on its
+    /// own, as `llava chat` does.
+    func promptIds(_ turns: [Turn], imageTokens: Int?) throws -> [Int] {
+        let model = pipeline.model
+        var first = template
+        if imageTokens == nil {
+            first.firstTurn = first.firstTurn.replacingOccurrences(of: ConversationTemplate.imagePlaceholder + "\n", with: "")
+                .replacingOccurrences(of: ConversationTemplate.imagePlaceholder, with: "")
+        }
+        var ids = try tokenizePrompt(first.firstPrompt(question: turns[0].question), tokenizer: model.tokenizer,
+                                     imageTokenId: model.config.imageTokenIndex, imageTokens: imageTokens ?? 0)
+        for (earlier, next) in zip(turns, turns.dropFirst()) {
+            if let answer = earlier.answer, !answer.isEmpty { ids += try model.tokenizer.encode(answer) }
+            ids += endOfAnswerIds
+            ids += try model.tokenizer.encode(template.followUp(question: next.question))
+        }
+        return ids
     }
 
     /// The command line's merge settings, with the request's `merge`, `ratio` and `keep` in place of
@@ -182,26 +240,26 @@ final class ServeEngine: @unchecked Sendable {
             if !out.isEmpty { onText(out) }
         }
         let encoded = try job.image.map { try answerer.encode($0, question: job.question) }
-        let options = job.settings.generation
-        let result: AskResult
+        let image = encoded?.image
+        let ids = try promptIds(job.turns, imageTokens: image?.visualTokens)
+        let g: Generation
         do {
-            result = try encoded.map {
-                try pipeline.ask(image: $0.image, question: job.question, template: template, options: options, onText: emit)
-            } ?? pipeline.ask(question: job.question, template: template, options: options, onText: emit)
+            g = try pipeline.model.generate(ids: ids, imageEmbeddings: image?.embeddings, options: job.settings.generation,
+                                            cut: image?.cut, onText: emit)
         } catch PromptError.tooLong(let tokens, let context, _) {
             throw ServeError.invalid("the prompt is \(tokens) tokens but the model's context is \(context)",
                                      code: "context_length_exceeded")
         }
         let rest = filter.finish()
         if !rest.isEmpty { onText(rest) }
-        let t = result.timings
+        let imageMs = (image?.imageMs ?? 0) + (image?.visionMs ?? 0)
         let completion = Completion(
             text: filter.text,
-            finishReason: filter.stopped || result.stopReason == .eos ? "stop" : "length",
-            usage: Usage(promptTokens: result.promptIds.count, completionTokens: result.generatedIds.count),
-            timings: ServeTimings(promptMs: t.imageMs + t.visionMs + t.prefillMs, firstTokenMs: t.ttftMs,
-                                  predictedMs: t.decodeMs, predictedPerSecond: t.decodeTokensPerS,
-                                  visualTokens: result.visualTokens, imageCacheHit: encoded?.hit ?? false))
+            finishReason: filter.stopped || g.stopReason == .eos ? "stop" : "length",
+            usage: Usage(promptTokens: ids.count, completionTokens: g.generatedIds.count),
+            timings: ServeTimings(promptMs: imageMs + g.prefillMs, firstTokenMs: imageMs + g.firstTokenMs,
+                                  predictedMs: g.decodeMs, predictedPerSecond: g.decodeTokensPerSecond,
+                                  visualTokens: image?.keptVisualTokens ?? 0, imageCacheHit: encoded?.hit ?? false))
         metrics.record(completion)
         return completion
     }

@@ -60,6 +60,16 @@ final class ServeRequestTests: XCTestCase {
         }
     }
 
+    func testTurnsPairQuestionsWithAnswers() throws {
+        let r = try decode("""
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one"},
+          {"role": "assistant", "content": "1"}, {"role": "user", "content": "two"}, {"role": "user", "content": "three"},
+          {"role": "assistant", "content": "prefilled"}]}
+        """)
+        XCTAssertEqual(ServeEngine.turns(r.messages), [.init(question: "one", answer: "1"), .init(question: "two\nthree")])
+        XCTAssertEqual(ServeEngine.turns(try decode(#"{"messages": [{"role": "system", "content": "x"}]}"#).messages), [])
+    }
+
     func testStopFilterCutsAcrossPieces() {
         let filter = StopFilter(["STOP"])
         let out = ["The an", "swer ST", "O", "P and more"].map { filter.feed($0) }
