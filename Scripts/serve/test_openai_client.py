@@ -9,7 +9,7 @@ question and settings; a streamed answer concatenates to the same text; a two-tu
 answers as `llava chat`'s second turn; stop strings cut whole and streamed answers; per-request merge/keep
 changes usage.prompt_tokens by the image positions removed; a second request with the same
 picture is an image-cache hit; each bad request gets its status and OpenAI's error object and the
-server answers afterwards; /v1/models, /health and /metrics answer; SIGTERM during a streamed
+server answers afterwards; concurrent requests queue; /v1/models, /health and /metrics answer; SIGTERM during a streamed
 answer lets it finish and the server exits 0. Prints `N passed, M failed`; exits 1 on a failure.
 """
 
@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -225,6 +226,17 @@ def main():
         text_only = client.chat.completions.create(messages=[{"role": "user", "content": "Hello?"}], **settings)
         check(isinstance(text_only.choices[0].message.content, str) and text_only.usage.prompt_tokens > 0,
               "a text-only question (content as a string)")
+
+        answers = []
+        workers = [threading.Thread(target=lambda: answers.append(client.chat.completions.create(
+            messages=user(QUESTION, data_uri(IMAGE)), **settings).choices[0].message.content)) for _ in range(3)]
+        for w in workers:
+            w.start()
+        with urllib.request.urlopen(base + "/health", timeout=10) as h:
+            check(h.status == 200, "GET /health answers while requests queue")
+        for w in workers:
+            w.join()
+        check(answers == [expected["text"]] * 3, "three concurrent requests queue and each gets the answer")
 
         with urllib.request.urlopen(base + "/metrics", timeout=10) as m:
             metrics = m.read().decode()

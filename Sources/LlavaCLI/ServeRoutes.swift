@@ -17,11 +17,12 @@ func serveRouter(engine: ServeEngine, maxBodyBytes: Int) -> Router<BasicRequestC
     router.post("v1/chat/completions") { request, _ in
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
+        let data = Data(body.readableBytesView)
         let parsed: ChatCompletionRequest
         do {
-            parsed = try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(body.readableBytesView))
+            parsed = try JSONDecoder().decode(ChatCompletionRequest.self, from: data)
         } catch {
-            throw ServeError(decoding: error)
+            throw ServeError(decoding: error, body: data)
         }
         let job = try engine.prepare(parsed)
         let id = "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()

@@ -225,14 +225,17 @@ struct ServeError: Error, CustomStringConvertible {
 }
 
 extension ServeError {
-    /// A decoding failure in a sentence that names the field: "messages[0].content: expected a string or …".
-    init(decoding error: Error) {
+    /// A decoding failure in a sentence that names the field: "max_tokens: expected Int: …".
+    /// `body` tells JSON that does not parse from a number that does not fit its field.
+    init(decoding error: Error, body: Data? = nil) {
         func path(_ keys: [CodingKey]) -> String {
             let text = keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
             return text.hasPrefix(".") ? String(text.dropFirst()) : text
         }
         let message: String
         switch error as? DecodingError {
+        case .typeMismatch(_, let context)? where context.codingPath.isEmpty:
+            message = "the body must be a JSON object"
         case .typeMismatch(let type, let context)?:
             message = "\(path(context.codingPath)): expected \(type == Any.self ? "another type" : "\(type)"): \(context.debugDescription)"
         case .valueNotFound(_, let context)?:
@@ -241,7 +244,13 @@ extension ServeError {
             message = "\(path(context.codingPath + [key])): required field missing"
         case .dataCorrupted(let context)?:
             let at = path(context.codingPath)
-            message = at.isEmpty ? "the body is not valid JSON" : "\(at): \(context.debugDescription)"
+            if !at.isEmpty {
+                message = "\(at): \(context.debugDescription)"
+            } else if let body, (try? JSONSerialization.jsonObject(with: body)) != nil {
+                message = "a number in the body does not fit its field (a fraction, a negative or a too large number where a count or seed goes)"
+            } else {
+                message = "the body is not valid JSON"
+            }
         default:
             message = "the body is not valid JSON"
         }

@@ -56,7 +56,14 @@ final class ServeRequestTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try decode("{not json")) { error in
-            XCTAssertEqual(ServeError(decoding: error).message, "the body is not valid JSON")
+            XCTAssertEqual(ServeError(decoding: error, body: Data("{not json".utf8)).message, "the body is not valid JSON")
+        }
+        XCTAssertThrowsError(try decode("[]")) { error in
+            XCTAssertEqual(ServeError(decoding: error).message, "the body must be a JSON object")
+        }
+        let negativeSeed = #"{"messages": [], "seed": -1}"#
+        XCTAssertThrowsError(try decode(negativeSeed)) { error in
+            XCTAssertTrue(ServeError(decoding: error, body: Data(negativeSeed.utf8)).message.hasPrefix("a number in the body does not fit"))
         }
     }
 
