@@ -51,7 +51,7 @@ struct Serve: ParsableCommand {
             _ = try pipeline.model.contextSize(settings.generation)
             _ = try pipeline.model.plannedVisualTokens(settings.merge)
             let media = allowedMediaPath.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
-            let engine = ServeEngine(
+            let engine = try ServeEngine(
                 pipeline: pipeline, template: template,
                 defaults: .init(runSettings: settings, mergeFlags: merge, generationFlags: generation, allowedMediaPath: media),
                 metrics: ServeMetrics(registry: ServeMetrics.bootstrap()))

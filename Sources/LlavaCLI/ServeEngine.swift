@@ -54,16 +54,19 @@ final class ServeEngine: @unchecked Sendable {
     /// Token ids closing each earlier answer (`end_of_answer`, "</s>" being EOS).
     private let endOfAnswerIds: [Int]
 
-    init(pipeline: LlavaPipeline, template: ConversationTemplate, defaults: Defaults, metrics: ServeMetrics) {
+    init(pipeline: LlavaPipeline, template: ConversationTemplate, defaults: Defaults, metrics: ServeMetrics) throws {
         self.pipeline = pipeline
         self.template = template
         self.defaults = defaults
         self.modelID = defaults.runSettings.modelID
         self.metrics = metrics
         let tokenizer = pipeline.model.tokenizer
-        endOfAnswerIds = template.endOfAnswer.components(separatedBy: "</s>").enumerated().flatMap { i, piece in
-            (i > 0 ? [tokenizer.eosId] : []) + ((try? tokenizer.encode(piece)) ?? [])
+        var closing: [Int] = []
+        for (i, piece) in template.endOfAnswer.components(separatedBy: "</s>").enumerated() {
+            if i > 0 { closing.append(tokenizer.eosId) }
+            if !piece.isEmpty { closing += try tokenizer.encode(piece) }
         }
+        endOfAnswerIds = closing
     }
 
     // MARK: Checking a request
