@@ -7,7 +7,7 @@ import PackageDescription
 //   Checkpoint (safetensors, config.json)  Tokenizer  Imaging  VQAEval (question/answer files, scoring)
 //   LLaVA (CLIP vision tower, projector, Llama decoder, generation; run settings, question answerer)
 //   LlavaBenchmark (timing and accuracy across merge settings, with VQAEval's scoring)
-//   LlavaCLI (the `llava` executable)
+//   LlavaCLI (the `llava` executable; `llava serve` on Hummingbird, swift-log and swift-metrics with Prometheus)
 let package = Package(
     name: "llava-swift",
     products: [
@@ -20,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl")]),
@@ -54,7 +58,11 @@ let package = Package(
         .executableTarget(
             name: "LlavaCLI",
             dependencies: ["LLaVA", "LlavaBenchmark", "VQAEval", "CCairo", "CEditLine",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         // Test support for every test target: fixture paths, fixture JSON without force casts, array assertions.
         .target(name: "FixtureLocations", path: "Tests/FixtureLocations"),

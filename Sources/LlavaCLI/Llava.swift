@@ -15,7 +15,7 @@ struct Llava: ParsableCommand {
         the examples stand for a real LLaVA-1.5 checkpoint folder.
         """,
         version: version,
-        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self, Quantize.self]
+        subcommands: [Ask.self, Eval.self, Bench.self, MergeMap.self, Chat.self, Quantize.self, Serve.self]
     )
 
     /// Fixes the BLAS environment (see `BLASEnvironment`), then parses and runs the command.

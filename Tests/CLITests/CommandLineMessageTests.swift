@@ -30,7 +30,7 @@ final class CommandLineMessageTests: XCTestCase {
         let r = try CLI.run(["help", "nosuch"])
         XCTAssertEqual(r.status, 1)
         XCTAssertEqual(r.stdout, "")
-        XCTAssertEqual(r.stderrLines, ["llava: error: no command llava nosuch (commands: ask, eval, bench, merge-map, chat, quantize)"])
+        XCTAssertEqual(r.stderrLines, ["llava: error: no command llava nosuch (commands: ask, eval, bench, merge-map, chat, quantize, serve)"])
         let sub = try CLI.run(["help", "eval", "nosuch"])
         XCTAssertEqual(sub.status, 1)
         XCTAssertEqual(try CLI.run(["help", "eval", "run"]).status, 0)
