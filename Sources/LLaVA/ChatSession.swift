@@ -105,13 +105,7 @@ public final class ChatSession {
         }
         headText = template.system + parts[0] + ConversationTemplate.imagePlaceholder
         firstTurnTail = parts[1]
-        let tokenizer = pipeline.model.tokenizer
-        var closing: [Int] = []
-        for (i, piece) in template.endOfAnswer.components(separatedBy: "</s>").enumerated() {
-            if i > 0 { closing.append(tokenizer.eosId) }
-            if !piece.isEmpty { closing += try tokenizer.encode(piece) }
-        }
-        endOfAnswerIds = closing
+        endOfAnswerIds = try template.endOfAnswerIds(pipeline.model.tokenizer)
         let model = pipeline.model
         cache = model.languageModel.makeCache(capacity: min(context, model.fullImageTokens + 512))
     }
@@ -119,7 +113,7 @@ public final class ChatSession {
     /// Decodes, preprocesses and encodes an image file, then starts a new conversation about it.
     @discardableResult
     public func load(imagePath path: String) throws -> ChatImageInfo {
-        if merge.questionKey("") != nil {
+        if merge.readsQuestion {
             let start = DispatchTime.now()
             let pixels = try pipeline.pixels(imagePath: path, mode: imageMode)
             let planned = try model.plannedVisualTokens(merge) ?? model.fullImageTokens

@@ -109,3 +109,16 @@ public func tokenizePrompt(_ text: String, tokenizer: some PromptTokenizer, imag
     return try promptChunks(text, tokenizer: tokenizer, imagePositions: Array(repeating: imageTokens, count: placeholders),
                             addBOS: addBOS).ids(imageTokenId: imageTokenId)
 }
+
+extension ConversationTemplate {
+    /// The token ids that close an answer in a conversation: `end_of_answer` encoded piece by
+    /// piece, with each "</s>" as the EOS id.
+    public func endOfAnswerIds(_ tokenizer: SentencePieceTokenizer) throws -> [Int] {
+        var closing: [Int] = []
+        for (i, piece) in endOfAnswer.components(separatedBy: "</s>").enumerated() {
+            if i > 0 { closing.append(tokenizer.eosId) }
+            if !piece.isEmpty { closing += try tokenizer.encode(piece) }
+        }
+        return closing
+    }
+}

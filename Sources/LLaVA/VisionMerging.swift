@@ -121,8 +121,11 @@ extension VisionMergeSettings {
     /// The question an image's encoding depends on under these settings: `question` for a
     /// question-aware reducer, nil otherwise (so caches share entries across questions).
     public func questionKey(_ question: String?) -> String? {
-        isActive && options.method.needs.contains(.question) ? question.map(Self.relevanceText) : nil
+        readsQuestion ? question.map(Self.relevanceText) : nil
     }
+
+    /// Whether the image's encoding depends on the question (a question-aware reducer is active).
+    public var readsQuestion: Bool { isActive && options.method.needs.contains(.question) }
 }
 
 /// Connects a `TokenMerger` to the CLIP tower.
@@ -227,7 +230,7 @@ extension LlavaForConditionalGeneration {
                             question: String? = nil) throws -> (embeddings: Matrix, sources: [[Int]]?) {
         let method = settings.options.method
         var textEmbeds: Matrix?
-        if settings.isActive && method.needs.contains(.question) {
+        if settings.readsQuestion {
             guard let encoder = questionEncoder else { throw LlavaError.questionEncoderMissing(method) }
             guard let question else { throw LlavaError.questionMissing(method) }
             textEmbeds = try stage("merge.text") { try encoder.textEmbeddings(VisionMergeSettings.relevanceText(question)) }

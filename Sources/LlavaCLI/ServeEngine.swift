@@ -60,13 +60,7 @@ final class ServeEngine: @unchecked Sendable {
         self.defaults = defaults
         self.modelID = defaults.runSettings.modelID
         self.metrics = metrics
-        let tokenizer = pipeline.model.tokenizer
-        var closing: [Int] = []
-        for (i, piece) in template.endOfAnswer.components(separatedBy: "</s>").enumerated() {
-            if i > 0 { closing.append(tokenizer.eosId) }
-            if !piece.isEmpty { closing += try tokenizer.encode(piece) }
-        }
-        endOfAnswerIds = closing
+        endOfAnswerIds = try template.endOfAnswerIds(pipeline.model.tokenizer)
     }
 
     // MARK: Checking a request

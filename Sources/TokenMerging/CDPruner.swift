@@ -116,8 +116,7 @@ public enum CDPruner {
 
     /// The plan keeping the selected rows of the projector's output, in their original order.
     public static func plan(features: Matrix, imageEmbeds: Matrix, textEmbeds: Matrix, keep k: Int) -> MergePlan {
-        MergePlan(inputRows: features.rows,
-                  groups: select(features: features, imageEmbeds: imageEmbeds, textEmbeds: textEmbeds, keep: k).map { [$0] })
+        .keeping(select(features: features, imageEmbeds: imageEmbeds, textEmbeds: textEmbeds, keep: k), of: features.rows)
     }
 }
 

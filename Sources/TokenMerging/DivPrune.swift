@@ -55,7 +55,7 @@ public enum DivPrune {
 
     /// The plan keeping the `keep` picked rows in their original order.
     public static func plan(features: Matrix, keep k: Int) -> MergePlan {
-        MergePlan(inputRows: features.rows, groups: selectionOrder(features: features, keep: k).sorted().map { [$0] })
+        .keeping(selectionOrder(features: features, keep: k).sorted(), of: features.rows)
     }
 
     private static func firstLargest(_ values: [Float], excluding excluded: [Bool]) -> Int {

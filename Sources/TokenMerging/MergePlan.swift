@@ -67,6 +67,11 @@ public struct MergePlan: Equatable, Sendable {
         MergePlan(checking: rows, members: Array(0..<rows), starts: Array(0...rows))
     }
 
+    /// Only `kept` of `rows` rows, each on its own, in the order given (pruning).
+    public static func keeping(_ kept: [Int], of rows: Int) -> MergePlan {
+        MergePlan(inputRows: rows, groups: kept.map { [$0] })
+    }
+
     public var outputRows: Int { starts.count - 1 }
 
     /// The input rows of output row `k`, its surviving row first.

@@ -74,6 +74,16 @@ public struct LayerStep: Equatable, Sendable {
             Stage(name: name, removal: removal, maxRemoval: { $0 / 2 }, largestInput: { 2 * $0 },  // ceil(p/2) ≤ t
                   needsReceivedAttention: needsReceivedAttention, plan: plan, reduction: reduction, finish: finish)
         }
+
+        /// A stage that cuts once to the budget (at least one patch token left): K tokens, or
+        /// int(round(ρ·P)) for a ratio, as `MergeSchedule.outputBudget` counts them.
+        static func cutOnce(name: String, needsKeys: Bool = false, needsCLSAttention: Bool = false,
+                            plan: @escaping @Sendable (LayerStep, StageInput) -> MergePlan,
+                            reduction: (@Sendable ([Float], StageInput) -> Reduction)? = nil) -> Stage {
+            Stage(name: name, removal: { p, ratio in p - DivPrune.keptCount(tokens: p, ratio: ratio) },
+                  maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, cutsToBudget: true,
+                  needsKeys: needsKeys, needsCLSAttention: needsCLSAttention, plan: plan, reduction: reduction)
+        }
     }
 
     public let layer: Int

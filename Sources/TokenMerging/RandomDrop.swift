@@ -17,7 +17,7 @@ public enum RandomDrop {
         }
         var dropped = [Bool](repeating: false, count: n)
         for t in patches[..<r] { dropped[t] = true }
-        return MergePlan(inputRows: n, groups: (0..<n).filter { !dropped[$0] }.map { [$0] })
+        return .keeping((0..<n).filter { !dropped[$0] }, of: n)
     }
 }
 

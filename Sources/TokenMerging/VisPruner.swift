@@ -82,8 +82,7 @@ public enum VisPruner {
     /// The plan keeping the selected patch rows, in their original order.
     public static func plan(features: Matrix, clsAttention: [Float], keep t: Int,
                             importantRatio r: Double = defaultImportantRatio) -> MergePlan {
-        MergePlan(inputRows: features.rows,
-                  groups: select(features: features, clsAttention: clsAttention, keep: t, importantRatio: r).map { [$0] })
+        .keeping(select(features: features, clsAttention: clsAttention, keep: t, importantRatio: r), of: features.rows)
     }
 }
 
@@ -101,16 +100,14 @@ extension VisPruner: TokenReducer {
 extension LayerStep.Stage {
     /// VisPruner on the feature layer's output (row 0, CLS, is kept and passed on; the patch rows
     /// are selected).
-    public static let visPruner = LayerStep.Stage(
-        name: "visPruner",
-        removal: { p, ratio in p - MergeSchedule.outputBudget(options: MergeOptions(method: .visPruner, ratio: ratio), patchTokens: p) },
-        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, cutsToBudget: true, needsCLSAttention: true,
+    public static let visPruner = cutOnce(
+        name: "visPruner", needsCLSAttention: true,
         plan: { step, input in
             let n = input.metric.rows
             let kept = VisPruner.select(features: input.metric.gatherRows(Array(1..<n)),
                                         clsAttention: Array(input.clsAttention![1...]), keep: n - 1 - step.remove,
                                         importantRatio: input.options.importantRatio)
-            return MergePlan(inputRows: n, groups: [[0]] + kept.map { [$0 + 1] })
+            return .keeping([0] + kept.map { $0 + 1 }, of: n)
         })
 }
 

@@ -73,11 +73,8 @@ extension VisionZip: TokenReducer {
 }
 
 extension LayerStep.Stage {
-    public static let visionZip = LayerStep.Stage(
-        name: "visionZip",
-        removal: { p, ratio in p - MergeSchedule.outputBudget(options: MergeOptions(method: .visionZip, ratio: ratio), patchTokens: p) },
-        maxRemoval: { max(0, $0 - 1) }, largestInput: { _ in Int.max }, cutsToBudget: true,
-        needsKeys: true, needsCLSAttention: true,
+    public static let visionZip = cutOnce(
+        name: "visionZip", needsKeys: true, needsCLSAttention: true,
         plan: { step, input in
             let split = VisionZip.split(keep: input.metric.rows - 1 - step.remove)
             return VisionZip.plan(metric: input.metric, clsAttention: input.clsAttention!,
